@@ -1,0 +1,92 @@
+"""The cffi builder for ``orchestrator_spawn._core``: cdef + set_source, nothing else.
+
+Every ``csrc/*_api.h`` is a plain C header that serves both the compiler and
+cffi: for the cdef, ``#define NAME value`` becomes ``#define NAME ...`` (the
+compiler fills the value in) and every other preprocessor line is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from cffi import FFI
+
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
+_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+\S.*$")
+
+
+def _cdef_text(header: Path) -> str:
+    lines = []
+    for line in header.read_text().splitlines():
+        stripped = line.strip()
+        match = _DEFINE.match(stripped)
+        if match:
+            lines.append(f"#define {match.group(1)} ...")
+        elif not stripped.startswith("#"):
+            lines.append(line)
+    return "\n".join(lines)
+
+
+def _pcre2_flags() -> tuple[list[str], list[str]]:
+    """Compiler and linker flags for the 8-bit PCRE2 library.
+
+    ``ORCHESTRATOR_SPAWN_PCRE2_CFLAGS`` / ``_LIBS`` override (wheel builds link a
+    static PCRE2 that way); otherwise ``pcre2-config`` or ``pkg-config`` decide.
+    """
+    cflags = os.environ.get("ORCHESTRATOR_SPAWN_PCRE2_CFLAGS")
+    libs = os.environ.get("ORCHESTRATOR_SPAWN_PCRE2_LIBS")
+    if cflags is not None or libs is not None:
+        return shlex.split(cflags or ""), shlex.split(libs or "-lpcre2-8")
+    for probe in (["pcre2-config", "--cflags"], ["pkg-config", "--cflags", "libpcre2-8"]):
+        try:
+            found_cflags = subprocess.check_output(probe, text=True).split()
+            lib_probe = (
+                ["pcre2-config", "--libs8"]
+                if probe[0] == "pcre2-config"
+                else ["pkg-config", "--libs", "libpcre2-8"]
+            )
+            return found_cflags, subprocess.check_output(lib_probe, text=True).split()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return [], ["-lpcre2-8"]
+
+
+def _relative(path: Path) -> str:
+    # setuptools wants source paths relative to the project root.
+    return os.path.relpath(path, os.getcwd())
+
+
+_headers = sorted(CSRC.glob("*_api.h"))
+_sources = sorted(CSRC.glob("*.c"))
+_pcre2_cflags, _pcre2_libs = _pcre2_flags()
+
+ffibuilder = FFI()
+for _header in _headers:
+    ffibuilder.cdef(_cdef_text(_header))
+
+ffibuilder.set_source(
+    "orchestrator_spawn._core",
+    "\n".join(f'#include "{h.name}"' for h in _headers),
+    sources=[_relative(s) for s in _sources],
+    include_dirs=[_relative(CSRC)],
+    define_macros=[("_GNU_SOURCE", "1")] if sys.platform.startswith("linux") else [],
+    extra_compile_args=[
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Wno-unused-parameter",
+        "-fvisibility=hidden",
+        *_pcre2_cflags,
+    ],
+    extra_link_args=_pcre2_libs,
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

@@ -1,0 +1,1 @@
+"""Per-OS exit notification (pidfd on Linux, kqueue on macOS)."""
