@@ -1,0 +1,58 @@
+/*
+ * redact_api.h: the streaming multi-pattern redaction engine (PCRE2).
+ *
+ * Agreed interface between the redaction engine (csrc/redact*.c) and its
+ * users (orchestrator_spawn/_native.py, the native pump in csrc/pump.c).
+ * Signatures below are fixed; functions may be added.
+ *
+ * Return codes are 0 on success, or a negative value: -errno (-ENOMEM, ...)
+ * or one of the OS_REDACT_E_* codes.
+ */
+#ifndef OS_REDACT_API_H
+#define OS_REDACT_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OS_REDACT_IGNORE_CASE 1
+
+#define OS_REDACT_E_COMPILE -1001    /* a pattern does not compile */
+#define OS_REDACT_E_EMPTY_MATCH -1002 /* a pattern can match the empty string */
+
+/* A compiled, immutable pattern set; may be shared by redactors of many
+ * threads. Must outlive every redactor made from it. */
+typedef struct os_pattern_set os_pattern_set;
+
+/* One stream's state; used by one thread at a time. */
+typedef struct os_redactor os_redactor;
+
+/* Compile patterns (PCRE2 syntax) and literals (matched exactly, escaped by
+ * the engine) into one set, in that order of precedence. On failure,
+ * *err_index is the index of the offending entry (patterns first, then
+ * literals), *err_offset the offset in it, err_msg a NUL-terminated message. */
+int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
+                       size_t n_patterns, const char *const *literals,
+                       const size_t *literal_lens, size_t n_literals,
+                       uint32_t flags, os_pattern_set **out, size_t *err_index,
+                       size_t *err_offset, char *err_msg, size_t err_msg_len);
+void os_pattern_set_free(os_pattern_set *set);
+
+/* A new stream over `set`; NULL on allocation failure. */
+os_redactor *os_redactor_new(const os_pattern_set *set,
+                             const uint8_t *replacement, size_t replacement_len,
+                             size_t max_hold);
+void os_redactor_free(os_redactor *r);
+
+/* Feed bytes. Whatever can be decided is appended to the redactor's pending
+ * output; the rest (at most max_hold bytes plus the pattern look-behind) is
+ * held. Returns 0 or -ENOMEM. */
+int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len);
+
+/* End of stream: everything held is decided and appended to the output. */
+int os_redactor_finish(os_redactor *r);
+
+/* The pending output (valid until the next call on r) and its consumption. */
+const uint8_t *os_redactor_output(os_redactor *r, size_t *len);
+void os_redactor_consume(os_redactor *r, size_t n);
+
+#endif
