@@ -92,10 +92,8 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
 def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | None]:
     """The child's envp and the PATH it holds (None if it has none)."""
     if env is None:
-        source: Iterable[tuple[bytes, bytes]] = os.environb.items()
-        pairs = list(source)
-    else:
-        pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
+        return _inherited_env()
+    pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
     envp = []
     path = None
     for key, value in pairs:
@@ -107,6 +105,16 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | Non
             path = value
         envp.append(key + b"=" + value)
     return envp, path
+
+
+def _inherited_env() -> tuple[list[bytes], bytes | None]:
+    # os.environ keeps its data encoded in ``_data`` (bytes on POSIX), already
+    # validated by putenv; reading it directly is ~10x faster than iterating
+    # os.environb, which decodes and re-encodes every item.
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):  # pragma: no cover - another Python
+        data = dict(os.environb)
+    return [key + b"=" + value for key, value in data.items()], data.get(b"PATH")
 
 
 def _fd_of(spec: Any, name: str) -> int:
