@@ -260,13 +260,16 @@ def spawn(
     if b"/" not in program:
         search_path = env_path if env_path is not None else os.fsencode(os.defpath)
     rlimits = limits.as_rlimits() if limits is not None else _NO_LIMITS
-    kept_fds = _pass_fds(pass_fds)
+    kept_fds = _pass_fds(pass_fds) if pass_fds else ()
 
     plan = _StdioPlan()
     try:
-        plan.add(0, stdin, "stdin")
-        plan.add(1, stdout, "stdout")
-        plan.add(2, stderr, "stderr")
+        if stdin is not None:
+            plan.add(0, stdin, "stdin")
+        if stdout is not None:
+            plan.add(1, stdout, "stdout")
+        if stderr is not None:
+            plan.add(2, stderr, "stderr")
         pid, pidfd = _native.native_spawn(
             program=program,
             search_path=search_path,
@@ -285,7 +288,10 @@ def spawn(
         raise
     plan.close_child_ends()
     notifier = _platform.exit_notifier(pid, pidfd)
-    child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
+    if plan.parent_fds == [None, None, None]:
+        child_stdin = child_stdout = child_stderr = None
+    else:
+        child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
     return Child._create(
         pid=pid,
         pgid=pid if process_group else None,
