@@ -77,6 +77,11 @@ class ResourceLimits:
 _NO_LIMITS = (-1, -1, -1, -1)
 
 
+def _pack(items: Sequence[bytes]) -> bytes:
+    """NUL-terminated strings back to back, the form the C core splits."""
+    return b"\0".join(items) + b"\0" if items else b""
+
+
 def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a sequence of arguments, not a single string")
@@ -89,14 +94,15 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
     return args
 
 
-def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | None]:
-    """The child's envp and the PATH it holds (None if it has none)."""
+def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes, int, bytes | None]:
+    """The child's environment packed for the C core, its entry count, and the
+    PATH it holds (None if it has none)."""
     if env is None:
         return _inherited_env()
-    pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
     envp = []
     path = None
-    for key, value in pairs:
+    for raw_key, raw_value in env.items():
+        key, value = os.fsencode(raw_key), os.fsencode(raw_value)
         if b"=" in key or b"\0" in key:
             raise ValueError(f"illegal environment variable name {os.fsdecode(key)!r}")
         if b"\0" in value:
@@ -104,17 +110,17 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | Non
         if key == b"PATH":
             path = value
         envp.append(key + b"=" + value)
-    return envp, path
+    return _pack(envp), len(envp), path
 
 
-def _inherited_env() -> tuple[list[bytes], bytes | None]:
+def _inherited_env() -> tuple[bytes, int, bytes | None]:
     # os.environ keeps its data encoded in ``_data`` (bytes on POSIX), already
     # validated by putenv; reading it directly is ~10x faster than iterating
     # os.environb, which decodes and re-encodes every item.
     data = getattr(os.environ, "_data", None)
     if not isinstance(data, dict):  # pragma: no cover - another Python
         data = dict(os.environb)
-    return [key + b"=" + value for key, value in data.items()], data.get(b"PATH")
+    return _pack(list(map(b"=".join, data.items()))), len(data), data.get(b"PATH")
 
 
 def _fd_of(spec: Any, name: str) -> int:
@@ -249,7 +255,7 @@ def spawn(
     which case it was already reaped.
     """
     args = _encode_argv(argv)
-    envp, env_path = _encode_env(env)
+    env_block, env_count, env_path = _encode_env(env)
     cwd_bytes = None
     if cwd is not None:
         cwd_bytes = os.fsencode(cwd)
@@ -273,8 +279,10 @@ def spawn(
         pid, pidfd = _native.native_spawn(
             program=program,
             search_path=search_path,
-            argv=args,
-            envp=envp,
+            argv_block=_pack(args),
+            argc=len(args),
+            env_block=env_block,
+            envc=env_count,
             cwd=cwd_bytes,
             stdio=(plan.child_fds[0], plan.child_fds[1], plan.child_fds[2]),
             pass_fds=kept_fds,
