@@ -39,11 +39,7 @@ def run_capture(argv: list[str], **kwargs: object) -> tuple[int, bytes]:
 
 
 def zombie_children() -> list[int]:
-    return [
-        p.pid
-        for p in psutil.Process().children()
-        if p.status() == psutil.STATUS_ZOMBIE  # type: ignore[no-untyped-call]
-    ]
+    return [p.pid for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture
@@ -471,7 +467,7 @@ def test_value_errors_before_fork(argv: list[str], kwargs: dict[str, object], me
 
 def test_argv_must_be_a_sequence() -> None:
     with pytest.raises(TypeError):
-        spawn("true")  # type: ignore[arg-type]
+        spawn("true")
 
 
 def test_private_sandbox_plan_none_is_plain_spawn() -> None:
