@@ -71,8 +71,10 @@ def dead(pid: int, timeout: float = 10.0) -> bool:
 
 
 def reaped(pid: int) -> bool:
+    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
+    zombie it finds, which only happens when the answer is False anyway.)"""
     try:
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return True
     return False
