@@ -254,7 +254,11 @@ class Child:
 
     def close(self) -> None:
         """Kills the process group if the child still runs, reaps it, and
-        closes the parent's pipe ends. Idempotent."""
+        closes the parent's pipe ends. Idempotent.
+
+        It blocks until the killed child is reaped (normally well under a
+        millisecond); in async code prefer ``await child.kill()`` or
+        ``async with child:``."""
         if not self._try_reap():
             self.start_kill()
             self.wait_blocking()
