@@ -513,3 +513,22 @@ def test_many_threads_spawning_while_others_allocate(no_new_zombies: None) -> No
         t.join()
     assert not any(t.is_alive() for t in spawners), "spawner threads deadlocked"
     assert errors == []
+
+
+@linux_only
+def test_concurrent_spawns_do_not_leak_each_others_pipes() -> None:
+    # Thread A's freshly created pipe must never show up in thread B's child.
+    leaks: list[set[int]] = []
+
+    def worker() -> None:
+        for _ in range(40):
+            fds = _child_fds(stdin=PIPE, stderr=PIPE)
+            if fds != {0, 1, 2}:
+                leaks.append(fds)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert leaks == []
