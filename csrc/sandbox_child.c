@@ -283,6 +283,8 @@ static int apply_landlock(const struct os_sandbox_plan *plan) {
         attr.handled_access_net = OS_LL_NET_BIND_TCP | OS_LL_NET_CONNECT_TCP;
     if (abi >= 6)
         attr.scoped = OS_LL_SCOPE_ABSTRACT_UNIX_SOCKET | OS_LL_SCOPE_SIGNAL;
+    if (attr.handled_access_fs == 0 && attr.handled_access_net == 0 && attr.scoped == 0)
+        return 0; /* nothing this ABI could restrict for the plan */
     size_t size = abi >= 6 ? 24 : (abi >= 4 ? 16 : 8);
 
     int ruleset = (int)syscall(__NR_landlock_create_ruleset, &attr, size, 0);
