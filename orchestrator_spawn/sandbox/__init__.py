@@ -30,8 +30,8 @@ __all__ = [
 _PLATFORM: str = sys.platform
 
 BACKEND_HOST = "host"
-BACKEND_LINUX = "linux-userns-landlock-seccomp"
-BACKEND_MACOS = "macos-seatbelt"
+BACKEND_LINUX = "linux_native"  # the seed's backend labels
+BACKEND_MACOS = "macos_seatbelt"
 
 
 def _backend_name() -> str:
@@ -39,7 +39,7 @@ def _backend_name() -> str:
         return BACKEND_LINUX
     if _PLATFORM == "darwin":
         return BACKEND_MACOS
-    return f"unsupported-platform-{_PLATFORM}"
+    return "sandbox_unavailable"
 
 
 def _missing(profile: SandboxProfile) -> list[tuple[str, str]]:
@@ -162,7 +162,7 @@ def prepare_sandbox(profile: SandboxProfile, argv: Sequence[str]) -> PreparedSan
             else "sandbox_backend_unavailable"
         )
         raise SandboxBackendError(
-            profile.name, backend, "preflight", code, detail="; ".join(t for _, t in missing)
+            profile.name, backend, "sandbox_denied", code, detail="; ".join(t for _, t in missing)
         )
     proxy = None
     try:
@@ -173,7 +173,11 @@ def prepare_sandbox(profile: SandboxProfile, argv: Sequence[str]) -> PreparedSan
                 proxy = AllowlistProxy(profile.network_allowlist)
             except ValueError as err:
                 raise SandboxBackendError(
-                    profile.name, backend, "proxy", "unsupported_backend_feature", detail=str(err)
+                    profile.name,
+                    backend,
+                    "sandbox_denied",
+                    "unsupported_backend_feature",
+                    detail=str(err),
                 ) from err
         if backend == BACKEND_LINUX:
             return _prepare_linux(profile, argv, backend, proxy)
@@ -196,14 +200,18 @@ def _prepare_linux(
             handoff = proxy.listen_handoff()
         except OSError as err:
             raise SandboxBackendError(
-                profile.name, backend, "proxy", "sandbox_backend_unavailable", detail=str(err)
+                profile.name,
+                backend,
+                "sandbox_denied",
+                "sandbox_backend_unavailable",
+                detail=str(err),
             ) from err
         env = _proxy_env(PROXY_PORT_IN_NETNS)
     try:
         plan = linux.build_plan(profile, linux.probe_capabilities(), handoff_path=handoff)
     except OSError as err:
         raise SandboxBackendError(
-            profile.name, backend, "plan", "sandbox_backend_unavailable", detail=str(err)
+            profile.name, backend, "sandbox_denied", "sandbox_backend_unavailable", detail=str(err)
         ) from err
     return PreparedSandbox(argv, env, plan, backend, proxy)
 
@@ -220,13 +228,17 @@ def _prepare_macos(
             port = proxy.listen_tcp()
         except OSError as err:
             raise SandboxBackendError(
-                profile.name, backend, "proxy", "sandbox_backend_unavailable", detail=str(err)
+                profile.name,
+                backend,
+                "sandbox_denied",
+                "sandbox_backend_unavailable",
+                detail=str(err),
             ) from err
         env = _proxy_env(port)
     try:
         text = macos.seatbelt_profile(profile, port)
     except ValueError as err:
         raise SandboxBackendError(
-            profile.name, backend, "profile", "unsupported_backend_feature", detail=str(err)
+            profile.name, backend, "sandbox_denied", "unsupported_backend_feature", detail=str(err)
         ) from err
     return PreparedSandbox(macos.sandboxed_argv(text, argv), env, None, backend, proxy)
