@@ -264,7 +264,7 @@ def test_allowlist_lets_allowed_server_through_the_proxy(
     workspace: Path, servers: tuple[_Server, _Server]
 ) -> None:
     needs("userns", "seccomp")
-    allowed, other = servers
+    allowed, _ = servers
     prof = profile(
         workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{allowed.port}"]
     )
