@@ -7,6 +7,7 @@ status: 0 for success, the errno of an OSError otherwise (see PRELUDE).
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +28,19 @@ def attempt(fn):
 """
 
 
+def _child_python() -> str:
+    # The children only need the standard library. Under the unprivileged run
+    # this interpreter may sit in a directory the test user cannot search
+    # (e.g. /root/.pyenv); take a system python3 then.
+    for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+CHILD_PYTHON = _child_python()
+
+
 def profile(workspace: Path, name: str = "test", **fields: Any) -> ResolvedExecutionProfile:
     """A resolved sandbox profile (fields as in ExecutionProfile) for ``workspace``."""
     fields.setdefault("mode", "sandbox")
@@ -35,7 +49,7 @@ def profile(workspace: Path, name: str = "test", **fields: Any) -> ResolvedExecu
 
 def py(code: str) -> list[str]:
     """argv running ``code`` (after PRELUDE) in this interpreter."""
-    return [sys.executable, "-c", PRELUDE + code]
+    return [CHILD_PYTHON, "-c", PRELUDE + code]
 
 
 def run(

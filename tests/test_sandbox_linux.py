@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import profile, py, run
+from sandbox_support import CHILD_PYTHON, profile, py, run
 
 from orchestrator_spawn import SandboxBackendError, sandbox_preflight
 from orchestrator_spawn.sandbox import prepare_sandbox
@@ -205,7 +205,7 @@ def test_deny_confines_grandchildren(workspace: Path, tcp_listener: socket.socke
     port = tcp_listener.getsockname()[1]
     code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
     argv = ["/bin/sh", "-c", '"$PY" -c "$CODE"']
-    assert run(prof, argv, env={"PY": sys.executable, "CODE": code}) != 0
+    assert run(prof, argv, env={"PY": CHILD_PYTHON, "CODE": code}) != 0
     assert _nothing_accepted(tcp_listener)
 
 
