@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sandbox_support import CHILD_PYTHON, profile, py, run
 
-from orchestrator_spawn import SandboxBackendError, sandbox_preflight
+from orchestrator_spawn import SandboxBackendError, _native, sandbox_preflight
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
 
@@ -451,3 +451,31 @@ def test_control_host_profile_runs_the_same_snippets_unconfined(
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {port}), timeout=5))"
     assert run(prof, py(code)) == 0
     assert outside.read_text() == "x"
+
+
+def test_allowlist_handoff_socket_is_gone_once_the_child_runs(workspace: Path) -> None:
+    needs("userns", "seccomp")
+    prof = profile(workspace, network_mode="allowlist", network_allowlist=["127.0.0.1:9"])
+    code = "s = socket.socket(socket.AF_UNIX)\nattempt(lambda: s.connect(os.environ['HANDOFF']))"
+    with prepare_sandbox(prof, py(code)) as prepared:
+        handoff = prepared._proxy.handoff_path
+        assert handoff is not None
+        assert os.path.exists(handoff)
+        env = {**os.environ, **prepared.env_overrides, "HANDOFF": handoff}
+        pid = _native.sandbox_test_spawn(prepared.native_plan, prepared.argv, env)
+        _, status = os.waitpid(pid, 0)
+    # The program cannot reach the parent through the handoff socket.
+    assert os.waitstatus_to_exitcode(status) in {errno.ENOENT, errno.ECONNREFUSED}
+    assert not os.path.exists(handoff)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root is exempt from RLIMIT_NPROC")
+def test_process_limit_holds_inside_the_sandbox(workspace: Path) -> None:
+    needs("seccomp")
+    prof = profile(workspace, fs_mode="workspace_readonly", network_mode="deny")
+    with prepare_sandbox(prof, py("attempt(os.fork)")) as prepared:
+        pid = _native.sandbox_test_spawn(
+            prepared.native_plan, prepared.argv, dict(os.environ), nproc=1
+        )
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == errno.EAGAIN

@@ -171,11 +171,7 @@ class AllowlistProxy:
                 self._call(self._shutdown())
         for sock in self._sockets:
             sock.close()
-        if self._tmpdir is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._tmpdir, "handoff"))
-            with contextlib.suppress(OSError):
-                os.rmdir(self._tmpdir)
+        self._remove_handoff_path()
 
     def _call(self, coro: Any) -> Any:
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -190,9 +186,23 @@ class AllowlistProxy:
             return
         except OSError:
             return
+        # One sandbox, one child: the first connection is the child's, made
+        # before its exec. Take no other, and remove the path, so the program
+        # it runs cannot reach the parent through this socket later.
+        self._loop.remove_reader(listener.fileno())
+        self._sockets.remove(listener)
+        listener.close()
+        self._remove_handoff_path()
         conn.setblocking(False)
         self._sockets.append(conn)
         self._loop.add_reader(conn.fileno(), self._receive_listener, conn)
+
+    def _remove_handoff_path(self) -> None:
+        if self._tmpdir is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self._tmpdir, "handoff"))
+            with contextlib.suppress(OSError):
+                os.rmdir(self._tmpdir)
 
     def _receive_listener(self, conn: socket.socket) -> None:
         try:
@@ -206,7 +216,8 @@ class AllowlistProxy:
         conn.close()
         for fd in fds:
             sock = socket.socket(fileno=fd)
-            if sock.type != socket.SOCK_STREAM:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            if sock.type != socket.SOCK_STREAM or sock.family != socket.AF_INET or not listening:
                 sock.close()  # not what a sandboxed child sends: ignore it
                 continue
             self._spawn_task(self._serve_listener(sock))
@@ -225,9 +236,8 @@ class AllowlistProxy:
 
     async def _shutdown(self) -> None:
         for sock in self._sockets:
-            if sock.type == socket.SOCK_STREAM and sock.family == socket.AF_UNIX:
-                with contextlib.suppress(Exception):
-                    self._loop.remove_reader(sock.fileno())
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(sock.fileno())
         for server in self._servers:
             server.close()
         for task in list(self._tasks):
