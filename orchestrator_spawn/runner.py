@@ -18,7 +18,7 @@ import errno as errno_codes
 import os
 import sys
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +33,7 @@ from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_ki
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
+    from orchestrator_spawn.redact import Redactor
 
 __all__ = [
     "DAEMON_PID_ENV",
@@ -421,19 +422,95 @@ def spawn_with_runner_and_capture(
     cwd: str | os.PathLike[str],
     stdout: OutputTarget,
     stderr: OutputTarget,
-    redaction_patterns: list[str] | tuple[str, ...] | None = None,
+    redaction_patterns: Sequence[str] | Redactor | None = None,
     extra_env: Mapping[str, str] | None = None,
     pipe_stdin: bool = False,
     execution_profile: ResolvedExecutionProfile | None = None,
 ) -> CapturedChild:
-    """Like :func:`spawn_with_runner`, with output redacted on its way to the files.
+    """Like :func:`spawn_with_runner`, with both streams redacted into the files.
 
-    Not available yet: it needs the native output pump (branch ``pump``).
-    The runner policy and the daemon-PID guard are still checked first, so a
-    refused command is refused with the right error.
+    The child's stdout and stderr are pipes read by the native output pump,
+    which runs each stream through its own streaming redactor and writes the
+    result to ``stdout``/``stderr`` (file objects, fds or paths, as for
+    :func:`spawn_with_runner`; the same path twice shares one file).
+    ``redaction_patterns``: regexes (case-insensitive, as
+    :class:`Redactor` applies them), or a ready :class:`Redactor` (e.g. one
+    with ``literals=``); None means ``runner.redaction_patterns`` (by default
+    the built-in secret pack); an empty sequence disables redaction.
+
+    ``CapturedChild.output_capture.wait()`` returns once both streams reached
+    EOF and every byte was redacted and written, and raises ``OSError`` if
+    writing failed (disk full, closed fd). Raises what
+    :func:`spawn_with_runner` raises, plus ``ValueError`` for a pattern that
+    does not compile or can match the empty string (before anything runs).
     """
     _preflight(runner, command, extra_env or {})
-    raise NotImplementedError(
-        "orchestrator_spawn: spawn_with_runner_and_capture() is not implemented yet "
-        "(it needs the native output pump)"
+    start_capture = _pump()
+    patterns: Sequence[str] | Redactor = (
+        runner.redaction_patterns if redaction_patterns is None else redaction_patterns
     )
+    redactor = _redactor(patterns)
+    profile = execution_profile or ResolvedExecutionProfile.host(cwd)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    read_ends = [out_read, err_read]
+    try:
+        try:
+            child = _start(
+                runner,
+                command,
+                cwd,
+                out_write,
+                err_write,
+                extra_env or {},
+                pipe_stdin,
+                profile,
+            )
+        finally:
+            # The child has its own copies; ours would keep the pipes from EOF.
+            os.close(out_write)
+            os.close(err_write)
+        try:
+            capture = start_capture(
+                stdout=out_read,
+                stderr=err_read,
+                stdout_sink=stdout,
+                stderr_sink=stderr,
+                redact=redactor,
+            )
+        except BaseException:
+            _kill_and_reap(child)
+            raise
+        read_ends.clear()  # the pump owns them now
+    finally:
+        for fd in read_ends:
+            os.close(fd)
+    return CapturedChild(child, capture)
+
+
+def _pump() -> Callable[..., Any]:
+    try:
+        from orchestrator_spawn.pump import start_capture  # type: ignore[import-not-found]
+    except ImportError as err:
+        raise NotImplementedError(
+            "orchestrator_spawn: spawn_with_runner_and_capture() needs the native "
+            f"output pump (orchestrator_spawn.pump), which is not in this build: {err}"
+        ) from err
+    result: Callable[..., Any] = start_capture
+    return result
+
+
+def _redactor(patterns: Sequence[str] | Redactor) -> Redactor | None:
+    from orchestrator_spawn.redact import Redactor
+
+    if isinstance(patterns, Redactor):
+        return patterns
+    if isinstance(patterns, (str, bytes)):
+        raise TypeError("redaction_patterns must be a sequence of patterns, not one string")
+    return Redactor(list(patterns)) if patterns else None
+
+
+def _kill_and_reap(child: Child) -> None:
+    # Output nobody reads must not keep a child running: kill its group.
+    child.start_kill()  # type: ignore[attr-defined]  # until spawn lands
+    child.wait_blocking()  # type: ignore[attr-defined]
