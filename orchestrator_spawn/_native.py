@@ -148,5 +148,170 @@ class NativeRedactor:
 
 # --- pump ---------------------------------------------------------------------
 
+# Imported here, not at the top, so each part's section stays self-contained.
+import errno  # noqa: E402
+import os  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
+PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY
+PUMP_MAX_STREAMS: int = lib.OS_PUMP_MAX_STREAMS
+PUMP_STAGES: dict[int, str] = {
+    lib.OS_PUMP_STAGE_NONE: "none",
+    lib.OS_PUMP_STAGE_READ: "read",
+    lib.OS_PUMP_STAGE_REDACT: "redact",
+    lib.OS_PUMP_STAGE_WRITE: "write",
+    lib.OS_PUMP_STAGE_CLOSE: "close",
+}
+
+
+def _pump_os_error(rc: int, what: str) -> OSError:
+    err = -rc
+    return OSError(err, f"pump: {what} failed: {os.strerror(err)}")
+
+
+@dataclass(frozen=True)
+class PumpStreamSpec:
+    """One stream for ``pump_capture_start``.
+
+    ``src_fd``, ``sink_fd`` (unless a ``PUMP_SINK_*`` value) and ``tee_fd``
+    (unless -1) are handed over to the pump on success. ``patterns`` is an
+    ``os_pattern_set *`` cdata (or None for passthrough); ``keepalive`` is
+    whatever owns it, kept referenced until the capture is released.
+    """
+
+    src_fd: int
+    sink_fd: int = PUMP_SINK_DISCARD
+    tee_fd: int = -1
+    patterns: Any = None
+    replacement: bytes = b""
+    max_hold: int = 0
+    keepalive: Any = None
+
+
+@dataclass(frozen=True)
+class PumpStreamStats:
+    """Counters of one pumped stream (bytes); ``error`` is an errno or 0."""
+
+    bytes_read: int
+    bytes_written: int
+    bytes_teed: int
+    error: int
+    stage: str
+
+
+class PumpCapture:
+    """The native capture handle; released when this object is collected."""
+
+    __slots__ = ("_keepalive", "_ptr", "id", "n_streams")
+
+    def __init__(self, ptr: Any, capture_id: int, n_streams: int, keepalive: list[Any]) -> None:
+        self._ptr = ffi.gc(ptr, lib.os_pump_capture_release)
+        self._keepalive = keepalive
+        self.id = capture_id
+        self.n_streams = n_streams
+
+    def abort(self) -> None:
+        """Stop waiting for end of file (see ``os_pump_capture_abort``)."""
+        rc = lib.os_pump_capture_abort(self._ptr)
+        if rc < 0:
+            raise _pump_os_error(rc, "abort")
+
+    def done(self) -> bool:
+        return bool(lib.os_pump_capture_done(self._ptr))
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block (GIL released) up to ``timeout`` seconds; True once done."""
+        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        rc = lib.os_pump_capture_wait(self._ptr, timeout_ms)
+        if rc == -errno.ETIMEDOUT:
+            return False
+        if rc == -errno.ECHILD:
+            raise RuntimeError(
+                "pump: this capture belongs to the parent process; it cannot be "
+                "waited for after fork()"
+            )
+        if rc < 0:
+            raise _pump_os_error(rc, "wait")
+        return True
+
+    def stats(self, index: int) -> PumpStreamStats:
+        out = ffi.new("os_pump_stream_stats *")
+        rc = lib.os_pump_capture_stats(self._ptr, index, out)
+        if rc < 0:
+            raise _pump_os_error(rc, "stats")
+        return PumpStreamStats(
+            bytes_read=int(out.bytes_read),
+            bytes_written=int(out.bytes_written),
+            bytes_teed=int(out.bytes_teed),
+            error=int(out.error),
+            stage=PUMP_STAGES.get(int(out.stage), str(out.stage)),
+        )
+
+    def memory(self, index: int) -> bytes:
+        """The bytes kept by a ``PUMP_SINK_MEMORY`` stream (once done)."""
+        data = ffi.new("const uint8_t **")
+        length = ffi.new("size_t *")
+        rc = lib.os_pump_capture_memory(self._ptr, index, data, length)
+        if rc < 0:
+            raise _pump_os_error(rc, "reading the in-memory sink")
+        if length[0] == 0:
+            return b""
+        return bytes(ffi.buffer(data[0], length[0]))
+
+
+def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> PumpCapture:
+    """Start pumping ``specs``; raises ``OSError`` (fds stay the caller's)."""
+    if not 1 <= len(specs) <= PUMP_MAX_STREAMS:
+        raise ValueError(f"pump: 1 to {PUMP_MAX_STREAMS} streams per capture, got {len(specs)}")
+    c_specs = ffi.new("os_pump_stream_spec[]", len(specs))
+    keepalive: list[Any] = []
+    for c_spec, spec in zip(c_specs, specs, strict=True):
+        c_spec.src_fd = spec.src_fd
+        c_spec.sink_fd = spec.sink_fd
+        c_spec.tee_fd = spec.tee_fd
+        if spec.patterns is not None:
+            replacement = ffi.from_buffer(spec.replacement)
+            keepalive += [spec.keepalive, spec.patterns, replacement]
+            c_spec.patterns = spec.patterns
+            c_spec.replacement = replacement
+            c_spec.replacement_len = len(spec.replacement)
+            c_spec.max_hold = spec.max_hold
+    capture_id = ffi.new("uint64_t *")
+    out = ffi.new("os_pump_capture **")
+    rc = lib.os_pump_capture_start(c_specs, len(specs), capture_id, out)
+    if rc < 0:
+        raise _pump_os_error(rc, "starting a capture")
+    return PumpCapture(out[0], int(capture_id[0]), len(specs), keepalive)
+
+
+def pump_notify_fd() -> int:
+    """The fd that is readable while finished capture ids wait (starts the pump)."""
+    fd = int(lib.os_pump_notify_fd())
+    if fd < 0:
+        raise _pump_os_error(fd, "starting the reactor")
+    return fd
+
+
+_DONE_BATCH = 256
+
+
+def pump_take_done() -> list[int]:
+    """Ids of the captures finished since the last call (resets the notify fd)."""
+    ids: list[int] = []
+    buf = ffi.new("uint64_t[]", _DONE_BATCH)
+    while True:
+        n = int(lib.os_pump_take_done(buf, _DONE_BATCH))
+        ids.extend(int(buf[i]) for i in range(n))
+        if n < _DONE_BATCH:
+            return ids
+
+
+def pump_active_captures() -> int:
+    """How many captures the reactor is pumping right now."""
+    return int(lib.os_pump_active_captures())
+
 
 # --- sandbox ------------------------------------------------------------------
