@@ -145,7 +145,7 @@ class RunOutput:
         """
         if self._redactor is None:
             return self._launch(command, spawn_kwargs, self._stdout, self._stderr)
-        from orchestrator_spawn.pump import start_capture  # type: ignore[import-not-found]
+        from orchestrator_spawn.pump import start_capture
 
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()

@@ -490,7 +490,7 @@ def spawn_with_runner_and_capture(
 
 def _pump() -> Callable[..., Any]:
     try:
-        from orchestrator_spawn.pump import start_capture  # type: ignore[import-not-found]
+        from orchestrator_spawn.pump import start_capture
     except ImportError as err:
         raise NotImplementedError(
             "orchestrator_spawn: spawn_with_runner_and_capture() needs the native "
