@@ -14,10 +14,10 @@ Design rules:
   ``max_hold`` of 64 KiB) and nothing backtracks badly.
 * Assignments (``password=...``, ``"api_key": "..."``, ``token: ...``)
   redact the *value*, never the key word: the key and separator sit in
-  fixed-width lookbehinds, one per spelling, behind a one-character guard
-  lookbehind so that the long list of alternatives is only tried right after
-  a ``=``, ``:`` or space. Python's ``re`` needs fixed-width lookbehind and has
-  no ``\\K``, hence the enumeration. The longest lookbehind is
+  fixed-width lookbehinds (one per spelling and key length), behind a
+  one- or two-character guard lookbehind so that the alternatives are only
+  tried right after a ``=`` or ``:`` (and a blank). Python's ``re`` needs
+  fixed-width lookbehind and has no ``\\K``, hence the enumeration. The longest lookbehind is
   :data:`MAX_LOOKBEHIND` bytes: a streaming matcher must keep at least that
   much already-emitted context to decide a match at a chunk boundary.
 * Formats with a distinctive prefix (``ghp_``, ``AKIA``, ``xoxb-``...) are
@@ -55,15 +55,21 @@ _VALUE = (
     r"""(?:"[^"\r\n]{1,512}"|'[^'\r\n]{1,512}'|["']?[^\s"'&,;]{1,512})"""
 )
 
-# Spellings of the separator between a key and its value, each of fixed width.
-_SEPARATORS = (r"[=:]", r"[=:] ", r"[\"'][=:]", r"[\"'][=:] ", r" [=:]", r" [=:] ")
+# Spellings of the separator between a key and its value, each of fixed
+# width: tight ("key=", "key\":", "key =") and with one blank after it.
+_SEPARATORS = (r"[=:]", r"[\"'][=:]", r" [=:]")
 
 
 def _assignment(keys: tuple[str, ...]) -> str:
-    behinds = "|".join(
-        f"(?<={re.escape(key)}{separator})" for key in keys for separator in _SEPARATORS
-    )
-    return rf"(?<=[=: ])(?:{behinds}){_VALUE}"
+    # Keys of equal length share one lookbehind (fixed width either way).
+    by_length: dict[int, list[str]] = {}
+    for key in keys:
+        by_length.setdefault(len(key), []).append(re.escape(key))
+    groups = [f"(?:{'|'.join(g)})" if len(g) > 1 else g[0] for g in by_length.values()]
+    tight = "|".join(f"(?<={g}{sep})" for g in groups for sep in _SEPARATORS)
+    spaced = "|".join(f"(?<={g}{sep} )" for g in groups for sep in _SEPARATORS)
+    # The cheap guards come first: most positions fail on one or two bytes.
+    return rf"(?:(?<=[=:])(?:{tight})|(?<=[=:] )(?:{spaced})){_VALUE}"
 
 
 def _flag(flags: tuple[str, ...]) -> str:

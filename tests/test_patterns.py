@@ -407,3 +407,29 @@ def test_max_lookbehind_is_accurate() -> None:
 def test_pattern_by_name_unknown() -> None:
     with pytest.raises(KeyError, match="no_such"):
         pattern_by_name("no_such")
+
+
+def test_native_redactor_agrees_with_reference_in_any_chunking() -> None:
+    import random
+
+    from orchestrator_spawn import Redactor
+
+    lines = [
+        text
+        for positives, negatives in CASES.values()
+        for text in [t for t, _ in positives] + negatives
+    ]
+    data = ("\n".join(lines) + "\n").encode()
+    expected = _reference_redact(data)
+    whole = Redactor(list(DEFAULT_REDACTION_PATTERNS))
+    assert whole.feed(data) + whole.finish() == expected
+    rng = random.Random(20261128)
+    for _ in range(50):
+        redactor = Redactor(list(DEFAULT_REDACTION_PATTERNS))
+        pieces, at = [], 0
+        while at < len(data):
+            size = rng.randint(1, 48)
+            pieces.append(redactor.feed(data[at : at + size]))
+            at += size
+        pieces.append(redactor.finish())
+        assert b"".join(pieces) == expected
