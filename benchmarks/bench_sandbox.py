@@ -6,14 +6,14 @@ waits, and closes the sandbox. The kernel probes run once, before the timed
 rounds (``probe_capabilities`` is cached); ``test_probe_once`` shows what a
 spawn would cost if it probed every time.
 
-Host mode goes through the same fork/exec stand-in with an empty plan, so the
-differences are the sandbox steps alone. Run for real numbers with
+Host mode is a plain ``spawn`` (vfork path); a sandbox plan makes ``spawn``
+use a real fork plus the sandbox steps, so the ratios are what a user pays.
+Run for real numbers with
 ``python -m pytest benchmarks/bench_sandbox.py --benchmark-enable``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import _native
+from orchestrator_spawn import spawn
 from orchestrator_spawn.config import ExecutionProfile
 from orchestrator_spawn.sandbox import linux as sandbox_linux
 from orchestrator_spawn.sandbox import prepare_sandbox
@@ -60,12 +60,9 @@ def workspace() -> Path:
 
 def _spawn_and_wait(resolved: Any) -> None:
     with prepare_sandbox(resolved, [TRUE]) as prepared:
-        plan = prepared.native_plan
-        if plan is None:
-            plan = _native.sandbox_plan_new()  # same path, no sandbox steps
-        pid = _native.sandbox_test_spawn(plan, prepared.argv, {**prepared.env_overrides})
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+        env = {**prepared.env_overrides}
+        with spawn(prepared.argv, env=env, _sandbox_plan=prepared.native_plan) as child:
+            assert child.wait_blocking(timeout=30) == 0
 
 
 @pytest.mark.parametrize("mode", list(MODES))

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -159,11 +158,6 @@ static int read_report(int fd, struct child_report *report) {
     return got == sizeof(*report) ? 1 : 0;
 }
 
-static void reap(pid_t pid) {
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
-}
-
 /* The probe child: only system calls, reports (step, -errno) or exits 0. */
 static void probe_child(int what, const struct os_sandbox_plan *plan, const char *scratch_dir,
                         int fd) {
@@ -259,50 +253,6 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     return 0;
 }
 
-int os_sandbox_test_spawn(const os_sandbox_plan *plan, char *const argv[], char *const envp[],
-                          long nproc, int *failed_step) {
-    *failed_step = 0;
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) != 0)
-        return -errno;
-    pid_t pid = fork();
-    if (pid == 0) {
-        /* Test-only child: the same order as the spawn core. */
-        close(fds[0]);
-        signal(SIGPIPE, SIG_DFL);
-        setpgid(0, 0);
-        int step = 0;
-        int err = os_sandbox_enter_steps(plan, &step);
-        if (err < 0)
-            report_and_exit(fds[1], step, err);
-        if (nproc > 0) {
-            struct rlimit lim = {(rlim_t)nproc, (rlim_t)nproc};
-            if (setrlimit(RLIMIT_NPROC, &lim) != 0)
-                report_and_exit(fds[1], -1, -errno);
-        }
-        err = os_sandbox_child_seal(plan);
-        if (err < 0)
-            report_and_exit(fds[1], OS_SANDBOX_STEP_SECCOMP, err);
-        execve(argv[0], argv, envp);
-        report_and_exit(fds[1], 0, -errno);
-    }
-    int fork_errno = errno;
-    close(fds[1]);
-    if (pid < 0) {
-        close(fds[0]);
-        return -fork_errno;
-    }
-    struct child_report report;
-    int reported = read_report(fds[0], &report);
-    close(fds[0]);
-    if (reported) {
-        reap(pid);
-        *failed_step = report.step;
-        return report.err;
-    }
-    return pid;
-}
-
 #else /* !__linux__ */
 
 os_sandbox_plan *os_sandbox_plan_new(void) { return NULL; }
@@ -330,10 +280,4 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     *failed_step = 0;
     return -ENOSYS;
 }
-int os_sandbox_test_spawn(const os_sandbox_plan *plan, char *const argv[], char *const envp[],
-                          long nproc, int *failed_step) {
-    *failed_step = 0;
-    return -ENOSYS;
-}
-
 #endif

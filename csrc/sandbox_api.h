@@ -103,13 +103,4 @@ int os_sandbox_landlock_abi(void);
  * in its private mount namespace. */
 int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step);
 
-/* ---- Test only --------------------------------------------------------- */
-
-/* Fork; in the child setpgid(0, 0), os_sandbox_child_enter, setrlimit of
- * RLIMIT_NPROC when nproc > 0, os_sandbox_child_seal, execve(argv[0]). Returns the pid,
- * or -errno with *failed_step (OS_SANDBOX_STEP_* or 0 for exec) when the
- * child failed before exec. Test-only stand-in for the spawn core. */
-int os_sandbox_test_spawn(const os_sandbox_plan *plan, char *const argv[], char *const envp[],
-                          long nproc, int *failed_step);
-
 #endif

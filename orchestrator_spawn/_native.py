@@ -188,9 +188,7 @@ def _raise_pattern_error(
     if rc == _REDACT_E_EMPTY_MATCH:
         raise ValueError(f"redaction {kind} {what!r} can match the empty string")
     if rc == _REDACT_E_COMPILE:
-        raise ValueError(
-            f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})"
-        )
+        raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
     raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
 
 
@@ -240,7 +238,6 @@ class NativeRedactor:
     def held(self) -> int:
         """Bytes fed but not yet decided."""
         return int(lib.os_redactor_held(self._ptr))
-
 
 
 # --- pump ---------------------------------------------------------------------
@@ -425,8 +422,6 @@ SANDBOX_PROBE_SECCOMP: int = lib.OS_SANDBOX_PROBE_SECCOMP
 
 # OS_SANDBOX_STEP_* -> the words used in error messages.
 SANDBOX_STEPS: dict[int, str] = {
-    0: "exec",
-    -1: "setrlimit",
     lib.OS_SANDBOX_STEP_FORK: "fork",
     lib.OS_SANDBOX_STEP_UNSHARE: "unshare(user, mount, net namespaces)",
     lib.OS_SANDBOX_STEP_SETGROUPS: "write /proc/self/setgroups",
@@ -524,26 +519,6 @@ def sandbox_plan_set_seccomp(plan: Any, *, deny_ip_sockets: bool, allow_inet_onl
         lib.os_sandbox_plan_set_seccomp(plan, int(deny_ip_sockets), int(allow_inet_only)),
         "sandbox plan: seccomp",
     )
-
-
-def sandbox_test_spawn(plan: Any, argv: list[str], env: dict[str, str], *, nproc: int = 0) -> int:
-    """TEST ONLY: fork, apply ``plan`` as the spawn core would, exec ``argv[0]`` (a path).
-
-    Returns the pid (reap it with ``os.waitpid``). Raises OSError whose message
-    names the failing step when the child fails before exec.
-    """
-    for item in [*argv, *env, *env.values()]:
-        _check_no_nul(item)
-    c_args = [ffi.new("char[]", os.fsencode(a)) for a in argv]
-    c_env = [ffi.new("char[]", os.fsencode(f"{k}={v}")) for k, v in env.items()]
-    argv_arr = ffi.new("char *[]", [*c_args, ffi.NULL])
-    env_arr = ffi.new("char *[]", [*c_env, ffi.NULL])
-    step = ffi.new("int *")
-    rc = lib.os_sandbox_test_spawn(plan, argv_arr, env_arr, nproc, step)
-    if rc < 0:
-        where = SANDBOX_STEPS.get(step[0], f"step {step[0]}")
-        raise OSError(-rc, f"sandbox child failed at {where}: {os.strerror(-rc)}")
-    return int(rc)
 
 
 def _check_no_nul(text: str) -> None:

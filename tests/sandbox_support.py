@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator_spawn import _native
+from orchestrator_spawn import ResourceLimits, spawn
 from orchestrator_spawn.config import ExecutionProfile, ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 
@@ -57,16 +57,15 @@ def run(
     argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
+    limits: ResourceLimits | None = None,
 ) -> int:
-    """Run ``argv`` under ``resolved`` and return its exit code (-signal if killed).
+    """Run ``argv`` under ``resolved`` through ``spawn`` and return its exit code.
 
-    Uses the sandbox's test-only fork/exec stand-in for the spawn core.
+    The exit code is negative (minus the signal number) when it was killed.
     """
     with prepare_sandbox(resolved, argv) as prepared:
         child_env = {**os.environ, **(env or {}), **prepared.env_overrides}
-        if prepared.native_plan is None:
-            pid = os.spawnve(os.P_NOWAIT, prepared.argv[0], prepared.argv, child_env)
-        else:
-            pid = _native.sandbox_test_spawn(prepared.native_plan, prepared.argv, child_env)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+        with spawn(
+            prepared.argv, env=child_env, limits=limits, _sandbox_plan=prepared.native_plan
+        ) as child:
+            return child.wait_blocking(timeout=120)

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 from sandbox_support import CHILD_PYTHON, profile, py, run
 
-from orchestrator_spawn import SandboxBackendError, _native, sandbox_preflight
+from orchestrator_spawn import (
+    ResourceLimits,
+    SandboxBackendError,
+    SpawnError,
+    _native,
+    sandbox_preflight,
+    spawn,
+)
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
 
@@ -462,10 +469,10 @@ def test_allowlist_handoff_socket_is_gone_once_the_child_runs(workspace: Path) -
         assert handoff is not None
         assert os.path.exists(handoff)
         env = {**os.environ, **prepared.env_overrides, "HANDOFF": handoff}
-        pid = _native.sandbox_test_spawn(prepared.native_plan, prepared.argv, env)
-        _, status = os.waitpid(pid, 0)
+        with spawn(prepared.argv, env=env, _sandbox_plan=prepared.native_plan) as child:
+            returncode = child.wait_blocking(timeout=60)
     # The program cannot reach the parent through the handoff socket.
-    assert os.waitstatus_to_exitcode(status) in {errno.ENOENT, errno.ECONNREFUSED}
+    assert returncode in {errno.ENOENT, errno.ECONNREFUSED}
     assert not os.path.exists(handoff)
 
 
@@ -473,9 +480,31 @@ def test_allowlist_handoff_socket_is_gone_once_the_child_runs(workspace: Path) -
 def test_process_limit_holds_inside_the_sandbox(workspace: Path) -> None:
     needs("seccomp")
     prof = profile(workspace, fs_mode="workspace_readonly", network_mode="deny")
-    with prepare_sandbox(prof, py("attempt(os.fork)")) as prepared:
-        pid = _native.sandbox_test_spawn(
-            prepared.native_plan, prepared.argv, dict(os.environ), nproc=1
-        )
-        _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == errno.EAGAIN
+    limits = ResourceLimits(processes=1)
+    assert run(prof, py("attempt(os.fork)"), limits=limits) == errno.EAGAIN
+
+
+def test_open_files_and_memory_limits_hold_inside_the_sandbox(workspace: Path) -> None:
+    needs("seccomp", "landlock")
+    prof = profile(workspace, fs_mode="workspace_readonly", network_mode="deny")
+    code = "attempt(lambda: [open('/dev/null') for _ in range(64)])"
+    assert run(prof, py(code), limits=ResourceLimits(open_files=32)) == errno.EMFILE
+    code = "import sys\ntry:\n    bytearray(512 << 20)\nexcept MemoryError:\n    sys.exit(42)"
+    assert run(prof, py(code), limits=ResourceLimits(memory_bytes=256 << 20)) == 42
+
+
+def test_a_failing_sandbox_step_is_a_sandbox_stage_spawn_error(tmp_path: Path) -> None:
+    needs("userns")
+    plan = _native.sandbox_plan_new()
+    _native.sandbox_plan_use_userns(plan, os.getuid(), os.getgid(), new_netns=True)
+    _native.sandbox_plan_set_network(
+        plan, _native.SANDBOX_NET_ALLOWLIST, proxy_port=3128, handoff_path=str(tmp_path / "none")
+    )
+    marker = tmp_path / "ran"
+    with pytest.raises(SpawnError) as info:
+        spawn(["/bin/sh", "-c", f'touch "{marker}"'], _sandbox_plan=plan)
+    assert info.value.stage == "sandbox"
+    assert info.value.errno == errno.ENOENT
+    assert not marker.exists()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no zombie left behind

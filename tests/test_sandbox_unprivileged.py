@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SUITE = ("sandbox_support.py", "test_sandbox_linux.py", "test_sandbox_proxy.py")
+SUITE = (
+    "sandbox_support.py",
+    "test_sandbox_linux.py",
+    "test_sandbox_proxy.py",
+    "test_sandbox_runner.py",
+)
 
 pytestmark = [
     pytest.mark.slow,
