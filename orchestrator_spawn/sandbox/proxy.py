@@ -98,6 +98,13 @@ class _LoopThread:
     _loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
+    def forget_after_fork(cls) -> None:
+        # A forked child has the loop object but not the thread running it:
+        # start afresh there instead of queueing work nobody runs.
+        cls._lock = threading.Lock()
+        cls._loop = None
+
+    @classmethod
     def loop(cls) -> asyncio.AbstractEventLoop:
         with cls._lock:
             if cls._loop is None or cls._loop.is_closed():
@@ -113,6 +120,10 @@ class _LoopThread:
                 ready.wait()
                 cls._loop = loop
             return cls._loop
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_LoopThread.forget_after_fork)
 
 
 class AllowlistProxy:
