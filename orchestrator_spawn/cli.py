@@ -93,7 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: orchestrator-spawn run --limit memory_bytes=1G -- make -j4",
     )
     add_run_options(run)
+    commands.add_parser(
+        "doctor",
+        help="print which sandbox features this machine offers",
+        description="Probe and print the sandbox backend and the kernel features it can use.",
+    )
     return parser
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from orchestrator_spawn.sandbox import sandbox_doctor
+
+    for line in sandbox_doctor():
+        print(line)
+    return 0
 
 
 def _exit_status(returncode: int) -> int:
@@ -141,5 +154,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"run": _run}
+    commands = {"run": _run, "doctor": _doctor}
     return commands[args.subcommand](args, parser)

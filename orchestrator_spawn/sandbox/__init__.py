@@ -48,6 +48,22 @@ def _missing(profile: SandboxProfile) -> list[tuple[str, str]]:
         return []
     if profile.mode != "sandbox":
         return [("unsupported_backend_feature", f"mode={profile.mode!r}")]
+    return _allowlist_problems(profile) + _platform_missing(profile)
+
+
+def _allowlist_problems(profile: SandboxProfile) -> list[tuple[str, str]]:
+    if profile.network_mode != "allowlist":
+        return []
+    from orchestrator_spawn.sandbox.proxy import parse_allowlist
+
+    try:
+        parse_allowlist(profile.network_allowlist)
+    except ValueError as err:
+        return [("unsupported_backend_feature", str(err))]
+    return []
+
+
+def _platform_missing(profile: SandboxProfile) -> list[tuple[str, str]]:
     if _PLATFORM.startswith("linux"):
         from orchestrator_spawn.sandbox import linux
 
@@ -169,16 +185,7 @@ def prepare_sandbox(profile: SandboxProfile, argv: Sequence[str]) -> PreparedSan
         if profile.network_mode == "allowlist":
             from orchestrator_spawn.sandbox.proxy import AllowlistProxy
 
-            try:
-                proxy = AllowlistProxy(profile.network_allowlist)
-            except ValueError as err:
-                raise SandboxBackendError(
-                    profile.name,
-                    backend,
-                    "sandbox_denied",
-                    "unsupported_backend_feature",
-                    detail=str(err),
-                ) from err
+            proxy = AllowlistProxy(profile.network_allowlist)  # validated by _missing
         if backend == BACKEND_LINUX:
             return _prepare_linux(profile, argv, backend, proxy)
         return _prepare_macos(profile, argv, backend, proxy)
