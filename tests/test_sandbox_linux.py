@@ -240,7 +240,7 @@ class _Server:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -309,6 +309,17 @@ def test_allowlist_refuses_other_servers_and_direct_connections(
         assert run(prof, py(code)) != 0
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {other.port}), timeout=5))"
     assert run(prof, py(code)) != 0
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.setblocking(False)
+    code = (
+        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+        f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]}))"
+    )
+    run(prof, py(code))  # may "succeed" inside the namespace: it must not arrive here
+    with pytest.raises(BlockingIOError):
+        udp.recv(16)
+    udp.close()
     assert allowed.requests == []
     assert other.requests == []
 
@@ -508,3 +519,28 @@ def test_a_failing_sandbox_step_is_a_sandbox_stage_spawn_error(tmp_path: Path) -
     assert not marker.exists()
     with pytest.raises(ChildProcessError):
         os.waitpid(-1, os.WNOHANG)  # no zombie left behind
+
+
+def test_concurrent_allowlist_sandboxes_keep_their_own_allowlists(
+    workspace: Path, servers: tuple[_Server, _Server]
+) -> None:
+    needs("userns", "seccomp")
+    from concurrent.futures import ThreadPoolExecutor
+
+    pair = list(servers)
+
+    def one(i: int) -> tuple[int, int]:
+        mine, theirs = pair[i % 2], pair[(i + 1) % 2]
+        prof = profile(
+            workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{mine.port}"]
+        )
+        name = "allowed" if mine is pair[0] else "other"
+        good = FETCH + f"fetch('http://127.0.0.1:{mine.port}/{i}', 'hello from {name}')"
+        bad = FETCH + f"fetch('http://127.0.0.1:{theirs.port}/{i}', '')"
+        return run(prof, py(good)), run(prof, py(bad))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(one, range(6)))
+    assert results == [(0, 403 - 300)] * 6
+    assert sorted(pair[0].requests) == sorted(f"/{i}" for i in range(0, 6, 2))
+    assert sorted(pair[1].requests) == sorted(f"/{i}" for i in range(1, 6, 2))

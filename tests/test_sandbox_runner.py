@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import socket
 import sys
@@ -102,7 +103,7 @@ def origin() -> Iterator[int]:
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     yield httpd.server_address[1]
     httpd.shutdown()
     httpd.server_close()
@@ -130,3 +131,23 @@ def test_runner_refuses_when_a_probe_is_forced_unavailable(
     assert info.value.reason_code == "sandbox_backend_unavailable"
     assert info.value.backend == "linux_native"
     assert not marker.exists()
+
+
+def test_runner_allowlist_proxy_serves_while_the_callers_loop_is_blocked(
+    workspace: Path, origin: int
+) -> None:
+    # The proxy has its own thread: a caller blocking its event loop in
+    # wait_blocking() must not starve its own child's requests.
+    needs("userns", "seccomp")
+
+    async def main() -> tuple[int, str, str]:
+        return _run(
+            workspace,
+            '"$PY" -c "import urllib.request as u; '
+            f"print(u.urlopen('http://127.0.0.1:{origin}/', timeout=20).read().decode())\"",
+            network_mode="allowlist",
+            network_allowlist=[f"127.0.0.1:{origin}"],
+        )
+
+    code, out, err = asyncio.run(main())
+    assert (code, out) == (0, "granted\n"), err
