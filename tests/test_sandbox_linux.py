@@ -384,14 +384,26 @@ def test_allowlist_without_userns_is_refused(
         "ctypes.create_string_buffer(256))))",
         "attempt(lambda: _raise(ctypes.CDLL(None, use_errno=True).mount(b'none', b'/mnt', "
         "b'tmpfs', 0, None)))",
+        "import fcntl, termios\nattempt(lambda: fcntl.ioctl(0, termios.TIOCSTI, b'x'))",
     ],
-    ids=["unshare", "ptrace", "io_uring_setup", "mount"],
+    ids=["unshare", "ptrace", "io_uring_setup", "mount", "TIOCSTI"],
 )
 def test_escape_hatches_fail_with_eperm(workspace: Path, code: str) -> None:
     needs("seccomp")
     prof = profile(workspace)
     helper = "def _raise(rc):\n    if rc < 0: raise OSError(ctypes.get_errno(), 'x')\n"
     assert run(prof, py(helper + code)) == errno.EPERM
+
+
+def test_clone3_is_refused_so_libc_falls_back_to_checkable_clone(workspace: Path) -> None:
+    needs("seccomp")
+    code = (
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "rc = libc.syscall(435, None, 0)\n"
+        "sys.exit(ctypes.get_errno() if rc < 0 else 0)"
+    )
+    assert run(profile(workspace), py(code)) == errno.ENOSYS
+    assert run(profile(workspace, mode="host"), py(code)) != errno.ENOSYS  # control
 
 
 def test_signals_to_processes_outside_the_sandbox_are_refused(workspace: Path) -> None:
