@@ -68,7 +68,7 @@ class Child:
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
-    _rusage: ResourceUsage | None
+    _raw_rusage: Any
     _futures: dict[asyncio.AbstractEventLoop, asyncio.Future[int]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -96,7 +96,7 @@ class Child:
         self._notifier = notifier
         self._lock = threading.Lock()
         self._returncode = None
-        self._rusage = None
+        self._raw_rusage = None
         self._futures = {}
         return self
 
@@ -115,7 +115,10 @@ class Child:
     @property
     def rusage(self) -> ResourceUsage | None:
         """CPU seconds and peak RSS of the child at exit; None until reaped."""
-        return self._rusage
+        usage = self._raw_rusage
+        if usage is None:
+            return None
+        return ResourceUsage(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT)
 
     def __repr__(self) -> str:
         rc = self._returncode
@@ -145,9 +148,7 @@ class Child:
                 if pid == 0:
                     return False
                 self._returncode = os.waitstatus_to_exitcode(status)
-                self._rusage = ResourceUsage(
-                    usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT
-                )
+                self._raw_rusage = usage
         self._notifier.close()
         return True
 
@@ -165,10 +166,16 @@ class Child:
         when it passes first. Does not spin: sleeps on the pidfd (Linux),
         kqueue (macOS) or the SIGCHLD reaper's event (fallback). Safe to call
         from several threads at once."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is None:
+            # The notifier returns at once if the child already exited.
+            while self._returncode is None:
+                self._notifier.wait(None)
+                self._try_reap()
+            return self._returncode
+        deadline = time.monotonic() + timeout
         while not self._try_reap():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError(f"{self!r} still running after {timeout} seconds")
             self._notifier.wait(remaining)
         assert self._returncode is not None

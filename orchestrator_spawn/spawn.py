@@ -92,10 +92,8 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
 def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | None]:
     """The child's envp and the PATH it holds (None if it has none)."""
     if env is None:
-        source: Iterable[tuple[bytes, bytes]] = os.environb.items()
-        pairs = list(source)
-    else:
-        pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
+        return _inherited_env()
+    pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
     envp = []
     path = None
     for key, value in pairs:
@@ -107,6 +105,16 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | Non
             path = value
         envp.append(key + b"=" + value)
     return envp, path
+
+
+def _inherited_env() -> tuple[list[bytes], bytes | None]:
+    # os.environ keeps its data encoded in ``_data`` (bytes on POSIX), already
+    # validated by putenv; reading it directly is ~10x faster than iterating
+    # os.environb, which decodes and re-encodes every item.
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):  # pragma: no cover - another Python
+        data = dict(os.environb)
+    return [key + b"=" + value for key, value in data.items()], data.get(b"PATH")
 
 
 def _fd_of(spec: Any, name: str) -> int:
@@ -252,13 +260,16 @@ def spawn(
     if b"/" not in program:
         search_path = env_path if env_path is not None else os.fsencode(os.defpath)
     rlimits = limits.as_rlimits() if limits is not None else _NO_LIMITS
-    kept_fds = _pass_fds(pass_fds)
+    kept_fds = _pass_fds(pass_fds) if pass_fds else ()
 
     plan = _StdioPlan()
     try:
-        plan.add(0, stdin, "stdin")
-        plan.add(1, stdout, "stdout")
-        plan.add(2, stderr, "stderr")
+        if stdin is not None:
+            plan.add(0, stdin, "stdin")
+        if stdout is not None:
+            plan.add(1, stdout, "stdout")
+        if stderr is not None:
+            plan.add(2, stderr, "stderr")
         pid, pidfd = _native.native_spawn(
             program=program,
             search_path=search_path,
@@ -277,7 +288,10 @@ def spawn(
         raise
     plan.close_child_ends()
     notifier = _platform.exit_notifier(pid, pidfd)
-    child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
+    if plan.parent_fds == [None, None, None]:
+        child_stdin = child_stdout = child_stderr = None
+    else:
+        child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
     return Child._create(
         pid=pid,
         pgid=pid if process_group else None,
