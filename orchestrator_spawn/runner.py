@@ -512,5 +512,5 @@ def _redactor(patterns: Sequence[str] | Redactor) -> Redactor | None:
 
 def _kill_and_reap(child: Child) -> None:
     # Output nobody reads must not keep a child running: kill its group.
-    child.start_kill()  # type: ignore[attr-defined]  # until spawn lands
-    child.wait_blocking()  # type: ignore[attr-defined]
+    child.start_kill()
+    child.wait_blocking()
