@@ -1,0 +1,72 @@
+"""Helpers shared by the sandbox tests: profiles and running real children.
+
+Children run Python snippets that report the outcome through their exit
+status: 0 for success, the errno of an OSError otherwise (see PRELUDE).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator_spawn import _native
+from orchestrator_spawn.config import ExecutionProfile, ResolvedExecutionProfile
+from orchestrator_spawn.sandbox import prepare_sandbox
+
+PRELUDE = """
+import ctypes, errno, os, socket, sys
+def attempt(fn):
+    try:
+        fn()
+    except OSError as e:
+        sys.exit(e.errno or 250)
+    sys.exit(0)
+"""
+
+
+def _child_python() -> str:
+    # The children only need the standard library. Under the unprivileged run
+    # this interpreter may sit in a directory the test user cannot search
+    # (e.g. /root/.pyenv); take a system python3 then.
+    for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+CHILD_PYTHON = _child_python()
+
+
+def profile(workspace: Path, name: str = "test", **fields: Any) -> ResolvedExecutionProfile:
+    """A resolved sandbox profile (fields as in ExecutionProfile) for ``workspace``."""
+    fields.setdefault("mode", "sandbox")
+    return ExecutionProfile(**fields).resolve(name, workspace)
+
+
+def py(code: str) -> list[str]:
+    """argv running ``code`` (after PRELUDE) in this interpreter."""
+    return [CHILD_PYTHON, "-c", PRELUDE + code]
+
+
+def run(
+    resolved: ResolvedExecutionProfile,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run ``argv`` under ``resolved`` and return its exit code (-signal if killed).
+
+    Uses the sandbox's test-only fork/exec stand-in for the spawn core.
+    """
+    with prepare_sandbox(resolved, argv) as prepared:
+        child_env = {**os.environ, **(env or {}), **prepared.env_overrides}
+        if prepared.native_plan is None:
+            pid = os.spawnve(os.P_NOWAIT, prepared.argv[0], prepared.argv, child_env)
+        else:
+            pid = _native.sandbox_test_spawn(prepared.native_plan, prepared.argv, child_env)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
