@@ -223,7 +223,7 @@ class _PreparedSandbox(Protocol):
 def _prepare_sandbox(profile: ResolvedExecutionProfile, argv: list[str]) -> _PreparedSandbox:
     """Ask the sandbox backend to prepare ``argv``; fail closed if there is none."""
     try:
-        from orchestrator_spawn.sandbox import prepare_sandbox  # type: ignore[attr-defined]
+        from orchestrator_spawn.sandbox import prepare_sandbox
     except ImportError as err:
         raise _backend_unavailable(profile, f"no sandbox backend in this build ({err})") from err
     try:
