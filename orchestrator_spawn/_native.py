@@ -8,6 +8,11 @@ its own section.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
+from orchestrator_spawn.errors import SpawnError
+
 try:
     from orchestrator_spawn._core import ffi, lib
 except ImportError as err:  # pragma: no cover - only without a build
@@ -29,6 +34,98 @@ if lib.os_core_version() != CORE_VERSION:  # pragma: no cover - broken install
     )
 
 # --- spawn --------------------------------------------------------------------
+
+_STAGE_NAMES = {
+    lib.OS_STAGE_CHDIR: "chdir",
+    lib.OS_STAGE_SETPGID: "setpgid",
+    lib.OS_STAGE_SETRLIMIT: "setrlimit",
+    lib.OS_STAGE_DUP2: "dup2",
+    lib.OS_STAGE_SANDBOX: "sandbox",
+    lib.OS_STAGE_EXEC: "exec",
+    lib.OS_STAGE_FORK: "fork",
+}
+
+FD_INHERIT: int = lib.OS_SPAWN_FD_INHERIT
+FD_DEVNULL: int = lib.OS_SPAWN_FD_DEVNULL
+
+
+def _string_array(items: list[bytes]) -> tuple[Any, Any]:
+    """A NULL-terminated ``char *[]`` over ``items`` (and the buffer it points into).
+
+    The caller has already refused embedded NUL bytes; the C side re-checks.
+    """
+    block = b"\0".join(items) + b"\0" if items else b""
+    buffer = ffi.from_buffer("char[]", block)
+    array = ffi.new("char *[]", len(items) + 1)
+    if lib.os_split_strings(buffer, len(block), array, len(items)) != len(items):
+        raise ValueError("embedded null byte")
+    return array, (block, buffer)
+
+
+def native_spawn(
+    *,
+    program: bytes,
+    search_path: bytes | None,
+    argv: list[bytes],
+    envp: list[bytes],
+    cwd: bytes | None,
+    stdio: tuple[int, int, int],
+    pass_fds: tuple[int, ...],
+    new_process_group: bool,
+    rlimits: tuple[int, int, int, int],
+    sandbox_plan: Any,
+    want_pidfd: bool,
+) -> tuple[int, int]:
+    """Forks and execs through ``os_spawn`` (GIL released); returns ``(pid, pidfd)``.
+
+    ``pidfd`` is -1 when not asked for or not supported by the kernel. Raises
+    ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the child
+    failed before exec or the fork itself failed; no child is left behind then.
+    """
+    c_argv, argv_keep = _string_array(argv)
+    c_envp, envp_keep = _string_array(envp)
+    c_program = ffi.new("char[]", program)
+    c_search = ffi.new("char[]", search_path) if search_path is not None else ffi.NULL
+    c_cwd = ffi.new("char[]", cwd) if cwd is not None else ffi.NULL
+    c_pass = ffi.new("int[]", list(pass_fds)) if pass_fds else ffi.NULL
+
+    request = ffi.new("os_spawn_request *")
+    request.file = c_program
+    request.search_path = c_search
+    request.argv = c_argv
+    request.envp = c_envp
+    request.cwd = c_cwd
+    request.stdio = list(stdio)
+    request.pass_fds = c_pass
+    request.n_pass_fds = len(pass_fds)
+    request.new_process_group = 1 if new_process_group else 0
+    request.rlimits = list(rlimits)
+    request.sandbox = sandbox_plan if sandbox_plan is not None else ffi.NULL
+    request.want_pidfd = 1 if want_pidfd else 0
+    result = ffi.new("os_spawn_result *")
+
+    rc = lib.os_spawn(request, result)
+    # The buffers must outlive the call: keep them referenced until here.
+    del argv_keep, envp_keep, c_program, c_search, c_cwd, c_pass
+    if rc != 0:
+        stage = _STAGE_NAMES.get(result.stage, "exec")
+        name = os.fsdecode(program)
+        err = result.error
+        raise SpawnError(
+            err,
+            f"cannot spawn {name!r}: {stage} failed: {os.strerror(err)} (errno {err})",
+            stage=stage,
+            program=name,
+        )
+    return int(result.pid), int(result.pidfd)
+
+
+def install_sigchld_wakeup(fd: int) -> None:
+    """Makes SIGCHLD write one byte to ``fd`` (non-blocking), chaining to the
+    previous handler. Raises ``OSError`` if ``sigaction`` fails."""
+    rc = lib.os_sigchld_install(fd)
+    if rc != 0:
+        raise OSError(-rc, f"cannot install the SIGCHLD handler: {os.strerror(-rc)}")
 
 
 # --- redaction ----------------------------------------------------------------

@@ -1,13 +1,346 @@
-"""The Child handle: placeholder until the native spawn core lands."""
+"""The ``Child`` handle: waiting, signalling and kill-on-drop for one spawned process.
+
+A ``Child`` comes only from :func:`orchestrator_spawn.spawn`. It reaps its
+process exactly once (``wait4`` under a lock, whichever of ``wait_blocking``,
+``try_wait``, ``await wait()`` or ``close()`` gets there first) and never
+signals a process it has reaped, so a recycled pid is never hit. Exit
+notification comes from :mod:`orchestrator_spawn._platform` (pidfd, kqueue,
+or the single SIGCHLD reaper), never from a thread per child.
+"""
 
 from __future__ import annotations
 
-from orchestrator_spawn._unimplemented import Unimplemented, missing
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any, final
+
+from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn._platform import ExitNotifier
+
+__all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
+
+# ru_maxrss is in kibibytes on Linux and in bytes on macOS.
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
-class Child(Unimplemented):
-    _feature = "Child"
+@dataclass(frozen=True)
+class ResourceUsage:
+    """What the child (not its descendants) used, from ``wait4`` at exit.
+
+    ``user_seconds``/``system_seconds`` are CPU seconds; ``max_rss_bytes`` is
+    the peak resident set size in bytes.
+    """
+
+    user_seconds: float
+    system_seconds: float
+    max_rss_bytes: int
+
+
+@final
+class Child:
+    """A running or finished child process; get one from ``spawn()``.
+
+    Attributes: ``pid``; ``pgid`` (the child's own process group, or None
+    when spawned with ``process_group=False``); ``returncode`` (None while
+    running; the exit status, or the negative signal number when a signal
+    killed it); ``rusage`` (a :class:`ResourceUsage` once reaped);
+    ``stdin``/``stdout``/``stderr`` (see ``spawn()``); ``args``.
+
+    Kill on drop: ``close()``, leaving ``with``/``async with``, or garbage
+    collection while the process still runs SIGKILLs its process group (just
+    the process without a group) and reaps it.
+    """
+
+    pid: int
+    pgid: int | None
+    args: list[bytes]
+    stdin: PipeStreamWriter | IO[bytes] | None
+    stdout: PipeStreamReader | IO[bytes] | None
+    stderr: PipeStreamReader | IO[bytes] | None
+    _notifier: ExitNotifier
+    _lock: threading.Lock
+    _returncode: int | None
+    _rusage: ResourceUsage | None
+    _futures: dict[asyncio.AbstractEventLoop, asyncio.Future[int]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
+
+    @classmethod
+    def _create(
+        cls,
+        *,
+        pid: int,
+        pgid: int | None,
+        notifier: ExitNotifier,
+        args: list[bytes],
+        stdin: PipeStreamWriter | IO[bytes] | None,
+        stdout: PipeStreamReader | IO[bytes] | None,
+        stderr: PipeStreamReader | IO[bytes] | None,
+    ) -> Child:
+        self = object.__new__(cls)
+        self.pid = pid
+        self.pgid = pgid
+        self.args = args
+        self.stdin = stdin
+        self.stdout = stdout
+        self.stderr = stderr
+        self._notifier = notifier
+        self._lock = threading.Lock()
+        self._returncode = None
+        self._rusage = None
+        self._futures = {}
+        return self
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status (negative signal number if killed), None while running.
+
+        Always current: reading it checks (without blocking) whether the child
+        has exited, like ``try_wait()``."""
+        if self._returncode is None:
+            self._try_reap()
+        return self._returncode
+
+    @property
+    def rusage(self) -> ResourceUsage | None:
+        """CPU seconds and peak RSS of the child at exit; None until reaped."""
+        return self._rusage
+
+    def __repr__(self) -> str:
+        rc = self._returncode
+        if rc is None:
+            status = f"running with PID {self.pid}"
+        elif rc < 0:
+            status = f"exited with signal {-rc}"
+        else:
+            status = f"exited with status {rc}"
+        program = os.fsdecode(self.args[0]) if self.args else "?"
+        return f"<Child {program!r}: {status}>"
+
+    # -- reaping -------------------------------------------------------------
+
+    def _try_reap(self) -> bool:
+        """Reaps the child if it has exited; True once reaped. Never blocks."""
+        with self._lock:
+            if self._returncode is not None:
+                return True
+            try:
+                pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                # Someone else reaped it (SIGCHLD set to SIG_IGN, or a stray
+                # waitpid(-1)); like subprocess we cannot know the status.
+                self._returncode = 0
+            else:
+                if pid == 0:
+                    return False
+                self._returncode = os.waitstatus_to_exitcode(status)
+                self._rusage = ResourceUsage(
+                    usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT
+                )
+        self._notifier.close()
+        return True
+
+    def try_wait(self) -> int | None:
+        """The exit status if the child has exited (reaping it), else None.
+
+        Never blocks."""
+        self._try_reap()
+        return self._returncode
+
+    def wait_blocking(self, timeout: float | None = None) -> int:
+        """Blocks until the child exits, reaps it and returns ``returncode``.
+
+        ``timeout`` is in seconds (None: no limit); raises ``TimeoutError``
+        when it passes first. Does not spin: sleeps on the pidfd (Linux),
+        kqueue (macOS) or the SIGCHLD reaper's event (fallback). Safe to call
+        from several threads at once."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._try_reap():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+            self._notifier.wait(remaining)
+        assert self._returncode is not None
+        return self._returncode
+
+    # -- signals -------------------------------------------------------------
+
+    def send_signal(self, sig: int, *, group: bool = True) -> None:
+        """Sends ``sig`` to the child's process group (``group=True`` and the
+        child has one) or to the child alone. Does nothing once the child has
+        been reaped, so a recycled pid is never signalled."""
+        with self._lock:
+            if self._returncode is not None:
+                return
+            try:
+                if group and self.pgid is not None:
+                    os.killpg(self.pgid, sig)
+                else:
+                    os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass  # cannot happen before reaping; be lenient anyway
+
+    def start_kill(self) -> None:
+        """SIGKILLs the whole process group without waiting."""
+        self.send_signal(signal.SIGKILL)
+
+    def _kill_group_after_exit(self, sig: int) -> None:
+        """Signals what is left of the process group after the leader was reaped.
+
+        The leader's pid number stays allocated while any process still uses it
+        as its process group id, so if that number now names a live process,
+        our group is gone and the number was recycled: leave it alone."""
+        if self.pgid is None:
+            return
+        try:
+            os.kill(self.pgid, 0)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return
+        else:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    def _signal_group_even_after_exit(self, sig: int) -> None:
+        with self._lock:
+            running = self._returncode is None
+            if running:
+                try:
+                    if self.pgid is not None:
+                        os.killpg(self.pgid, sig)
+                    else:
+                        os.kill(self.pid, sig)
+                except ProcessLookupError:
+                    pass
+        if not running:
+            self._kill_group_after_exit(sig)
+
+    # -- closing -------------------------------------------------------------
+
+    def _close_pipes(self) -> None:
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is None:
+                continue
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def close(self) -> None:
+        """Kills the process group if the child still runs, reaps it, and
+        closes the parent's pipe ends. Idempotent."""
+        if not self._try_reap():
+            self.start_kill()
+            self.wait_blocking()
+        self._close_pipes()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Child:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._try_reap():
+            await self.kill()
+        self._close_pipes()
+
+    def __del__(self) -> None:
+        # Kill on drop. Attributes may be missing if _create never finished.
+        if getattr(self, "_returncode", 0) is not None:
+            return
+        try:
+            if not self._try_reap():
+                self.start_kill()
+                self.wait_blocking()
+        except Exception:  # nothing sensible to do in a finalizer
+            pass
+
+    # -- asyncio -------------------------------------------------------------
+
+    def _loop_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+        future = self._futures.get(loop)
+        if future is None:
+            future = loop.create_future()
+            self._futures[loop] = future
+            # A weak reference: a cancelled waiter must not keep the handle
+            # (and so kill on drop) from going away.
+            ref = weakref.ref(self)
+            notifier = self._notifier
+
+            def on_exit() -> None:
+                child = ref()
+                if child is None:
+                    notifier.unwatch(loop)
+                    return
+                child._on_exit_event(loop)
+
+            notifier.watch(loop, on_exit)
+        return future
+
+    def _on_exit_event(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._try_reap():
+            return  # spurious wake-up: keep watching
+        self._notifier.unwatch(loop)
+        future = self._futures.pop(loop, None)
+        if future is not None and not future.done():
+            assert self._returncode is not None
+            future.set_result(self._returncode)
+
+    async def wait(self) -> int:
+        """Waits for the child to exit, reaps it and returns ``returncode``.
+
+        Any number of tasks may await it at once; cancelling one of them does
+        not kill the child and does not disturb the others."""
+        if self._try_reap():
+            assert self._returncode is not None
+            return self._returncode
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(self._loop_future(loop))
+
+    async def kill(self) -> int:
+        """SIGKILLs the whole process group, then waits for and reaps the child.
+
+        If the child already exited, what is left of its group is killed (if
+        its pgid was not recycled). Returns ``returncode``."""
+        self._signal_group_even_after_exit(signal.SIGKILL)
+        return await self.wait()
+
+    async def terminate(self, grace: float = 5.0) -> int:
+        """SIGTERMs the process group; if the child has not exited after
+        ``grace`` seconds, SIGKILLs the group. Reaps; returns ``returncode``."""
+        self.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(self.wait(), grace)
+        except asyncio.TimeoutError:
+            return await self.kill()
 
 
 async def kill_child_process_group(child: Child) -> None:
-    missing("kill_child_process_group()")
+    """SIGKILLs ``-child.pgid`` (what is left of it, if the child already
+    exited and the pgid was not recycled) and reaps the child."""
+    await child.kill()

@@ -1,10 +1,145 @@
-"""The command-line front end: placeholder until the spawn core lands."""
+"""The command-line front end: ``orchestrator-spawn`` / ``python -m orchestrator_spawn``.
+
+``orchestrator-spawn run [--limit KEY=VALUE ...] -- PROGRAM ARGS...`` runs a
+program in its own process group with the given resource limits, its output
+going straight to this terminal (inherited stdio), forwards SIGINT/SIGTERM to
+the group, and exits with the program's status (128 + N if signal N killed it,
+like a shell; 127 if it could not be found, 126 if it could not be executed).
+
+The ``run`` options live in :func:`add_run_options` and are turned into spawn
+arguments in :func:`run_spawn_kwargs`, so later options slot in there.
+"""
 
 from __future__ import annotations
 
+import argparse
+import errno
+import re
+import signal
 import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from orchestrator_spawn.child import Child
+from orchestrator_spawn.errors import SpawnError
+from orchestrator_spawn.spawn import ResourceLimits, spawn
+
+__all__ = ["add_run_options", "build_parser", "main", "parse_limit", "run_spawn_kwargs"]
+
+LIMIT_KEYS = ("memory_bytes", "cpu_seconds", "processes", "open_files")
+_SUFFIXES = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_LIMIT_VALUE = re.compile(r"^(\d+)([kmgt]?)(i?b?)$", re.IGNORECASE)
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("orchestrator-spawn: the CLI is not implemented yet", file=sys.stderr)
-    return 2
+def parse_limit(text: str) -> tuple[str, int]:
+    """Parses ``KEY=VALUE`` for ``--limit``; VALUE is an integer, and for
+    memory_bytes may carry a binary suffix (``512M``, ``2G``, ``64KiB``)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or key not in LIMIT_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"expected KEY=VALUE with KEY one of {', '.join(LIMIT_KEYS)}, got {text!r}"
+        )
+    match = _LIMIT_VALUE.match(raw.strip())
+    if match is None or (key != "memory_bytes" and (match.group(2) or match.group(3))):
+        raise argparse.ArgumentTypeError(f"invalid value for {key}: {raw!r}")
+    return key, int(match.group(1)) * _SUFFIXES[match.group(2).lower()]
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Adds every option of the ``run`` subcommand to ``parser``."""
+    parser.add_argument(
+        "--limit",
+        metavar="KEY=VALUE",
+        action="append",
+        type=parse_limit,
+        default=[],
+        help=(
+            "resource limit applied with setrlimit (soft = hard) before exec; "
+            "KEY is memory_bytes (address space, suffixes K/M/G/T allowed), "
+            "cpu_seconds, processes or open_files; repeat for several"
+        ),
+    )
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        metavar="-- PROGRAM ARGS...",
+        help="the program to run and its arguments (PROGRAM is searched on PATH)",
+    )
+
+
+def run_spawn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``spawn()`` keyword arguments the ``run`` options ask for."""
+    limits = dict(args.limit) if args.limit else {}
+    return {"limits": ResourceLimits(**limits) if limits else None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator-spawn",
+        description="Spawn processes through the orchestrator_spawn native core.",
+    )
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run a program in its own process group and exit with its status",
+        description=(
+            "Run PROGRAM in its own process group with the given limits. Its "
+            "output goes straight to this terminal; SIGINT and SIGTERM are "
+            "forwarded to its whole group; the exit status is the program's "
+            "(128+N when signal N killed it, 127 not found, 126 not executable)."
+        ),
+        epilog="example: orchestrator-spawn run --limit memory_bytes=1G -- make -j4",
+    )
+    add_run_options(run)
+    return parser
+
+
+def _exit_status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    command: list[str] = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        parser.error("run: missing PROGRAM (usage: orchestrator-spawn run [options] -- PROGRAM)")
+    # The handlers go in before the spawn so that a signal arriving in
+    # between is not lost: it is remembered and forwarded once the child exists.
+    children: list[Child] = []
+    pending: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if children:
+            children[0].send_signal(signum)
+        else:
+            pending.append(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        try:
+            child = spawn(command, **run_spawn_kwargs(args))
+        except SpawnError as err:
+            print(f"orchestrator-spawn: {err}", file=sys.stderr)
+            return 127 if err.errno == errno.ENOENT else 126
+        except ValueError as err:
+            print(f"orchestrator-spawn: {err}", file=sys.stderr)
+            return 2
+        with child:
+            children.append(child)
+            for signum in pending:
+                child.send_signal(signum)
+            return _exit_status(child.wait_blocking())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {"run": _run}
+    return commands[args.subcommand](args, parser)

@@ -1,0 +1,379 @@
+/*
+ * spawn.c: the parent side of the spawn core.
+ *
+ * Linux: clone(CLONE_VM | CLONE_VFORK) on a stack of its own, so the cost does
+ * not grow with the parent's memory; the child reports failures straight into
+ * shared memory. With a sandbox plan it is a real fork (unshare of a user
+ * namespace refuses a process that shares its mm) reporting over a
+ * close-on-exec pipe. macOS: posix_spawn when nothing needs a fork, else fork.
+ *
+ * All signals are blocked in the calling thread around the fork, so no handler
+ * of the parent runs in the child before it reset its dispositions.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "spawn_internal.h"
+
+#ifdef __linux__
+#include <sched.h>
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#endif
+
+#ifdef __APPLE__
+#include <spawn.h>
+extern char **environ;
+#endif
+
+#define CHILD_STACK_SIZE (256 * 1024)
+
+static int fail(os_spawn_result *result, int stage, int error)
+{
+    result->stage = stage;
+    result->error = error;
+    return -error;
+}
+
+static int read_full(int fd, void *buf, size_t size)
+{
+    size_t done = 0;
+    while (done < size) {
+        ssize_t n = read(fd, (char *)buf + done, size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += (size_t)n;
+    }
+    return (int)done;
+}
+
+static void reap(pid_t pid)
+{
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+    }
+}
+
+/* execvp-style search of `path_list` for `file`: the first regular file we may
+ * execute wins; EACCES if only unusable candidates were seen, else ENOENT. */
+static int resolve_program(const char *file, const char *path_list, char *out, size_t out_size)
+{
+    size_t file_len = strlen(file);
+    int seen_eacces = 0;
+    const char *dir = path_list;
+
+    if (file_len == 0)
+        return ENOENT;
+    for (;;) {
+        const char *end = strchr(dir, ':');
+        size_t dir_len = end ? (size_t)(end - dir) : strlen(dir);
+        struct stat st;
+        size_t len = 0;
+
+        if (dir_len + 1 + file_len + 1 <= out_size) {
+            if (dir_len == 0) {
+                out[len++] = '.'; /* an empty entry means the current directory */
+            } else {
+                memcpy(out, dir, dir_len);
+                len = dir_len;
+            }
+            out[len++] = '/';
+            memcpy(out + len, file, file_len + 1);
+            if (stat(out, &st) == 0) {
+                if (S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+                    return 0;
+                seen_eacces = 1;
+            } else if (errno == EACCES) {
+                seen_eacces = 1;
+            }
+        }
+        if (end == NULL)
+            break;
+        dir = end + 1;
+    }
+    return seen_eacces ? EACCES : ENOENT;
+}
+
+#ifdef __linux__
+static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_result *result)
+{
+    os_child_ctx ctx;
+    os_child_report report;
+    sigset_t all, old;
+    int report_pipe[2] = {-1, -1};
+    int use_vfork = req->sandbox == NULL;
+    int flags = SIGCHLD;
+    int pidfd = -1;
+    int clone_errno;
+    char *stack;
+    pid_t pid;
+
+    stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        return fail(result, OS_STAGE_FORK, errno);
+    if (!use_vfork && pipe2(report_pipe, O_CLOEXEC) < 0) {
+        int err = errno;
+        munmap(stack, CHILD_STACK_SIZE);
+        return fail(result, OS_STAGE_FORK, err);
+    }
+
+    ctx.request = req;
+    ctx.path = path;
+    ctx.report_fd = report_pipe[1];
+    ctx.shared.stage = OS_STAGE_NONE;
+    ctx.shared.error = 0;
+
+    if (use_vfork)
+        flags |= CLONE_VM | CLONE_VFORK;
+    if (req->want_pidfd)
+        flags |= CLONE_PIDFD;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* The stack grows down on every architecture we support. */
+    pid = clone(os_child_main, stack + CHILD_STACK_SIZE, flags, &ctx, &pidfd);
+    clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* vfork: the child has exec'd or exited, its stack is free again.
+     * fork: the child has its own copy. */
+    munmap(stack, CHILD_STACK_SIZE);
+
+    if (pid < 0) {
+        if (report_pipe[0] >= 0) {
+            close(report_pipe[0]);
+            close(report_pipe[1]);
+        }
+        return fail(result, OS_STAGE_FORK, clone_errno);
+    }
+
+    report.stage = OS_STAGE_NONE;
+    report.error = 0;
+    if (use_vfork) {
+        report.stage = ctx.shared.stage;
+        report.error = ctx.shared.error;
+    } else {
+        close(report_pipe[1]);
+        /* EOF (the pipe closed by exec) means success. */
+        if (read_full(report_pipe[0], &report, sizeof report) != (int)sizeof report)
+            report.stage = OS_STAGE_NONE;
+        close(report_pipe[0]);
+    }
+
+    if (report.stage != OS_STAGE_NONE) {
+        reap(pid);
+        if (pidfd >= 0)
+            close(pidfd);
+        return fail(result, report.stage, report.error);
+    }
+    result->pid = pid;
+    /* Kernels before 5.2 ignore CLONE_PIDFD and leave pidfd at -1. */
+    result->pidfd = pidfd;
+    return 0;
+}
+#endif
+
+#ifdef __APPLE__
+/* A real fork (rlimits or a working directory need code in the child). */
+static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_result *result)
+{
+    os_child_ctx ctx;
+    os_child_report report = {OS_STAGE_NONE, 0};
+    sigset_t all, old;
+    int report_pipe[2];
+    pid_t pid;
+    int fork_errno;
+
+    if (pipe(report_pipe) < 0)
+        return fail(result, OS_STAGE_FORK, errno);
+    fcntl(report_pipe[0], F_SETFD, FD_CLOEXEC);
+    fcntl(report_pipe[1], F_SETFD, FD_CLOEXEC);
+    ctx.request = req;
+    ctx.path = path;
+    ctx.report_fd = report_pipe[1];
+    ctx.shared.stage = OS_STAGE_NONE;
+    ctx.shared.error = 0;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = fork();
+    if (pid == 0)
+        os_child_main(&ctx);
+    fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(report_pipe[1]);
+    if (pid < 0) {
+        close(report_pipe[0]);
+        return fail(result, OS_STAGE_FORK, fork_errno);
+    }
+    if (read_full(report_pipe[0], &report, sizeof report) != (int)sizeof report)
+        report.stage = OS_STAGE_NONE;
+    close(report_pipe[0]);
+    if (report.stage != OS_STAGE_NONE) {
+        reap(pid);
+        return fail(result, report.stage, report.error);
+    }
+    result->pid = pid;
+    return 0;
+}
+
+/* posix_spawn does setpgid, the signal reset and close-on-exec-by-default in
+ * the kernel; it cannot set rlimits or report which step failed (all
+ * failures are reported as stage "exec"). */
+static int spawn_posix(const os_spawn_request *req, const char *path, os_spawn_result *result)
+{
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_t actions;
+    sigset_t all, none;
+    int moved[3] = {-1, -1, -1};
+    short flags = POSIX_SPAWN_CLOEXEC_DEFAULT | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
+    pid_t pid;
+    int i, err;
+
+    if ((err = posix_spawnattr_init(&attr)) != 0)
+        return fail(result, OS_STAGE_FORK, err);
+    if ((err = posix_spawn_file_actions_init(&actions)) != 0) {
+        posix_spawnattr_destroy(&attr);
+        return fail(result, OS_STAGE_FORK, err);
+    }
+    if (req->new_process_group) {
+        flags |= POSIX_SPAWN_SETPGROUP;
+        posix_spawnattr_setpgroup(&attr, 0);
+    }
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, flags);
+
+    for (i = 0; i < 3 && err == 0; i++) {
+        int src = req->stdio[i];
+        if (src >= 0 && src <= 2 && src != i) {
+            /* A later dup2 must not read a source an earlier one replaced. */
+            moved[i] = fcntl(src, F_DUPFD_CLOEXEC, 3);
+            if (moved[i] < 0) {
+                err = errno;
+                break;
+            }
+            src = moved[i];
+        }
+        if (src == OS_SPAWN_FD_DEVNULL)
+            err = posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
+        else if (src < 0 || src == i)
+            err = posix_spawn_file_actions_addinherit_np(&actions, i);
+        else
+            err = posix_spawn_file_actions_adddup2(&actions, src, i);
+    }
+    for (i = 0; i < req->n_pass_fds && err == 0; i++)
+        err = posix_spawn_file_actions_addinherit_np(&actions, req->pass_fds[i]);
+    if (err == 0)
+        err = posix_spawn(&pid, path, &actions, &attr, req->argv, req->envp);
+
+    for (i = 0; i < 3; i++)
+        if (moved[i] >= 0)
+            close(moved[i]);
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    if (err != 0)
+        return fail(result, OS_STAGE_EXEC, err);
+    result->pid = pid;
+    return 0;
+}
+#endif
+
+int os_spawn(const os_spawn_request *req, os_spawn_result *result)
+{
+    char resolved[PATH_MAX];
+    const char *path = req->file;
+
+    result->pid = -1;
+    result->pidfd = -1;
+    result->stage = OS_STAGE_NONE;
+    result->error = 0;
+
+    if (req->search_path != NULL && strchr(req->file, '/') == NULL) {
+        int err = resolve_program(req->file, req->search_path, resolved, sizeof resolved);
+        if (err != 0)
+            return fail(result, OS_STAGE_EXEC, err);
+        path = resolved;
+    }
+#ifdef __linux__
+    return spawn_clone(req, path, result);
+#elif defined(__APPLE__)
+    {
+        int i, needs_fork = req->cwd != NULL;
+        for (i = 0; i < 4; i++)
+            needs_fork |= req->rlimits[i] >= 0;
+        return needs_fork ? spawn_fork(req, path, result) : spawn_posix(req, path, result);
+    }
+#else
+#error "orchestrator_spawn supports Linux and macOS"
+#endif
+}
+
+int os_split_strings(char *block, long long length, char **out, int n)
+{
+    long long off = 0;
+    int count = 0;
+
+    while (off < length && count < n) {
+        out[count++] = block + off;
+        off += (long long)strlen(block + off) + 1;
+    }
+    out[count] = NULL;
+    /* Fewer NULs than strings means a string held an embedded NUL. */
+    return off == length ? count : -1;
+}
+
+static int sigchld_wakeup_fd = -1;
+static struct sigaction sigchld_previous;
+
+static void sigchld_handler(int sig, siginfo_t *info, void *uctx)
+{
+    int saved_errno = errno;
+    ssize_t ignored;
+
+    if (sigchld_wakeup_fd >= 0)
+        ignored = write(sigchld_wakeup_fd, "c", 1);
+    (void)ignored;
+    /* Chain to whoever handled SIGCHLD before us (Python's handler, say). */
+    if (sigchld_previous.sa_flags & SA_SIGINFO) {
+        if (sigchld_previous.sa_sigaction != NULL)
+            sigchld_previous.sa_sigaction(sig, info, uctx);
+    } else if (sigchld_previous.sa_handler != SIG_DFL && sigchld_previous.sa_handler != SIG_IGN) {
+        sigchld_previous.sa_handler(sig);
+    }
+    errno = saved_errno;
+}
+
+int os_sigchld_install(int wakeup_fd)
+{
+    struct sigaction sa;
+
+    if (sigchld_wakeup_fd >= 0) {
+        sigchld_wakeup_fd = wakeup_fd;
+        return 0;
+    }
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = sigchld_handler;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    sigchld_wakeup_fd = wakeup_fd;
+    if (sigaction(SIGCHLD, &sa, &sigchld_previous) < 0) {
+        sigchld_wakeup_fd = -1;
+        return -errno;
+    }
+    return 0;
+}

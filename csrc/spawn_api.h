@@ -1,0 +1,78 @@
+/*
+ * spawn_api.h: the native spawn core (fork/vfork + child setup + exec).
+ *
+ * The parent prepares everything in an os_spawn_request (allocation allowed
+ * there); os_spawn() forks, the child applies the plan with async-signal-safe
+ * calls only and execs. Failures come back as (stage, errno). Read by both the
+ * compiler and cffi (see orchestrator_spawn/_build.py).
+ */
+#ifndef OS_SPAWN_API_H
+#define OS_SPAWN_API_H
+
+#include "sandbox_api.h"
+
+/* Values of os_spawn_request.stdio[i] besides a real fd. */
+#define OS_SPAWN_FD_INHERIT -1
+#define OS_SPAWN_FD_DEVNULL -2
+
+/* Stages reported in os_spawn_result.stage (names in _native.py). */
+#define OS_STAGE_NONE 0
+#define OS_STAGE_CHDIR 1
+#define OS_STAGE_SETPGID 2
+#define OS_STAGE_SETRLIMIT 3
+#define OS_STAGE_DUP2 4
+#define OS_STAGE_SANDBOX 5
+#define OS_STAGE_EXEC 6
+#define OS_STAGE_FORK 7
+
+/* Indexes into os_spawn_request.rlimits. */
+#define OS_LIMIT_MEMORY_BYTES 0
+#define OS_LIMIT_CPU_SECONDS 1
+#define OS_LIMIT_PROCESSES 2
+#define OS_LIMIT_OPEN_FILES 3
+
+typedef struct os_spawn_request {
+    /* The program as given (argv[0] or an explicit path). */
+    const char *file;
+    /* PATH to search when `file` has no slash; NULL means exec `file` as is. */
+    const char *search_path;
+    char **argv; /* NULL-terminated */
+    char **envp; /* NULL-terminated */
+    const char *cwd; /* NULL: the parent's working directory */
+    /* Source fd for the child's fd 0, 1, 2, or OS_SPAWN_FD_INHERIT/_DEVNULL. */
+    int stdio[3];
+    /* Extra fds kept open (made inheritable) in the child: ascending, > 2. */
+    const int *pass_fds;
+    int n_pass_fds;
+    int new_process_group; /* setpgid(0, 0) in the child */
+    /* RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE (soft = hard);
+     * a negative value leaves that limit alone. */
+    long long rlimits[4];
+    /* Optional sandbox plan (Linux); forces a real fork instead of vfork. */
+    const os_sandbox_plan *sandbox;
+    int want_pidfd; /* Linux: return a pidfd for the child (CLONE_PIDFD) */
+} os_spawn_request;
+
+typedef struct os_spawn_result {
+    int pid;   /* the child's pid, or -1 */
+    int pidfd; /* a close-on-exec pidfd, or -1 (not asked / not supported) */
+    int stage; /* OS_STAGE_* of the failure, OS_STAGE_NONE on success */
+    int error; /* errno of the failure, 0 on success */
+} os_spawn_result;
+
+/* Spawns the child. Returns 0, or -errno with result->stage set; on failure no
+ * child is left running and none is left unreaped. Safe to call from many
+ * threads at once; call it with the GIL released. */
+int os_spawn(const os_spawn_request *request, os_spawn_result *result);
+
+/* Points out[0..n-1] at the n NUL-terminated strings packed in block
+ * (each followed by one NUL) and sets out[n] = NULL. Returns the number found,
+ * which the caller compares with n to detect embedded NULs. */
+int os_split_strings(char *block, long long length, char **out, int n);
+
+/* No-pidfd fallback: installs one SIGCHLD handler that writes a byte to
+ * `wakeup_fd` (non-blocking) and chains to the previous handler. Idempotent;
+ * returns 0 or -errno. */
+int os_sigchld_install(int wakeup_fd);
+
+#endif

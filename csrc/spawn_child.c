@@ -1,0 +1,290 @@
+/*
+ * spawn_child.c: the child side of the spawn core, between fork and exec.
+ *
+ * Everything here runs in a child that may share its memory with the parent
+ * (vfork semantics) and was forked from a multithreaded process, so it calls
+ * only async-signal-safe functions: no malloc, no locks, no stdio, no Python.
+ * Every input was prepared by the parent before the fork. A failure is
+ * reported as (stage, errno) and the child _exits with 127.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "spawn_internal.h"
+
+#ifdef __linux__
+#include <dirent.h>
+#endif
+
+static void report_and_exit(os_child_ctx *ctx, int stage, int error)
+{
+    os_child_report report = {stage, error};
+
+    ctx->shared.stage = stage;
+    ctx->shared.error = error;
+    if (ctx->report_fd >= 0) {
+        ssize_t n;
+        do {
+            n = write(ctx->report_fd, &report, sizeof report);
+        } while (n < 0 && errno == EINTR);
+    }
+    _exit(127);
+}
+
+/* Handled signals must not run the parent's handlers in the child (with vfork
+ * they would run on the parent's memory), and ignored ones must not stay
+ * ignored in the new program: every disposition goes back to SIG_DFL. */
+static void reset_signal_dispositions(void)
+{
+    struct sigaction sa;
+    int sig;
+
+    sa.sa_handler = SIG_DFL;
+    sa.sa_flags = 0;
+    sigemptyset(&sa.sa_mask);
+    for (sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP)
+            continue;
+        /* Fails harmlessly (EINVAL) for the signals libc reserves. */
+        (void)sigaction(sig, &sa, NULL);
+    }
+}
+
+static int clear_cloexec(int fd)
+{
+    int flags = fcntl(fd, F_GETFD);
+    if (flags < 0)
+        return -errno;
+    if ((flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+/* Puts each stdio source on 0, 1, 2. Sources that are themselves 0-2 are first
+ * copied above 2, so an earlier dup2 cannot clobber a later source. */
+static int apply_stdio(const os_spawn_request *req)
+{
+    int src[3];
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        src[i] = req->stdio[i];
+        if (src[i] == OS_SPAWN_FD_DEVNULL) {
+            do {
+                src[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+            } while (src[i] < 0 && errno == EINTR);
+            if (src[i] < 0)
+                return -errno;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        if (src[i] >= 0 && src[i] <= 2 && src[i] != i) {
+            int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+            if (moved < 0)
+                return -errno;
+            src[i] = moved;
+        }
+    }
+    for (i = 0; i < 3; i++) {
+        if (src[i] < 0)
+            continue; /* inherit */
+        if (src[i] == i) {
+            int err = clear_cloexec(i);
+            if (err)
+                return err;
+        } else {
+            int r;
+            do {
+                r = dup2(src[i], i);
+            } while (r < 0 && errno == EINTR);
+            if (r < 0)
+                return -errno;
+        }
+    }
+    return 0;
+}
+
+static int is_kept(const os_child_ctx *ctx, int fd)
+{
+    const os_spawn_request *req = ctx->request;
+    int i;
+
+    if (fd <= 2 || fd == ctx->report_fd)
+        return 1;
+    for (i = 0; i < req->n_pass_fds; i++)
+        if (req->pass_fds[i] == fd)
+            return 1;
+    return 0;
+}
+
+#ifdef __linux__
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+/* Closes [lo, hi] except the report fd, with close_range when available.
+ * Returns -ENOSYS when the kernel lacks close_range. */
+static int close_span(const os_child_ctx *ctx, unsigned int lo, unsigned int hi)
+{
+    int keep = ctx->report_fd;
+
+    if (lo > hi)
+        return 0;
+    if (keep >= 0 && (unsigned int)keep >= lo && (unsigned int)keep <= hi) {
+        int err = 0;
+        if ((unsigned int)keep > lo)
+            err = close_span(ctx, lo, (unsigned int)keep - 1);
+        if (err == 0 && (unsigned int)keep < hi)
+            err = close_span(ctx, (unsigned int)keep + 1, hi);
+        return err;
+    }
+    if (syscall(SYS_close_range, lo, hi, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static int close_fds_with_close_range(const os_child_ctx *ctx)
+{
+    const os_spawn_request *req = ctx->request;
+    unsigned int lo = 3;
+    int i, err;
+
+    for (i = 0; i < req->n_pass_fds; i++) {
+        unsigned int fd = (unsigned int)req->pass_fds[i];
+        if (fd > lo && (err = close_span(ctx, lo, fd - 1)) != 0)
+            return err;
+        if (fd >= lo)
+            lo = fd + 1;
+    }
+    return close_span(ctx, lo, ~0U);
+}
+
+struct linux_dirent64 {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+/* Kernels before 5.9: walk /proc/self/fd with raw getdents64 (opendir would
+ * allocate). Returns -errno when /proc is not there. */
+static int close_fds_with_proc(const os_child_ctx *ctx)
+{
+    char buf[2048];
+    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    long n;
+
+    if (dir < 0)
+        return -errno;
+    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        long off = 0;
+        while (off < n) {
+            struct linux_dirent64 *entry = (struct linux_dirent64 *)(buf + off);
+            const char *p = entry->d_name;
+            int fd = 0;
+            off += entry->d_reclen;
+            if (*p < '0' || *p > '9')
+                continue;
+            while (*p >= '0' && *p <= '9')
+                fd = fd * 10 + (*p++ - '0');
+            if (fd != dir && !is_kept(ctx, fd))
+                close(fd);
+        }
+    }
+    close(dir);
+    return 0;
+}
+#endif
+
+static void close_fds_brute_force(const os_child_ctx *ctx)
+{
+    struct rlimit rl;
+    long max_fd = 65536;
+    long fd;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (long)rl.rlim_cur < max_fd)
+        max_fd = (long)rl.rlim_cur;
+    for (fd = 3; fd < max_fd; fd++)
+        if (!is_kept(ctx, (int)fd))
+            close((int)fd);
+}
+
+/* Only 0, 1, 2 and pass_fds survive into the new program. */
+static int close_other_fds(const os_child_ctx *ctx)
+{
+    const os_spawn_request *req = ctx->request;
+    int i, err;
+
+    for (i = 0; i < req->n_pass_fds; i++)
+        if ((err = clear_cloexec(req->pass_fds[i])) != 0)
+            return err;
+#ifdef __linux__
+    if (close_fds_with_close_range(ctx) == 0)
+        return 0;
+    if (close_fds_with_proc(ctx) == 0)
+        return 0;
+#endif
+    close_fds_brute_force(ctx);
+    return 0;
+}
+
+static int apply_rlimits(const os_spawn_request *req)
+{
+    static const int resources[4] = {RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE};
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        struct rlimit rl;
+        if (req->rlimits[i] < 0)
+            continue;
+        rl.rlim_cur = rl.rlim_max = (rlim_t)req->rlimits[i];
+        if (setrlimit(resources[i], &rl) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+int os_child_main(void *arg)
+{
+    os_child_ctx *ctx = arg;
+    const os_spawn_request *req = ctx->request;
+    sigset_t empty;
+    int err;
+
+    /* The parent blocked every signal around the fork: reset the handlers
+     * before anything can be delivered, unblock only right before exec. */
+    reset_signal_dispositions();
+
+    if (req->new_process_group && setpgid(0, 0) < 0)
+        report_and_exit(ctx, OS_STAGE_SETPGID, errno);
+    if ((err = apply_stdio(req)) != 0)
+        report_and_exit(ctx, OS_STAGE_DUP2, -err);
+    if ((err = close_other_fds(ctx)) != 0)
+        report_and_exit(ctx, OS_STAGE_DUP2, -err);
+    if (req->cwd != NULL && chdir(req->cwd) < 0)
+        report_and_exit(ctx, OS_STAGE_CHDIR, errno);
+#ifdef __linux__
+    if (req->sandbox != NULL && (err = os_sandbox_child_enter(req->sandbox)) < 0)
+        report_and_exit(ctx, OS_STAGE_SANDBOX, -err);
+#endif
+    if ((err = apply_rlimits(req)) != 0)
+        report_and_exit(ctx, OS_STAGE_SETRLIMIT, -err);
+#ifdef __linux__
+    if (req->sandbox != NULL && (err = os_sandbox_child_seal(req->sandbox)) < 0)
+        report_and_exit(ctx, OS_STAGE_SANDBOX, -err);
+#endif
+
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(ctx->path, req->argv, req->envp);
+    report_and_exit(ctx, OS_STAGE_EXEC, errno);
+    return 127;
+}

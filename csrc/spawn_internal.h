@@ -1,0 +1,29 @@
+/*
+ * spawn_internal.h: what the parent side (spawn.c) and the child side
+ * (spawn_child.c) of the spawn core share. Not part of the cffi interface.
+ */
+#ifndef OS_SPAWN_INTERNAL_H
+#define OS_SPAWN_INTERNAL_H
+
+#include "spawn_api.h"
+
+/* The child's failure report: which step failed and its errno. */
+typedef struct os_child_report {
+    int stage;
+    int error;
+} os_child_report;
+
+typedef struct os_child_ctx {
+    const os_spawn_request *request;
+    const char *path; /* the program to exec, resolved in the parent */
+    /* Fork mode: the write end of a close-on-exec pipe for the report.
+     * vfork mode: -1, and the child stores its report in `shared` instead,
+     * which the parent reads once the child has exec'd or exited. */
+    int report_fd;
+    volatile os_child_report shared;
+} os_child_ctx;
+
+/* Runs in the child; never returns (execs or _exits with 127). */
+int os_child_main(void *ctx);
+
+#endif

@@ -1,0 +1,242 @@
+"""The blocking half of the Child handle (CONTRACT §2), each test run twice:
+once on the pidfd/kqueue fast path and once through the SIGCHLD reaper."""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from orchestrator_spawn import PIPE, Child, _platform, spawn
+
+# The grandchild prints its pid and sleeps; the child waits for it.
+WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
+
+
+@pytest.fixture(params=["fast", "sigchld"], autouse=True)
+def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Runs each test with the pidfd fast path on and off."""
+    saved = _platform.pidfd_enabled()
+    _platform.set_pidfd_enabled(request.param == "fast")
+    try:
+        yield str(request.param)
+    finally:
+        _platform.set_pidfd_enabled(saved)
+
+
+def reaped(pid: int) -> bool:
+    """True once ``pid`` is no longer our unreaped child (gone or reaped)."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` (not our child) is dead: gone, or a zombie its new
+    parent has not reaped yet. Polls: there is no event for a non-child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def spawn_with_grandchild() -> tuple[Child, int]:
+    child = spawn(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
+    return child, grandchild
+
+
+def test_wait_blocking_returns_status() -> None:
+    child = spawn(["sh", "-c", "exit 3"])
+    assert child.wait_blocking() == 3
+    assert child.wait_blocking() == 3  # idempotent
+    assert reaped(child.pid)
+
+
+def test_wait_blocking_timeout() -> None:
+    with spawn(["sleep", "30"]) as child:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            child.wait_blocking(timeout=0.2)
+        assert time.monotonic() - started >= 0.2
+        assert child.returncode is None
+    assert child.returncode == -signal.SIGKILL
+
+
+def test_wait_blocking_does_not_spin() -> None:
+    with spawn(["sleep", "30"]) as child:
+        before = time.process_time()
+        with pytest.raises(TimeoutError):
+            child.wait_blocking(timeout=0.5)
+        # A spinning wait would burn about 0.5 s of CPU.
+        assert time.process_time() - before < 0.1
+
+
+def test_try_wait_never_blocks() -> None:
+    child = spawn(["sleep", "30"])
+    try:
+        assert child.try_wait() is None
+        assert child.returncode is None
+    finally:
+        child.start_kill()
+    assert child.wait_blocking(timeout=10) == -signal.SIGKILL
+    assert child.try_wait() == -signal.SIGKILL
+
+
+def test_racing_waiters_reap_once() -> None:
+    for _ in range(5):
+        child = spawn(["sh", "-c", "sleep 0.05; exit 9"])
+        results: list[int | None] = []
+
+        def waiter(c: Child = child, out: list[int | None] = results) -> None:
+            out.append(c.wait_blocking(timeout=30))  # list.append is atomic
+
+        def poller(c: Child = child, out: list[int | None] = results) -> None:
+            while c.try_wait() is None:
+                time.sleep(0.001)
+            out.append(c.try_wait())
+
+        threads = [threading.Thread(target=waiter) for _ in range(4)]
+        threads += [threading.Thread(target=poller) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert results == [9] * 8
+        assert reaped(child.pid)
+
+
+def test_send_signal_reaches_group() -> None:
+    child, grandchild = spawn_with_grandchild()
+    with child:
+        child.send_signal(signal.SIGTERM)
+        assert child.wait_blocking(timeout=10) == -signal.SIGTERM
+    assert wait_gone(grandchild)
+
+
+def test_send_signal_to_leader_only() -> None:
+    child, grandchild = spawn_with_grandchild()
+    try:
+        child.send_signal(signal.SIGKILL, group=False)
+        assert child.wait_blocking(timeout=10) == -signal.SIGKILL
+        assert not wait_gone(grandchild, timeout=0.2)
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        assert wait_gone(grandchild)
+
+
+def test_start_kill_kills_group() -> None:
+    child, grandchild = spawn_with_grandchild()
+    child.start_kill()
+    assert child.wait_blocking(timeout=10) == -signal.SIGKILL
+    assert wait_gone(grandchild)
+    child.close()
+
+
+def test_signal_after_reap_is_a_no_op() -> None:
+    child = spawn(["true"])
+    assert child.wait_blocking(timeout=10) == 0
+    child.send_signal(signal.SIGKILL)  # must not signal a recycled pid
+    child.start_kill()
+    assert child.returncode == 0
+
+
+def test_with_block_kills_group_and_reaps() -> None:
+    child, grandchild = spawn_with_grandchild()
+    with child:
+        assert child.returncode is None
+    assert child.returncode == -signal.SIGKILL
+    assert reaped(child.pid)
+    assert wait_gone(grandchild)
+
+
+def test_close_is_idempotent_and_keeps_status() -> None:
+    child = spawn(["sh", "-c", "exit 5"])
+    child.wait_blocking(timeout=10)
+    child.close()
+    child.close()
+    assert child.returncode == 5
+
+
+def test_close_does_not_kill_group_of_exited_child() -> None:
+    # The leader exits on its own; its background grandchild must survive close().
+    child = spawn(["sh", "-c", "sleep 300 & echo $!"], stdout=PIPE)
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
+    try:
+        assert child.wait_blocking(timeout=10) == 0
+        child.close()
+        assert not wait_gone(grandchild, timeout=0.2)
+    finally:
+        os.kill(grandchild, signal.SIGKILL)
+        wait_gone(grandchild)
+
+
+def test_garbage_collection_kills_and_reaps() -> None:
+    child, grandchild = spawn_with_grandchild()
+    pid = child.pid
+    del child
+    gc.collect()
+    assert reaped(pid)
+    assert wait_gone(grandchild)
+
+
+def test_repr_states() -> None:
+    child = spawn(["sleep", "30"])
+    assert repr(child) == f"<Child 'sleep': running with PID {child.pid}>"
+    child.start_kill()
+    child.wait_blocking(timeout=10)
+    assert repr(child) == "<Child 'sleep': exited with signal 9>"
+    ok = spawn(["sh", "-c", "exit 4"])
+    ok.wait_blocking(timeout=10)
+    assert repr(ok) == "<Child 'sh': exited with status 4>"
+
+
+def test_rusage_after_exit() -> None:
+    busy = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done"
+    child = spawn(["sh", "-c", busy])
+    assert child.rusage is None
+    assert child.wait_blocking(timeout=60) == 0
+    usage = child.rusage
+    assert usage is not None
+    assert usage.user_seconds + usage.system_seconds > 0.01
+    assert usage.max_rss_bytes > 100 * 1024
+
+
+def test_many_children_waited_from_one_thread(exit_path: str) -> None:
+    threads_before = threading.active_count()
+    children = [spawn(["sh", "-c", f"exit {i % 5}"]) for i in range(100)]
+    assert [c.wait_blocking(timeout=60) for c in children] == [i % 5 for i in range(100)]
+    # The fast path needs no thread; the fallback one reaper for the process.
+    assert threading.active_count() - threads_before <= (0 if exit_path == "fast" else 1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd is Linux only")
+def test_fast_path_uses_pidfd(exit_path: str) -> None:
+    def pidfds() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listdir's own fd
+                count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+        return count
+
+    before = pidfds()
+    with spawn(["sleep", "30"]):
+        assert pidfds() - before == (1 if exit_path == "fast" else 0)
+    assert pidfds() == before

@@ -1,0 +1,133 @@
+"""The ``orchestrator-spawn run`` command line, run as a real process."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from orchestrator_spawn.cli import main, parse_limit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        [sys.executable, "-m", "orchestrator_spawn", *args],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+        **kwargs,
+    )
+
+
+def test_exit_status_and_output_pass_through() -> None:
+    done = cli("run", "--", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert done.returncode == 3
+    assert done.stdout == b"out\n"
+    assert done.stderr == b"err\n"
+
+
+def test_signal_death_is_128_plus_n() -> None:
+    done = cli("run", "--", "sh", "-c", "kill -TERM $$")
+    assert done.returncode == 128 + signal.SIGTERM
+
+
+def test_limits_applied() -> None:
+    done = cli(
+        "run",
+        "--limit",
+        "open_files=33",
+        "--limit",
+        "memory_bytes=2G",
+        "--limit",
+        "cpu_seconds=50",
+        "--",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -v; ulimit -t",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [b"33", str(2 * 1024 * 1024).encode(), b"50"]
+
+
+def test_runs_in_own_process_group() -> None:
+    code = (
+        "import os; print(os.getpgid(0) == os.getpid(), os.getpgid(0) != os.getpgid(os.getppid()))"
+    )
+    done = cli("run", "--", sys.executable, "-c", code)
+    assert done.stdout == b"True True\n"
+
+
+def test_not_found_is_127_and_names_program() -> None:
+    done = cli("run", "--", "orch-no-such-program-xyz")
+    assert done.returncode == 127
+    assert b"orch-no-such-program-xyz" in done.stderr
+
+
+def test_not_executable_is_126(tmp_path: Path) -> None:
+    script = tmp_path / "s"
+    script.write_text("#!/bin/sh\n")
+    done = cli("run", "--", str(script))
+    assert done.returncode == 126
+
+
+def test_bad_limit_is_usage_error() -> None:
+    done = cli("run", "--limit", "bogus=1", "--", "true")
+    assert done.returncode == 2
+    assert b"memory_bytes" in done.stderr
+
+
+def test_missing_program_is_usage_error() -> None:
+    done = cli("run", "--")
+    assert done.returncode == 2
+
+
+def test_help_lists_run() -> None:
+    done = cli("--help")
+    assert done.returncode == 0
+    assert b"run" in done.stdout
+
+
+def test_forwards_sigterm_to_group() -> None:
+    # The child's background grandchild must die with it: the CLI signals the group.
+    script = "sleep 300 & echo $!; echo ready; wait"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    assert proc.stdout is not None
+    grandchild = int(proc.stdout.readline())
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert dead_soon(grandchild)
+
+
+def dead_soon(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` is gone or a zombie (its new parent reaps it later).
+    Polls: there is no event for a process that is not our child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_parse_limit_suffixes() -> None:
+    assert parse_limit("memory_bytes=512M") == ("memory_bytes", 512 << 20)
+    assert parse_limit("memory-bytes=1GiB") == ("memory_bytes", 1 << 30)
+    assert parse_limit("processes=10") == ("processes", 10)
+
+
+def test_main_in_process_returns_status() -> None:
+    assert main(["run", "--", "sh", "-c", "exit 6"]) == 6
