@@ -25,11 +25,16 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator_spawn.config import ConfigFile, load_config_file
-from orchestrator_spawn.runner import OutputTarget, _OpenedOutputs, spawn_with_runner
+from orchestrator_spawn.runner import (
+    OutputTarget,
+    _OpenedOutputs,
+    redaction_config,
+    spawn_with_runner,
+)
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
-    from orchestrator_spawn.redact import Redactor
+    from orchestrator_spawn.pump import Redaction
 
 __all__ = ["RunOutput", "add_runner_options", "shell_command"]
 
@@ -90,7 +95,7 @@ class RunOutput:
         *,
         config: ConfigFile | None,
         profile_name: str | None,
-        redactor: Redactor | None,
+        redactor: Redaction | None,
         stdout: str | None,
         stderr: str | None,
     ) -> None:
@@ -126,10 +131,12 @@ class RunOutput:
         redactor = None
         if not args.no_redact:
             from orchestrator_spawn.config import RunnerConfig
-            from orchestrator_spawn.redact import Redactor
+            from orchestrator_spawn.pump import Redaction
 
             base = (config.runner if config else RunnerConfig()).redaction_patterns
-            redactor = Redactor([*base, *args.redact], literals=list(args.secret))
+            redactor = redaction_config(
+                Redaction(patterns=(*base, *args.redact), literals=tuple(args.secret))
+            )
         return cls(
             config=config,
             profile_name=args.profile,

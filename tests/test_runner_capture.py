@@ -96,10 +96,10 @@ def test_empty_pattern_list_disables_redaction(tmp_path: Path) -> None:
 
 
 @needs_redaction
-def test_a_redactor_with_literals_is_accepted(tmp_path: Path) -> None:
-    from orchestrator_spawn import Redactor
+def test_a_redaction_with_literals_is_accepted(tmp_path: Path) -> None:
+    from orchestrator_spawn.pump import Redaction
 
-    redactor = Redactor([], literals=["s3cr3t.value(1)"])
+    redactor = Redaction(literals=["s3cr3t.value(1)"])
     code, out, _ = capture("echo 'a s3cr3t.value(1) b'", tmp_path, redaction_patterns=redactor)
     assert (code, out) == (0, b"a [REDACTED] b\n")
 
