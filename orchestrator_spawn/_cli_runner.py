@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -206,12 +207,22 @@ class RunOutput:
             profile,
         )
 
-    def finish(self) -> OSError | None:
-        """Wait for the output to be written; return the write error, if any."""
+    def exit_status(self, status: int) -> int:
+        """Wait until all output is written; the CLI's exit status.
+
+        ``status`` is the program's; if writing its output failed the error is
+        reported on stderr and a successful status becomes 1.
+        """
         if self._capture is None:
-            return None
+            return status
         try:
             self._capture.wait_blocking()
         except OSError as err:
-            return err
-        return None
+            print(f"orchestrator-spawn: writing the output failed: {err}", file=sys.stderr)
+            return status or 1
+        return status
+
+    @staticmethod
+    def describe(err: BaseException) -> str:
+        """An option error as one line (``KeyError`` without its quotes)."""
+        return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
