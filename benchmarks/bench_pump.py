@@ -1,7 +1,7 @@
 """Benchmarks of the native output pump against the alternatives, same run.
 
 (a) throughput: one child writing ORCHESTRATOR_SPAWN_BENCH_PUMP_BYTES of log
-    lines through the pump (redacting when the engine is available) into a
+    lines through the pump (redacting a token in every line) into a
     file, against the pipe floor ``generator | cat > file``.
 (b) many children: ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN children at once,
     each printing 64 lines with a token, captured (and redacted) into files,
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn.pump import Capture, start_capture
+from orchestrator_spawn.pump import Capture, Redaction, start_capture
 from tests.pump_helpers import piped, pump_threads, thread_count
 
 TOKEN_RE = rb"token=[A-Za-z0-9]+"
@@ -36,14 +36,8 @@ REPLACEMENT = b"[REDACTED]"
 LOG_LINE = "2026-11-28T04:00:00Z worker=17 level=info msg=request done token=abc123XYZ path=/v1/x"
 
 
-def _redaction() -> tuple[Any, str]:
-    """The pump's redaction config, or None (passthrough) without the engine."""
-    try:
-        from orchestrator_spawn import Redactor
-
-        return Redactor([TOKEN_RE.decode()], replacement=REPLACEMENT), "redacted"
-    except NotImplementedError:
-        return None, "PASSTHROUGH (redaction engine not merged yet)"
+def _redaction() -> tuple[Redaction, str]:
+    return Redaction(patterns=[TOKEN_RE], replacement=REPLACEMENT), "redacted"
 
 
 def _size(benchmark: Any, name: str, smoke: int, full: int) -> int:
@@ -104,7 +98,7 @@ def test_pump_throughput_vs_pipe_floor(benchmark: Any, tmp_path: Path) -> None:
 
     assert out.stat().st_size <= size
     line = (LOG_LINE + "\n").encode()
-    expected_line = re.sub(TOKEN_RE, REPLACEMENT, line) if redactor is not None else line
+    expected_line = re.sub(TOKEN_RE, REPLACEMENT, line)
     with open(out, "rb") as produced:
         head = produced.read(len(expected_line) * 1000)
     assert head == (expected_line * 1000)[: len(head)]
@@ -238,7 +232,7 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         extra_threads.append(extra)
 
     benchmark.pedantic(pump_once, rounds=rounds, iterations=1)
-    _verify(pump_dir, count, redacted=redactor is not None)
+    _verify(pump_dir, count, redacted=True)
     assert max(extra_threads) <= 4, extra_threads
     if os.path.isdir("/proc/self/task"):
         assert pump_threads() == 1

@@ -43,9 +43,13 @@
 #define MSG_NOSIGNAL 0 /* macOS: sockets get SO_NOSIGPIPE instead */
 #endif
 
-#define READ_BUF_SIZE (256 * 1024)
+#define READ_BUF_SIZE 262144
 /* Reads per readiness event before serving other streams (fairness). */
 #define READS_PER_EVENT 16
+/* A source pipe that fills a read is busy: grow its buffer once to this, so
+ * a fast writer and the reactor trade fewer, larger batches. Idle pipes keep
+ * the default, so thousands of quiet children cost no kernel memory. */
+#define BUSY_PIPE_SIZE (1024 * 1024)
 
 enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
 enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
@@ -82,6 +86,7 @@ typedef struct pump_stream {
     bool finished;      /* all output written, targets closed */
     bool abort_pending; /* drain what is there, then act as at end of file */
     bool redact_failed; /* fail closed: the redactor's output is withheld */
+    bool pipe_grown;    /* tried to grow the source pipe already */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
     size_t pend_len, pend_cap;
@@ -453,12 +458,26 @@ static void stream_end_of_input(pump_stream *s) {
         stream_finish(s);
 }
 
+static void stream_maybe_grow_pipe(pump_stream *s, size_t got) {
+#if defined(__linux__) && defined(F_SETPIPE_SZ)
+    if (s->pipe_grown || got < 65536)
+        return;
+    s->pipe_grown = true;
+    /* Best effort: fails harmlessly for non-pipes or over the user's quota. */
+    (void)fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE);
+#else
+    (void)s;
+    (void)got;
+#endif
+}
+
 /* Read until the pipe is empty, the output blocks, or `budget` reads. */
 static void stream_read(pump_stream *s, int budget) {
     while (budget-- > 0 && !s->eof) {
         ssize_t n = read(s->src_fd, read_buf, sizeof read_buf);
         if (n > 0) {
             counter_add(&s->bytes_read, (uint64_t)n);
+            stream_maybe_grow_pipe(s, (size_t)n);
             if (!stream_take_input(s, read_buf, (size_t)n)) {
                 stream_set_reading(s, false);
                 return;

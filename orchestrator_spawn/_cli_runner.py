@@ -21,15 +21,21 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from orchestrator_spawn.config import ConfigFile, load_config_file
-from orchestrator_spawn.runner import OutputTarget, _OpenedOutputs, spawn_with_runner
+from orchestrator_spawn.runner import (
+    OutputTarget,
+    _OpenedOutputs,
+    redaction_config,
+    spawn_with_runner,
+)
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
-    from orchestrator_spawn.redact import Redactor
+    from orchestrator_spawn.pump import Redaction
 
 __all__ = ["RunOutput", "add_runner_options", "shell_command"]
 
@@ -90,7 +96,7 @@ class RunOutput:
         *,
         config: ConfigFile | None,
         profile_name: str | None,
-        redactor: Redactor | None,
+        redactor: Redaction | None,
         stdout: str | None,
         stderr: str | None,
     ) -> None:
@@ -126,10 +132,12 @@ class RunOutput:
         redactor = None
         if not args.no_redact:
             from orchestrator_spawn.config import RunnerConfig
-            from orchestrator_spawn.redact import Redactor
+            from orchestrator_spawn.pump import Redaction
 
             base = (config.runner if config else RunnerConfig()).redaction_patterns
-            redactor = Redactor([*base, *args.redact], literals=list(args.secret))
+            redactor = redaction_config(
+                Redaction(patterns=(*base, *args.redact), literals=tuple(args.secret))
+            )
         return cls(
             config=config,
             profile_name=args.profile,
@@ -199,12 +207,22 @@ class RunOutput:
             profile,
         )
 
-    def finish(self) -> OSError | None:
-        """Wait for the output to be written; return the write error, if any."""
+    def exit_status(self, status: int) -> int:
+        """Wait until all output is written; the CLI's exit status.
+
+        ``status`` is the program's; if writing its output failed the error is
+        reported on stderr and a successful status becomes 1.
+        """
         if self._capture is None:
-            return None
+            return status
         try:
             self._capture.wait_blocking()
         except OSError as err:
-            return err
-        return None
+            print(f"orchestrator-spawn: writing the output failed: {err}", file=sys.stderr)
+            return status or 1
+        return status
+
+    @staticmethod
+    def describe(err: BaseException) -> str:
+        """An option error as one line (``KeyError`` without its quotes)."""
+        return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)

@@ -243,11 +243,10 @@ class NativeRedactor:
 # --- pump ---------------------------------------------------------------------
 
 # Imported here, not at the top, so each part's section stays self-contained.
+# (Sequence and Any come from the redaction section above.)
 import errno  # noqa: E402
 import os  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
 PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY

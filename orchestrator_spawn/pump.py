@@ -32,6 +32,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
@@ -42,6 +43,7 @@ __all__ = [
     "MEMORY",
     "Capture",
     "CaptureStats",
+    "Redaction",
     "Sink",
     "StreamStats",
     "start_capture",
@@ -66,7 +68,7 @@ SourceLike: TypeAlias = "int | _HasFileno"
 SinkLike: TypeAlias = (
     "int | _HasFileno | str | bytes | os.PathLike[str] | os.PathLike[bytes] | Sink"
 )
-RedactionLike: TypeAlias = "Redactor | Sequence[str | bytes]"
+RedactionLike: TypeAlias = "Redaction | Sequence[str | bytes]"
 
 _STREAM_NAMES = ("stdout", "stderr")
 
@@ -442,17 +444,51 @@ def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[
     return fd, repr(sink)
 
 
+@dataclass(frozen=True)
+class Redaction:
+    """How the pump redacts every captured stream.
+
+    The arguments mean what they mean for ``Redactor`` (patterns, literals,
+    replacement, ignore_case, max_hold in bytes); each stream gets its own
+    streaming redactor over one shared compiled pattern set.
+    """
+
+    patterns: Sequence[str | bytes] = ()
+    literals: Sequence[str | bytes] = ()
+    replacement: bytes = b"[REDACTED]"
+    ignore_case: bool = True
+    max_hold: int = 65536
+
+
+@lru_cache(maxsize=64)
+def _compiled(
+    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
+) -> _native.PatternSet:
+    # Compiled sets are immutable and thread-safe: captures share them.
+    return _native.PatternSet(patterns, literals, flags)
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
-    """(pattern set cdata, replacement, max_hold, owner) for the C redactors."""
-    redactor = redact if isinstance(redact, Redactor) else Redactor(patterns=tuple(redact))
-    config = getattr(redactor, "_pump_config", None)
-    if config is None:
-        raise NotImplementedError(
-            "orchestrator_spawn: redaction in the pump needs the C redaction engine, "
-            "which is not implemented yet"
+    """(pattern set cdata or None, replacement, max_hold, owner) for the C side."""
+    if isinstance(redact, Redactor):
+        raise TypeError(
+            "redact=: a Redactor is one stream's state; pass a Redaction(...) or a "
+            "sequence of patterns"
         )
-    result: tuple[Any, bytes, int, Any] = config()
-    return result
+    config = redact if isinstance(redact, Redaction) else Redaction(patterns=tuple(redact))
+    if config.max_hold < 0:
+        raise ValueError(f"max_hold must be >= 0 bytes, got {config.max_hold}")
+    patterns = tuple(_as_bytes(p) for p in config.patterns)
+    literals = tuple(_as_bytes(x) for x in config.literals)
+    if not patterns and not literals:
+        return None, b"", 0, None
+    flags = _native.REDACT_IGNORE_CASE if config.ignore_case else 0
+    pattern_set = _compiled(patterns, literals, flags)
+    return pattern_set._ptr, bytes(config.replacement), config.max_hold, pattern_set
 
 
 def start_capture(
@@ -474,14 +510,13 @@ def start_capture(
     pipes and sockets are written without blocking the reactor), ``MEMORY``
     (see ``Capture.output``) or ``DISCARD``.
 
-    ``redact``: a ``Redactor`` (its patterns, replacement and ``max_hold``
-    are used; each stream gets its own streaming state) or a sequence of
-    patterns; None passes bytes through unchanged. ``live``: stream names to
+    ``redact``: a ``Redaction`` or a sequence of patterns (the ``Redactor``
+    defaults then apply); each stream gets its own streaming redactor, fed in
+    C without the GIL. None passes bytes through unchanged. ``live``: stream names to
     also copy to a pipe read by ``Capture.chunks``/``Capture.lines``.
 
-    Raises ``ValueError`` for no stream or an unknown live name,
-    ``NotImplementedError`` if redaction is asked for and the engine is
-    missing, ``OSError`` if a sink cannot be opened or the reactor cannot
+    Raises ``ValueError`` for no stream, an unknown live name or a pattern
+    that does not compile (named), ``OSError`` if a sink cannot be opened or the reactor cannot
     start. On failure the given fds are left open and still the caller's.
     """
     sources = {"stdout": stdout, "stderr": stderr}

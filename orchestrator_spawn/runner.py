@@ -33,7 +33,7 @@ from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_ki
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
-    from orchestrator_spawn.redact import Redactor
+    from orchestrator_spawn.pump import Redaction
 
 __all__ = [
     "DAEMON_PID_ENV",
@@ -41,6 +41,7 @@ __all__ = [
     "OutputTarget",
     "build_child_env",
     "classify_spawn_error",
+    "redaction_config",
     "spawn_with_runner",
     "spawn_with_runner_and_capture",
 ]
@@ -223,7 +224,7 @@ class _PreparedSandbox(Protocol):
 def _prepare_sandbox(profile: ResolvedExecutionProfile, argv: list[str]) -> _PreparedSandbox:
     """Ask the sandbox backend to prepare ``argv``; fail closed if there is none."""
     try:
-        from orchestrator_spawn.sandbox import prepare_sandbox  # type: ignore[attr-defined]
+        from orchestrator_spawn.sandbox import prepare_sandbox
     except ImportError as err:
         raise _backend_unavailable(profile, f"no sandbox backend in this build ({err})") from err
     try:
@@ -422,7 +423,7 @@ def spawn_with_runner_and_capture(
     cwd: str | os.PathLike[str],
     stdout: OutputTarget,
     stderr: OutputTarget,
-    redaction_patterns: Sequence[str] | Redactor | None = None,
+    redaction_patterns: Sequence[str] | Redaction | None = None,
     extra_env: Mapping[str, str] | None = None,
     pipe_stdin: bool = False,
     execution_profile: ResolvedExecutionProfile | None = None,
@@ -434,9 +435,9 @@ def spawn_with_runner_and_capture(
     result to ``stdout``/``stderr`` (file objects, fds or paths, as for
     :func:`spawn_with_runner`; the same path twice shares one file).
     ``redaction_patterns``: regexes (case-insensitive, as
-    :class:`Redactor` applies them), or a ready :class:`Redactor` (e.g. one
-    with ``literals=``); None means ``runner.redaction_patterns`` (by default
-    the built-in secret pack); an empty sequence disables redaction.
+    :class:`Redactor` applies them), or a pump ``Redaction`` (e.g. with
+    ``literals=``); None means ``runner.redaction_patterns`` (by default the
+    built-in secret pack); an empty sequence disables redaction.
 
     ``CapturedChild.output_capture.wait()`` returns once both streams reached
     EOF and every byte was redacted and written, and raises ``OSError`` if
@@ -446,10 +447,10 @@ def spawn_with_runner_and_capture(
     """
     _preflight(runner, command, extra_env or {})
     start_capture = _pump()
-    patterns: Sequence[str] | Redactor = (
+    patterns: Sequence[str] | Redaction = (
         runner.redaction_patterns if redaction_patterns is None else redaction_patterns
     )
-    redactor = _redactor(patterns)
+    redaction = redaction_config(patterns)
     profile = execution_profile or ResolvedExecutionProfile.host(cwd)
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
@@ -476,7 +477,7 @@ def spawn_with_runner_and_capture(
                 stderr=err_read,
                 stdout_sink=stdout,
                 stderr_sink=stderr,
-                redact=redactor,
+                redact=redaction,
             )
         except BaseException:
             _kill_and_reap(child)
@@ -500,17 +501,37 @@ def _pump() -> Callable[..., Any]:
     return result
 
 
-def _redactor(patterns: Sequence[str] | Redactor) -> Redactor | None:
+def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
+    """The pump's :class:`Redaction` for ``patterns``, compiled once to validate it.
+
+    Returns None when there is nothing to redact. Raises ``ValueError`` naming
+    a pattern that does not compile or can match the empty string, and
+    ``TypeError`` for a single string where a sequence belongs.
+    """
+    from orchestrator_spawn.pump import Redaction
     from orchestrator_spawn.redact import Redactor
 
-    if isinstance(patterns, Redactor):
-        return patterns
-    if isinstance(patterns, (str, bytes)):
+    if isinstance(patterns, Redaction):
+        config = patterns
+    elif isinstance(patterns, (str, bytes)):
         raise TypeError("redaction_patterns must be a sequence of patterns, not one string")
-    return Redactor(list(patterns)) if patterns else None
+    else:
+        config = Redaction(patterns=tuple(patterns))
+    if not config.patterns and not config.literals:
+        return None
+    # The pump compiles the same set again (cached); doing it here first makes
+    # a bad pattern fail before the command runs rather than after.
+    Redactor(
+        config.patterns,
+        literals=config.literals,
+        replacement=config.replacement,
+        ignore_case=config.ignore_case,
+        max_hold=config.max_hold,
+    )
+    return config
 
 
 def _kill_and_reap(child: Child) -> None:
     # Output nobody reads must not keep a child running: kill its group.
-    child.start_kill()  # type: ignore[attr-defined]  # until spawn lands
-    child.wait_blocking()  # type: ignore[attr-defined]
+    child.start_kill()
+    child.wait_blocking()

@@ -15,7 +15,7 @@ from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
 
-def _missing() -> str | None:
+def _missing_plumbing() -> str | None:
     from orchestrator_spawn.spawn import ResourceLimits
 
     try:
@@ -26,16 +26,27 @@ def _missing() -> str | None:
         import orchestrator_spawn.pump  # noqa: F401
     except ImportError:
         return "the output pump has not landed on this branch yet"
-    from orchestrator_spawn import Redactor
-
-    try:
-        Redactor([r"x"])
-    except NotImplementedError:
-        return "the Redactor has not landed on this branch yet"
     return None
 
 
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+def _missing() -> str | None:
+    missing = _missing_plumbing()
+    if missing is not None:
+        return missing
+    from orchestrator_spawn.pump import start_capture
+
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    try:
+        start_capture(stdout=read_end, redact=[r"x+"]).wait_blocking(timeout=10)
+    except NotImplementedError as err:
+        os.close(read_end)
+        return f"the pump cannot redact on this branch yet ({err})"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing_plumbing() is not None, reason=str(_missing_plumbing()))
+needs_redaction = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 
 PY = sys.executable
 GITHUB_TOKEN = "gh" + "p_" + "A1b2C3d4E5" * 3 + "F6g7H8"  # ghp_ + 36 alnum, assembled
@@ -61,6 +72,7 @@ def capture(command: str, tmp_path: Path, **kwargs: object) -> tuple[int, bytes,
     return code, out.read_bytes(), err.read_bytes()
 
 
+@needs_redaction
 def test_default_pack_redacts_both_streams(tmp_path: Path) -> None:
     code, out, err = capture(
         f"echo token is {GITHUB_TOKEN}; echo password=hunter2 >&2; echo plain line", tmp_path
@@ -70,6 +82,7 @@ def test_default_pack_redacts_both_streams(tmp_path: Path) -> None:
     assert err == b"password=[REDACTED]\n"
 
 
+@needs_redaction
 def test_explicit_patterns_replace_the_runner_patterns(tmp_path: Path) -> None:
     code, out, _ = capture(
         f"echo {GITHUB_TOKEN} ticket-1234", tmp_path, redaction_patterns=[r"ticket-[0-9]+"]
@@ -82,10 +95,11 @@ def test_empty_pattern_list_disables_redaction(tmp_path: Path) -> None:
     assert (code, out) == (0, f"{GITHUB_TOKEN}\n".encode())
 
 
-def test_a_redactor_with_literals_is_accepted(tmp_path: Path) -> None:
-    from orchestrator_spawn import Redactor
+@needs_redaction
+def test_a_redaction_with_literals_is_accepted(tmp_path: Path) -> None:
+    from orchestrator_spawn.pump import Redaction
 
-    redactor = Redactor([], literals=["s3cr3t.value(1)"])
+    redactor = Redaction(literals=["s3cr3t.value(1)"])
     code, out, _ = capture("echo 'a s3cr3t.value(1) b'", tmp_path, redaction_patterns=redactor)
     assert (code, out) == (0, b"a [REDACTED] b\n")
 
@@ -99,6 +113,7 @@ def test_bad_pattern_fails_before_the_command_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+@needs_redaction
 def test_stdin_is_piped_and_echoed_output_redacted(tmp_path: Path) -> None:
     out = tmp_path / "o"
 
@@ -123,7 +138,12 @@ def test_stdin_is_piped_and_echoed_output_redacted(tmp_path: Path) -> None:
 def test_write_failure_surfaces_and_child_is_not_blocked(tmp_path: Path) -> None:
     async def main() -> tuple[int, BaseException | None]:
         captured = spawn_with_runner_and_capture(
-            RunnerConfig(), f"{PY} -c \"print('x' * 1000000)\"", tmp_path, "/dev/full", os.devnull
+            RunnerConfig(),
+            f"{PY} -c \"print('x' * 1000000)\"",
+            tmp_path,
+            "/dev/full",
+            os.devnull,
+            [],
         )
         code = await captured.child.wait()
         try:
@@ -138,6 +158,7 @@ def test_write_failure_surfaces_and_child_is_not_blocked(tmp_path: Path) -> None
     assert error.errno == errno.ENOSPC
 
 
+@needs_redaction
 def test_large_output_matches_reference_redaction(tmp_path: Path) -> None:
     lines = [
         f"line {i} password={i:x}{'z' * (i % 7)} {GITHUB_TOKEN if i % 5 == 0 else ''}"
@@ -151,3 +172,25 @@ def test_large_output_matches_reference_redaction(tmp_path: Path) -> None:
     assert code == 0
     assert out == expected
     assert GITHUB_TOKEN.encode() not in out
+
+
+def test_passthrough_capture_with_stdin_and_shared_file(tmp_path: Path) -> None:
+    log = tmp_path / "both.log"
+    log.write_text("stale\n" * 100)
+
+    async def main() -> int:
+        captured = spawn_with_runner_and_capture(
+            RunnerConfig(), "cat; echo done >&2", tmp_path, log, log, [], None, True
+        )
+        assert captured.child.pgid == captured.child.pid
+        stdin = captured.child.stdin
+        assert stdin is not None
+        stdin.write(b"from stdin\n")
+        await stdin.drain()
+        stdin.close()
+        code = await captured.child.wait()
+        await captured.output_capture.wait()
+        return code
+
+    assert asyncio.run(main()) == 0
+    assert log.read_bytes() == b"from stdin\ndone\n"

@@ -85,11 +85,11 @@ def test_extra_env_is_injected_and_env_remove_still_wins(tmp_path: Path) -> None
 def test_daemon_pid_guard_lets_harmless_commands_run(tmp_path: Path) -> None:
     code, out, _ = run(
         RunnerConfig(),
-        "echo kill the build; printf '%s' \"$ORCHESTRATOR_DAEMON_PID\"",
+        "echo kill the build; printenv ORCHESTRATOR_DAEMON_PID",
         tmp_path,
         extra_env={"ORCHESTRATOR_DAEMON_PID": "4242"},
     )
-    assert (code, out) == (0, "kill the build\n4242")
+    assert (code, out) == (0, "kill the build\n4242\n")
 
 
 def test_runs_in_cwd_in_own_process_group(tmp_path: Path) -> None:
