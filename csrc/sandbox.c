@@ -190,7 +190,7 @@ static int build_probe_plan(int what, struct os_sandbox_plan *plan) {
     memset(plan, 0, sizeof(*plan));
     switch (what) {
     case OS_SANDBOX_PROBE_USERNS:
-        return os_sandbox_plan_use_userns(plan, (unsigned)getuid(), (unsigned)getgid(), 1);
+        return os_sandbox_plan_use_userns(plan, (unsigned)geteuid(), (unsigned)getegid(), 1);
     case OS_SANDBOX_PROBE_LANDLOCK: {
         int abi = os_sandbox_landlock_abi();
         if (abi < 0)

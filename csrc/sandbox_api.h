@@ -64,7 +64,7 @@ os_sandbox_plan *os_sandbox_plan_new(void);
 void os_sandbox_plan_free(os_sandbox_plan *plan);
 
 /* Enter a new user + mount namespace with an identity map of uid/gid (the
- * parent's own ids), and a new network namespace when new_netns != 0. */
+ * parent's effective ids), and a new network namespace when new_netns != 0. */
 int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned int gid,
                                int new_netns);
 

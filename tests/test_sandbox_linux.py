@@ -519,7 +519,7 @@ def test_open_files_and_memory_limits_hold_inside_the_sandbox(workspace: Path) -
 def test_a_failing_sandbox_step_is_a_sandbox_stage_spawn_error(tmp_path: Path) -> None:
     needs("userns")
     plan = _native.sandbox_plan_new()
-    _native.sandbox_plan_use_userns(plan, os.getuid(), os.getgid(), new_netns=True)
+    _native.sandbox_plan_use_userns(plan, os.geteuid(), os.getegid(), new_netns=True)
     _native.sandbox_plan_set_network(
         plan, _native.SANDBOX_NET_ALLOWLIST, proxy_port=3128, handoff_path=str(tmp_path / "none")
     )

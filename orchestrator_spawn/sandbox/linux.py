@@ -223,7 +223,7 @@ def build_plan(
     wants_userns = bool(binds) or net in ("deny", "allowlist") or os.geteuid() == 0
     if wants_userns and caps.userns is None:
         _native.sandbox_plan_use_userns(
-            plan, os.getuid(), os.getgid(), new_netns=net in ("deny", "allowlist")
+            plan, os.geteuid(), os.getegid(), new_netns=net in ("deny", "allowlist")
         )
         for path in binds:
             _native.sandbox_plan_add_readonly_bind(plan, path)
