@@ -7,7 +7,8 @@ rounds (``probe_capabilities`` is cached); ``test_probe_once`` shows what a
 spawn would cost if it probed every time.
 
 Host mode is a plain ``spawn`` (vfork path); a sandbox plan makes ``spawn``
-use a real fork plus the sandbox steps, so the ratios are what a user pays.
+use a real fork plus the sandbox steps, so the ratios are what a user pays;
+``test_spawn_wait_fork_path_only`` (an empty plan) separates the two.
 Run for real numbers with
 ``python -m pytest benchmarks/bench_sandbox.py --benchmark-enable``.
 """
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import spawn
+from orchestrator_spawn import _native, spawn
 from orchestrator_spawn.config import ExecutionProfile
 from orchestrator_spawn.sandbox import linux as sandbox_linux
 from orchestrator_spawn.sandbox import prepare_sandbox
@@ -76,6 +77,18 @@ def test_spawn_wait(benchmark: Any, workspace: Path, mode: str) -> None:
     resolved = ExecutionProfile(**MODES[mode]).resolve(mode, workspace)
     benchmark.group = "sandbox spawn+wait /bin/true"
     benchmark(_spawn_and_wait, resolved)
+
+
+def test_spawn_wait_fork_path_only(benchmark: Any) -> None:
+    """An empty plan: spawn's real-fork path with no sandbox step (the floor)."""
+    plan = _native.sandbox_plan_new()
+
+    def spawn_and_wait() -> None:
+        with spawn([TRUE], env={}, _sandbox_plan=plan) as child:
+            assert child.wait_blocking(timeout=30) == 0
+
+    benchmark.group = "sandbox spawn+wait /bin/true"
+    benchmark(spawn_and_wait)
 
 
 def test_probe_once(benchmark: Any) -> None:
