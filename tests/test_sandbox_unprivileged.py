@@ -24,6 +24,7 @@ SUITE = (
     "test_sandbox_linux.py",
     "test_sandbox_proxy.py",
     "test_sandbox_runner.py",
+    "test_sandbox_api.py",
 )
 
 pytestmark = [

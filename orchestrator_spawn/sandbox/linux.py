@@ -2,22 +2,30 @@
 
 What a sandbox profile needs, and from which kernel feature:
 
-====================================  =============================================
-filesystem scoping (fs_mode != inherit)  Landlock (required)
-readable_paths inside writable_paths     user + mount namespace (required): a
-                                         read-only bind mount, because Landlock
-                                         rights only add up and cannot take write
-                                         access away below a writable directory
-network deny                             seccomp (required: socket() for any family
-                                         but AF_UNIX fails with EPERM); an empty
-                                         network namespace and Landlock TCP rules
-                                         on top when the kernel has them
-network allowlist                        user + network namespace (required); the
-                                         child's loopback listener is served by
-                                         the parent's proxy (see proxy.py)
-escape hatches (ptrace, io_uring, ...)   seccomp (required for every profile)
-signals / abstract unix sockets scoped   Landlock ABI >= 6, when available
-====================================  =============================================
+- filesystem scoping (fs_mode != inherit): Landlock (required). Read and
+  execute everywhere; write only beneath the writable paths and to
+  ``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/tty``, ``/dev/ptmx``,
+  ``/dev/pts``.
+- readable_paths inside writable_paths: a user + mount namespace (required),
+  for a read-only bind mount, because Landlock rights only add up and cannot
+  take write access away below a writable directory.
+- network deny: seccomp (required: ``socket()`` for any family but AF_UNIX
+  fails with EPERM, so TCP, UDP, IPv4, IPv6, raw and netlink are covered); an
+  empty network namespace and Landlock TCP rules (ABI >= 4) on top when the
+  kernel has them.
+- network allowlist: a user + network namespace (required), with only
+  loopback up; the child's loopback listener is served by the parent's proxy
+  (see proxy.py); Landlock (ABI >= 4) allows TCP connect to the proxy port only.
+- escape hatches (ptrace, io_uring, namespaces, mounts, bpf, keyrings, perf,
+  TIOCSTI, ...): seccomp (required for every sandbox profile).
+- signals and abstract unix sockets scoped to the sandbox: Landlock ABI >= 6,
+  when available. Under root the child also gets a user namespace (when
+  available) so it keeps no capability in the host's namespace.
+
+Not enforced: connecting to filesystem unix sockets (Landlock has no right for
+it yet; file permissions still apply), POSIX shared memory in ``/dev/shm``
+is not writable (add it to writable_paths if needed), and ``readable_paths``
+mean nothing under ``fs_mode="inherit"``.
 
 Probes run once per process (in throwaway children) and are cached. The
 environment variable ``ORCHESTRATOR_SPAWN_SANDBOX_DISABLE`` (comma-separated
