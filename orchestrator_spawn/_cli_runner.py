@@ -157,12 +157,9 @@ class RunOutput:
 
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
+        # Capture first, so that an output file that cannot be opened fails
+        # before the program runs.
         try:
-            try:
-                child = self._launch(command, spawn_kwargs, out_write, err_write)
-            finally:
-                os.close(out_write)
-                os.close(err_write)
             self._capture = start_capture(
                 stdout=out_read,
                 stderr=err_read,
@@ -171,9 +168,14 @@ class RunOutput:
                 redact=self._redactor,
             )
         except BaseException:
-            os.close(out_read)
-            os.close(err_read)
+            for fd in (out_read, err_read, out_write, err_write):
+                os.close(fd)
             raise
+        try:
+            child = self._launch(command, spawn_kwargs, out_write, err_write)
+        finally:
+            os.close(out_write)
+            os.close(err_write)
         return child
 
     def _launch(

@@ -171,7 +171,7 @@ ProfileMode = Literal["host", "sandbox"]
 
 _ALLOWLIST_ENTRY = re.compile(
     r"""
-    (?: \*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?   # host name / IPv4 label
+    [A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?             # host name / IPv4 label
         (?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*
     | \[[0-9A-Fa-f:.]+\]                                      # bracketed IPv6
     """,

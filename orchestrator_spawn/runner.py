@@ -340,21 +340,11 @@ def _start(
 
 
 def _close_with_child(child: Child, prepared: _PreparedSandbox) -> None:
-    # The prepared sandbox (e.g. the allowlist proxy) must live exactly as
-    # long as the child. Prefer the Child's exit hook when it has one; the
-    # finalizer covers a handle dropped without being waited for.
-    done = False
-
-    def close_once(*_: object) -> None:
-        nonlocal done
-        if not done:
-            done = True
-            prepared.close()
-
-    hook = getattr(child, "add_exit_callback", None)
-    if callable(hook):
-        hook(close_once)
-    weakref.finalize(child, close_once)
+    # The prepared sandbox (e.g. the allowlist proxy) must outlive the child.
+    # Child has no exit hook, so it is released with the Child handle (which
+    # kills the group first if it still runs); a handle kept after exit keeps
+    # the proxy until it is collected.
+    weakref.finalize(child, prepared.close)  # close() is idempotent
 
 
 def spawn_with_runner(
@@ -454,38 +444,29 @@ def spawn_with_runner_and_capture(
     profile = execution_profile or ResolvedExecutionProfile.host(cwd)
     out_read, out_write = os.pipe()
     err_read, err_write = os.pipe()
-    read_ends = [out_read, err_read]
+    # The capture starts first: a sink that cannot be opened then fails the
+    # call before the command ran at all.
     try:
-        try:
-            child = _start(
-                runner,
-                command,
-                cwd,
-                out_write,
-                err_write,
-                extra_env or {},
-                pipe_stdin,
-                profile,
-            )
-        finally:
-            # The child has its own copies; ours would keep the pipes from EOF.
-            os.close(out_write)
-            os.close(err_write)
-        try:
-            capture = start_capture(
-                stdout=out_read,
-                stderr=err_read,
-                stdout_sink=stdout,
-                stderr_sink=stderr,
-                redact=redaction,
-            )
-        except BaseException:
-            _kill_and_reap(child)
-            raise
-        read_ends.clear()  # the pump owns them now
-    finally:
-        for fd in read_ends:
+        capture = start_capture(
+            stdout=out_read,
+            stderr=err_read,
+            stdout_sink=stdout,
+            stderr_sink=stderr,
+            redact=redaction,
+        )
+    except BaseException:
+        for fd in (out_read, err_read, out_write, err_write):
             os.close(fd)
+        raise
+    try:
+        child = _start(
+            runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
+        )
+    finally:
+        # The child has its own copies; ours would keep the pipes from EOF (and
+        # if the spawn failed, EOF is what lets the capture finish).
+        os.close(out_write)
+        os.close(err_write)
     return CapturedChild(child, capture)
 
 
@@ -529,9 +510,3 @@ def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
         max_hold=config.max_hold,
     )
     return config
-
-
-def _kill_and_reap(child: Child) -> None:
-    # Output nobody reads must not keep a child running: kill its group.
-    child.start_kill()
-    child.wait_blocking()

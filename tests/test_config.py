@@ -121,6 +121,14 @@ def test_assignment_is_validated() -> None:
             {"mode": "sandbox", "network_mode": "allowlist", "network_allowlist": ["host:0"]},
             "network_allowlist",
         ),
+        (  # the allowlist proxy serves exact hosts only
+            {
+                "mode": "sandbox",
+                "network_mode": "allowlist",
+                "network_allowlist": ["*.example.org"],
+            },
+            "network_allowlist",
+        ),
         ({"mode": "sandbox", "writable_paths": ["a\x00b"]}, "writable_paths"),
     ],
 )
@@ -157,7 +165,7 @@ def test_host_profile_may_carry_resource_limits() -> None:
 
 
 @pytest.mark.parametrize(
-    "entry", ["example.com", "api.example.com:443", "*.example.org", "127.0.0.1:8080", "[::1]:80"]
+    "entry", ["example.com", "api.example.com:443", "127.0.0.1:8080", "[::1]:80"]
 )
 def test_network_allowlist_accepts_host_port(entry: str) -> None:
     ExecutionProfile(mode="sandbox", network_mode="allowlist", network_allowlist=[entry])

@@ -126,29 +126,37 @@ def _sandbox(**limits: Any) -> ResolvedExecutionProfile:
     return ExecutionProfile(mode="sandbox", **limits).resolve("sbx", "/w")
 
 
-def _has_sandbox_backend() -> bool:
-    import orchestrator_spawn.sandbox as sandbox
-
-    return hasattr(sandbox, "prepare_sandbox")
-
-
-@pytest.mark.skipif(_has_sandbox_backend(), reason="a sandbox backend is present in this build")
-def test_sandbox_profile_without_backend_fails_closed(tmp_path: Path) -> None:
+def test_unenforceable_sandbox_profile_fails_closed(tmp_path: Path) -> None:
+    # Built directly (ExecutionProfile would refuse the wildcard at load time):
+    # the backend cannot enforce it, so the command must never run.
+    profile = ResolvedExecutionProfile(
+        name="wild",
+        mode="sandbox",
+        fs_mode="inherit",
+        writable_paths=(),
+        readable_paths=(),
+        network_mode="allowlist",
+        network_allowlist=("*.example.org",),
+        max_memory_mb=None,
+        max_cpu_seconds=None,
+        max_processes=None,
+        max_open_files=None,
+        workspace_root=tmp_path,
+    )
     marker = tmp_path / "ran"
     with pytest.raises(SandboxBackendError) as info:
         spawn_with_runner(
             RunnerConfig(),
             f"touch {marker}",
             tmp_path,
-            tmp_path / "o",
-            tmp_path / "e",
+            os.devnull,
+            os.devnull,
             None,
             False,
-            _sandbox(),
+            profile,
         )
-    assert info.value.reason_code == "sandbox_backend_unavailable"
-    assert info.value.event_type == "sandbox_denied"
-    assert info.value.execution_profile == "sbx"
+    assert info.value.reason_code in ("unsupported_backend_feature", "sandbox_backend_unavailable")
+    assert info.value.execution_profile == "wild"
     assert info.value.backend == default_sandbox_backend()
     assert not marker.exists()
 

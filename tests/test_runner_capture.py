@@ -194,3 +194,21 @@ def test_passthrough_capture_with_stdin_and_shared_file(tmp_path: Path) -> None:
 
     assert asyncio.run(main()) == 0
     assert log.read_bytes() == b"from stdin\ndone\n"
+
+
+def test_unopenable_sink_fails_before_the_command_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    with pytest.raises(FileNotFoundError):
+        spawn_with_runner_and_capture(
+            RunnerConfig(), f"touch {marker}", tmp_path, tmp_path / "no" / "out", os.devnull
+        )
+    assert not marker.exists()
+
+
+def test_failed_spawn_leaves_no_running_capture_behind(tmp_path: Path) -> None:
+    from orchestrator_spawn import SpawnError
+
+    runner = RunnerConfig(policy="unsafe", shell="/definitely/missing-shell")
+    with pytest.raises(SpawnError, match="shell=/definitely/missing-shell"):
+        spawn_with_runner_and_capture(runner, "true", tmp_path, tmp_path / "o", tmp_path / "e")
+    assert (tmp_path / "o").read_bytes() == b""

@@ -91,3 +91,37 @@ def test_host_profile_is_unconfined(workspace: Path) -> None:
     code, _ = run("touch new.txt", workspace, ResolvedExecutionProfile.host(workspace))
     assert code == 0
     assert (workspace / "new.txt").exists()
+
+
+def test_network_allowlist_reaches_listed_host_through_the_proxy(workspace: Path) -> None:
+    import http.server
+    import threading
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"hello through the proxy"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello) as server:
+        port = server.server_address[1]
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            profile = _profile(
+                workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{port}"]
+            )
+            fetch = (
+                f'{PY} -c "import urllib.request as u; '
+                f"print(u.urlopen('http://127.0.0.1:{port}/', timeout=10).read().decode())\" 2>&1"
+            )
+            code, out = run(fetch, workspace, profile)
+        finally:
+            server.shutdown()
+            thread.join()
+    assert (code, out.strip()) == (0, "hello through the proxy")
