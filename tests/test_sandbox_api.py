@@ -58,7 +58,9 @@ def test_close_frees_the_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_malformed_allowlist_is_refused_before_anything_runs(tmp_path: Path) -> None:
-    prof = profile(tmp_path, network_mode="allowlist", network_allowlist=["*.example.org"])
+    # The config model refuses such entries too; the sandbox must not rely on it.
+    valid = profile(tmp_path, network_mode="allowlist", network_allowlist=["example.org"])
+    prof = valid.model_copy(update={"network_allowlist": ("*.example.org",)})
     assert any("*.example.org" in line for line in sandbox_preflight(prof))
     with pytest.raises(SandboxBackendError) as info:
         prepare_sandbox(prof, ["/bin/true"])
