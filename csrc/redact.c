@@ -1,28 +1,532 @@
-/* redact.c: placeholder until the PCRE2 engine lands. Compiling a pattern set
- * fails with ENOSYS, so no redactor can be made and nothing runs unredacted. */
+/*
+ * redact.c: the streaming multi-pattern redaction engine over PCRE2.
+ *
+ * Semantics: the output equals re.sub over the alternation of all patterns
+ * (leftmost-first, non-overlapping, pattern order) for every way the input is
+ * cut into chunks. Speed comes from anchors (redact_anchor.c): the literals
+ * each pattern's matches must contain are found by one multi-literal scan
+ * (redact_scan.c) and each pattern's own JIT code runs only in the windows of
+ * start offsets they imply, on the full buffer so that look-behind sees the
+ * real preceding bytes. Patterns without an anchor search by themselves.
+ *
+ * Per pattern the redactor keeps a frontier (no match of the pattern starts
+ * in [decision point, frontier)), its pending anchor hits and a cached next
+ * event (complete match, partial match at the buffer end, or engine error).
+ * The next match of the alternation is the event with the smallest start,
+ * ties going to the lowest pattern index. A partial match stops the decision
+ * point: those bytes are held until more data or the end of stream decides
+ * them (PCRE2_PARTIAL_HARD, see pcre2partial(3)).
+ */
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <errno.h>
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "redact_anchor.h"
 #include "redact_api.h"
+#include "redact_scan.h"
+
+/* Backtracking budget of one pcre2_match call: a catastrophic pattern such
+ * as (a+)+$ stops after milliseconds and the bytes fail closed. */
+#define OS_REDACT_MATCH_LIMIT 1000000u
+/* Feeds are processed in pieces of this size, which bounds the anchor-hit
+ * lists (memory) of one processing round. */
+#define OS_REDACT_PIECE ((size_t)256 * 1024)
+
+typedef struct {
+    pcre2_code *code;
+    os_anchor anchor;   /* anchor.found == 0: the pattern searches alone */
+    uint64_t lookahead; /* anchor dmax + longest literal */
+} os_pat;
+
+struct os_pattern_set {
+    size_t n;
+    os_pat *pats;
+    os_scanner scanner;
+    uint32_t context; /* bytes kept before the decision point (look-behind) */
+    int debug;        /* check every match against its anchor */
+};
+
+enum { EV_NONE, EV_FULL, EV_PARTIAL, EV_ERROR };
+
+typedef struct {
+    uint64_t *t; /* anchor hits (absolute literal starts), sorted */
+    size_t head, n, cap;
+    uint64_t frontier;
+    int ev;
+    uint64_t s, e;
+} os_pstate;
+
+struct os_redactor {
+    const os_pattern_set *set;
+    uint8_t *rep;
+    size_t rep_len, max_hold;
+    uint8_t *buf; /* buf[0] is stream offset `base` */
+    size_t len, cap;
+    uint64_t base, pos, seen_end;
+    uint8_t *out;
+    size_t out_len, out_cap, out_off;
+    os_pstate *ps;
+    pcre2_match_data *md;
+    pcre2_match_context *mc;
+    pcre2_jit_stack *js;
+    int failed; /* sticky -ENOMEM */
+    int finished;
+};
+
+/* ------------------------------------------------------------------------ */
+/* The pattern set                                                          */
+
+static void set_error(char *msg, size_t cap, const char *text) {
+    if (cap) snprintf(msg, cap, "%s", text);
+}
+
+static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_t options,
+                       int literal, int ci, size_t *err_offset, char *err_msg, size_t err_cap) {
+    os_pat *p = &set->pats[set->n];
+    memset(p, 0, sizeof *p);
+    int errcode;
+    PCRE2_SIZE off = 0;
+    p->code = pcre2_compile((PCRE2_SPTR)pat, len, options | (literal ? PCRE2_LITERAL : 0), &errcode,
+                            &off, NULL);
+    if (!p->code) {
+        *err_offset = off;
+        if (err_cap) pcre2_get_error_message(errcode, (PCRE2_UCHAR *)err_msg, err_cap);
+        return OS_REDACT_E_COMPILE;
+    }
+    set->n++;
+    uint32_t minlen = 0, lookbehind = 0;
+    pcre2_pattern_info(p->code, PCRE2_INFO_MINLENGTH, &minlen);
+    pcre2_pattern_info(p->code, PCRE2_INFO_MAXLOOKBEHIND, &lookbehind);
+    if (minlen == 0) {
+        *err_offset = 0;
+        set_error(err_msg, err_cap, "pattern can match the empty string");
+        return OS_REDACT_E_EMPTY_MATCH;
+    }
+    if (lookbehind > set->context) set->context = lookbehind;
+    /* Without JIT, pcre2_match falls back to the interpreter: slower, same
+     * results. */
+    (void)pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+
+    if (literal) {
+        /* A literal is its own anchor (a prefix of it when long). */
+        if (len >= 2) {
+            os_anchor *a = &p->anchor;
+            a->found = 1;
+            a->ci = ci;
+            a->n = 1;
+            a->len[0] = (uint8_t)(len < OS_ANCHOR_MAXLEN ? len : OS_ANCHOR_MAXLEN);
+            memcpy(a->lit[0], pat, a->len[0]);
+        }
+    } else {
+        os_anchor_extract((const uint8_t *)pat, len, ci, &p->anchor);
+    }
+    if (p->anchor.found) {
+        uint32_t maxlen = 0;
+        for (size_t v = 0; v < p->anchor.n; v++)
+            if (p->anchor.len[v] > maxlen) maxlen = p->anchor.len[v];
+        p->lookahead = (uint64_t)p->anchor.dmax + maxlen;
+    }
+    return 0;
+}
 
 int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
                        size_t n_patterns, const char *const *literals,
-                       const size_t *literal_lens, size_t n_literals,
-                       uint32_t flags, os_pattern_set **out, size_t *err_index,
-                       size_t *err_offset, char *err_msg, size_t err_msg_len) {
+                       const size_t *literal_lens, size_t n_literals, uint32_t flags,
+                       os_pattern_set **out, size_t *err_index, size_t *err_offset,
+                       char *err_msg, size_t err_msg_len) {
     *out = NULL;
-    return -ENOSYS;
+    *err_index = 0;
+    *err_offset = 0;
+    set_error(err_msg, err_msg_len, "");
+    int ci = (flags & OS_REDACT_IGNORE_CASE) != 0;
+    uint32_t options = PCRE2_USE_OFFSET_LIMIT | (ci ? PCRE2_CASELESS : 0);
+    size_t total = n_patterns + n_literals;
+    os_pattern_set *set = calloc(1, sizeof *set);
+    if (!set) return -ENOMEM;
+    set->pats = calloc(total ? total : 1, sizeof *set->pats);
+    if (!set->pats) {
+        free(set);
+        return -ENOMEM;
+    }
+    set->context = 1; /* keeps \A and ^ from matching mid-stream */
+    const char *dbg = getenv("OS_REDACT_DEBUG_ANCHORS");
+    set->debug = dbg && *dbg && strcmp(dbg, "0") != 0;
+    int rc = 0;
+    for (size_t i = 0; i < total && rc == 0; i++) {
+        int literal = i >= n_patterns;
+        const char *src = literal ? literals[i - n_patterns] : patterns[i];
+        size_t len = literal ? literal_lens[i - n_patterns] : pattern_lens[i];
+        rc = add_pattern(set, src, len, options, literal, ci, err_offset, err_msg, err_msg_len);
+        if (rc) *err_index = i;
+    }
+    if (rc == 0) {
+        size_t nl = 0;
+        for (size_t i = 0; i < set->n; i++) nl += set->pats[i].anchor.found ? set->pats[i].anchor.n : 0;
+        os_scan_lit *lits = calloc(nl ? nl : 1, sizeof *lits);
+        if (!lits) rc = -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; lits && i < set->n; i++) {
+            const os_anchor *a = &set->pats[i].anchor;
+            for (size_t v = 0; a->found && v < a->n; v++, k++) {
+                lits[k].owner = (uint32_t)i;
+                lits[k].len = a->len[v];
+                lits[k].ci = (uint8_t)a->ci;
+                memcpy(lits[k].bytes, a->lit[v], a->len[v]);
+            }
+        }
+        if (lits) rc = os_scanner_init(&set->scanner, lits, nl);
+        free(lits);
+    }
+    if (rc) {
+        os_pattern_set_free(set);
+        return rc;
+    }
+    *out = set;
+    return 0;
 }
-void os_pattern_set_free(os_pattern_set *set) {}
+
+void os_pattern_set_free(os_pattern_set *set) {
+    if (!set) return;
+    for (size_t i = 0; i < set->n; i++) pcre2_code_free(set->pats[i].code);
+    free(set->pats);
+    os_scanner_free(&set->scanner);
+    free(set);
+}
+
+size_t os_pattern_set_size(const os_pattern_set *set) { return set->n; }
+
+int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
+                          uint32_t *dmax) {
+    if (index >= set->n) return -EINVAL;
+    const os_anchor *a = &set->pats[index].anchor;
+    *dmin = a->dmin;
+    *dmax = a->dmax;
+    return a->found ? (int)a->n : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Redactor buffers                                                         */
+
+static int grow(uint8_t **p, size_t *cap, size_t need) {
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) c *= 2;
+    uint8_t *q = realloc(*p, c);
+    if (!q) return -ENOMEM;
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static void emit(os_redactor *r, const uint8_t *p, size_t n) {
+    if (n == 0 || r->failed) return;
+    if (r->out_off && r->out_off == r->out_len) r->out_off = r->out_len = 0;
+    if (grow(&r->out, &r->out_cap, r->out_len + n)) {
+        r->failed = -ENOMEM;
+        return;
+    }
+    memcpy(r->out + r->out_len, p, n);
+    r->out_len += n;
+}
+
+/* Emit the clear bytes [pos, upto) of the stream. */
+static void emit_clear(os_redactor *r, uint64_t upto) {
+    if (upto > r->pos) emit(r, r->buf + (r->pos - r->base), (size_t)(upto - r->pos));
+    if (upto > r->pos) r->pos = upto;
+}
+
 os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replacement,
                              size_t replacement_len, size_t max_hold) {
-    return NULL;
+    os_redactor *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->set = set;
+    r->max_hold = max_hold;
+    r->rep_len = replacement_len;
+    r->rep = malloc(replacement_len ? replacement_len : 1);
+    r->ps = calloc(set->n ? set->n : 1, sizeof *r->ps);
+    r->md = pcre2_match_data_create(1, NULL);
+    r->mc = pcre2_match_context_create(NULL);
+    r->js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+    if (!r->rep || !r->ps || !r->md || !r->mc || !r->js) {
+        os_redactor_free(r);
+        return NULL;
+    }
+    memcpy(r->rep, replacement, replacement_len);
+    pcre2_set_match_limit(r->mc, OS_REDACT_MATCH_LIMIT);
+    pcre2_jit_stack_assign(r->mc, NULL, r->js);
+    return r;
 }
-void os_redactor_free(os_redactor *r) {}
-int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) { return -ENOSYS; }
-int os_redactor_finish(os_redactor *r) { return -ENOSYS; }
+
+void os_redactor_free(os_redactor *r) {
+    if (!r) return;
+    if (r->ps)
+        for (size_t i = 0; i < r->set->n; i++) free(r->ps[i].t);
+    free(r->ps);
+    free(r->rep);
+    free(r->buf);
+    free(r->out);
+    if (r->md) pcre2_match_data_free(r->md);
+    if (r->mc) pcre2_match_context_free(r->mc);
+    if (r->js) pcre2_jit_stack_free(r->js);
+    free(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Matching                                                                 */
+
+static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t i) {
+    if (!a->has_need) return 1;
+    if (a->has_skip) {
+        uint32_t k = 0;
+        while (k < a->skip_max && k < 64 && i < len && os_anchor_set_has(a->skip, buf[i])) i++, k++;
+        if (k == 64 && a->skip_max > 64) return 1;
+    }
+    return i >= len || os_anchor_set_has(a->need, buf[i]);
+}
+
+static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
+    os_redactor *r = ctx;
+    const os_pat *pt = &r->set->pats[l->owner];
+    if (!follow_ok(&pt->anchor, r->buf, r->len, t_rel + l->len)) return;
+    os_pstate *p = &r->ps[l->owner];
+    uint64_t t = r->base + t_rel;
+    if (p->head && p->head == p->n) p->head = p->n = 0;
+    if (p->n == p->cap) {
+        if (p->head > 0) {
+            memmove(p->t, p->t + p->head, (p->n - p->head) * sizeof *p->t);
+            p->n -= p->head;
+            p->head = 0;
+        }
+        if (p->n == p->cap) {
+            size_t cap = p->cap ? p->cap * 2 : 64;
+            uint64_t *q = realloc(p->t, cap * sizeof *q);
+            if (!q) {
+                r->failed = -ENOMEM;
+                return;
+            }
+            p->t = q;
+            p->cap = cap;
+        }
+    }
+    /* Hits arrive almost sorted (fingerprints sit at different offsets of
+     * different literals): insert from the back, dropping duplicates. */
+    size_t i = p->n;
+    while (i > p->head && p->t[i - 1] > t) i--;
+    if (i > p->head && p->t[i - 1] == t) return;
+    memmove(p->t + i + 1, p->t + i, (p->n - i) * sizeof *p->t);
+    p->t[i] = t;
+    p->n++;
+}
+
+static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e) {
+    const os_anchor *a = &r->set->pats[idx].anchor;
+    for (uint64_t d = a->dmin; d <= a->dmax && s + d < e; d++) {
+        for (size_t v = 0; v < a->n; v++) {
+            uint64_t t = s + d;
+            if (t + a->len[v] > e) continue;
+            const uint8_t *p = r->buf + (t - r->base);
+            size_t k = 0;
+            for (; k < a->len[v]; k++) {
+                uint8_t x = p[k], y = a->lit[v][k];
+                if (a->ci) {
+                    if (x >= 'A' && x <= 'Z') x |= 0x20;
+                    if (y >= 'A' && y <= 'Z') y |= 0x20;
+                }
+                if (x != y) break;
+            }
+            if (k == a->len[v]) return;
+        }
+    }
+    fprintf(stderr,
+            "orchestrator_spawn redact: pattern %zu matched [%llu, %llu) without its anchor "
+            "at offsets [%u, %u]\n",
+            idx, (unsigned long long)s, (unsigned long long)e, a->dmin, a->dmax);
+    abort();
+}
+
+/* One pcre2_match of pattern idx from stream offset lo; with a limit, only
+ * starts <= hi count. Returns EV_* with the match bounds. */
+static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limited, int partial,
+                  uint64_t *s, uint64_t *e) {
+    const os_pat *pt = &r->set->pats[idx];
+    pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
+    int rc = pcre2_match(pt->code, r->buf, r->len, (PCRE2_SIZE)(lo - r->base),
+                         partial ? PCRE2_PARTIAL_HARD : 0, r->md, r->mc);
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
+    if (rc >= 0) {
+        *s = r->base + ov[0];
+        *e = r->base + ov[1];
+        /* Never zero-width (only \K could do that): always make progress. */
+        if (*e <= *s) *e = *s + 1 <= r->base + r->len ? *s + 1 : *s;
+        if (r->set->debug && pt->anchor.found) debug_check(r, idx, *s, *e);
+        return EV_FULL;
+    }
+    if (rc == PCRE2_ERROR_PARTIAL) {
+        *s = r->base + ov[0];
+        return EV_PARTIAL;
+    }
+    if (rc == PCRE2_ERROR_NOMATCH) return EV_NONE;
+    return EV_ERROR; /* match/depth/heap limit, JIT stack: fail closed */
+}
+
+static void set_event(os_pstate *p, int ev, uint64_t s, uint64_t e, uint64_t lo, uint64_t end) {
+    p->ev = ev;
+    if (ev == EV_ERROR) {
+        p->s = lo;
+        p->e = end;
+    } else {
+        p->s = s;
+        p->e = e;
+        p->frontier = s;
+    }
+}
+
+/* The next event of pattern idx at or after the decision point. */
+static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
+    os_pstate *p = &r->ps[idx];
+    const os_pat *pt = &r->set->pats[idx];
+    uint64_t end = r->base + r->len, s = 0, e = 0;
+    if (p->ev != EV_NONE) {
+        if (p->s >= r->pos) return p;
+        p->ev = EV_NONE; /* overlapped by an earlier match */
+    }
+    /* Everything before the decision point is decided: a match that ended
+     * past this pattern's frontier moves it (the streaming trap). */
+    if (p->frontier < r->pos) p->frontier = r->pos;
+    if (pt->anchor.found) {
+        uint64_t dmin = pt->anchor.dmin, dmax = pt->anchor.dmax;
+        while (p->head < p->n) {
+            uint64_t t = p->t[p->head];
+            if (t < dmin || t - dmin < p->frontier) {
+                p->head++;
+                continue;
+            }
+            uint64_t hi = t - dmin, lo = t >= dmax ? t - dmax : 0;
+            if (lo < p->frontier) lo = p->frontier;
+            int ev = search(r, idx, lo, hi, 1, partial, &s, &e);
+            if (ev == EV_NONE) {
+                p->frontier = hi + 1;
+                p->head++;
+                continue;
+            }
+            set_event(p, ev, s, e, lo, end);
+            return p;
+        }
+        if (!partial) {
+            p->frontier = end;
+            return p;
+        }
+        /* Near the end, a match's anchor may not have arrived yet. */
+        uint64_t tail = end > pt->lookahead ? end - pt->lookahead : 0;
+        if (tail < p->frontier) tail = p->frontier;
+        if (tail >= end) return p;
+        int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
+        if (ev == EV_NONE) p->frontier = end;
+        else set_event(p, ev, s, e, tail, end);
+        return p;
+    }
+    if (p->frontier >= end) return p;
+    int ev = search(r, idx, p->frontier, 0, 0, partial, &s, &e);
+    if (ev == EV_NONE) p->frontier = end;
+    else set_event(p, ev, s, e, p->frontier, end);
+    return p;
+}
+
+/* After failing closed on [pos, end): nothing before end matters any more. */
+static void drop_all(os_redactor *r, uint64_t end) {
+    for (size_t i = 0; i < r->set->n; i++) {
+        os_pstate *p = &r->ps[i];
+        p->ev = EV_NONE;
+        if (p->frontier < end) p->frontier = end;
+        p->head = p->n = 0;
+    }
+}
+
+static void process(os_redactor *r, int partial) {
+    const os_pattern_set *set = r->set;
+    uint64_t end = r->base + r->len;
+    for (size_t i = 0; i < set->n; i++)
+        if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR) r->ps[i].ev = EV_NONE;
+
+    uint64_t from = r->pos, ml = set->scanner.maxlen;
+    if (r->seen_end + 1 > ml && r->seen_end + 1 - ml > from) from = r->seen_end + 1 - ml;
+    if (from < end)
+        os_scan(&set->scanner, r->buf, (size_t)(from - r->base), r->len,
+                (size_t)(r->seen_end - r->base), on_hit, r);
+    r->seen_end = end;
+
+    while (!r->failed) {
+        const os_pstate *best = NULL;
+        for (size_t i = 0; i < set->n; i++) {
+            const os_pstate *p = next_event(r, i, partial);
+            if (p->ev != EV_NONE && (!best || p->s < best->s)) best = p;
+        }
+        if (!best) {
+            emit_clear(r, end);
+            break;
+        }
+        if (best->ev == EV_PARTIAL) {
+            emit_clear(r, best->s);
+            if (end - best->s > r->max_hold) {
+                /* Fail closed: too much undecided data. */
+                emit(r, r->rep, r->rep_len);
+                r->pos = end;
+                drop_all(r, end);
+            }
+            break;
+        }
+        uint64_t s = best->s, e = best->ev == EV_ERROR ? end : best->e;
+        emit_clear(r, s);
+        emit(r, r->rep, r->rep_len);
+        r->pos = e;
+    }
+
+    /* Keep only what later matching can look at. */
+    uint64_t keep = r->pos > set->context ? r->pos - set->context : 0;
+    if (keep > r->base) {
+        size_t drop = (size_t)(keep - r->base);
+        memmove(r->buf, r->buf + drop, r->len - drop);
+        r->len -= drop;
+        r->base = keep;
+    }
+}
+
+int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) {
+    if (r->failed) return r->failed;
+    if (r->finished) return -EINVAL;
+    while (len) {
+        size_t n = len < OS_REDACT_PIECE ? len : OS_REDACT_PIECE;
+        if (grow(&r->buf, &r->cap, r->len + n)) return r->failed = -ENOMEM;
+        memcpy(r->buf + r->len, data, n);
+        r->len += n;
+        process(r, 1);
+        if (r->failed) return r->failed;
+        data += n;
+        len -= n;
+    }
+    return 0;
+}
+
+int os_redactor_finish(os_redactor *r) {
+    if (r->failed) return r->failed;
+    if (r->finished) return 0;
+    process(r, 0);
+    r->finished = 1;
+    return r->failed;
+}
+
 const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
-    *len = 0;
-    return NULL;
+    *len = r->out_len - r->out_off;
+    return r->out + r->out_off;
 }
-void os_redactor_consume(os_redactor *r, size_t n) {}
+
+void os_redactor_consume(os_redactor *r, size_t n) {
+    if (n > r->out_len - r->out_off) n = r->out_len - r->out_off;
+    r->out_off += n;
+    if (r->out_off == r->out_len) r->out_off = r->out_len = 0;
+}
+
+size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->len - r->pos); }

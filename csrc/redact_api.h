@@ -55,4 +55,19 @@ int os_redactor_finish(os_redactor *r);
 const uint8_t *os_redactor_output(os_redactor *r, size_t *len);
 void os_redactor_consume(os_redactor *r, size_t n);
 
+/* Added by the engine (not part of the agreed minimum): introspection. */
+
+/* Number of entries (patterns + literals) in the set. */
+size_t os_pattern_set_size(const os_pattern_set *set);
+
+/* The anchor of entry `index`: returns the number of literal variants (0 when
+ * the entry has none and is searched by itself), with the range of offsets
+ * from the match start at which one of them must occur; -EINVAL for a bad
+ * index. */
+int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
+                          uint32_t *dmax);
+
+/* Bytes fed but not yet decided (held back). */
+size_t os_redactor_held(const os_redactor *r);
+
 #endif

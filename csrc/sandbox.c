@@ -1,9 +1,283 @@
-/* sandbox.c: placeholder until the Linux sandbox lands: every plan fails
- * closed with ENOSYS, so no sandboxed command can run unconfined. */
+/*
+ * sandbox.c: the parent side of the Linux sandbox: building and freeing
+ * plans, and probing what the running kernel really offers.
+ *
+ * The child side lives in sandbox_child.c, the seccomp program builder in
+ * sandbox_seccomp.c. Elsewhere than Linux every function fails with -ENOSYS.
+ */
 #include <errno.h>
+#include <stddef.h>
 
 #include "sandbox_api.h"
 
-int os_sandbox_child_enter(const os_sandbox_plan *plan) { return -ENOSYS; }
+#ifdef __linux__
 
-int os_sandbox_child_seal(const os_sandbox_plan *plan) { return -ENOSYS; }
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandbox_internal.h"
+
+os_sandbox_plan *os_sandbox_plan_new(void) {
+    return calloc(1, sizeof(struct os_sandbox_plan));
+}
+
+void os_sandbox_plan_free(os_sandbox_plan *plan) {
+    if (plan == NULL)
+        return;
+    for (int i = 0; i < plan->n_readonly_binds; i++)
+        free(plan->readonly_binds[i]);
+    free(plan->readonly_binds);
+    for (int i = 0; i < plan->n_path_rules; i++)
+        free(plan->path_rules[i].path);
+    free(plan->path_rules);
+    free(plan->filter);
+    free(plan);
+}
+
+int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned int gid,
+                               int new_netns) {
+    if (plan == NULL)
+        return -EINVAL;
+    snprintf(plan->uid_map, sizeof(plan->uid_map), "%u %u 1\n", uid, uid);
+    snprintf(plan->gid_map, sizeof(plan->gid_map), "%u %u 1\n", gid, gid);
+    plan->use_userns = 1;
+    plan->new_netns = new_netns != 0;
+    return 0;
+}
+
+static int checked_path(const char *path) {
+    if (path == NULL || path[0] != '/')
+        return -EINVAL; /* the child must not depend on its working directory */
+    return 0;
+}
+
+int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) {
+    if (plan == NULL || checked_path(path) < 0)
+        return -EINVAL;
+    char **grown = realloc(plan->readonly_binds, sizeof(char *) * (plan->n_readonly_binds + 1));
+    if (grown == NULL)
+        return -ENOMEM;
+    plan->readonly_binds = grown;
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return -ENOMEM;
+    plan->readonly_binds[plan->n_readonly_binds++] = copy;
+    return 0;
+}
+
+int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs) {
+    if (plan == NULL || abi < 1)
+        return -EINVAL;
+    plan->landlock_abi = abi;
+    plan->landlock_restrict_fs = restrict_fs != 0;
+    return 0;
+}
+
+int os_sandbox_plan_add_path_rule(os_sandbox_plan *plan, const char *path, int access) {
+    const int known = OS_SANDBOX_ACCESS_READ | OS_SANDBOX_ACCESS_WRITE | OS_SANDBOX_ACCESS_DEVICE;
+    if (plan == NULL || checked_path(path) < 0 || access == 0 || (access & ~known))
+        return -EINVAL;
+    struct os_sandbox_path_rule *grown =
+        realloc(plan->path_rules, sizeof(*grown) * (plan->n_path_rules + 1));
+    if (grown == NULL)
+        return -ENOMEM;
+    plan->path_rules = grown;
+    char *copy = strdup(path);
+    if (copy == NULL)
+        return -ENOMEM;
+    plan->path_rules[plan->n_path_rules].path = copy;
+    plan->path_rules[plan->n_path_rules].access = access;
+    plan->n_path_rules++;
+    return 0;
+}
+
+int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
+                                const char *handoff_path) {
+    if (plan == NULL)
+        return -EINVAL;
+    if (mode == OS_SANDBOX_NET_ALLOWLIST) {
+        if (proxy_port <= 0 || proxy_port > 65535 || handoff_path == NULL)
+            return -EINVAL;
+        if (strlen(handoff_path) >= sizeof(plan->handoff_path))
+            return -ENAMETOOLONG;
+        memset(plan->handoff_path, 0, sizeof(plan->handoff_path));
+        memcpy(plan->handoff_path, handoff_path, strlen(handoff_path));
+        plan->proxy_port = proxy_port;
+    } else if (mode != OS_SANDBOX_NET_INHERIT && mode != OS_SANDBOX_NET_DENY) {
+        return -EINVAL;
+    }
+    plan->net_mode = mode;
+    return 0;
+}
+
+int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only) {
+    if (plan == NULL)
+        return -EINVAL;
+    return os_sandbox_build_filter(plan, deny_ip_sockets, allow_inet_only);
+}
+
+int os_sandbox_landlock_abi(void) {
+    long abi = syscall(__NR_landlock_create_ruleset, NULL, 0, OS_LL_CREATE_RULESET_VERSION);
+    return abi < 0 ? -errno : (int)abi;
+}
+
+/* ---- Throwaway children ------------------------------------------------ */
+
+struct child_report {
+    int step;
+    int err; /* negative errno */
+};
+
+static void report_and_exit(int fd, int step, int err) {
+    struct child_report report = {step, err};
+    ssize_t n;
+    do
+        n = write(fd, &report, sizeof(report));
+    while (n < 0 && errno == EINTR);
+    _exit(127);
+}
+
+/* Reads the child's report: 0 on EOF (exec or the probe succeeded). */
+static int read_report(int fd, struct child_report *report) {
+    size_t got = 0;
+    while (got < sizeof(*report)) {
+        ssize_t n = read(fd, (char *)report + got, sizeof(*report) - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got == sizeof(*report) ? 1 : 0;
+}
+
+/* The probe child: only system calls, reports (step, -errno) or exits 0. */
+static void probe_child(int what, const struct os_sandbox_plan *plan, const char *scratch_dir,
+                        int fd) {
+    int step = 0, err = 0;
+    if (what == OS_SANDBOX_PROBE_USERNS) {
+        err = os_sandbox_enter_steps(plan, &step);
+        if (err == 0) {
+            /* Prove the mount namespace can make a path read-only and that the
+             * network namespace's loopback can be brought up. */
+            err = os_sandbox_bind_readonly(scratch_dir);
+            step = OS_SANDBOX_STEP_BIND_READONLY;
+            if (err == 0) {
+                err = os_sandbox_loopback_up();
+                step = OS_SANDBOX_STEP_LOOPBACK;
+            }
+        }
+    } else {
+        err = os_sandbox_enter_steps(plan, &step);
+        if (err == 0) {
+            err = os_sandbox_child_seal(plan);
+            step = OS_SANDBOX_STEP_SECCOMP;
+        }
+    }
+    if (err < 0)
+        report_and_exit(fd, step, err);
+    _exit(0);
+}
+
+static int build_probe_plan(int what, struct os_sandbox_plan *plan) {
+    memset(plan, 0, sizeof(*plan));
+    switch (what) {
+    case OS_SANDBOX_PROBE_USERNS:
+        return os_sandbox_plan_use_userns(plan, (unsigned)geteuid(), (unsigned)getegid(), 1);
+    case OS_SANDBOX_PROBE_LANDLOCK: {
+        int abi = os_sandbox_landlock_abi();
+        if (abi < 0)
+            return abi;
+        return os_sandbox_plan_set_landlock(plan, abi, 1);
+    }
+    case OS_SANDBOX_PROBE_SECCOMP:
+        return os_sandbox_build_filter(plan, 1, 0);
+    default:
+        return -EINVAL;
+    }
+}
+
+int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
+    struct os_sandbox_plan plan;
+    *failed_step = 0;
+    if (what == OS_SANDBOX_PROBE_USERNS && checked_path(scratch_dir) < 0)
+        return -EINVAL;
+    int err = build_probe_plan(what, &plan);
+    if (err < 0) {
+        *failed_step = what == OS_SANDBOX_PROBE_SECCOMP ? OS_SANDBOX_STEP_SECCOMP
+                                                        : OS_SANDBOX_STEP_LANDLOCK;
+        free(plan.filter);
+        return err;
+    }
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        free(plan.filter);
+        *failed_step = OS_SANDBOX_STEP_FORK;
+        return -errno;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        probe_child(what, &plan, scratch_dir, fds[1]);
+    }
+    int fork_errno = errno;
+    close(fds[1]);
+    free(plan.filter);
+    if (pid < 0) {
+        close(fds[0]);
+        *failed_step = OS_SANDBOX_STEP_FORK;
+        return -fork_errno;
+    }
+    struct child_report report;
+    int reported = read_report(fds[0], &report);
+    close(fds[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (reported) {
+        *failed_step = report.step;
+        return report.err;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        /* Killed (e.g. by a seccomp arch mismatch) without a report. */
+        *failed_step = what == OS_SANDBOX_PROBE_SECCOMP ? OS_SANDBOX_STEP_SECCOMP : 0;
+        return -ECHILD;
+    }
+    return 0;
+}
+
+#else /* !__linux__ */
+
+os_sandbox_plan *os_sandbox_plan_new(void) { return NULL; }
+void os_sandbox_plan_free(os_sandbox_plan *plan) {}
+int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned int gid,
+                               int new_netns) {
+    return -ENOSYS;
+}
+int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
+int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs) {
+    return -ENOSYS;
+}
+int os_sandbox_plan_add_path_rule(os_sandbox_plan *plan, const char *path, int access) {
+    return -ENOSYS;
+}
+int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
+                                const char *handoff_path) {
+    return -ENOSYS;
+}
+int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only) {
+    return -ENOSYS;
+}
+int os_sandbox_landlock_abi(void) { return -ENOSYS; }
+int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
+    *failed_step = 0;
+    return -ENOSYS;
+}
+#endif

@@ -4,6 +4,9 @@
  * Agreed interface between the spawn core (csrc/spawn.c) and the sandbox
  * (csrc/sandbox*.c). A plan is built in the parent (allocation allowed
  * there); the child hooks only make system calls (async-signal-safe).
+ *
+ * Every builder and probe returns 0 (or a positive value where stated) or
+ * -errno. On platforms other than Linux every function fails with -ENOSYS.
  */
 #ifndef OS_SANDBOX_API_H
 #define OS_SANDBOX_API_H
@@ -18,5 +21,86 @@ int os_sandbox_child_enter(const os_sandbox_plan *plan);
 /* Child side, after setrlimit and right before exec: the seccomp filter.
  * Returns 0 or -errno (reported as stage "sandbox"). */
 int os_sandbox_child_seal(const os_sandbox_plan *plan);
+
+/* ---- Parent side: building a plan ------------------------------------- */
+
+/* Network modes for os_sandbox_plan_set_network. */
+#define OS_SANDBOX_NET_INHERIT 0
+#define OS_SANDBOX_NET_DENY 1
+#define OS_SANDBOX_NET_ALLOWLIST 2
+
+/* Access classes for os_sandbox_plan_add_path_rule (mapped to Landlock rights
+ * of the plan's ABI in C). READ: read files, list directories, execute.
+ * WRITE: everything, including creating, removing and renaming beneath.
+ * DEVICE: read, write and ioctl an existing file (for /dev/null, ttys). */
+#define OS_SANDBOX_ACCESS_READ 1
+#define OS_SANDBOX_ACCESS_WRITE 2
+#define OS_SANDBOX_ACCESS_DEVICE 4
+
+/* Probes for os_sandbox_probe. */
+#define OS_SANDBOX_PROBE_USERNS 1
+#define OS_SANDBOX_PROBE_LANDLOCK 2
+#define OS_SANDBOX_PROBE_SECCOMP 3
+
+/* Steps a probe or the child can fail at (os_sandbox_probe's *failed_step). */
+#define OS_SANDBOX_STEP_FORK 1
+#define OS_SANDBOX_STEP_UNSHARE 2
+#define OS_SANDBOX_STEP_SETGROUPS 3
+#define OS_SANDBOX_STEP_UID_MAP 4
+#define OS_SANDBOX_STEP_GID_MAP 5
+#define OS_SANDBOX_STEP_MOUNT_PRIVATE 6
+#define OS_SANDBOX_STEP_BIND_READONLY 7
+#define OS_SANDBOX_STEP_LOOPBACK 8
+#define OS_SANDBOX_STEP_NO_NEW_PRIVS 9
+#define OS_SANDBOX_STEP_LANDLOCK 10
+#define OS_SANDBOX_STEP_SECCOMP 11
+#define OS_SANDBOX_STEP_PROXY_HANDOFF 12
+#define OS_SANDBOX_STEP_CAPABILITIES 13
+
+/* A new, empty plan (no_new_privs only), or NULL when out of memory. */
+os_sandbox_plan *os_sandbox_plan_new(void);
+
+/* Frees a plan and everything it owns; NULL is allowed. */
+void os_sandbox_plan_free(os_sandbox_plan *plan);
+
+/* Enter a new user + mount namespace with an identity map of uid/gid (the
+ * parent's effective ids), and a new network namespace when new_netns != 0. */
+int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned int gid,
+                               int new_netns);
+
+/* Bind-mount path read-only onto itself in the child's mount namespace (needs
+ * os_sandbox_plan_use_userns). The path is copied. */
+int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path);
+
+/* Restrict the child with a Landlock ruleset of this ABI (>= 1). With
+ * restrict_fs, every file access not granted by a path rule is refused. */
+int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs);
+
+/* Grant an OS_SANDBOX_ACCESS_* mask on path and everything beneath it. A path
+ * missing in the child is skipped (that only takes rights away). */
+int os_sandbox_plan_add_path_rule(os_sandbox_plan *plan, const char *path, int access);
+
+/* Network mode. For ALLOWLIST the child brings loopback up in its network
+ * namespace, listens on 127.0.0.1:proxy_port there and hands that listening
+ * socket over the unix socket at handoff_path to the parent's proxy. */
+int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
+                                const char *handoff_path);
+
+/* Install the seccomp filter in os_sandbox_child_seal: escape hatches
+ * (ptrace, io_uring, namespaces, mounts, bpf, keyrings, perf, ...) fail with
+ * EPERM; with deny_ip_sockets, socket() for any family but AF_UNIX too; with
+ * allow_inet_only, socket() for families other than AF_UNIX/INET/INET6. */
+int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only);
+
+/* ---- Parent side: probes ---------------------------------------------- */
+
+/* The Landlock ABI version of the running kernel (>= 1) or -errno. */
+int os_sandbox_landlock_abi(void);
+
+/* Really try one feature in a throwaway child (fork, try, _exit, reap).
+ * Returns 0 when it works, else -errno with *failed_step = OS_SANDBOX_STEP_*.
+ * scratch_dir: an existing directory the USERNS probe bind-mounts read-only
+ * in its private mount namespace. */
+int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step);
 
 #endif

@@ -142,8 +142,396 @@ def install_sigchld_wakeup(fd: int) -> None:
 
 # --- redaction ----------------------------------------------------------------
 
+import errno as _errno  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import Any  # noqa: E402
+
+REDACT_IGNORE_CASE: int = lib.OS_REDACT_IGNORE_CASE
+_REDACT_E_COMPILE: int = lib.OS_REDACT_E_COMPILE
+_REDACT_E_EMPTY_MATCH: int = lib.OS_REDACT_E_EMPTY_MATCH
+
+
+class PatternSet:
+    """An immutable compiled pattern set (``os_pattern_set``), shareable by
+    redactors of many threads. Freed when the last reference goes away."""
+
+    __slots__ = ("__weakref__", "_ptr", "size")
+
+    def __init__(self, patterns: Sequence[bytes], literals: Sequence[bytes], flags: int) -> None:
+        """Compile; raises ``ValueError`` naming the entry that does not compile
+        (with the offset of the error) or that can match the empty string."""
+        entries = [*patterns, *literals]
+        keep = [ffi.new("char[]", e) for e in entries]
+        pats = ffi.new("const char *[]", keep[: len(patterns)] or [ffi.NULL])
+        plens = ffi.new("size_t[]", [len(p) for p in patterns] or [0])
+        lits = ffi.new("const char *[]", keep[len(patterns) :] or [ffi.NULL])
+        llens = ffi.new("size_t[]", [len(x) for x in literals] or [0])
+        out = ffi.new("os_pattern_set **")
+        idx = ffi.new("size_t *")
+        off = ffi.new("size_t *")
+        msg = ffi.new("char[256]")
+        rc = lib.os_pattern_set_new(
+            pats, plens, len(patterns), lits, llens, len(literals), flags, out, idx, off, msg, 256
+        )
+        if rc != 0:
+            _raise_pattern_error(rc, entries, len(patterns), idx[0], off[0], ffi.string(msg))
+        self._ptr = ffi.gc(out[0], lib.os_pattern_set_free)
+        self.size = len(entries)
+
+    def anchor(self, index: int) -> tuple[int, int, int]:
+        """(number of anchor literals, min offset, max offset) of entry ``index``;
+        0 literals means the entry is searched without a prefilter."""
+        dmin = ffi.new("uint32_t *")
+        dmax = ffi.new("uint32_t *")
+        n = lib.os_pattern_set_anchor(self._ptr, index, dmin, dmax)
+        if n < 0:
+            raise IndexError(index)
+        return int(n), int(dmin[0]), int(dmax[0])
+
+
+def _raise_pattern_error(
+    rc: int, entries: list[bytes], n_patterns: int, index: int, offset: int, msg: bytes
+) -> None:
+    if rc == -_errno.ENOMEM:
+        raise MemoryError("orchestrator_spawn: out of memory compiling redaction patterns")
+    kind = "pattern" if index < n_patterns else "literal"
+    what = entries[index] if index < len(entries) else b"?"
+    text = msg.decode("utf-8", "replace")
+    if rc == _REDACT_E_EMPTY_MATCH:
+        raise ValueError(f"redaction {kind} {what!r} can match the empty string")
+    if rc == _REDACT_E_COMPILE:
+        raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
+    raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
+
+
+class NativeRedactor:
+    """One stream's redactor (``os_redactor``): one thread at a time.
+
+    ``feed``/``finish`` run in C with the GIL released and return the bytes
+    decided so far. Raises ``MemoryError`` when the engine runs out of memory
+    and ``ValueError`` after ``finish``."""
+
+    __slots__ = ("_ptr", "_set", "_lenp")
+
+    def __init__(self, pattern_set: PatternSet, replacement: bytes, max_hold: int) -> None:
+        ptr = lib.os_redactor_new(pattern_set._ptr, replacement, len(replacement), max_hold)
+        if ptr == ffi.NULL:
+            raise MemoryError("orchestrator_spawn: out of memory creating a redactor")
+        self._ptr = ffi.gc(ptr, lib.os_redactor_free)
+        self._set = pattern_set  # the set must outlive the redactor
+        self._lenp = ffi.new("size_t *")
+
+    def _take(self, rc: int, call: str) -> bytes:
+        if rc == -_errno.ENOMEM:
+            raise MemoryError(f"orchestrator_spawn: out of memory in {call}")
+        if rc == -_errno.EINVAL:
+            raise ValueError(f"{call} after finish()")
+        if rc != 0:
+            raise OSError(-rc, f"{call} failed")
+        ptr = lib.os_redactor_output(self._ptr, self._lenp)
+        n = self._lenp[0]
+        if n == 0:
+            return b""
+        data: bytes = ffi.buffer(ptr, n)[:]
+        lib.os_redactor_consume(self._ptr, n)
+        return data
+
+    def feed(self, chunk: Any) -> bytes:
+        """Feed a bytes-like chunk; returns the output decided so far."""
+        with ffi.from_buffer(chunk) as buf:
+            rc = lib.os_redactor_feed(self._ptr, buf, len(buf))
+        return self._take(rc, "os_redactor_feed")
+
+    def finish(self) -> bytes:
+        """End of stream; returns the rest of the output."""
+        return self._take(lib.os_redactor_finish(self._ptr), "os_redactor_finish")
+
+    @property
+    def held(self) -> int:
+        """Bytes fed but not yet decided."""
+        return int(lib.os_redactor_held(self._ptr))
+
 
 # --- pump ---------------------------------------------------------------------
 
+# Imported here, not at the top, so each part's section stays self-contained.
+# (Sequence and Any come from the redaction section above.)
+import errno  # noqa: E402
+import os  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
+PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY
+PUMP_MAX_STREAMS: int = lib.OS_PUMP_MAX_STREAMS
+PUMP_STAGES: dict[int, str] = {
+    lib.OS_PUMP_STAGE_NONE: "none",
+    lib.OS_PUMP_STAGE_READ: "read",
+    lib.OS_PUMP_STAGE_REDACT: "redact",
+    lib.OS_PUMP_STAGE_WRITE: "write",
+    lib.OS_PUMP_STAGE_CLOSE: "close",
+}
+
+
+def _pump_os_error(rc: int, what: str) -> OSError:
+    err = -rc
+    return OSError(err, f"pump: {what} failed: {os.strerror(err)}")
+
+
+@dataclass(frozen=True)
+class PumpStreamSpec:
+    """One stream for ``pump_capture_start``.
+
+    ``src_fd``, ``sink_fd`` (unless a ``PUMP_SINK_*`` value) and ``tee_fd``
+    (unless -1) are handed over to the pump on success. ``patterns`` is an
+    ``os_pattern_set *`` cdata (or None for passthrough); ``keepalive`` is
+    whatever owns it, kept referenced until the capture is released.
+    """
+
+    src_fd: int
+    sink_fd: int = PUMP_SINK_DISCARD
+    tee_fd: int = -1
+    patterns: Any = None
+    replacement: bytes = b""
+    max_hold: int = 0
+    keepalive: Any = None
+
+
+@dataclass(frozen=True)
+class PumpStreamStats:
+    """Counters of one pumped stream (bytes); ``error`` is an errno or 0."""
+
+    bytes_read: int
+    bytes_written: int
+    bytes_teed: int
+    error: int
+    stage: str
+
+
+class PumpCapture:
+    """The native capture handle; released when this object is collected."""
+
+    __slots__ = ("_keepalive", "_ptr", "id", "n_streams")
+
+    def __init__(self, ptr: Any, capture_id: int, n_streams: int, keepalive: list[Any]) -> None:
+        self._ptr = ffi.gc(ptr, lib.os_pump_capture_release)
+        self._keepalive = keepalive
+        self.id = capture_id
+        self.n_streams = n_streams
+
+    def abort(self) -> None:
+        """Stop waiting for end of file (see ``os_pump_capture_abort``)."""
+        rc = lib.os_pump_capture_abort(self._ptr)
+        if rc < 0:
+            raise _pump_os_error(rc, "abort")
+
+    def done(self) -> bool:
+        return bool(lib.os_pump_capture_done(self._ptr))
+
+    def wait(self, timeout: float | None) -> bool:
+        """Block (GIL released) up to ``timeout`` seconds; True once done."""
+        timeout_ms = -1 if timeout is None else max(0, int(timeout * 1000))
+        rc = lib.os_pump_capture_wait(self._ptr, timeout_ms)
+        if rc == -errno.ETIMEDOUT:
+            return False
+        if rc == -errno.ECHILD:
+            raise RuntimeError(
+                "pump: this capture belongs to the parent process; it cannot be "
+                "waited for after fork()"
+            )
+        if rc < 0:
+            raise _pump_os_error(rc, "wait")
+        return True
+
+    def stats(self, index: int) -> PumpStreamStats:
+        out = ffi.new("os_pump_stream_stats *")
+        rc = lib.os_pump_capture_stats(self._ptr, index, out)
+        if rc < 0:
+            raise _pump_os_error(rc, "stats")
+        return PumpStreamStats(
+            bytes_read=int(out.bytes_read),
+            bytes_written=int(out.bytes_written),
+            bytes_teed=int(out.bytes_teed),
+            error=int(out.error),
+            stage=PUMP_STAGES.get(int(out.stage), str(out.stage)),
+        )
+
+    def memory(self, index: int) -> bytes:
+        """The bytes kept by a ``PUMP_SINK_MEMORY`` stream (once done)."""
+        data = ffi.new("const uint8_t **")
+        length = ffi.new("size_t *")
+        rc = lib.os_pump_capture_memory(self._ptr, index, data, length)
+        if rc < 0:
+            raise _pump_os_error(rc, "reading the in-memory sink")
+        if length[0] == 0:
+            return b""
+        return bytes(ffi.buffer(data[0], length[0]))
+
+
+def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> PumpCapture:
+    """Start pumping ``specs``; raises ``OSError`` (fds stay the caller's)."""
+    if not 1 <= len(specs) <= PUMP_MAX_STREAMS:
+        raise ValueError(f"pump: 1 to {PUMP_MAX_STREAMS} streams per capture, got {len(specs)}")
+    c_specs = ffi.new("os_pump_stream_spec[]", len(specs))
+    keepalive: list[Any] = []
+    for c_spec, spec in zip(c_specs, specs, strict=True):
+        c_spec.src_fd = spec.src_fd
+        c_spec.sink_fd = spec.sink_fd
+        c_spec.tee_fd = spec.tee_fd
+        if spec.patterns is not None:
+            replacement = ffi.from_buffer(spec.replacement)
+            keepalive += [spec.keepalive, spec.patterns, replacement]
+            c_spec.patterns = spec.patterns
+            c_spec.replacement = replacement
+            c_spec.replacement_len = len(spec.replacement)
+            c_spec.max_hold = spec.max_hold
+    capture_id = ffi.new("uint64_t *")
+    out = ffi.new("os_pump_capture **")
+    rc = lib.os_pump_capture_start(c_specs, len(specs), capture_id, out)
+    if rc < 0:
+        raise _pump_os_error(rc, "starting a capture")
+    return PumpCapture(out[0], int(capture_id[0]), len(specs), keepalive)
+
+
+def pump_notify_fd() -> int:
+    """The fd that is readable while finished capture ids wait (starts the pump)."""
+    fd = int(lib.os_pump_notify_fd())
+    if fd < 0:
+        raise _pump_os_error(fd, "starting the reactor")
+    return fd
+
+
+_DONE_BATCH = 256
+
+
+def pump_take_done() -> list[int]:
+    """Ids of the captures finished since the last call (resets the notify fd)."""
+    ids: list[int] = []
+    buf = ffi.new("uint64_t[]", _DONE_BATCH)
+    while True:
+        n = int(lib.os_pump_take_done(buf, _DONE_BATCH))
+        ids.extend(int(buf[i]) for i in range(n))
+        if n < _DONE_BATCH:
+            return ids
+
+
+def pump_active_captures() -> int:
+    """How many captures the reactor is pumping right now."""
+    return int(lib.os_pump_active_captures())
+
 
 # --- sandbox ------------------------------------------------------------------
+
+SANDBOX_NET_INHERIT: int = lib.OS_SANDBOX_NET_INHERIT
+SANDBOX_NET_DENY: int = lib.OS_SANDBOX_NET_DENY
+SANDBOX_NET_ALLOWLIST: int = lib.OS_SANDBOX_NET_ALLOWLIST
+SANDBOX_ACCESS_READ: int = lib.OS_SANDBOX_ACCESS_READ
+SANDBOX_ACCESS_WRITE: int = lib.OS_SANDBOX_ACCESS_WRITE
+SANDBOX_ACCESS_DEVICE: int = lib.OS_SANDBOX_ACCESS_DEVICE
+SANDBOX_PROBE_USERNS: int = lib.OS_SANDBOX_PROBE_USERNS
+SANDBOX_PROBE_LANDLOCK: int = lib.OS_SANDBOX_PROBE_LANDLOCK
+SANDBOX_PROBE_SECCOMP: int = lib.OS_SANDBOX_PROBE_SECCOMP
+
+# OS_SANDBOX_STEP_* -> the words used in error messages.
+SANDBOX_STEPS: dict[int, str] = {
+    lib.OS_SANDBOX_STEP_FORK: "fork",
+    lib.OS_SANDBOX_STEP_UNSHARE: "unshare(user, mount, net namespaces)",
+    lib.OS_SANDBOX_STEP_SETGROUPS: "write /proc/self/setgroups",
+    lib.OS_SANDBOX_STEP_UID_MAP: "write /proc/self/uid_map",
+    lib.OS_SANDBOX_STEP_GID_MAP: "write /proc/self/gid_map",
+    lib.OS_SANDBOX_STEP_MOUNT_PRIVATE: "make mounts private",
+    lib.OS_SANDBOX_STEP_BIND_READONLY: "bind-mount read-only",
+    lib.OS_SANDBOX_STEP_LOOPBACK: "bring loopback up",
+    lib.OS_SANDBOX_STEP_NO_NEW_PRIVS: "prctl(PR_SET_NO_NEW_PRIVS)",
+    lib.OS_SANDBOX_STEP_LANDLOCK: "Landlock",
+    lib.OS_SANDBOX_STEP_SECCOMP: "seccomp filter",
+    lib.OS_SANDBOX_STEP_PROXY_HANDOFF: "hand the proxy listener to the parent",
+    lib.OS_SANDBOX_STEP_CAPABILITIES: "drop capabilities",
+}
+
+
+def _sandbox_check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise OSError(-rc, f"{what}: {os.strerror(-rc)}")
+    return rc
+
+
+def sandbox_landlock_abi() -> int:
+    """The kernel's Landlock ABI version (>= 1); raises OSError when absent."""
+    return _sandbox_check(lib.os_sandbox_landlock_abi(), "landlock_create_ruleset(VERSION)")
+
+
+def sandbox_probe(what: int, scratch_dir: str) -> tuple[int, str]:
+    """Try one feature (SANDBOX_PROBE_*) in a throwaway child.
+
+    Returns ``(0, "")`` when it works, else ``(errno, failing step)``.
+    ``scratch_dir`` is an existing absolute directory the user-namespace probe
+    bind-mounts read-only in its own (private, short-lived) mount namespace.
+    """
+    step = ffi.new("int *")
+    rc = lib.os_sandbox_probe(what, os.fsencode(scratch_dir), step)
+    if rc == 0:
+        return 0, ""
+    return -rc, SANDBOX_STEPS.get(step[0], f"step {step[0]}")
+
+
+def sandbox_plan_new() -> Any:
+    """A new native plan (cffi ``os_sandbox_plan *``) freed on GC or ``ffi.release``."""
+    plan = lib.os_sandbox_plan_new()
+    if plan == ffi.NULL:
+        raise MemoryError("os_sandbox_plan_new")
+    return ffi.gc(plan, lib.os_sandbox_plan_free)
+
+
+def sandbox_plan_use_userns(plan: Any, uid: int, gid: int, *, new_netns: bool) -> None:
+    """Make the child enter user + mount (+ network) namespaces, ids mapped to themselves."""
+    _sandbox_check(
+        lib.os_sandbox_plan_use_userns(plan, uid, gid, int(new_netns)), "sandbox plan: userns"
+    )
+
+
+def sandbox_plan_add_readonly_bind(plan: Any, path: str) -> None:
+    """Bind-mount the absolute ``path`` read-only onto itself in the child."""
+    _check_no_nul(path)
+    _sandbox_check(
+        lib.os_sandbox_plan_add_readonly_bind(plan, os.fsencode(path)),
+        f"sandbox plan: read-only bind {path!r}",
+    )
+
+
+def sandbox_plan_set_landlock(plan: Any, abi: int, *, restrict_fs: bool) -> None:
+    """Apply a Landlock ruleset of ``abi``; with ``restrict_fs`` only path rules grant access."""
+    _sandbox_check(
+        lib.os_sandbox_plan_set_landlock(plan, abi, int(restrict_fs)), "sandbox plan: Landlock"
+    )
+
+
+def sandbox_plan_add_path_rule(plan: Any, path: str, access: int) -> None:
+    """Grant ``access`` (SANDBOX_ACCESS_* bits) on the absolute ``path`` and beneath."""
+    _check_no_nul(path)
+    _sandbox_check(
+        lib.os_sandbox_plan_add_path_rule(plan, os.fsencode(path), access),
+        f"sandbox plan: path rule {path!r}",
+    )
+
+
+def sandbox_plan_set_network(
+    plan: Any, mode: int, *, proxy_port: int = 0, handoff_path: str | None = None
+) -> None:
+    """Set the network mode (SANDBOX_NET_*); allowlist needs the port and handoff socket."""
+    path = ffi.NULL if handoff_path is None else os.fsencode(handoff_path)
+    _sandbox_check(
+        lib.os_sandbox_plan_set_network(plan, mode, proxy_port, path), "sandbox plan: network"
+    )
+
+
+def sandbox_plan_set_seccomp(plan: Any, *, deny_ip_sockets: bool, allow_inet_only: bool) -> None:
+    """Build the seccomp filter the child installs right before exec."""
+    _sandbox_check(
+        lib.os_sandbox_plan_set_seccomp(plan, int(deny_ip_sockets), int(allow_inet_only)),
+        "sandbox plan: seccomp",
+    )
+
+
+def _check_no_nul(text: str) -> None:
+    if "\0" in text:
+        raise ValueError(f"embedded NUL byte in {text!r}")

@@ -8,6 +8,11 @@ like a shell; 127 if it could not be found, 126 if it could not be executed).
 
 The ``run`` options live in :func:`add_run_options` and are turned into spawn
 arguments in :func:`run_spawn_kwargs`, so later options slot in there.
+
+The runner options (``--config``, ``--profile``, ``--redact``, ``--secret``,
+``--no-redact``, ``--stdout``, ``--stderr``) live in ``_cli_runner``: by
+default the output passes through the built-in secret pattern pack on its
+way to this terminal, so a token the program prints never shows in clear.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from orchestrator_spawn._cli_runner import RunOutput, add_runner_options
 from orchestrator_spawn.child import Child
-from orchestrator_spawn.errors import SpawnError
-from orchestrator_spawn.spawn import ResourceLimits, spawn
+from orchestrator_spawn.errors import OrchestratorSpawnError, SpawnError
+from orchestrator_spawn.spawn import ResourceLimits
 
 __all__ = ["add_run_options", "build_parser", "main", "parse_limit", "run_spawn_kwargs"]
 
@@ -61,6 +67,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
             "cpu_seconds, processes or open_files; repeat for several"
         ),
     )
+    add_runner_options(parser)
     parser.add_argument(
         "command",
         nargs=argparse.REMAINDER,
@@ -93,7 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: orchestrator-spawn run --limit memory_bytes=1G -- make -j4",
     )
     add_run_options(run)
+    commands.add_parser(
+        "doctor",
+        help="print which sandbox features this machine offers",
+        description="Probe and print the sandbox backend and the kernel features it can use.",
+    )
     return parser
+
+
+def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from orchestrator_spawn.sandbox import sandbox_doctor
+
+    for line in sandbox_doctor():
+        print(line)
+    return 0
 
 
 def _exit_status(returncode: int) -> int:
@@ -106,6 +126,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         command = command[1:]
     if not command:
         parser.error("run: missing PROGRAM (usage: orchestrator-spawn run [options] -- PROGRAM)")
+    try:
+        output = RunOutput.from_args(args)
+    except (ValueError, OSError, KeyError) as err:
+        print(f"orchestrator-spawn: {RunOutput.describe(err)}", file=sys.stderr)
+        return 2
     # The handlers go in before the spawn so that a signal arriving in
     # between is not lost: it is remembered and forwarded once the child exists.
     children: list[Child] = []
@@ -120,10 +145,13 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            child = spawn(command, **run_spawn_kwargs(args))
+            child = output.spawn(command, run_spawn_kwargs(args))
         except SpawnError as err:
             print(f"orchestrator-spawn: {err}", file=sys.stderr)
             return 127 if err.errno == errno.ENOENT else 126
+        except OrchestratorSpawnError as err:  # policy, daemon-PID guard, sandbox
+            print(f"orchestrator-spawn: {err}", file=sys.stderr)
+            return 126
         except ValueError as err:
             print(f"orchestrator-spawn: {err}", file=sys.stderr)
             return 2
@@ -131,7 +159,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             children.append(child)
             for signum in pending:
                 child.send_signal(signum)
-            return _exit_status(child.wait_blocking())
+            status = _exit_status(child.wait_blocking())
+        return output.exit_status(status)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -141,5 +170,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"run": _run}
+    commands = {"run": _run, "doctor": _doctor}
     return commands[args.subcommand](args, parser)

@@ -1,19 +1,512 @@
-"""Runner entry points: placeholder until the runner layer lands."""
+"""The runner entry points: run ``[shell, shell_arg, command]`` the seed's way.
+
+:func:`spawn_with_runner` checks the runner policy and the daemon-PID guard,
+builds the child's environment from the policy, opens the output files,
+prepares the sandbox for a ``sandbox`` profile (failing closed when it cannot
+be enforced) and starts the shell in its own process group with the
+profile's resource limits. A failed spawn is classified: under a sandbox
+profile into :class:`SandboxBackendError` with the seed's reason codes,
+otherwise into :class:`SpawnError` naming ``shell=`` and ``shell_arg=``.
+
+:func:`spawn_with_runner_and_capture` does the same with both output streams
+piped through the native redaction pump into the files.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import errno as errno_codes
+import os
+import sys
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from orchestrator_spawn._unimplemented import Unimplemented, missing
+from orchestrator_spawn.config import ResolvedExecutionProfile, RunnerConfig, RunnerPolicy
+from orchestrator_spawn.errors import (
+    OrchestratorSpawnError,
+    PolicyError,
+    SandboxBackendError,
+    SpawnError,
+)
+from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+
+if TYPE_CHECKING:
+    from orchestrator_spawn.child import Child
+    from orchestrator_spawn.pump import Redaction
+
+__all__ = [
+    "DAEMON_PID_ENV",
+    "CapturedChild",
+    "OutputTarget",
+    "build_child_env",
+    "classify_spawn_error",
+    "redaction_config",
+    "spawn_with_runner",
+    "spawn_with_runner_and_capture",
+]
+
+DAEMON_PID_ENV = "ORCHESTRATOR_DAEMON_PID"
+"""Present in ``extra_env``, this turns on :func:`guard_daemon_pid_kill`."""
+
+OutputTarget = IO[Any] | int | str | os.PathLike[str]
+"""Where a stream goes: an object with ``fileno()``, an int fd, or a path
+(created, or truncated if it exists)."""
+
+# Seed reason codes by resource kind (the event payload labels).
+_REASON_BY_KIND = {
+    "memory": "memory_limit_exceeded",
+    "cpu": "cpu_limit_exceeded",
+    "processes": "processes_limit_exceeded",
+    "open_files": "open_files_limit_exceeded",
+}
+# The errno that each configured limit produces when exhausted (the seed
+# matched the strerror texts of these: "cannot allocate memory", "resource
+# temporarily unavailable", "too many open files").
+_KIND_BY_ERRNO = {
+    errno_codes.ENOMEM: ("memory", "max_memory_mb"),
+    errno_codes.EAGAIN: ("processes", "max_processes"),
+    errno_codes.EMFILE: ("open_files", "max_open_files"),
+    errno_codes.ENFILE: ("open_files", "max_open_files"),
+}
+# Errors that name a wrong program or directory, never an exhausted limit:
+# the single-configured-limit rule does not claim them (a deviation from the
+# seed, which would have reported a missing shell as, say, a CPU overrun).
+_NOT_A_LIMIT = frozenset(
+    {
+        errno_codes.ENOENT,
+        errno_codes.ENOTDIR,
+        errno_codes.EACCES,
+        errno_codes.ENOEXEC,
+        errno_codes.ELOOP,
+        errno_codes.ENAMETOOLONG,
+        errno_codes.EISDIR,
+    }
+)
 
 
-class CapturedChild(Unimplemented):
-    _feature = "CapturedChild"
+def default_sandbox_backend() -> str:
+    """The seed's label of the sandbox backend this platform would use."""
+    platform: str = sys.platform  # a plain str: mypy must not prune branches
+    if platform == "darwin":
+        return "macos_seatbelt"
+    if platform.startswith("linux"):
+        return "linux_native"
+    return "sandbox_unavailable"
 
 
-def spawn_with_runner(*args: Any, **kwargs: Any) -> Any:
-    missing("spawn_with_runner()")
+def classify_spawn_error(
+    err: OSError,
+    runner: RunnerConfig,
+    execution_profile: ResolvedExecutionProfile,
+    *,
+    backend: str | None = None,
+) -> OrchestratorSpawnError:
+    """Turn a failed spawn into the error the runner raises (returned, not raised).
+
+    Under a ``sandbox`` profile, in this order (the seed's, then ours):
+
+    1. ``ENOMEM`` with ``max_memory_mb`` set, ``EAGAIN`` with
+       ``max_processes`` set, ``EMFILE``/``ENFILE`` with ``max_open_files``
+       set: ``SandboxBackendError(event_type="sandbox_resource_exceeded")``
+       with the matching reason code and resource kind;
+    2. a failure in the child's ``sandbox`` stage:
+       ``event_type="sandbox_denied"``, ``reason_code=
+       "sandbox_backend_unavailable"`` (the backend could not be applied);
+    3. the seed's single-configured-limit rule: if exactly one of the four
+       limits is set, the failure is attributed to it -- except for errors
+       that plainly name a bad program or directory (``ENOENT``, ``EACCES``,
+       ``ENOTDIR``, ...), which fall through.
+
+    Everything else (and every failure under a host profile) becomes a
+    :class:`SpawnError` with the original errno and stage whose message
+    reads ``failed to spawn runner shell=... shell_arg=...: <cause>``.
+    ``backend`` is the label of the backend that was used (default: this
+    platform's, as the seed reported it).
+    """
+    code = err.errno or 0
+    stage = getattr(err, "stage", "fork")
+    if execution_profile.mode == "sandbox":
+        label = backend or default_sandbox_backend()
+        kind_field = _KIND_BY_ERRNO.get(code)
+        if kind_field is not None and getattr(execution_profile, kind_field[1]) is not None:
+            return _resource_exceeded(execution_profile, label, kind_field[0], err)
+        if stage == "sandbox":
+            return SandboxBackendError(
+                execution_profile.name,
+                label,
+                "sandbox_denied",
+                "sandbox_backend_unavailable",
+                None,
+                f"the sandbox could not be applied in the child: {err}",
+            )
+        configured = [
+            kind
+            for kind, field in (
+                ("memory", "max_memory_mb"),
+                ("processes", "max_processes"),
+                ("open_files", "max_open_files"),
+                ("cpu", "max_cpu_seconds"),
+            )
+            if getattr(execution_profile, field) is not None
+        ]
+        if len(configured) == 1 and code not in _NOT_A_LIMIT:
+            return _resource_exceeded(execution_profile, label, configured[0], err)
+    cause = err.strerror if isinstance(err, SpawnError) else str(err)
+    message = f"failed to spawn runner shell={runner.shell} shell_arg={runner.shell_arg}: {cause}"
+    return SpawnError(code, message, stage=stage, program=runner.shell)
 
 
-def spawn_with_runner_and_capture(*args: Any, **kwargs: Any) -> Any:
-    missing("spawn_with_runner_and_capture()")
+def _resource_exceeded(
+    profile: ResolvedExecutionProfile, backend: str, kind: str, err: OSError
+) -> SandboxBackendError:
+    return SandboxBackendError(
+        profile.name,
+        backend,
+        "sandbox_resource_exceeded",
+        _REASON_BY_KIND[kind],
+        kind,
+        f"sandbox process spawn failed under execution profile {profile.name!r}: {err}",
+    )
+
+
+def build_child_env(
+    runner: RunnerConfig,
+    extra_env: Mapping[str, str],
+    parent_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The runner child's environment.
+
+    Under ``allowlist``: only the parent's variables named in
+    ``runner.env_allowlist`` (those that are set), then ``extra_env``. Under
+    ``unsafe``: the parent's whole environment, then ``extra_env``. Last,
+    every name in ``runner.env_remove`` is dropped, even if ``extra_env`` set
+    it. ``parent_env`` defaults to ``os.environ``.
+    """
+    parent = os.environ if parent_env is None else parent_env
+    if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST:
+        env = {name: parent[name] for name in runner.env_allowlist if name in parent}
+    else:
+        env = dict(parent)
+    env.update(extra_env)
+    for name in runner.env_remove:
+        env.pop(name, None)
+    return env
+
+
+def _preflight(runner: RunnerConfig, command: str, extra_env: Mapping[str, str]) -> None:
+    """Policy and guard, before anything with a side effect (like truncating files)."""
+    enforce_runner_policy(runner, command)
+    _check_guard(command, extra_env)
+
+
+def _check_guard(command: str, extra_env: Mapping[str, str]) -> None:
+    raw = extra_env.get(DAEMON_PID_ENV)
+    if raw is None:
+        return
+    # The seed silently skipped the guard for an unparsable value; a safety
+    # check must not switch itself off on a typo, so refuse instead.
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or int(text) <= 0:
+        raise PolicyError(f"{DAEMON_PID_ENV}={raw!r} in extra_env is not a positive PID")
+    guard_daemon_pid_kill(command, int(text))
+
+
+class _PreparedSandbox(Protocol):
+    argv: list[str]
+    env_overrides: dict[str, str]
+    native_plan: Any
+    backend: str
+
+    def close(self) -> None: ...
+
+
+def _prepare_sandbox(profile: ResolvedExecutionProfile, argv: list[str]) -> _PreparedSandbox:
+    """Ask the sandbox backend to prepare ``argv``; fail closed if there is none."""
+    try:
+        from orchestrator_spawn.sandbox import prepare_sandbox
+    except ImportError as err:
+        raise _backend_unavailable(profile, f"no sandbox backend in this build ({err})") from err
+    try:
+        prepared: _PreparedSandbox = prepare_sandbox(profile, argv)
+    except NotImplementedError as err:
+        raise _backend_unavailable(profile, str(err)) from err
+    return prepared
+
+
+def _backend_unavailable(profile: ResolvedExecutionProfile, detail: str) -> SandboxBackendError:
+    return SandboxBackendError(
+        profile.name,
+        default_sandbox_backend(),
+        "sandbox_denied",
+        "sandbox_backend_unavailable",
+        None,
+        detail,
+    )
+
+
+class _OpenedOutputs:
+    """stdout/stderr targets turned into fds; closes only what it opened."""
+
+    def __init__(self, stdout: OutputTarget, stderr: OutputTarget) -> None:
+        self._owned: list[IO[bytes]] = []
+        self._by_path: dict[str, IO[bytes]] = {}
+        try:
+            self.stdout = self._fd(stdout, "stdout")
+            self.stderr = self._fd(stderr, "stderr")
+        except BaseException:
+            self.close()
+            raise
+
+    def _fd(self, target: OutputTarget, name: str) -> int:
+        if isinstance(target, bool):
+            raise TypeError(f"{name} must be a file object, an fd or a path, not a bool")
+        if isinstance(target, int):
+            return target
+        if isinstance(target, (str, os.PathLike)):
+            path = os.path.abspath(os.fspath(target))
+            # The same path for both streams shares one open file (and one
+            # offset), so the two streams interleave instead of overwriting.
+            if path not in self._by_path:
+                handle = open(path, "wb")  # noqa: SIM115 - closed in close()
+                self._owned.append(handle)
+                self._by_path[path] = handle
+            return self._by_path[path].fileno()
+        fileno = getattr(target, "fileno", None)
+        if fileno is None:
+            raise TypeError(
+                f"{name} must be a file object with fileno(), an fd or a path, "
+                f"not {type(target).__name__}"
+            )
+        result: int = fileno()
+        return result
+
+    def close(self) -> None:
+        for handle in self._owned:
+            handle.close()
+        self._owned.clear()
+
+
+def _start(
+    runner: RunnerConfig,
+    command: str,
+    cwd: str | os.PathLike[str],
+    stdout: Any,
+    stderr: Any,
+    extra_env: Mapping[str, str],
+    pipe_stdin: bool,
+    profile: ResolvedExecutionProfile,
+) -> Child:
+    """Environment, sandbox, spawn, classification: shared by both entry points.
+
+    The policy checks (:func:`_preflight`) must have passed already.
+    """
+    from orchestrator_spawn.spawn import PIPE, spawn
+
+    env = build_child_env(runner, extra_env)
+    argv = [runner.shell, runner.shell_arg, command]
+    prepared: _PreparedSandbox | None = None
+    options: dict[str, Any] = {}
+    if profile.mode == "sandbox":
+        prepared = _prepare_sandbox(profile, argv)
+        argv = list(prepared.argv)
+        env.update(prepared.env_overrides)
+        if prepared.native_plan is not None:
+            options["_sandbox_plan"] = prepared.native_plan
+    try:
+        child: Child = spawn(
+            argv,
+            cwd=cwd,
+            env=env,
+            stdin=PIPE if pipe_stdin else None,
+            stdout=stdout,
+            stderr=stderr,
+            process_group=True,
+            limits=profile.resource_limits(),
+            **options,
+        )
+    except OSError as err:
+        if prepared is not None:
+            prepared.close()
+        backend = prepared.backend if prepared is not None else None
+        raise classify_spawn_error(err, runner, profile, backend=backend) from err
+    except BaseException:
+        if prepared is not None:
+            prepared.close()
+        raise
+    if prepared is not None:
+        _close_with_child(child, prepared)
+    return child
+
+
+def _close_with_child(child: Child, prepared: _PreparedSandbox) -> None:
+    # The prepared sandbox (e.g. the allowlist proxy) must outlive the child.
+    # Child has no exit hook, so it is released with the Child handle (which
+    # kills the group first if it still runs); a handle kept after exit keeps
+    # the proxy until it is collected.
+    weakref.finalize(child, prepared.close)  # close() is idempotent
+
+
+def spawn_with_runner(
+    runner: RunnerConfig,
+    command: str,
+    cwd: str | os.PathLike[str],
+    stdout: OutputTarget,
+    stderr: OutputTarget,
+    extra_env: Mapping[str, str] | None = None,
+    pipe_stdin: bool = False,
+    execution_profile: ResolvedExecutionProfile | None = None,
+) -> Child:
+    """Run ``[runner.shell, runner.shell_arg, command]`` with output into files.
+
+    The child runs in ``cwd`` in its own process group (``child.pgid ==
+    child.pid``), with the resource limits and sandbox of
+    ``execution_profile`` (default: the host profile rooted at ``cwd``).
+    ``stdout``/``stderr`` are file objects, fds or paths (paths are created
+    or truncated, and closed in the parent once the child has them; fds and
+    file objects stay the caller's). With ``pipe_stdin`` the child's stdin is
+    a pipe (``child.stdin``); otherwise it is inherited, as in the seed.
+
+    Environment: see :func:`build_child_env`. ``ORCHESTRATOR_DAEMON_PID`` in
+    ``extra_env`` turns on :func:`guard_daemon_pid_kill`.
+
+    Raises :class:`PolicyError` (policy, or an unparsable daemon PID),
+    :class:`DaemonPidGuardBlocked`, :class:`SandboxBackendError` (sandbox
+    unavailable, or a classified spawn failure under a sandbox profile),
+    :class:`SpawnError` naming ``shell=``/``shell_arg=``, ``OSError`` if an
+    output path cannot be opened, ``TypeError`` for a bad output target.
+    """
+    _preflight(runner, command, extra_env or {})
+    profile = execution_profile or ResolvedExecutionProfile.host(cwd)
+    outputs = _OpenedOutputs(stdout, stderr)
+    try:
+        return _start(
+            runner,
+            command,
+            cwd,
+            outputs.stdout,
+            outputs.stderr,
+            extra_env or {},
+            pipe_stdin,
+            profile,
+        )
+    finally:
+        outputs.close()
+
+
+@dataclass(frozen=True)
+class CapturedChild:
+    """A runner child whose output is being redacted into files.
+
+    ``child`` is the :class:`Child`; ``output_capture`` has ``async wait()``,
+    which returns once both streams reached EOF and every byte was redacted
+    and written, and raises if writing failed.
+    """
+
+    child: Child
+    output_capture: Any
+
+
+def spawn_with_runner_and_capture(
+    runner: RunnerConfig,
+    command: str,
+    cwd: str | os.PathLike[str],
+    stdout: OutputTarget,
+    stderr: OutputTarget,
+    redaction_patterns: Sequence[str] | Redaction | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    pipe_stdin: bool = False,
+    execution_profile: ResolvedExecutionProfile | None = None,
+) -> CapturedChild:
+    """Like :func:`spawn_with_runner`, with both streams redacted into the files.
+
+    The child's stdout and stderr are pipes read by the native output pump,
+    which runs each stream through its own streaming redactor and writes the
+    result to ``stdout``/``stderr`` (file objects, fds or paths, as for
+    :func:`spawn_with_runner`; the same path twice shares one file).
+    ``redaction_patterns``: regexes (case-insensitive, as
+    :class:`Redactor` applies them), or a pump ``Redaction`` (e.g. with
+    ``literals=``); None means ``runner.redaction_patterns`` (by default the
+    built-in secret pack); an empty sequence disables redaction.
+
+    ``CapturedChild.output_capture.wait()`` returns once both streams reached
+    EOF and every byte was redacted and written, and raises ``OSError`` if
+    writing failed (disk full, closed fd). Raises what
+    :func:`spawn_with_runner` raises, plus ``ValueError`` for a pattern that
+    does not compile or can match the empty string (before anything runs).
+    """
+    _preflight(runner, command, extra_env or {})
+    start_capture = _pump()
+    patterns: Sequence[str] | Redaction = (
+        runner.redaction_patterns if redaction_patterns is None else redaction_patterns
+    )
+    redaction = redaction_config(patterns)
+    profile = execution_profile or ResolvedExecutionProfile.host(cwd)
+    out_read, out_write = os.pipe()
+    err_read, err_write = os.pipe()
+    # The capture starts first: a sink that cannot be opened then fails the
+    # call before the command ran at all.
+    try:
+        capture = start_capture(
+            stdout=out_read,
+            stderr=err_read,
+            stdout_sink=stdout,
+            stderr_sink=stderr,
+            redact=redaction,
+        )
+    except BaseException:
+        for fd in (out_read, err_read, out_write, err_write):
+            os.close(fd)
+        raise
+    try:
+        child = _start(
+            runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
+        )
+    finally:
+        # The child has its own copies; ours would keep the pipes from EOF (and
+        # if the spawn failed, EOF is what lets the capture finish).
+        os.close(out_write)
+        os.close(err_write)
+    return CapturedChild(child, capture)
+
+
+def _pump() -> Callable[..., Any]:
+    try:
+        from orchestrator_spawn.pump import start_capture
+    except ImportError as err:
+        raise NotImplementedError(
+            "orchestrator_spawn: spawn_with_runner_and_capture() needs the native "
+            f"output pump (orchestrator_spawn.pump), which is not in this build: {err}"
+        ) from err
+    result: Callable[..., Any] = start_capture
+    return result
+
+
+def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
+    """The pump's :class:`Redaction` for ``patterns``, compiled once to validate it.
+
+    Returns None when there is nothing to redact. Raises ``ValueError`` naming
+    a pattern that does not compile or can match the empty string, and
+    ``TypeError`` for a single string where a sequence belongs.
+    """
+    from orchestrator_spawn.pump import Redaction
+    from orchestrator_spawn.redact import Redactor
+
+    if isinstance(patterns, Redaction):
+        config = patterns
+    elif isinstance(patterns, (str, bytes)):
+        raise TypeError("redaction_patterns must be a sequence of patterns, not one string")
+    else:
+        config = Redaction(patterns=tuple(patterns))
+    if not config.patterns and not config.literals:
+        return None
+    # The pump compiles the same set again (cached); doing it here first makes
+    # a bad pattern fail before the command runs rather than after.
+    Redactor(
+        config.patterns,
+        literals=config.literals,
+        replacement=config.replacement,
+        ignore_case=config.ignore_case,
+        max_hold=config.max_hold,
+    )
+    return config

@@ -1,0 +1,252 @@
+"""Benchmarks of the native output pump against the alternatives, same run.
+
+(a) throughput: one child writing ORCHESTRATOR_SPAWN_BENCH_PUMP_BYTES of log
+    lines through the pump (redacting a token in every line) into a
+    file, against the pipe floor ``generator | cat > file``.
+(b) many children: ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN children at once,
+    each printing 64 lines with a token, captured (and redacted) into files,
+    against the stdlib way: asyncio.create_subprocess_exec + reading the pipes
+    + Python ``re`` redaction + writing the files. Every file is verified.
+
+Smoke mode (``--benchmark-disable``, as in CI) uses small sizes; for numbers:
+    python -m pytest benchmarks/bench_pump.py --benchmark-enable -s
+Ratios are medians over the rounds, printed and stored in extra_info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator_spawn.pump import Capture, Redaction, start_capture
+from tests.pump_helpers import piped, pump_threads, thread_count
+
+TOKEN_RE = rb"token=[A-Za-z0-9]+"
+REPLACEMENT = b"[REDACTED]"
+LOG_LINE = "2026-11-28T04:00:00Z worker=17 level=info msg=request done token=abc123XYZ path=/v1/x"
+
+
+def _redaction() -> tuple[Redaction, str]:
+    return Redaction(patterns=[TOKEN_RE], replacement=REPLACEMENT), "redacted"
+
+
+def _size(benchmark: Any, name: str, smoke: int, full: int) -> int:
+    value = os.environ.get(name)
+    if value:
+        return int(value)
+    return smoke if benchmark.disabled else full
+
+
+def _rounds(benchmark: Any, full: int) -> int:
+    return 1 if benchmark.disabled else full
+
+
+def _report(benchmark: Any, title: str, ours: list[float], theirs: list[float], what: str) -> None:
+    ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+    ratio = theirs_median / ours_median
+    benchmark.extra_info.update(
+        {"pump_median_s": ours_median, f"{what}_median_s": theirs_median, "ratio": ratio}
+    )
+    print(
+        f"\n{title}: pump median {ours_median:.3f} s, {what} median {theirs_median:.3f} s, "
+        f"ratio {what}/pump = {ratio:.2f}"
+    )
+
+
+# ---- (a) one child, many bytes ------------------------------------------------
+
+
+def _generator(size: int) -> str:
+    return f"yes '{LOG_LINE}' | head -c {size}"
+
+
+def test_pump_throughput_vs_pipe_floor(benchmark: Any, tmp_path: Path) -> None:
+    size = _size(benchmark, "ORCHESTRATOR_SPAWN_BENCH_PUMP_BYTES", 8 << 20, 1 << 30)
+    rounds = _rounds(benchmark, 3)
+    redactor, mode = _redaction()
+    out = tmp_path / "pump.out"
+    floor_out = tmp_path / "floor.out"
+    pump_times: list[float] = []
+    floor_times: list[float] = []
+
+    def pump_once() -> None:
+        started = time.perf_counter()
+        proc, r_out, r_err = piped(["sh", "-c", _generator(size)])
+        capture = start_capture(r_out, r_err, stdout_sink=out, redact=redactor)
+        capture.wait_blocking()
+        assert proc.wait() == 0
+        pump_times.append(time.perf_counter() - started)
+
+    def floor_once() -> None:
+        started = time.perf_counter()
+        subprocess.run(["sh", "-c", f"{_generator(size)} | cat > {floor_out}"], check=True)
+        floor_times.append(time.perf_counter() - started)
+
+    for _ in range(rounds):
+        floor_once()
+    benchmark.pedantic(pump_once, rounds=rounds, iterations=1)
+
+    assert out.stat().st_size <= size
+    line = (LOG_LINE + "\n").encode()
+    expected_line = re.sub(TOKEN_RE, REPLACEMENT, line)
+    with open(out, "rb") as produced:
+        head = produced.read(len(expected_line) * 1000)
+    assert head == (expected_line * 1000)[: len(head)]
+    _report(benchmark, f"throughput {size >> 20} MiB, {mode}", pump_times, floor_times, "floor")
+    benchmark.extra_info["target"] = "floor/pump >= 0.5"
+
+
+# ---- (b) many children at once ------------------------------------------------
+
+
+def _child_script(index: int) -> str:
+    return (
+        f'i=0; while [ $i -lt 64 ]; do echo "child {index} line $i token=SECRET{index}x$i '
+        'trailing text"; i=$((i+1)); done; echo "warn token=ERR' + str(index) + '" >&2'
+    )
+
+
+def _expected(index: int, redacted: bool) -> tuple[bytes, bytes]:
+    out = b"".join(
+        f"child {index} line {i} token=SECRET{index}x{i} trailing text\n".encode()
+        for i in range(64)
+    )
+    err = f"warn token=ERR{index}\n".encode()
+    if redacted:
+        out, err = re.sub(TOKEN_RE, REPLACEMENT, out), re.sub(TOKEN_RE, REPLACEMENT, err)
+    return out, err
+
+
+def _verify(directory: Path, count: int, redacted: bool) -> None:
+    for index in range(count):
+        out, err = _expected(index, redacted)
+        assert (directory / f"{index}.out").read_bytes() == out, index
+        assert (directory / f"{index}.err").read_bytes() == err, index
+
+
+def _pump_many(directory: Path, count: int, redactor: Any) -> int:
+    """Returns the peak number of extra threads seen."""
+    baseline = thread_count()
+    started = []
+    captures: list[Capture] = []
+    for index in range(count):
+        proc, r_out, r_err = piped(["sh", "-c", _child_script(index)])
+        started.append(proc)
+        captures.append(
+            start_capture(
+                r_out,
+                r_err,
+                stdout_sink=directory / f"{index}.out",
+                stderr_sink=directory / f"{index}.err",
+                redact=redactor,
+            )
+        )
+    peak = thread_count()
+
+    async def wait_all() -> None:
+        await asyncio.gather(*(capture.wait() for capture in captures))
+
+    asyncio.run(wait_all())
+    for proc in started:
+        assert proc.wait() == 0
+    return max(peak, thread_count()) - baseline
+
+
+async def _stdlib_one(index: int, directory: Path, pattern: re.Pattern[bytes]) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        "sh",
+        "-c",
+        _child_script(index),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+
+    async def copy(reader: asyncio.StreamReader | None, path: Path) -> None:
+        assert reader is not None
+        pending = b""
+        with open(path, "wb") as sink:
+            while chunk := await reader.read(1 << 16):
+                # Redact whole lines only, so a token split across reads is caught.
+                pending += chunk
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    sink.write(pattern.sub(REPLACEMENT, pending[:cut]))
+                    pending = pending[cut:]
+            sink.write(pattern.sub(REPLACEMENT, pending))
+
+    await asyncio.gather(
+        copy(proc.stdout, directory / f"{index}.out"), copy(proc.stderr, directory / f"{index}.err")
+    )
+    assert await proc.wait() == 0
+
+
+def _stdlib_many(directory: Path, count: int) -> None:
+    pattern = re.compile(TOKEN_RE)
+
+    async def main() -> None:
+        await asyncio.gather(*(_stdlib_one(i, directory, pattern) for i in range(count)))
+
+    asyncio.run(main())
+
+
+def _fresh(directory: Path) -> Path:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir()
+    return directory
+
+
+def _timed(fn: Callable[[], Any], times: list[float]) -> Any:
+    started = time.perf_counter()
+    result = fn()
+    times.append(time.perf_counter() - started)
+    return result
+
+
+def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> None:
+    count = _size(benchmark, "ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN", 20, 1000)
+    rounds = _rounds(benchmark, 3)
+    redactor, mode = _redaction()
+    pump_dir, stdlib_dir = tmp_path / "pump", tmp_path / "stdlib"
+    pump_times: list[float] = []
+    stdlib_times: list[float] = []
+    extra_threads: list[int] = []
+
+    for _ in range(rounds):
+        _timed(lambda: _stdlib_many(_fresh(stdlib_dir), count), stdlib_times)
+        _verify(stdlib_dir, count, redacted=True)
+
+    def pump_once() -> None:
+        extra = _timed(lambda: _pump_many(_fresh(pump_dir), count, redactor), pump_times)
+        extra_threads.append(extra)
+
+    benchmark.pedantic(pump_once, rounds=rounds, iterations=1)
+    _verify(pump_dir, count, redacted=True)
+    assert max(extra_threads) <= 4, extra_threads
+    if os.path.isdir("/proc/self/task"):
+        assert pump_threads() == 1
+    benchmark.extra_info.update({"children": count, "mode": mode, "extra_threads": extra_threads})
+    _report(benchmark, f"{count} children, {mode}", pump_times, stdlib_times, "stdlib")
+    benchmark.extra_info["target"] = "stdlib/pump >= 2, extra threads <= 4"
+
+
+@pytest.fixture(autouse=True)
+def _enough_fds() -> None:
+    # 1,000 children need ~4,000 fds at once in this process.
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 16384)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

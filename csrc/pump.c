@@ -1,0 +1,941 @@
+/*
+ * pump.c: the native output pump (see pump_api.h for the contract).
+ *
+ * Threads. Callers (Python threads, GIL released by cffi) only touch the
+ * shared state under P.lock: they queue commands (add a capture, abort one)
+ * and wake the reactor through P.wake_fd. Everything inside a running
+ * capture's streams belongs to the reactor thread alone, so the byte path
+ * takes no lock. Counters that callers may read while a capture runs are
+ * updated with relaxed atomics.
+ *
+ * Life of a stream: read the source pipe into a shared buffer, feed the
+ * redactor (or keep the bytes as they are), write the pending output to the
+ * sink and the tee. A target that would block (a pipe nobody reads fast
+ * enough) pauses reading of that stream until it becomes writable, so no
+ * byte is dropped and memory stays bounded. A target that fails is marked
+ * dead and its error recorded, but the source is still drained to its end so
+ * the child never blocks on a full pipe.
+ */
+#include "pump_api.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pump_poller.h"
+#include "redact_api.h"
+
+#if defined(__linux__)
+#include <sys/eventfd.h>
+#define PUMP_HAVE_EVENTFD 1
+#endif
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* macOS: sockets get SO_NOSIGPIPE instead */
+#endif
+
+#define READ_BUF_SIZE 262144
+/* Reads per readiness event before serving other streams (fairness). */
+#define READS_PER_EVENT 16
+/* A source pipe that fills a read is busy: grow its buffer once to this, so
+ * a fast writer and the reactor trade fewer, larger batches. Idle pipes keep
+ * the default, so thousands of quiet children cost no kernel memory. */
+#define BUSY_PIPE_SIZE (1024 * 1024)
+
+enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
+enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
+enum command_op { CMD_ADD, CMD_ABORT };
+
+/* First member of everything registered with the poller. */
+typedef struct pump_tag {
+    enum tag_role role;
+} pump_tag;
+
+struct pump_stream;
+
+typedef struct pump_target {
+    pump_tag tag;
+    struct pump_stream *stream;
+    enum target_kind kind;
+    bool is_tee;
+    int fd;
+    bool registered; /* the poller knows fd */
+    bool blocked;    /* waiting for writability */
+    bool dead;       /* failed or dropped: receives nothing more */
+    size_t off;      /* bytes of the stream's pending output already written */
+    uint64_t written;
+    uint8_t *mem; /* TARGET_MEMORY */
+    size_t mem_len, mem_cap;
+} pump_target;
+
+typedef struct pump_stream {
+    pump_tag tag;
+    struct os_pump_capture *capture;
+    int src_fd;
+    bool reading;       /* registered and enabled in the poller */
+    bool eof;           /* the source is finished and closed */
+    bool finished;      /* all output written, targets closed */
+    bool abort_pending; /* drain what is there, then act as at end of file */
+    bool redact_failed; /* fail closed: the redactor's output is withheld */
+    bool pipe_grown;    /* tried to grow the source pipe already */
+    os_redactor *redactor;
+    uint8_t *pend; /* passthrough output not yet written everywhere */
+    size_t pend_len, pend_cap;
+    pump_target sink, tee;
+    uint64_t bytes_read;
+    int error, stage;
+} pump_stream;
+
+struct os_pump_capture {
+    uint64_t id;
+    unsigned generation;
+    int refs;  /* P.lock */
+    bool done; /* P.lock */
+    size_t n, n_finished;
+    struct os_pump_capture *next_dead; /* reactor: released after the batch */
+    pump_stream streams[];
+};
+
+typedef struct pump_command {
+    enum command_op op;
+    os_pump_capture *capture;
+} pump_command;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool started;
+    unsigned generation;
+    pump_poller poller;
+    pump_tag wake_tag;
+    int wake_r, wake_w;     /* wakes the reactor for commands */
+    int notify_r, notify_w; /* readable while done_ids is not empty */
+    pump_command *cmds;
+    size_t n_cmds, cap_cmds;
+    uint64_t *done_ids;
+    size_t n_done, cap_done;
+    uint64_t next_id;
+    size_t active;
+} P = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .done_cond = PTHREAD_COND_INITIALIZER,
+    .poller = {.fd = -1},
+    .wake_tag = {ROLE_WAKE},
+    .wake_r = -1,
+    .wake_w = -1,
+    .notify_r = -1,
+    .notify_w = -1,
+};
+
+/* Reactor-only scratch space. */
+static uint8_t read_buf[READ_BUF_SIZE];
+static os_pump_capture *dead_list;
+
+/* ---- small system helpers ------------------------------------------------ */
+
+static int set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0)
+        return -errno;
+    if (!(flags & O_NONBLOCK) && fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
+        return -errno;
+    return 0;
+}
+
+static void close_fd(int *fd) {
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* A "signal" fd pair: an eventfd on Linux, a non-blocking pipe elsewhere. */
+static int signal_fd_open(int *r, int *w) {
+#ifdef PUMP_HAVE_EVENTFD
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    *r = *w = fd;
+    return 0;
+#else
+    int fds[2];
+    if (pipe(fds) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++) {
+        (void)fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+        (void)set_nonblocking(fds[i]);
+    }
+    *r = fds[0];
+    *w = fds[1];
+    return 0;
+#endif
+}
+
+static void signal_fd_close(int *r, int *w) {
+    if (*w != *r)
+        close_fd(w);
+    close_fd(r);
+    *w = -1;
+}
+
+static void signal_fd_raise(int w) {
+#ifdef PUMP_HAVE_EVENTFD
+    uint64_t one = 1;
+    while (write(w, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+#else
+    /* EAGAIN means the pipe is full, hence readable already. */
+    while (write(w, "x", 1) < 0 && errno == EINTR) {
+    }
+#endif
+}
+
+static void signal_fd_reset(int r) {
+    uint8_t buf[64];
+    for (;;) {
+        ssize_t n = read(r, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (size_t)n < sizeof buf)
+            return;
+    }
+}
+
+static void counter_add(uint64_t *counter, uint64_t n) {
+    __atomic_fetch_add(counter, n, __ATOMIC_RELAXED);
+}
+
+/* ---- errors and completion ------------------------------------------------ */
+
+/* Only the first failure of a stream is kept: it is the cause. */
+static void stream_record_error(pump_stream *s, int stage, int err) {
+    pthread_mutex_lock(&P.lock);
+    if (s->error == 0) {
+        s->error = err;
+        s->stage = stage;
+    }
+    pthread_mutex_unlock(&P.lock);
+}
+
+static void capture_complete(os_pump_capture *c) {
+    pthread_mutex_lock(&P.lock);
+    c->done = true;
+    P.active--;
+    if (P.n_done == P.cap_done) {
+        size_t cap = P.cap_done ? P.cap_done * 2 : 64;
+        uint64_t *ids = realloc(P.done_ids, cap * sizeof *ids);
+        if (ids != NULL) {
+            P.done_ids = ids;
+            P.cap_done = cap;
+        }
+    }
+    /* Out of memory: the id is not queued, but waiters poll c->done too. */
+    if (P.n_done < P.cap_done)
+        P.done_ids[P.n_done++] = c->id;
+    signal_fd_raise(P.notify_w);
+    pthread_cond_broadcast(&P.done_cond);
+    pthread_mutex_unlock(&P.lock);
+    c->next_dead = dead_list;
+    dead_list = c;
+}
+
+/* ---- targets: sink and tee ------------------------------------------------ */
+
+static void target_close(pump_target *t) {
+    if (t->fd < 0)
+        return;
+    if (t->registered)
+        pump_poller_forget(&P.poller, t->fd);
+    t->registered = false;
+    if (close(t->fd) < 0 && !t->is_tee && errno != EINTR)
+        stream_record_error(t->stream, OS_PUMP_STAGE_CLOSE, errno);
+    t->fd = -1;
+}
+
+static void target_fail(pump_target *t, int err) {
+    t->dead = true;
+    t->blocked = false;
+    t->off = 0;
+    /* A reader that went away from the live view is not an error of the
+     * capture; the sink is where the bytes must land. */
+    if (t->is_tee)
+        target_close(t);
+    else
+        stream_record_error(t->stream, OS_PUMP_STAGE_WRITE, err);
+}
+
+static int memory_append(pump_target *t, const uint8_t *p, size_t len) {
+    if (t->mem_len + len > t->mem_cap) {
+        size_t cap = t->mem_cap ? t->mem_cap : 4096;
+        while (cap < t->mem_len + len)
+            cap *= 2;
+        uint8_t *mem = realloc(t->mem, cap);
+        if (mem == NULL)
+            return -ENOMEM;
+        t->mem = mem;
+        t->mem_cap = cap;
+    }
+    memcpy(t->mem + t->mem_len, p, len);
+    t->mem_len += len;
+    return 0;
+}
+
+static ssize_t target_write_once(pump_target *t, const uint8_t *p, size_t len) {
+    if (t->kind == TARGET_SOCKET)
+        return send(t->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return write(t->fd, p, len);
+}
+
+/* Write p[t->off, len) to t; stops early only when t would block. */
+static void target_write(pump_target *t, const uint8_t *p, size_t len) {
+    if (t->kind == TARGET_NONE || t->dead || t->blocked)
+        return;
+    if (t->kind == TARGET_MEMORY) {
+        int rc = memory_append(t, p + t->off, len - t->off);
+        if (rc < 0) {
+            target_fail(t, -rc);
+            return;
+        }
+        counter_add(&t->written, len - t->off);
+        t->off = len;
+        return;
+    }
+    while (t->off < len) {
+        ssize_t n = target_write_once(t, p + t->off, len - t->off);
+        if (n > 0) {
+            t->off += (size_t)n;
+            counter_add(&t->written, (uint64_t)n);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int rc = pump_poller_want_write(&P.poller, t->fd, t, &t->registered);
+            if (rc < 0)
+                target_fail(t, -rc);
+            else
+                t->blocked = true;
+            return;
+        } else {
+            /* write() returning 0 for a non-empty buffer: treat as no space. */
+            target_fail(t, n < 0 ? errno : ENOSPC);
+            return;
+        }
+    }
+}
+
+/* Offset up to which every live target has written p[0, len). */
+static size_t targets_write(pump_stream *s, const uint8_t *p, size_t len) {
+    pump_target *targets[2] = {&s->sink, &s->tee};
+    size_t done = len;
+    for (int i = 0; i < 2; i++) {
+        pump_target *t = targets[i];
+        target_write(t, p, len);
+        if (t->kind != TARGET_NONE && !t->dead && t->off < done)
+            done = t->off;
+    }
+    for (int i = 0; i < 2; i++)
+        if (!targets[i]->dead)
+            targets[i]->off -= targets[i]->off < done ? targets[i]->off : done;
+    return done;
+}
+
+/* ---- streams -------------------------------------------------------------- */
+
+static void stream_fail_redactor(pump_stream *s, int err) {
+    /* Fail closed: what the redactor holds or would emit is never written. */
+    s->redact_failed = true;
+    stream_record_error(s, OS_PUMP_STAGE_REDACT, err);
+}
+
+static int pend_append(pump_stream *s, const uint8_t *p, size_t len) {
+    if (s->pend_len + len > s->pend_cap) {
+        size_t cap = s->pend_cap ? s->pend_cap : 4096;
+        while (cap < s->pend_len + len)
+            cap *= 2;
+        uint8_t *pend = realloc(s->pend, cap);
+        if (pend == NULL)
+            return -ENOMEM;
+        s->pend = pend;
+        s->pend_cap = cap;
+    }
+    memcpy(s->pend + s->pend_len, p, len);
+    s->pend_len += len;
+    return 0;
+}
+
+/* Write the stream's pending output; true when all of it is written. */
+static bool stream_flush(pump_stream *s) {
+    const uint8_t *p;
+    size_t len;
+    if (s->redactor != NULL) {
+        if (s->redact_failed)
+            return true;
+        p = os_redactor_output(s->redactor, &len);
+    } else {
+        p = s->pend;
+        len = s->pend_len;
+    }
+    if (len == 0)
+        return true;
+    size_t done = targets_write(s, p, len);
+    if (s->redactor != NULL) {
+        os_redactor_consume(s->redactor, done);
+    } else {
+        memmove(s->pend, s->pend + done, len - done);
+        s->pend_len -= done;
+    }
+    return done == len;
+}
+
+/* New bytes from the source; true when all resulting output is written. */
+static bool stream_take_input(pump_stream *s, const uint8_t *p, size_t len) {
+    if (s->redactor != NULL) {
+        if (s->redact_failed)
+            return true;
+        int rc = os_redactor_feed(s->redactor, p, len);
+        if (rc < 0) {
+            stream_fail_redactor(s, -rc);
+            return true;
+        }
+        return stream_flush(s);
+    }
+    /* Passthrough writes straight from the read buffer and keeps only what
+     * a blocked target has not taken yet. */
+    size_t done = targets_write(s, p, len);
+    if (done < len && pend_append(s, p + done, len - done) < 0) {
+        stream_record_error(s, OS_PUMP_STAGE_WRITE, ENOMEM);
+        s->sink.dead = s->tee.dead = true;
+        return true;
+    }
+    return done == len;
+}
+
+static void stream_set_reading(pump_stream *s, bool enabled) {
+    if (s->reading == enabled || s->src_fd < 0)
+        return;
+    int rc = pump_poller_set_reading(&P.poller, s->src_fd, s, enabled);
+    if (rc == 0)
+        s->reading = enabled;
+    else if (enabled)
+        stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
+}
+
+static void stream_finish(pump_stream *s) {
+    s->finished = true;
+    target_close(&s->sink);
+    target_close(&s->tee);
+    if (s->redactor != NULL)
+        os_redactor_free(s->redactor);
+    s->redactor = NULL;
+    free(s->pend);
+    s->pend = NULL;
+    s->pend_len = s->pend_cap = 0;
+    os_pump_capture *c = s->capture;
+    if (++c->n_finished == c->n)
+        capture_complete(c);
+}
+
+static void stream_end_of_input(pump_stream *s) {
+    if (s->src_fd >= 0) {
+        pump_poller_forget(&P.poller, s->src_fd);
+        close_fd(&s->src_fd);
+    }
+    s->reading = false;
+    s->eof = true;
+    if (s->redactor != NULL && !s->redact_failed) {
+        int rc = os_redactor_finish(s->redactor);
+        if (rc < 0)
+            stream_fail_redactor(s, -rc);
+    }
+    if (stream_flush(s))
+        stream_finish(s);
+}
+
+static void stream_maybe_grow_pipe(pump_stream *s, size_t got) {
+#if defined(__linux__) && defined(F_SETPIPE_SZ)
+    if (s->pipe_grown || got < 65536)
+        return;
+    s->pipe_grown = true;
+    /* Best effort: fails harmlessly for non-pipes or over the user's quota. */
+    (void)fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE);
+#else
+    (void)s;
+    (void)got;
+#endif
+}
+
+/* Read until the pipe is empty, the output blocks, or `budget` reads. */
+static void stream_read(pump_stream *s, int budget) {
+    while (budget-- > 0 && !s->eof) {
+        ssize_t n = read(s->src_fd, read_buf, sizeof read_buf);
+        if (n > 0) {
+            counter_add(&s->bytes_read, (uint64_t)n);
+            stream_maybe_grow_pipe(s, (size_t)n);
+            if (!stream_take_input(s, read_buf, (size_t)n)) {
+                stream_set_reading(s, false);
+                return;
+            }
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (s->abort_pending)
+                stream_end_of_input(s);
+            return;
+        }
+        /* A pty master reports the slave's close as EIO: that is EOF. */
+        if (n < 0 && errno != EIO)
+            stream_record_error(s, OS_PUMP_STAGE_READ, errno);
+        stream_end_of_input(s);
+        return;
+    }
+}
+
+static void stream_on_readable(pump_stream *s) {
+    if (!s->reading || s->eof)
+        return; /* stale event from before a pause in this batch */
+    stream_read(s, READS_PER_EVENT);
+}
+
+static void stream_on_writable(pump_target *t) {
+    pump_stream *s = t->stream;
+    if (t->fd < 0 || s->finished)
+        return;
+    t->blocked = false;
+    if (!stream_flush(s))
+        return;
+    if (s->eof)
+        stream_finish(s);
+    else if (s->abort_pending)
+        stream_read(s, INT32_MAX);
+    else
+        stream_set_reading(s, true);
+}
+
+static void stream_start(pump_stream *s) {
+    int rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
+    if (rc < 0) {
+        stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
+        stream_end_of_input(s);
+        return;
+    }
+    s->reading = true;
+}
+
+static void stream_abort(pump_stream *s) {
+    if (s->eof || s->finished)
+        return;
+    s->abort_pending = true;
+    if (s->tee.kind != TARGET_NONE && !s->tee.dead)
+        target_fail(&s->tee, 0);
+    /* A blocked sink is waited for (its bytes are not dropped); the rest of
+     * the abort then happens in stream_on_writable. */
+    if (!s->sink.blocked && stream_flush(s))
+        stream_read(s, INT32_MAX);
+}
+
+/* ---- the reactor thread --------------------------------------------------- */
+
+static void run_commands(void) {
+    pthread_mutex_lock(&P.lock);
+    signal_fd_reset(P.wake_r);
+    pump_command *cmds = P.cmds;
+    size_t n = P.n_cmds;
+    P.cmds = NULL;
+    P.n_cmds = P.cap_cmds = 0;
+    pthread_mutex_unlock(&P.lock);
+    for (size_t i = 0; i < n; i++) {
+        os_pump_capture *c = cmds[i].capture;
+        if (cmds[i].op == CMD_ADD) {
+            for (size_t k = 0; k < c->n; k++)
+                stream_start(&c->streams[k]);
+        } else {
+            for (size_t k = 0; k < c->n; k++)
+                stream_abort(&c->streams[k]);
+            os_pump_capture_release(c); /* the command's reference */
+        }
+    }
+    free(cmds);
+}
+
+static void release_dead(void) {
+    while (dead_list != NULL) {
+        os_pump_capture *c = dead_list;
+        dead_list = c->next_dead;
+        os_pump_capture_release(c); /* the reactor's reference */
+    }
+}
+
+static void name_this_thread(void) {
+    /* Shows up in ps/top and lets tests count reactor threads. */
+#if defined(__APPLE__)
+    pthread_setname_np("os-pump");
+#elif defined(__linux__)
+    pthread_setname_np(pthread_self(), "os-pump");
+#endif
+}
+
+static void *reactor_main(void *arg) {
+    pump_poller_event events[256];
+    name_this_thread();
+    for (;;) {
+        int n = pump_poller_wait(&P.poller, events, 256, -1);
+        if (n < 0) {
+            if (n != -EINTR)
+                fprintf(stderr, "orchestrator_spawn pump: poller wait failed: %s\n",
+                        strerror(-n));
+            continue;
+        }
+        for (int i = 0; i < n; i++) {
+            pump_tag *tag = events[i].tag;
+            if (tag->role == ROLE_WAKE)
+                run_commands();
+            else if (tag->role == ROLE_SOURCE)
+                stream_on_readable((pump_stream *)tag);
+            else
+                stream_on_writable((pump_target *)tag);
+        }
+        /* Captures finished in this batch are freed only now, so later
+         * events of the same batch never point at freed memory. */
+        release_dead();
+    }
+    return NULL;
+}
+
+static void at_fork_prepare(void) { pthread_mutex_lock(&P.lock); }
+static void at_fork_parent(void) { pthread_mutex_unlock(&P.lock); }
+
+/* The reactor thread does not exist in a forked child: start afresh there,
+ * abandoning (leaking) the parent's captures, which now report -ECHILD. */
+static void at_fork_child(void) {
+    pthread_mutex_init(&P.lock, NULL);
+    pthread_cond_init(&P.done_cond, NULL);
+    if (P.started) {
+        pump_poller_close(&P.poller);
+        signal_fd_close(&P.wake_r, &P.wake_w);
+        signal_fd_close(&P.notify_r, &P.notify_w);
+    }
+    P.started = false;
+    P.generation++;
+    P.cmds = NULL;
+    P.n_cmds = P.cap_cmds = 0;
+    P.done_ids = NULL;
+    P.n_done = P.cap_done = 0;
+    P.active = 0;
+    dead_list = NULL;
+}
+
+static void register_at_fork(void) {
+    (void)pthread_atfork(at_fork_prepare, at_fork_parent, at_fork_child);
+}
+
+/* Call with P.lock held. */
+static int ensure_started(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (P.started)
+        return 0;
+    pthread_once(&once, register_at_fork);
+    int rc = pump_poller_open(&P.poller);
+    if (rc < 0)
+        return rc;
+    if ((rc = signal_fd_open(&P.wake_r, &P.wake_w)) < 0)
+        goto error;
+    if ((rc = signal_fd_open(&P.notify_r, &P.notify_w)) < 0)
+        goto error;
+    if ((rc = pump_poller_add_reader(&P.poller, P.wake_r, &P.wake_tag)) < 0)
+        goto error;
+    /* The reactor blocks every signal: Python handles signals on its main
+     * thread, and a write to a closed pipe must give EPIPE, not SIGPIPE. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t thread;
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = -pthread_create(&thread, &attr, reactor_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc < 0)
+        goto error;
+    P.started = true;
+    return 0;
+error:
+    pump_poller_close(&P.poller);
+    signal_fd_close(&P.wake_r, &P.wake_w);
+    signal_fd_close(&P.notify_r, &P.notify_w);
+    return rc;
+}
+
+/* Call with P.lock held. */
+static int queue_command(enum command_op op, os_pump_capture *c) {
+    if (P.n_cmds == P.cap_cmds) {
+        size_t cap = P.cap_cmds ? P.cap_cmds * 2 : 16;
+        pump_command *cmds = realloc(P.cmds, cap * sizeof *cmds);
+        if (cmds == NULL)
+            return -ENOMEM;
+        P.cmds = cmds;
+        P.cap_cmds = cap;
+    }
+    P.cmds[P.n_cmds++] = (pump_command){op, c};
+    /* One wake-up per batch: the reactor takes the whole queue at once. */
+    if (P.n_cmds == 1)
+        signal_fd_raise(P.wake_w);
+    return 0;
+}
+
+/* ---- the API -------------------------------------------------------------- */
+
+int os_pump_notify_fd(void) {
+    pthread_mutex_lock(&P.lock);
+    int rc = ensure_started();
+    int fd = rc < 0 ? rc : P.notify_r;
+    pthread_mutex_unlock(&P.lock);
+    return fd;
+}
+
+size_t os_pump_take_done(uint64_t *ids, size_t max) {
+    pthread_mutex_lock(&P.lock);
+    size_t n = P.n_done < max ? P.n_done : max;
+    memcpy(ids, P.done_ids, n * sizeof *ids);
+    memmove(P.done_ids, P.done_ids + n, (P.n_done - n) * sizeof *ids);
+    P.n_done -= n;
+    if (P.n_done == 0 && P.started)
+        signal_fd_reset(P.notify_r);
+    pthread_mutex_unlock(&P.lock);
+    return n;
+}
+
+/* Pipes and sockets get a non-blocking way to write; files and devices are
+ * written directly (they never report "would block" in practice). */
+static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
+    *reopened = -1;
+    t->tag.role = ROLE_TARGET;
+    t->is_tee = is_tee;
+    t->fd = -1;
+    t->kind = TARGET_NONE;
+    if (is_tee ? fd == -1 : fd == OS_PUMP_SINK_DISCARD)
+        return 0;
+    if (!is_tee && fd == OS_PUMP_SINK_MEMORY) {
+        t->kind = TARGET_MEMORY;
+        return 0;
+    }
+    if (fd < 0)
+        return -EBADF;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    t->fd = fd;
+    if (S_ISSOCK(st.st_mode)) {
+        t->kind = TARGET_SOCKET;
+#ifdef SO_NOSIGPIPE
+        int one = 1;
+        (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+        return 0;
+    }
+    if (!S_ISFIFO(st.st_mode)) {
+        t->kind = TARGET_FILE;
+        return 0;
+    }
+    t->kind = TARGET_POLLED;
+    if (is_tee)
+        return set_nonblocking(fd);
+#if defined(__linux__)
+    /* A fresh open file description of the same pipe: O_NONBLOCK on it does
+     * not leak into the caller's fd (which may be this process's stdout). */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    int again = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (again >= 0) {
+        *reopened = again;
+        t->fd = again;
+        return 0;
+    }
+#endif
+    return set_nonblocking(fd);
+}
+
+static void capture_free(os_pump_capture *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        pump_stream *s = &c->streams[i];
+        if (s->redactor != NULL)
+            os_redactor_free(s->redactor);
+        free(s->pend);
+        free(s->sink.mem);
+        free(s->tee.mem);
+    }
+    free(c);
+}
+
+static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int *reopened) {
+    *reopened = -1;
+    s->tag.role = ROLE_SOURCE;
+    s->src_fd = spec->src_fd;
+    s->sink.stream = s->tee.stream = s;
+    struct stat st;
+    if (fstat(spec->src_fd, &st) < 0)
+        return -errno;
+    /* Only what a poller can watch: pipes, sockets, terminals. */
+    if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))
+        return -EINVAL;
+    if (spec->patterns != NULL) {
+        s->redactor = os_redactor_new(spec->patterns, spec->replacement, spec->replacement_len,
+                                      spec->max_hold);
+        if (s->redactor == NULL)
+            return -ENOMEM;
+    }
+    int unused;
+    int rc = target_prepare(&s->tee, spec->tee_fd, true, &unused);
+    if (rc < 0)
+        return rc;
+    return target_prepare(&s->sink, spec->sink_fd, false, reopened);
+}
+
+int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
+                          os_pump_capture **out) {
+    *out = NULL;
+    if (n == 0 || n > OS_PUMP_MAX_STREAMS)
+        return -EINVAL;
+    os_pump_capture *c = calloc(1, sizeof *c + n * sizeof c->streams[0]);
+    if (c == NULL)
+        return -ENOMEM;
+    c->n = n;
+    int reopened[OS_PUMP_MAX_STREAMS];
+    int rc = 0;
+    size_t prepared = 0;
+    for (; prepared < n && rc == 0; prepared++) {
+        c->streams[prepared].capture = c;
+        rc = stream_prepare(&c->streams[prepared], &specs[prepared], &reopened[prepared]);
+    }
+    if (rc == 0) {
+        pthread_mutex_lock(&P.lock);
+        rc = ensure_started();
+        if (rc == 0) {
+            c->id = ++P.next_id;
+            c->generation = P.generation;
+            c->refs = 2; /* the caller's and the reactor's */
+            rc = queue_command(CMD_ADD, c);
+        }
+        if (rc == 0)
+            P.active++;
+        pthread_mutex_unlock(&P.lock);
+    }
+    if (rc < 0) {
+        for (size_t i = 0; i < prepared; i++)
+            if (reopened[i] >= 0)
+                close(reopened[i]);
+        capture_free(c);
+        return rc;
+    }
+    /* The pump owns the fds now; a reopened sink replaced the given one. */
+    for (size_t i = 0; i < n; i++) {
+        if (reopened[i] >= 0)
+            close(specs[i].sink_fd);
+        (void)set_nonblocking(specs[i].src_fd);
+    }
+    *id = c->id;
+    *out = c;
+    return 0;
+}
+
+int os_pump_capture_abort(os_pump_capture *c) {
+    pthread_mutex_lock(&P.lock);
+    int rc = 0;
+    if (c->generation != P.generation)
+        rc = -ECHILD;
+    else if (!c->done) {
+        c->refs++;
+        rc = queue_command(CMD_ABORT, c);
+        if (rc < 0)
+            c->refs--;
+    }
+    pthread_mutex_unlock(&P.lock);
+    return rc;
+}
+
+int os_pump_capture_done(os_pump_capture *c) {
+    pthread_mutex_lock(&P.lock);
+    int done = c->done;
+    pthread_mutex_unlock(&P.lock);
+    return done;
+}
+
+static void deadline_after(struct timespec *ts, int64_t ms) {
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += (time_t)(ms / 1000);
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms) {
+    struct timespec deadline;
+    if (timeout_ms >= 0)
+        deadline_after(&deadline, timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&P.lock);
+    while (!c->done && rc == 0) {
+        if (c->generation != P.generation)
+            rc = -ECHILD;
+        else if (timeout_ms < 0)
+            rc = -pthread_cond_wait(&P.done_cond, &P.lock);
+        else
+            rc = -pthread_cond_timedwait(&P.done_cond, &P.lock, &deadline);
+    }
+    if (c->done)
+        rc = 0;
+    pthread_mutex_unlock(&P.lock);
+    return rc;
+}
+
+int os_pump_capture_stats(os_pump_capture *c, size_t i, os_pump_stream_stats *out) {
+    if (i >= c->n)
+        return -EINVAL;
+    pump_stream *s = &c->streams[i];
+    out->bytes_read = __atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED);
+    out->bytes_written = __atomic_load_n(&s->sink.written, __ATOMIC_RELAXED);
+    out->bytes_teed = __atomic_load_n(&s->tee.written, __ATOMIC_RELAXED);
+    pthread_mutex_lock(&P.lock);
+    out->error = s->error;
+    out->stage = s->stage;
+    pthread_mutex_unlock(&P.lock);
+    return 0;
+}
+
+int os_pump_capture_memory(os_pump_capture *c, size_t i, const uint8_t **data, size_t *len) {
+    if (i >= c->n)
+        return -EINVAL;
+    if (!os_pump_capture_done(c))
+        return -EBUSY;
+    *data = c->streams[i].sink.mem;
+    *len = c->streams[i].sink.mem_len;
+    return 0;
+}
+
+void os_pump_capture_release(os_pump_capture *c) {
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&P.lock);
+    bool last = --c->refs == 0;
+    pthread_mutex_unlock(&P.lock);
+    if (last)
+        capture_free(c);
+}
+
+size_t os_pump_active_captures(void) {
+    pthread_mutex_lock(&P.lock);
+    size_t n = P.active;
+    pthread_mutex_unlock(&P.lock);
+    return n;
+}

@@ -1,0 +1,104 @@
+/*
+ * pump_api.h: the native output pump.
+ *
+ * One reactor thread per process (epoll or kqueue) moves bytes from the read
+ * ends of children's pipes, through one os_redactor per stream (or none),
+ * into sink fds, an in-memory buffer, and optionally a "tee" pipe that Python
+ * reads for live output. No Python code runs on the reactor thread.
+ *
+ * A capture groups the streams of one child (usually stdout and stderr). It
+ * is done once every stream reached end of file (or was aborted), every byte
+ * read went through its redactor (finish() included) and was written. Python
+ * learns about finished captures from one notification fd (readable while
+ * finished capture ids are waiting in os_pump_take_done), or blocks in
+ * os_pump_capture_wait.
+ *
+ * Return codes are 0 or -errno. The reactor is started lazily; in a child
+ * created by fork() the pump starts afresh, and captures of the parent are
+ * dead there (their wait returns -ECHILD).
+ */
+#ifndef OS_PUMP_API_H
+#define OS_PUMP_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OS_PUMP_SINK_DISCARD -1 /* sink_fd: drop the (redacted) bytes */
+#define OS_PUMP_SINK_MEMORY -2  /* sink_fd: keep them in memory for Python */
+#define OS_PUMP_MAX_STREAMS 8
+
+/* Where a stream failed (os_pump_stream_stats.stage). */
+#define OS_PUMP_STAGE_NONE 0
+#define OS_PUMP_STAGE_READ 1   /* reading the source pipe failed */
+#define OS_PUMP_STAGE_REDACT 2 /* the redactor failed (ENOMEM); output withheld */
+#define OS_PUMP_STAGE_WRITE 3  /* writing the sink failed */
+#define OS_PUMP_STAGE_CLOSE 4  /* closing the sink failed (e.g. NFS, EIO) */
+
+typedef struct os_pump_capture os_pump_capture;
+
+typedef struct os_pump_stream_spec {
+    /* Read end of the child's pipe. The pump makes it non-blocking and
+     * closes it at end of file. */
+    int src_fd;
+    /* An fd the pump writes to and closes when done (pipes and sockets are
+     * written without blocking), or OS_PUMP_SINK_DISCARD/OS_PUMP_SINK_MEMORY. */
+    int sink_fd;
+    /* Write end of a non-blocking pipe that receives a copy of the sink's
+     * bytes for live reading, or -1. A full tee pauses reading this stream
+     * (nothing is dropped); a closed tee is dropped silently. */
+    int tee_fd;
+    /* NULL: bytes pass through unchanged. Otherwise must outlive the capture. */
+    const struct os_pattern_set *patterns;
+    const uint8_t *replacement; /* copied by the redactor */
+    size_t replacement_len;
+    size_t max_hold;
+} os_pump_stream_spec;
+
+typedef struct os_pump_stream_stats {
+    uint64_t bytes_read;    /* from the source pipe */
+    uint64_t bytes_written; /* to the sink (after redaction) */
+    uint64_t bytes_teed;    /* to the tee pipe */
+    int error;              /* errno of the first failure, or 0 */
+    int stage;              /* OS_PUMP_STAGE_* of that failure */
+} os_pump_stream_stats;
+
+/* The notification fd (starting the reactor if needed): readable while
+ * finished capture ids wait in os_pump_take_done. Returns the fd or -errno. */
+int os_pump_notify_fd(void);
+
+/* Reset the notification fd and move up to max finished capture ids into
+ * ids; returns how many. Call until it returns less than max. */
+size_t os_pump_take_done(uint64_t *ids, size_t max);
+
+/* Start pumping n (1..OS_PUMP_MAX_STREAMS) streams. On success the pump owns
+ * every fd in specs; on failure the caller still owns them all. *out must be
+ * released with os_pump_capture_release (also while running: the pump keeps
+ * its own reference). */
+int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
+                          os_pump_capture **out);
+
+/* Stop waiting for end of file: each stream takes what its pipe holds right
+ * now, then finishes as if the writer had closed. The tee pipes are closed. */
+int os_pump_capture_abort(os_pump_capture *c);
+
+/* 1 when done, 0 while running. */
+int os_pump_capture_done(os_pump_capture *c);
+
+/* Block up to timeout_ms (-1: forever) until done: 0, -ETIMEDOUT, or
+ * -ECHILD for a capture of the parent process seen after fork(). Call it
+ * without the GIL (cffi releases it). */
+int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms);
+
+/* Counters of stream i (consistent snapshot; final once done). */
+int os_pump_capture_stats(os_pump_capture *c, size_t i, os_pump_stream_stats *out);
+
+/* The bytes kept by an OS_PUMP_SINK_MEMORY stream; valid until release.
+ * -EBUSY while the capture runs. */
+int os_pump_capture_memory(os_pump_capture *c, size_t i, const uint8_t **data, size_t *len);
+
+void os_pump_capture_release(os_pump_capture *c);
+
+/* Number of captures the reactor is pumping (for tests and diagnostics). */
+size_t os_pump_active_captures(void);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * redact_anchor.h: extraction of a required literal ("anchor") from a regex.
+ *
+ * An anchor is a small set of literals plus the range of offsets, counted
+ * from the match start, at which one of them must occur in EVERY match of the
+ * pattern. The redaction engine scans text for the literals and runs the
+ * pattern only in the windows they imply, so a wrong anchor would silently
+ * miss secrets: the extractor is deliberately conservative and gives up
+ * (found = 0) on any construct it does not fully understand.
+ */
+#ifndef OS_REDACT_ANCHOR_H
+#define OS_REDACT_ANCHOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OS_ANCHOR_MAXV 16   /* at most this many literal variants */
+#define OS_ANCHOR_MAXLEN 32 /* bytes per literal variant */
+#define OS_ANCHOR_INF UINT32_MAX
+
+typedef struct {
+    int found;
+    int ci; /* compare literals with ASCII case folding */
+    size_t n;
+    uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
+    uint8_t len[OS_ANCHOR_MAXV];
+    uint32_t dmin, dmax; /* offset of the literal from the match start */
+    /* Optional cheap check on the bytes after the literal: up to skip_max
+     * bytes of class `skip`, then a byte of class `need`. */
+    int has_need;
+    uint8_t need[32];
+    int has_skip;
+    uint8_t skip[32];
+    uint32_t skip_max;
+} os_anchor;
+
+/* Fill *out from the pattern text; ci says whether the whole pattern is
+ * compiled caseless. Never fails: out->found = 0 when no safe anchor exists. */
+void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out);
+
+static inline int os_anchor_set_has(const uint8_t set[32], uint8_t c) {
+    return (set[c >> 3] >> (c & 7)) & 1;
+}
+
+#endif

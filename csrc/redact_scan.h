@@ -1,0 +1,43 @@
+/*
+ * redact_scan.h: a multi-literal scanner (Teddy-style fingerprint filter).
+ *
+ * Each literal contributes a 3-byte fingerprint (its rarest 3-byte window,
+ * or the whole literal when shorter) to one of 8 buckets; SIMD nibble
+ * lookups find positions whose 3 bytes may belong to a bucket, and only
+ * those are verified against the bucket's literals.
+ */
+#ifndef OS_REDACT_SCAN_H
+#define OS_REDACT_SCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "redact_anchor.h"
+
+typedef struct {
+    uint32_t owner; /* caller's id (the pattern index) */
+    uint8_t len, fp_off, fp_len, ci;
+    uint8_t bytes[OS_ANCHOR_MAXLEN]; /* folded to lower case when ci */
+} os_scan_lit;
+
+typedef struct {
+    uint8_t lo[3][16], hi[3][16]; /* bucket bits by low / high nibble */
+    uint32_t bstart[9];           /* lits of bucket b: [bstart[b], bstart[b+1]) */
+    os_scan_lit *lits;
+    size_t nlits;
+    uint32_t maxlen;
+    int impl; /* 0 scalar, 1 ssse3, 2 avx2 */
+} os_scanner;
+
+/* Build from literals (copied); 0 or -ENOMEM. */
+int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n);
+void os_scanner_free(os_scanner *sc);
+
+/* Report every literal occurrence starting at t in [from, end) with
+ * t + len <= end and t + len > seen_end (occurrences ending at or before
+ * seen_end were reported by an earlier call). Calls hit(ctx, lit, t). */
+typedef void (*os_scan_hit_fn)(void *ctx, const os_scan_lit *lit, size_t t);
+void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
+             os_scan_hit_fn hit, void *ctx);
+
+#endif

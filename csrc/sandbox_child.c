@@ -1,0 +1,374 @@
+/*
+ * sandbox_child.c: the child side of the Linux sandbox.
+ *
+ * Everything here runs between fork and exec in a single-threaded child of a
+ * possibly multi-threaded parent: ONLY async-signal-safe calls (system calls,
+ * memset/memcpy/strlen), no malloc, no stdio, no locks. All inputs were
+ * prepared in the parent and sit in the plan.
+ *
+ * Order (os_sandbox_enter_steps):
+ *   1. user + mount (+ network) namespaces, identity uid/gid maps
+ *   2. mounts private, readable paths bind-mounted read-only
+ *   3. network: loopback up and the proxy listener handed to the parent
+ *   4. capability bounding set emptied (the child keeps no capability, even
+ *      in its own user namespace, once it execs)
+ *   5. PR_SET_NO_NEW_PRIVS
+ *   6. Landlock (must come after the mounts: Landlock forbids mount changes)
+ * and, in os_sandbox_child_seal after setrlimit, the seccomp filter.
+ */
+#include <errno.h>
+
+#include "sandbox_api.h"
+
+#ifdef __linux__
+
+#include <fcntl.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sandbox_internal.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef MS_STRICTATIME
+#define MS_STRICTATIME (1 << 24)
+#endif
+
+static int fail(int *failed_step, int step, int err) {
+    *failed_step = step;
+    return err < 0 ? err : -EIO;
+}
+
+/* Writes all of text to an existing file (a /proc knob). 0 or -errno. */
+static int write_file(const char *path, const char *text) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    size_t len = strlen(text);
+    ssize_t n;
+    do
+        n = write(fd, text, len);
+    while (n < 0 && errno == EINTR);
+    int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
+    close(fd);
+    return err;
+}
+
+static int enter_namespaces(const struct os_sandbox_plan *plan, int *failed_step) {
+    int flags = CLONE_NEWUSER | CLONE_NEWNS | (plan->new_netns ? CLONE_NEWNET : 0);
+    if (unshare(flags) != 0)
+        return fail(failed_step, OS_SANDBOX_STEP_UNSHARE, -errno);
+    /* An unprivileged process may map only its own ids, and a gid map needs
+     * setgroups denied first; kernels before 3.19 have no setgroups file. */
+    int err = write_file("/proc/self/setgroups", "deny");
+    if (err < 0 && err != -ENOENT)
+        return fail(failed_step, OS_SANDBOX_STEP_SETGROUPS, err);
+    err = write_file("/proc/self/uid_map", plan->uid_map);
+    if (err < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_UID_MAP, err);
+    err = write_file("/proc/self/gid_map", plan->gid_map);
+    if (err < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_GID_MAP, err);
+    /* Nothing mounted here may propagate back to the parent's namespace. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return fail(failed_step, OS_SANDBOX_STEP_MOUNT_PRIVATE, -errno);
+    return 0;
+}
+
+/* Mount flags a bind remount must repeat: in a user namespace the flags
+ * inherited from the parent's namespace are locked, and a remount that would
+ * clear one of them fails with EPERM. */
+static unsigned long locked_mount_flags(const char *path, int *err) {
+    struct statfs st;
+    if (statfs(path, &st) != 0) {
+        *err = -errno;
+        return 0;
+    }
+    unsigned long flags = 0;
+    if (st.f_flags & ST_NOSUID)
+        flags |= MS_NOSUID;
+    if (st.f_flags & ST_NODEV)
+        flags |= MS_NODEV;
+    if (st.f_flags & ST_NOEXEC)
+        flags |= MS_NOEXEC;
+    if (st.f_flags & ST_NODIRATIME)
+        flags |= MS_NODIRATIME;
+    if (st.f_flags & ST_NOATIME)
+        flags |= MS_NOATIME;
+    else if (st.f_flags & ST_RELATIME)
+        flags |= MS_RELATIME;
+    else
+        flags |= MS_STRICTATIME;
+    *err = 0;
+    return flags;
+}
+
+int os_sandbox_bind_readonly(const char *path) {
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0)
+        return -errno;
+    int err;
+    unsigned long flags = locked_mount_flags(path, &err);
+    if (err < 0)
+        return err;
+    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) != 0)
+        return -errno;
+    return 0;
+}
+
+int os_sandbox_loopback_up(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    int err = 0;
+    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
+        err = -errno;
+    } else {
+        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+        if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+            err = -errno;
+    }
+    close(fd);
+    return err;
+}
+
+/* Listens on 127.0.0.1:port in the child's network namespace and sends that
+ * listening socket over the parent's unix socket (a filesystem socket, so it
+ * is reachable across network namespaces). The parent's proxy then accepts
+ * the connections made inside the namespace; no process is left behind. */
+static int hand_proxy_listener_to_parent(const struct os_sandbox_plan *plan) {
+    int listener = -1, channel = -1, err = 0;
+    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (listener < 0)
+        return -errno;
+    struct sockaddr_in in;
+    memset(&in, 0, sizeof(in));
+    in.sin_family = AF_INET;
+    in.sin_port = htons((unsigned short)plan->proxy_port);
+    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(listener, (struct sockaddr *)&in, sizeof(in)) != 0 || listen(listener, 128) != 0)
+        goto error;
+    channel = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (channel < 0)
+        goto error;
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof(un));
+    un.sun_family = AF_UNIX;
+    memcpy(un.sun_path, plan->handoff_path, sizeof(un.sun_path));
+    int rc;
+    do
+        rc = connect(channel, (struct sockaddr *)&un, sizeof(un));
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0)
+        goto error;
+
+    char byte = 'L';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cmsg), &listener, sizeof(int));
+    ssize_t sent;
+    do
+        sent = sendmsg(channel, &msg, MSG_NOSIGNAL);
+    while (sent < 0 && errno == EINTR);
+    if (sent != 1)
+        goto error;
+    goto done;
+error:
+    err = errno ? -errno : -EIO;
+done:
+    if (channel >= 0)
+        close(channel);
+    close(listener);
+    return err;
+}
+
+static int drop_capabilities(void) {
+    for (int cap = 0; cap < 64; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
+            if (errno == EINVAL)
+                break; /* past the kernel's last capability */
+            return -errno;
+        }
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        return -errno;
+    return 0;
+}
+
+uint64_t os_sandbox_ll_fs_rights(int abi) {
+    uint64_t rights = (OS_LL_FS_MAKE_SYM << 1) - 1; /* ABI 1: bits 0..12 */
+    if (abi >= 2)
+        rights |= OS_LL_FS_REFER;
+    if (abi >= 3)
+        rights |= OS_LL_FS_TRUNCATE;
+    if (abi >= 5)
+        rights |= OS_LL_FS_IOCTL_DEV;
+    return rights;
+}
+
+static uint64_t landlock_rights(int access, int abi, int is_dir) {
+    uint64_t all = os_sandbox_ll_fs_rights(abi);
+    uint64_t rights = 0;
+    if (access & OS_SANDBOX_ACCESS_READ)
+        rights |= OS_LL_FS_EXECUTE | OS_LL_FS_READ_FILE | OS_LL_FS_READ_DIR;
+    if (access & OS_SANDBOX_ACCESS_WRITE)
+        rights |= all;
+    if (access & OS_SANDBOX_ACCESS_DEVICE)
+        rights |= OS_LL_FS_READ_FILE | OS_LL_FS_WRITE_FILE | OS_LL_FS_TRUNCATE |
+                  OS_LL_FS_IOCTL_DEV | OS_LL_FS_READ_DIR;
+    if (!is_dir) /* Landlock refuses directory-only rights on a file rule. */
+        rights &= OS_LL_FS_EXECUTE | OS_LL_FS_WRITE_FILE | OS_LL_FS_READ_FILE |
+                  OS_LL_FS_TRUNCATE | OS_LL_FS_IOCTL_DEV;
+    return rights & all;
+}
+
+static int add_path_rule(int ruleset, const struct os_sandbox_path_rule *rule, int abi) {
+    int fd = open(rule->path, O_PATH | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno; /* a missing path only loses rights */
+    struct stat st;
+    int err = 0;
+    if (fstat(fd, &st) != 0) {
+        err = -errno;
+    } else {
+        struct os_ll_path_beneath_attr attr = {
+            .allowed_access = landlock_rights(rule->access, abi, S_ISDIR(st.st_mode)),
+            .parent_fd = fd,
+        };
+        if (attr.allowed_access != 0 &&
+            syscall(__NR_landlock_add_rule, ruleset, OS_LL_RULE_PATH_BENEATH, &attr, 0) != 0)
+            err = -errno;
+    }
+    close(fd);
+    return err;
+}
+
+static int apply_landlock(const struct os_sandbox_plan *plan) {
+    int abi = plan->landlock_abi;
+    struct os_ll_ruleset_attr attr;
+    memset(&attr, 0, sizeof(attr));
+    if (plan->landlock_restrict_fs)
+        attr.handled_access_fs = os_sandbox_ll_fs_rights(abi);
+    if (abi >= 4 && plan->net_mode != OS_SANDBOX_NET_INHERIT)
+        attr.handled_access_net = OS_LL_NET_BIND_TCP | OS_LL_NET_CONNECT_TCP;
+    if (abi >= 6)
+        attr.scoped = OS_LL_SCOPE_ABSTRACT_UNIX_SOCKET | OS_LL_SCOPE_SIGNAL;
+    if (attr.handled_access_fs == 0 && attr.handled_access_net == 0 && attr.scoped == 0)
+        return 0; /* nothing this ABI could restrict for the plan */
+    size_t size = abi >= 6 ? 24 : (abi >= 4 ? 16 : 8);
+
+    int ruleset = (int)syscall(__NR_landlock_create_ruleset, &attr, size, 0);
+    if (ruleset < 0)
+        return -errno;
+    int err = 0;
+    for (int i = 0; i < plan->n_path_rules && err == 0 && plan->landlock_restrict_fs; i++)
+        err = add_path_rule(ruleset, &plan->path_rules[i], abi);
+    if (err == 0 && attr.handled_access_net && plan->net_mode == OS_SANDBOX_NET_ALLOWLIST) {
+        struct os_ll_net_port_attr port = {
+            .allowed_access = OS_LL_NET_CONNECT_TCP,
+            .port = (uint64_t)plan->proxy_port,
+        };
+        if (syscall(__NR_landlock_add_rule, ruleset, OS_LL_RULE_NET_PORT, &port, 0) != 0)
+            err = -errno;
+    }
+    if (err == 0 && syscall(__NR_landlock_restrict_self, ruleset, 0) != 0)
+        err = -errno;
+    close(ruleset);
+    return err;
+}
+
+int os_sandbox_enter_steps(const struct os_sandbox_plan *plan, int *failed_step) {
+    int err;
+    if (plan->use_userns) {
+        err = enter_namespaces(plan, failed_step);
+        if (err < 0)
+            return err;
+        for (int i = 0; i < plan->n_readonly_binds; i++) {
+            err = os_sandbox_bind_readonly(plan->readonly_binds[i]);
+            if (err < 0)
+                return fail(failed_step, OS_SANDBOX_STEP_BIND_READONLY, err);
+        }
+    }
+    if (plan->net_mode == OS_SANDBOX_NET_ALLOWLIST) {
+        err = os_sandbox_loopback_up();
+        if (err < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_LOOPBACK, err);
+        err = hand_proxy_listener_to_parent(plan);
+        if (err < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_PROXY_HANDOFF, err);
+    }
+    if (plan->use_userns) {
+        err = drop_capabilities();
+        if (err < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_CAPABILITIES, err);
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return fail(failed_step, OS_SANDBOX_STEP_NO_NEW_PRIVS, -errno);
+    if (plan->landlock_abi > 0) {
+        err = apply_landlock(plan);
+        if (err < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_LANDLOCK, err);
+    }
+    return 0;
+}
+
+int os_sandbox_child_enter(const os_sandbox_plan *plan) {
+    int failed_step = 0;
+    if (plan == NULL)
+        return -EINVAL;
+    return os_sandbox_enter_steps(plan, &failed_step);
+}
+
+int os_sandbox_child_seal(const os_sandbox_plan *plan) {
+    if (plan == NULL)
+        return -EINVAL;
+    if (plan->filter == NULL)
+        return 0;
+    struct sock_fprog prog = {.len = plan->filter_len, .filter = plan->filter};
+    /* no_new_privs was set by os_sandbox_child_enter; set it again so the
+     * seal never depends on the enter hook having run. */
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -errno;
+    if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+        return -errno;
+    return 0;
+}
+
+#else /* !__linux__ */
+
+/* No Linux sandbox elsewhere: fail closed (macOS uses sandbox-exec instead). */
+int os_sandbox_child_enter(const os_sandbox_plan *plan) { return -ENOSYS; }
+
+int os_sandbox_child_seal(const os_sandbox_plan *plan) { return -ENOSYS; }
+
+#endif

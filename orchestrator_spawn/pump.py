@@ -1,0 +1,583 @@
+"""The native output pump: children's pipes -> redaction -> files, off the GIL.
+
+One reactor thread per process (started on first use, epoll on Linux, kqueue
+on macOS) reads every captured pipe, runs each stream through its own C
+redactor and writes the result to the stream's sink. Python sees one event
+per finished capture, never one per chunk, so thousands of children can be
+captured from one event loop with a constant number of threads.
+
+    capture = start_capture(stdout=r_out, stderr=r_err,
+                            stdout_sink="out.log", stderr_sink="err.log",
+                            redact=["token=\\\\S+"])
+    stats = await capture.wait()      # or capture.wait_blocking(timeout)
+
+``wait()`` returns once both pipes reached end of file and every byte read
+was redacted and written; if writing a sink failed (disk full, closed pipe)
+it raises ``OSError`` with that errno, after the pipe was still drained to its
+end so the child never blocks on it.
+
+Fork: the reactor thread does not survive ``fork()``. A forked child may use
+the pump afresh (a new reactor starts there); captures started by the parent
+cannot be waited for in the child (``RuntimeError``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import enum
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol, TypeAlias, final
+
+from orchestrator_spawn import _native
+from orchestrator_spawn.redact import Redactor
+
+__all__ = [
+    "DISCARD",
+    "MEMORY",
+    "Capture",
+    "CaptureStats",
+    "Redaction",
+    "Sink",
+    "StreamStats",
+    "start_capture",
+]
+
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+class Sink(enum.Enum):
+    """Sinks that are not files: keep the bytes in memory, or drop them."""
+
+    MEMORY = "memory"
+    DISCARD = "discard"
+
+
+MEMORY = Sink.MEMORY
+DISCARD = Sink.DISCARD
+
+SourceLike: TypeAlias = "int | _HasFileno"
+SinkLike: TypeAlias = (
+    "int | _HasFileno | str | bytes | os.PathLike[str] | os.PathLike[bytes] | Sink"
+)
+RedactionLike: TypeAlias = "Redaction | Sequence[str | bytes]"
+
+_STREAM_NAMES = ("stdout", "stderr")
+
+
+@dataclass(frozen=True)
+class StreamStats:
+    """Counters of one captured stream, in bytes.
+
+    ``bytes_read`` came out of the child's pipe; ``bytes_written`` went into
+    the sink after redaction; ``bytes_teed`` went to the live-output pipe.
+    """
+
+    bytes_read: int
+    bytes_written: int
+    bytes_teed: int
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    """Per-stream counters; a stream that was not captured is None."""
+
+    stdout: StreamStats | None
+    stderr: StreamStats | None
+
+
+# ---- finished-capture notification ------------------------------------------
+
+
+class _Notifier:
+    """Routes the reactor's "capture done" events to asyncio waiters.
+
+    Each event loop with a waiter watches the pump's notification fd with
+    ``add_reader``; whichever loop (or blocking waiter, or new capture) drains
+    the finished ids resolves every waiter, on its own loop.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[int, _native.PumpCapture] = {}
+        self.waiters: dict[int, list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]] = {}
+        self.loops: dict[asyncio.AbstractEventLoop, int] = {}
+        self.fd = -1
+
+    def notify_fd(self) -> int:
+        if self.fd < 0:
+            self.fd = _native.pump_notify_fd()
+        return self.fd
+
+    def drain(self) -> None:
+        ids = _native.pump_take_done()
+        if not ids:
+            return
+        with self.lock:
+            resolved = [(i, self.running.pop(i, None), self.waiters.pop(i, [])) for i in ids]
+        for _, _, waiters in resolved:
+            for loop, future in waiters:
+                _resolve_threadsafe(loop, future)
+
+    def add_waiter(self, capture: Capture, future: asyncio.Future[None]) -> None:
+        loop = future.get_loop()
+        fd = self.notify_fd()
+        with self.lock:
+            self.waiters.setdefault(capture.id, []).append((loop, future))
+            count = self.loops.get(loop, 0)
+            if count == 0:
+                loop.add_reader(fd, self.drain)
+            self.loops[loop] = count + 1
+
+    def remove_waiter(self, capture: Capture, future: asyncio.Future[None]) -> None:
+        loop = future.get_loop()
+        with self.lock:
+            waiters = self.waiters.get(capture.id, [])
+            if (loop, future) in waiters:
+                waiters.remove((loop, future))
+                if not waiters:
+                    del self.waiters[capture.id]
+            count = self.loops.get(loop, 0) - 1
+            if count <= 0:
+                self.loops.pop(loop, None)
+                if not loop.is_closed():
+                    loop.remove_reader(self.fd)
+            else:
+                self.loops[loop] = count
+
+    def forget(self, capture_id: int) -> None:
+        with self.lock:
+            self.running.pop(capture_id, None)
+
+    def reset_after_fork(self) -> None:
+        self.lock = threading.Lock()
+        self.running = {}
+        self.waiters = {}
+        self.loops = {}
+        self.fd = -1
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _resolve_threadsafe(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _set_done(future)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(_set_done, future)
+
+
+_notifier = _Notifier()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_notifier.reset_after_fork)
+
+
+@atexit.register
+def _stop_at_exit() -> None:
+    # The reactor keeps running while the interpreter tears down; let running
+    # captures finish (aborted) before their redactors' pattern sets are freed.
+    with _notifier.lock:
+        running = list(_notifier.running.values())
+    deadline = time.monotonic() + 2.0
+    for capture in running:
+        try:
+            capture.abort()
+            capture.wait(max(0.0, deadline - time.monotonic()))
+        except (OSError, RuntimeError):
+            pass
+
+
+# ---- the capture ------------------------------------------------------------
+
+
+class _Tee:
+    """The read end of a stream's live-output pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.taken = False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@final
+class Capture:
+    """A running capture of a child's stdout and/or stderr (see ``start_capture``)."""
+
+    def __init__(
+        self,
+        native: _native.PumpCapture,
+        names: Sequence[str],
+        sinks: Sequence[str],
+        tees: dict[str, _Tee],
+    ) -> None:
+        self._native = native
+        self._names = tuple(names)
+        self._sinks = tuple(sinks)
+        self._tees = tees
+        self._finalizer = weakref.finalize(self, _close_tees, list(tees.values()))
+
+    @property
+    def id(self) -> int:
+        """The pump's id of this capture (unique within the process)."""
+        return self._native.id
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        """Names of the captured streams, e.g. ``("stdout", "stderr")``."""
+        return self._names
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "running"
+        return f"<Capture {self.id} of {', '.join(self._names)}: {state}>"
+
+    def done(self) -> bool:
+        """True once every stream is finished (errors included)."""
+        return self._native.done()
+
+    def stats(self) -> CaptureStats:
+        """Current counters (final once ``done()``)."""
+        found: dict[str, StreamStats] = {}
+        for index, name in enumerate(self._names):
+            raw = self._native.stats(index)
+            found[name] = StreamStats(raw.bytes_read, raw.bytes_written, raw.bytes_teed)
+        return CaptureStats(stdout=found.get("stdout"), stderr=found.get("stderr"))
+
+    def abort(self) -> None:
+        """Stop waiting for end of file.
+
+        Each stream takes what its pipe holds right now and then finishes as
+        if the child had closed it; live-output iterators end. Use it when a
+        process outside your control (a daemonised grandchild) keeps a pipe
+        open. Harmless once done.
+        """
+        self._native.abort()
+
+    async def wait(self) -> CaptureStats:
+        """Wait until every stream reached end of file and was fully written.
+
+        Returns the final counters. Raises ``OSError`` (with the OS errno:
+        ``ENOSPC``, ``EPIPE`` -> ``BrokenPipeError``, ...) when a sink could
+        not be written; the child's pipe was drained to its end anyway.
+        Live-output streams nobody started reading are dropped first (they
+        would otherwise stall the child). Cancelling the wait does not stop
+        the capture.
+        """
+        self._drop_untaken_tees()
+        if not self._native.done():
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            _notifier.add_waiter(self, future)
+            try:
+                # Done may have happened between the check and the
+                # registration, with the notification drained elsewhere.
+                if self._native.done():
+                    _set_done(future)
+                await future
+            finally:
+                _notifier.remove_waiter(self, future)
+        return self._result()
+
+    def wait_blocking(self, timeout: float | None = None) -> CaptureStats:
+        """Like ``wait()`` without an event loop; ``timeout`` in seconds.
+
+        Raises ``TimeoutError`` if the capture is still running after
+        ``timeout``; the GIL is released while blocked.
+        """
+        self._drop_untaken_tees()
+        if not self._native.wait(timeout):
+            raise TimeoutError(f"{self!r} still running after {timeout} s")
+        return self._result()
+
+    def output(self, stream: str) -> bytes:
+        """The (redacted) bytes of a stream captured with ``MEMORY`` (once done)."""
+        index = self._index(stream)
+        if not self._native.done():
+            raise RuntimeError(f"{self!r}: output() is only available once done")
+        return self._native.memory(index)
+
+    async def chunks(self, stream: str) -> AsyncIterator[bytes]:
+        """Yield the stream's redacted bytes live, as the sink receives them.
+
+        Needs ``live=`` at ``start_capture``; one reader per stream. Ends when
+        the stream is finished. Stopping early (``aclose()``/``break``) just
+        closes the live pipe; the sink still receives everything. Backpressure:
+        a live reader that does not keep up pauses that stream's pipe.
+        """
+        tee = self._take_tee(stream)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    data = os.read(tee.fd, 1 << 16)
+                except BlockingIOError:
+                    await _readable(loop, tee.fd)
+                    continue
+                if not data:
+                    return
+                yield data
+        finally:
+            tee.close()
+
+    async def lines(self, stream: str) -> AsyncIterator[bytes]:
+        """Like ``chunks()`` but one line at a time, newline included (the last
+        line may lack one)."""
+        pending = b""
+        async for chunk in self.chunks(stream):
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for line in complete:
+                yield line + b"\n"
+        if pending:
+            yield pending
+
+    # -- internals --
+
+    def _index(self, stream: str) -> int:
+        try:
+            return self._names.index(stream)
+        except ValueError:
+            raise ValueError(f"{self!r} does not capture {stream!r}") from None
+
+    def _take_tee(self, stream: str) -> _Tee:
+        self._index(stream)
+        tee = self._tees.get(stream)
+        if tee is None:
+            raise ValueError(f"{stream} was not captured with live=; no live output")
+        if tee.taken or tee.fd < 0:
+            raise RuntimeError(f"the live output of {stream} is already being read")
+        tee.taken = True
+        return tee
+
+    def _drop_untaken_tees(self) -> None:
+        for tee in self._tees.values():
+            if not tee.taken:
+                tee.taken = True
+                tee.close()
+
+    def _result(self) -> CaptureStats:
+        _notifier.forget(self.id)
+        for index, name in enumerate(self._names):
+            raw = self._native.stats(index)
+            if raw.error:
+                raise _stream_error(name, self._sinks[index], raw)
+        return self.stats()
+
+
+def _stream_error(name: str, sink: str, raw: _native.PumpStreamStats) -> OSError:
+    what = {
+        "read": f"reading the child's {name} pipe",
+        "redact": f"redacting {name} (its remaining output was withheld)",
+        "write": f"writing captured {name} to {sink}",
+        "close": f"closing the {name} sink {sink}",
+    }.get(raw.stage, f"capturing {name}")
+    # OSError(errno, ...) picks the matching subclass (BrokenPipeError, ...).
+    return OSError(raw.error, f"{what} failed: {os.strerror(raw.error)}")
+
+
+def _close_tees(tees: list[_Tee]) -> None:
+    for tee in tees:
+        tee.close()
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    loop.add_reader(fd, _set_done, future)
+    try:
+        await future
+    finally:
+        loop.remove_reader(fd)
+
+
+# ---- starting a capture -------------------------------------------------------
+
+
+def _source_fd(source: SourceLike, opened: list[int]) -> int:
+    """An fd the pump may own: ints are taken over, objects are dup()ed."""
+    if isinstance(source, int):
+        return source
+    fd = os.dup(source.fileno())
+    opened.append(fd)
+    return fd
+
+
+def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[int, str]:
+    """An fd for the pump to own (or a PUMP_SINK_* value) and a description."""
+    if sink is Sink.MEMORY:
+        return _native.PUMP_SINK_MEMORY, "memory"
+    if sink is Sink.DISCARD:
+        return _native.PUMP_SINK_DISCARD, "nowhere"
+    if isinstance(sink, int):
+        fd = os.dup(sink)
+        opened.append(fd)
+        return fd, f"fd {sink}"
+    if isinstance(sink, (str, bytes, os.PathLike)):
+        path = os.fsdecode(sink)
+        if path not in paths:
+            # Both streams into one path share one open file (and offset).
+            paths[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            opened.append(paths[path])
+        fd = os.dup(paths[path])
+        opened.append(fd)
+        return fd, repr(path)
+    flush = getattr(sink, "flush", None)
+    if callable(flush):
+        flush()  # bytes buffered in Python go first
+    fd = os.dup(sink.fileno())
+    opened.append(fd)
+    return fd, repr(sink)
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """How the pump redacts every captured stream.
+
+    The arguments mean what they mean for ``Redactor`` (patterns, literals,
+    replacement, ignore_case, max_hold in bytes); each stream gets its own
+    streaming redactor over one shared compiled pattern set.
+    """
+
+    patterns: Sequence[str | bytes] = ()
+    literals: Sequence[str | bytes] = ()
+    replacement: bytes = b"[REDACTED]"
+    ignore_case: bool = True
+    max_hold: int = 65536
+
+
+@lru_cache(maxsize=64)
+def _compiled(
+    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
+) -> _native.PatternSet:
+    # Compiled sets are immutable and thread-safe: captures share them.
+    return _native.PatternSet(patterns, literals, flags)
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
+    """(pattern set cdata or None, replacement, max_hold, owner) for the C side."""
+    if isinstance(redact, Redactor):
+        raise TypeError(
+            "redact=: a Redactor is one stream's state; pass a Redaction(...) or a "
+            "sequence of patterns"
+        )
+    config = redact if isinstance(redact, Redaction) else Redaction(patterns=tuple(redact))
+    if config.max_hold < 0:
+        raise ValueError(f"max_hold must be >= 0 bytes, got {config.max_hold}")
+    patterns = tuple(_as_bytes(p) for p in config.patterns)
+    literals = tuple(_as_bytes(x) for x in config.literals)
+    if not patterns and not literals:
+        return None, b"", 0, None
+    flags = _native.REDACT_IGNORE_CASE if config.ignore_case else 0
+    pattern_set = _compiled(patterns, literals, flags)
+    return pattern_set._ptr, bytes(config.replacement), config.max_hold, pattern_set
+
+
+def start_capture(
+    stdout: SourceLike | None = None,
+    stderr: SourceLike | None = None,
+    *,
+    stdout_sink: SinkLike = DISCARD,
+    stderr_sink: SinkLike = DISCARD,
+    redact: RedactionLike | None = None,
+    live: Iterable[str] = (),
+) -> Capture:
+    """Pump a child's stdout and/or stderr pipes into sinks.
+
+    ``stdout``/``stderr`` are the read ends of the child's pipes: an int fd is
+    taken over (the pump closes it at end of file); an object with
+    ``fileno()`` is duplicated (close yours; do not read from it meanwhile).
+    Each sink is a path (created or truncated; the same path for both streams
+    shares one file), an int fd or an object with ``fileno()`` (duplicated;
+    pipes and sockets are written without blocking the reactor), ``MEMORY``
+    (see ``Capture.output``) or ``DISCARD``.
+
+    ``redact``: a ``Redaction`` or a sequence of patterns (the ``Redactor``
+    defaults then apply); each stream gets its own streaming redactor, fed in
+    C without the GIL. None passes bytes through unchanged. ``live``: stream names to
+    also copy to a pipe read by ``Capture.chunks``/``Capture.lines``.
+
+    Raises ``ValueError`` for no stream, an unknown live name or a pattern
+    that does not compile (named), ``OSError`` if a sink cannot be opened or the reactor cannot
+    start. On failure the given fds are left open and still the caller's.
+    """
+    sources = {"stdout": stdout, "stderr": stderr}
+    names = [name for name in _STREAM_NAMES if sources[name] is not None]
+    if not names:
+        raise ValueError("start_capture: give at least one of stdout=, stderr=")
+    live_names = set(live)
+    if not live_names <= set(names):
+        raise ValueError(
+            f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
+        )
+    pattern_set = None
+    replacement, max_hold, owner = b"", 0, None
+    if redact is not None:
+        pattern_set, replacement, max_hold, owner = _redaction(redact)
+
+    _notifier.drain()  # reap finished captures' ids, keep the done queue short
+    sinks = {"stdout": stdout_sink, "stderr": stderr_sink}
+    opened: list[int] = []
+    tees: dict[str, _Tee] = {}
+    paths: dict[str, int] = {}
+    specs: list[_native.PumpStreamSpec] = []
+    descriptions: list[str] = []
+    try:
+        for name in names:
+            source = sources[name]
+            assert source is not None
+            src_fd = _source_fd(source, opened)
+            sink_fd, description = _sink_fd(sinks[name], opened, paths)
+            tee_fd = -1
+            if name in live_names:
+                read_end, tee_fd = os.pipe()
+                opened.append(tee_fd)
+                os.set_blocking(read_end, False)
+                tees[name] = _Tee(read_end)
+            specs.append(
+                _native.PumpStreamSpec(
+                    src_fd=src_fd,
+                    sink_fd=sink_fd,
+                    tee_fd=tee_fd,
+                    patterns=pattern_set,
+                    replacement=replacement,
+                    max_hold=max_hold,
+                    keepalive=owner,
+                )
+            )
+            descriptions.append(description)
+        native = _native.pump_capture_start(specs)
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        _close_tees(list(tees.values()))
+        raise
+    # The pump owns the fds in the specs now; only the path fds were extra.
+    for fd in paths.values():
+        os.close(fd)
+    with _notifier.lock:
+        # The native handle (owning the redactors' pattern set) stays
+        # referenced until done even if the Capture is dropped: the reactor
+        # still uses it. If it finished already, its id may have been drained.
+        _notifier.running[native.id] = native
+    if native.done():
+        _notifier.forget(native.id)
+    return Capture(native, names, descriptions, tees)

@@ -1,0 +1,281 @@
+"""The Linux backend: probe the kernel once, then build native plans.
+
+What a sandbox profile needs, and from which kernel feature:
+
+- filesystem scoping (fs_mode != inherit): Landlock (required). Read and
+  execute everywhere; write only beneath the writable paths and to
+  ``/dev/null``, ``/dev/zero``, ``/dev/full``, ``/dev/tty``, ``/dev/ptmx``,
+  ``/dev/pts``.
+- readable_paths inside writable_paths: a user + mount namespace (required),
+  for a read-only bind mount, because Landlock rights only add up and cannot
+  take write access away below a writable directory.
+- network deny: seccomp (required: ``socket()`` for any family but AF_UNIX
+  fails with EPERM, so TCP, UDP, IPv4, IPv6, raw and netlink are covered); an
+  empty network namespace and Landlock TCP rules (ABI >= 4) on top when the
+  kernel has them.
+- network allowlist: a user + network namespace (required), with only
+  loopback up; the child's loopback listener is served by the parent's proxy
+  (see proxy.py); Landlock (ABI >= 4) allows TCP connect to the proxy port only.
+- escape hatches (ptrace, io_uring, namespaces, mounts, bpf, keyrings, perf,
+  TIOCSTI, ...): seccomp (required for every sandbox profile).
+- signals and abstract unix sockets scoped to the sandbox: Landlock ABI >= 6,
+  when available. Under root the child also gets a user namespace (when
+  available) so it keeps no capability in the host's namespace.
+
+Not enforced: connecting to filesystem unix sockets (Landlock has no right for
+it yet; file permissions still apply), POSIX shared memory in ``/dev/shm``
+is not writable (add it to writable_paths if needed), and ``readable_paths``
+mean nothing under ``fs_mode="inherit"``.
+
+Probes run once per process (in throwaway children) and are cached. The
+environment variable ``ORCHESTRATOR_SPAWN_SANDBOX_DISABLE`` (comma-separated
+``userns``, ``landlock``, ``seccomp`` or ``all``) marks features unavailable
+on top of the probes, for administrators and for tests of the fail-closed path;
+it is read on every call, so it needs no cache reset.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+DISABLE_ENV = "ORCHESTRATOR_SPAWN_SANDBOX_DISABLE"
+
+# The port the child's loopback listener uses inside its own network
+# namespace; the namespace is empty, so any port is free there.
+PROXY_PORT_IN_NETNS = 3128
+
+# Devices that stay writable in every fs_mode (the "/dev/null-style" ones).
+WRITABLE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/ptmx", "/dev/pts")
+
+FEATURES = ("userns", "landlock", "seccomp")
+
+
+class SandboxProfile(Protocol):
+    """The attributes of a resolved execution profile the sandbox reads."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def fs_mode(self) -> str: ...
+    @property
+    def writable_paths(self) -> tuple[Path, ...]: ...
+    @property
+    def readable_paths(self) -> tuple[Path, ...]: ...
+    @property
+    def network_mode(self) -> str: ...
+    @property
+    def network_allowlist(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class LinuxCapabilities:
+    """What the kernel offers: ``None`` for a working feature, else why not."""
+
+    landlock_abi: int
+    userns: str | None
+    landlock: str | None
+    seccomp: str | None
+
+    def unavailable(self, feature: str) -> str | None:
+        reason: str | None = getattr(self, feature)
+        return reason
+
+
+_probe_lock = threading.Lock()
+_probed: LinuxCapabilities | None = None
+
+
+def _probe_all() -> LinuxCapabilities:
+    from orchestrator_spawn import _native
+
+    try:
+        abi = _native.sandbox_landlock_abi()
+    except OSError as err:
+        abi = 0
+        landlock: str | None = f"Landlock is not available: {err.strerror}"
+    else:
+        landlock = _probe_message(_native.SANDBOX_PROBE_LANDLOCK, "Landlock", "/")
+    with tempfile.TemporaryDirectory(prefix="orchestrator-spawn-probe-") as scratch:
+        userns = _probe_message(
+            _native.SANDBOX_PROBE_USERNS, "user/mount/network namespaces", scratch
+        )
+    seccomp = _probe_message(_native.SANDBOX_PROBE_SECCOMP, "seccomp filter", "/")
+    return LinuxCapabilities(abi if landlock is None else 0, userns, landlock, seccomp)
+
+
+def _probe_message(what: int, feature: str, scratch: str) -> str | None:
+    from orchestrator_spawn import _native
+
+    errno_, step = _native.sandbox_probe(what, scratch)
+    if errno_ == 0:
+        return None
+    return f"{feature} failed at {step}: {os.strerror(errno_)} (errno {errno_})"
+
+
+def probe_capabilities() -> LinuxCapabilities:
+    """The kernel's sandbox features, probed once per process and cached.
+
+    Features listed in ``ORCHESTRATOR_SPAWN_SANDBOX_DISABLE`` are reported as
+    unavailable whatever the probe found.
+    """
+    global _probed
+    with _probe_lock:
+        if _probed is None:
+            _probed = _probe_all()
+        caps = _probed
+    disabled = {part.strip() for part in os.environ.get(DISABLE_ENV, "").split(",")}
+    if "all" in disabled:
+        disabled.update(FEATURES)
+    for feature in FEATURES:
+        if feature in disabled and caps.unavailable(feature) is None:
+            why = f"{feature} disabled by {DISABLE_ENV}"
+            if feature == "userns":
+                caps = replace(caps, userns=why)
+            elif feature == "landlock":
+                caps = replace(caps, landlock=why)
+            else:
+                caps = replace(caps, seccomp=why)
+    if caps.landlock is not None:
+        caps = replace(caps, landlock_abi=0)
+    return caps
+
+
+@dataclass(frozen=True)
+class Missing:
+    """One thing the platform cannot enforce for a profile."""
+
+    reason_code: str  # "sandbox_backend_unavailable" | "unsupported_backend_feature"
+    text: str
+
+
+def _real(path: Path | str) -> str:
+    return os.path.realpath(os.fspath(path))
+
+
+def _is_within(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def writable_paths(profile: SandboxProfile) -> list[str]:
+    """The canonical writable paths the fs_mode grants (none unless rw_scoped)."""
+    if profile.fs_mode != "workspace_rw_scoped":
+        return []
+    return [_real(p) for p in profile.writable_paths]
+
+
+def readonly_binds(profile: SandboxProfile) -> list[str]:
+    """readable_paths that lie inside a writable path: they need a read-only bind."""
+    writable = writable_paths(profile)
+    return [
+        real
+        for real in (_real(p) for p in profile.readable_paths)
+        if any(_is_within(real, w) for w in writable)
+    ]
+
+
+def missing_features(profile: SandboxProfile, caps: LinuxCapabilities) -> list[Missing]:
+    """What this kernel lacks to enforce ``profile`` (empty: it can be enforced)."""
+    out: list[Missing] = []
+
+    def need(feature: str, why: str) -> None:
+        reason = caps.unavailable(feature)
+        if reason is not None:
+            out.append(Missing("sandbox_backend_unavailable", f"{why} needs {reason}"))
+
+    need("seccomp", "every sandbox profile (escape-hatch filter)")
+    if profile.fs_mode != "inherit":
+        need("landlock", f"fs_mode={profile.fs_mode!r}")
+    binds = readonly_binds(profile)
+    if binds:
+        need("userns", f"readable_paths inside writable_paths ({', '.join(binds)})")
+        for path in binds:
+            if not os.path.exists(path):
+                out.append(
+                    Missing(
+                        "unsupported_backend_feature",
+                        f"readable path {path} does not exist inside a writable path, "
+                        "so it cannot be kept read-only",
+                    )
+                )
+    if profile.network_mode == "allowlist":
+        need("userns", "network_mode='allowlist'")
+    if profile.network_mode not in ("inherit", "deny", "allowlist"):
+        out.append(Missing("unsupported_backend_feature", f"network_mode={profile.network_mode!r}"))
+    if profile.fs_mode not in ("inherit", "workspace_readonly", "workspace_rw_scoped"):
+        out.append(Missing("unsupported_backend_feature", f"fs_mode={profile.fs_mode!r}"))
+    return out
+
+
+def build_plan(
+    profile: SandboxProfile, caps: LinuxCapabilities, *, handoff_path: str | None
+) -> Any:
+    """The native plan (cffi ``os_sandbox_plan *``) enforcing ``profile``.
+
+    The caller has checked ``missing_features`` is empty. ``handoff_path`` is
+    the parent's unix socket for the allowlist proxy. Raises OSError from the
+    native builder.
+    """
+    from orchestrator_spawn import _native
+
+    plan = _native.sandbox_plan_new()
+    net = profile.network_mode
+    binds = readonly_binds(profile)
+    wants_userns = bool(binds) or net in ("deny", "allowlist") or os.geteuid() == 0
+    if wants_userns and caps.userns is None:
+        _native.sandbox_plan_use_userns(
+            plan, os.geteuid(), os.getegid(), new_netns=net in ("deny", "allowlist")
+        )
+        for path in binds:
+            _native.sandbox_plan_add_readonly_bind(plan, path)
+
+    if caps.landlock is None:
+        restrict_fs = profile.fs_mode != "inherit"
+        _native.sandbox_plan_set_landlock(plan, caps.landlock_abi, restrict_fs=restrict_fs)
+        if restrict_fs:
+            _add_fs_rules(plan, writable_paths(profile))
+
+    if net == "deny":
+        _native.sandbox_plan_set_network(plan, _native.SANDBOX_NET_DENY)
+    elif net == "allowlist":
+        _native.sandbox_plan_set_network(
+            plan,
+            _native.SANDBOX_NET_ALLOWLIST,
+            proxy_port=PROXY_PORT_IN_NETNS,
+            handoff_path=handoff_path,
+        )
+    _native.sandbox_plan_set_seccomp(
+        plan, deny_ip_sockets=net == "deny", allow_inet_only=net == "allowlist"
+    )
+    return plan
+
+
+def _add_fs_rules(plan: Any, writable: Iterable[str]) -> None:
+    from orchestrator_spawn import _native
+
+    _native.sandbox_plan_add_path_rule(plan, "/", _native.SANDBOX_ACCESS_READ)
+    for device in WRITABLE_DEVICES:
+        _native.sandbox_plan_add_path_rule(plan, device, _native.SANDBOX_ACCESS_DEVICE)
+    for path in writable:
+        _native.sandbox_plan_add_path_rule(plan, path, _native.SANDBOX_ACCESS_WRITE)
+
+
+def describe(caps: LinuxCapabilities) -> list[str]:
+    """Human-readable lines for ``orchestrator-spawn doctor``."""
+    lines = [
+        f"landlock: ABI {caps.landlock_abi}"
+        if caps.landlock is None
+        else f"landlock: {caps.landlock}",
+        "user/mount/network namespaces: ok"
+        if caps.userns is None
+        else f"namespaces: {caps.userns}",
+        "seccomp: ok" if caps.seccomp is None else f"seccomp: {caps.seccomp}",
+    ]
+    return lines

@@ -1,0 +1,71 @@
+"""Helpers shared by the sandbox tests: profiles and running real children.
+
+Children run Python snippets that report the outcome through their exit
+status: 0 for success, the errno of an OSError otherwise (see PRELUDE).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator_spawn import ResourceLimits, spawn
+from orchestrator_spawn.config import ExecutionProfile, ResolvedExecutionProfile
+from orchestrator_spawn.sandbox import prepare_sandbox
+
+PRELUDE = """
+import ctypes, errno, os, socket, sys
+def attempt(fn):
+    try:
+        fn()
+    except OSError as e:
+        sys.exit(e.errno or 250)
+    sys.exit(0)
+"""
+
+
+def _child_python() -> str:
+    # The children only need the standard library. Under the unprivileged run
+    # this interpreter may sit in a directory the test user cannot search
+    # (e.g. /root/.pyenv); take a system python3 then.
+    for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+CHILD_PYTHON = _child_python()
+
+
+def profile(workspace: Path, name: str = "test", **fields: Any) -> ResolvedExecutionProfile:
+    """A resolved sandbox profile (fields as in ExecutionProfile) for ``workspace``."""
+    fields.setdefault("mode", "sandbox")
+    return ExecutionProfile(**fields).resolve(name, workspace)
+
+
+def py(code: str) -> list[str]:
+    """argv running ``code`` (after PRELUDE) in this interpreter."""
+    return [CHILD_PYTHON, "-c", PRELUDE + code]
+
+
+def run(
+    resolved: ResolvedExecutionProfile,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    limits: ResourceLimits | None = None,
+) -> int:
+    """Run ``argv`` under ``resolved`` through ``spawn`` and return its exit code.
+
+    The exit code is negative (minus the signal number) when it was killed.
+    """
+    with prepare_sandbox(resolved, argv) as prepared:
+        child_env = {**os.environ, **(env or {}), **prepared.env_overrides}
+        with spawn(
+            prepared.argv, env=child_env, limits=limits, _sandbox_plan=prepared.native_plan
+        ) as child:
+            return child.wait_blocking(timeout=120)

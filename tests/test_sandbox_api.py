@@ -1,0 +1,75 @@
+"""The sandbox entry points on every platform: host mode, preflight, doctor."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from sandbox_support import profile
+
+from orchestrator_spawn import SandboxBackendError, sandbox_preflight
+from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox, sandbox_doctor
+from orchestrator_spawn.sandbox.linux import DISABLE_ENV
+
+
+def test_host_profile_needs_nothing_and_changes_nothing(tmp_path: Path) -> None:
+    prof = profile(tmp_path, mode="host")
+    assert sandbox_preflight(prof) == []
+    prepared = prepare_sandbox(prof, ("/bin/echo", "hi"))
+    assert isinstance(prepared, PreparedSandbox)
+    assert prepared.argv == ["/bin/echo", "hi"]
+    assert prepared.env_overrides == {}
+    assert prepared.native_plan is None
+    assert prepared.backend == "host"
+    prepared.close()
+    prepared.close()
+
+
+def test_doctor_names_the_backend_and_each_feature() -> None:
+    lines = sandbox_doctor()
+    assert lines[0].startswith("backend: ")
+    if sys.platform.startswith("linux"):
+        text = "\n".join(lines)
+        for feature in ("landlock", "namespaces", "seccomp"):
+            assert feature in text
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux probes")
+def test_doctor_reports_a_disabled_feature(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DISABLE_ENV, "seccomp")
+    assert any("seccomp" in line and DISABLE_ENV in line for line in sandbox_doctor())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux plan")
+def test_close_frees_the_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    prof = profile(tmp_path, network_mode="deny")
+    if sandbox_preflight(prof):
+        pytest.skip("; ".join(sandbox_preflight(prof)))
+    prepared = prepare_sandbox(prof, ["/bin/true"])
+    assert prepared.native_plan is not None
+    assert prepared.backend == "linux_native"
+    assert "open" in repr(prepared)
+    prepared.close()
+    prepared.close()
+    assert prepared.native_plan is None
+    assert "closed" in repr(prepared)
+
+
+def test_malformed_allowlist_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    # The config model refuses such entries too; the sandbox must not rely on it.
+    valid = profile(tmp_path, network_mode="allowlist", network_allowlist=["example.org"])
+    prof = valid.model_copy(update={"network_allowlist": ("*.example.org",)})
+    assert any("*.example.org" in line for line in sandbox_preflight(prof))
+    with pytest.raises(SandboxBackendError) as info:
+        prepare_sandbox(prof, ["/bin/true"])
+    assert info.value.reason_code == "unsupported_backend_feature"
+    assert "*.example.org" in str(info.value)
+
+
+def test_cli_doctor_prints_the_report(capsys: pytest.CaptureFixture[str]) -> None:
+    from orchestrator_spawn.cli import main
+
+    assert main(["doctor"]) == 0
+    assert capsys.readouterr().out.splitlines() == sandbox_doctor()
