@@ -350,6 +350,70 @@ int os_spawn(const os_spawn_request *req, os_spawn_result *result)
 #endif
 }
 
+int os_spawn_packed(const char *file, const char *search_path, const char *argv_block,
+                    long long argv_len, int argc, const char *env_block, long long env_len,
+                    int envc, const char *cwd, int stdin_fd, int stdout_fd, int stderr_fd,
+                    const int *pass_fds, int n_pass_fds, int flags, const long long *rlimits,
+                    const os_sandbox_plan *sandbox, int *out)
+{
+    os_spawn_request req;
+    os_spawn_result result;
+    char *small[32];
+    char **arrays = small;
+    size_t slots;
+    int i, rc;
+
+    if (argc < 1 || envc < 0 || (env_block == NULL && envc != 0))
+        return OS_SPAWN_BAD_STRINGS;
+    /* One array for both: argv (argc + NULL), then envp (envc + NULL). Most
+     * spawns fit on the stack; malloc is fine here, before the fork. */
+    slots = (size_t)argc + 1 + (env_block != NULL ? (size_t)envc + 1 : 0);
+    if (slots > sizeof small / sizeof small[0]) {
+        arrays = malloc(slots * sizeof *arrays);
+        if (arrays == NULL) {
+            out[0] = out[1] = -1;
+            out[2] = OS_STAGE_FORK;
+            out[3] = ENOMEM;
+            return -ENOMEM;
+        }
+    }
+    /* The blocks are only read: the casts follow os_split_strings' type. */
+    rc = os_split_strings((char *)argv_block, argv_len, arrays, argc) == argc ? 0
+                                                                            : OS_SPAWN_BAD_STRINGS;
+    if (rc == 0 && env_block != NULL &&
+        os_split_strings((char *)env_block, env_len, arrays + argc + 1, envc) != envc)
+        rc = OS_SPAWN_BAD_STRINGS;
+    if (rc != 0)
+        goto done;
+
+    memset(&req, 0, sizeof req);
+    req.file = file;
+    req.search_path = search_path;
+    req.argv = arrays;
+    req.envp = env_block != NULL ? arrays + argc + 1 : NULL;
+    req.cwd = cwd;
+    req.stdio[0] = stdin_fd;
+    req.stdio[1] = stdout_fd;
+    req.stdio[2] = stderr_fd;
+    req.pass_fds = pass_fds;
+    req.n_pass_fds = n_pass_fds;
+    req.new_process_group = (flags & OS_SPAWN_NEW_PROCESS_GROUP) != 0;
+    req.want_pidfd = (flags & OS_SPAWN_WANT_PIDFD) != 0;
+    req.force_fork = (flags & OS_SPAWN_FORCE_FORK) != 0;
+    for (i = 0; i < 4; i++)
+        req.rlimits[i] = rlimits != NULL ? rlimits[i] : -1;
+    req.sandbox = sandbox;
+    rc = os_spawn(&req, &result);
+    out[0] = result.pid;
+    out[1] = result.pidfd;
+    out[2] = result.stage;
+    out[3] = result.error;
+done:
+    if (arrays != small)
+        free(arrays);
+    return rc;
+}
+
 int os_split_strings(char *block, long long length, char **out, int n)
 {
     long long off = 0;

@@ -68,6 +68,28 @@ typedef struct os_spawn_result {
  * threads at once; call it with the GIL released. */
 int os_spawn(const os_spawn_request *request, os_spawn_result *result);
 
+/* Flags of os_spawn_packed(). */
+#define OS_SPAWN_NEW_PROCESS_GROUP 1
+#define OS_SPAWN_WANT_PIDFD 2
+#define OS_SPAWN_FORCE_FORK 4
+
+/* Returned by os_spawn_packed() when argv_block/env_block do not hold exactly
+ * argc/envc strings (one of them had an embedded NUL); nothing was forked. */
+#define OS_SPAWN_BAD_STRINGS 1
+
+/* os_spawn() over packed inputs, so that Python makes one foreign call (and
+ * allocates nothing but `out`) per spawn. argv_block/env_block hold argc/envc
+ * NUL-terminated strings back to back; env_block NULL passes the process's
+ * own environ. rlimits[4] and the fds are as in os_spawn_request; flags are
+ * OS_SPAWN_* bits. out[0..3] receive pid, pidfd, stage, error (as in
+ * os_spawn_result). Returns 0, -errno (stage in out[2]) or
+ * OS_SPAWN_BAD_STRINGS. */
+int os_spawn_packed(const char *file, const char *search_path, const char *argv_block,
+                    long long argv_len, int argc, const char *env_block, long long env_len,
+                    int envc, const char *cwd, int stdin_fd, int stdout_fd, int stderr_fd,
+                    const int *pass_fds, int n_pass_fds, int flags, const long long *rlimits,
+                    const os_sandbox_plan *sandbox, int *out);
+
 /* Points out[0..n-1] at the n NUL-terminated strings packed in block
  * (each followed by one NUL) and sets out[n] = NULL. Returns the number found,
  * which the caller compares with n to detect embedded NULs. */

@@ -49,17 +49,72 @@ FD_INHERIT: int = lib.OS_SPAWN_FD_INHERIT
 FD_DEVNULL: int = lib.OS_SPAWN_FD_DEVNULL
 
 
-def _string_array(block: bytes, count: int) -> tuple[Any, Any]:
-    """A NULL-terminated ``char *[]`` over the ``count`` NUL-terminated strings
-    packed in ``block``, and the buffer it points into (keep both alive).
+NEW_PROCESS_GROUP: int = lib.OS_SPAWN_NEW_PROCESS_GROUP
+WANT_PIDFD: int = lib.OS_SPAWN_WANT_PIDFD
+FORCE_FORK: int = lib.OS_SPAWN_FORCE_FORK
+NO_LIMITS = (-1, -1, -1, -1)
 
-    Raises ``ValueError`` if ``block`` holds another number of strings (a
-    string with an embedded NUL byte)."""
-    buffer = ffi.from_buffer("char[]", block)
-    array = ffi.new("char *[]", count + 1)
-    if lib.os_split_strings(buffer, len(block), array, count) != count:
+_BAD_STRINGS: int = lib.OS_SPAWN_BAD_STRINGS
+_os_spawn_packed = lib.os_spawn_packed
+_new = ffi.new
+_NULL = ffi.NULL
+
+
+def spawn_packed(
+    program: bytes,
+    search_path: bytes | None,
+    argv_block: bytes,
+    argc: int,
+    env_block: bytes | None,
+    envc: int,
+    cwd: bytes | None,
+    stdin_fd: int,
+    stdout_fd: int,
+    stderr_fd: int,
+    pass_fds: tuple[int, ...],
+    flags: int,
+    rlimits: tuple[int, int, int, int],
+    sandbox_plan: Any,
+) -> tuple[int, int]:
+    """The hot path of :func:`native_spawn`: positional arguments, one foreign
+    call (``os_spawn_packed``, GIL released), the bytes passed without copies.
+
+    ``flags`` ORs ``NEW_PROCESS_GROUP``, ``WANT_PIDFD``, ``FORCE_FORK``.
+    Returns ``(pid, pidfd)``; raises as :func:`native_spawn` does."""
+    out = _new("int[4]")
+    rc = _os_spawn_packed(
+        program,
+        _NULL if search_path is None else search_path,
+        argv_block,
+        len(argv_block),
+        argc,
+        _NULL if env_block is None else env_block,
+        0 if env_block is None else len(env_block),
+        envc,
+        _NULL if cwd is None else cwd,
+        stdin_fd,
+        stdout_fd,
+        stderr_fd,
+        list(pass_fds) if pass_fds else _NULL,
+        len(pass_fds),
+        flags,
+        _NULL if rlimits is NO_LIMITS else list(rlimits),
+        _NULL if sandbox_plan is None else sandbox_plan,
+        out,
+    )
+    if rc == 0:
+        return out[0], out[1]
+    if rc == _BAD_STRINGS:
         raise ValueError("embedded null byte")
-    return array, buffer
+    stage = _STAGE_NAMES.get(out[2], "exec")
+    name = os.fsdecode(program)
+    err = out[3]
+    raise SpawnError(
+        err,
+        f"cannot spawn {name!r}: {stage} failed: {os.strerror(err)} (errno {err})",
+        stage=stage,
+        program=name,
+    )
 
 
 def native_spawn(
@@ -87,49 +142,32 @@ def native_spawn(
 
     ``pidfd`` is -1 when not asked for or not supported by the kernel.
     ``force_fork`` (tests) takes the real-fork path a sandbox plan takes. Raises
-    ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the child
-    failed before exec or the fork itself failed; no child is left behind then.
+    ``ValueError`` if a block holds another number of strings (an embedded NUL
+    byte), ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the
+    child failed before exec or the fork itself failed; no child is left
+    behind then.
     """
-    c_argv, argv_keep = _string_array(argv_block, argc)
-    if env_block is None:
-        c_envp, envp_keep = ffi.NULL, None
-    else:
-        c_envp, envp_keep = _string_array(env_block, envc)
-    c_program = ffi.new("char[]", program)
-    c_search = ffi.new("char[]", search_path) if search_path is not None else ffi.NULL
-    c_cwd = ffi.new("char[]", cwd) if cwd is not None else ffi.NULL
-    c_pass = ffi.new("int[]", list(pass_fds)) if pass_fds else ffi.NULL
-
-    request = ffi.new("os_spawn_request *")
-    request.file = c_program
-    request.search_path = c_search
-    request.argv = c_argv
-    request.envp = c_envp
-    request.cwd = c_cwd
-    request.stdio = list(stdio)
-    request.pass_fds = c_pass
-    request.n_pass_fds = len(pass_fds)
-    request.new_process_group = 1 if new_process_group else 0
-    request.rlimits = list(rlimits)
-    request.sandbox = sandbox_plan if sandbox_plan is not None else ffi.NULL
-    request.want_pidfd = 1 if want_pidfd else 0
-    request.force_fork = 1 if force_fork else 0
-    result = ffi.new("os_spawn_result *")
-
-    rc = lib.os_spawn(request, result)
-    # The buffers must outlive the call: keep them referenced until here.
-    del argv_keep, envp_keep, c_program, c_search, c_cwd, c_pass
-    if rc != 0:
-        stage = _STAGE_NAMES.get(result.stage, "exec")
-        name = os.fsdecode(program)
-        err = result.error
-        raise SpawnError(
-            err,
-            f"cannot spawn {name!r}: {stage} failed: {os.strerror(err)} (errno {err})",
-            stage=stage,
-            program=name,
-        )
-    return int(result.pid), int(result.pidfd)
+    flags = (
+        (NEW_PROCESS_GROUP if new_process_group else 0)
+        | (WANT_PIDFD if want_pidfd else 0)
+        | (FORCE_FORK if force_fork else 0)
+    )
+    return spawn_packed(
+        program,
+        search_path,
+        argv_block,
+        argc,
+        env_block,
+        envc,
+        cwd,
+        stdio[0],
+        stdio[1],
+        stdio[2],
+        pass_fds,
+        flags,
+        rlimits,
+        sandbox_plan,
+    )
 
 
 def install_sigchld_wakeup(fd: int) -> None:

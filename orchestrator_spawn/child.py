@@ -59,6 +59,22 @@ class Child:
     the process without a group) and reaps it.
     """
 
+    # Slots: a handle is created per spawn, on the hot path.
+    __slots__ = (
+        "__weakref__",
+        "_lock",
+        "_notifier",
+        "_raw_rusage",
+        "_returncode",
+        "_waiters",
+        "args",
+        "pgid",
+        "pid",
+        "stderr",
+        "stdin",
+        "stdout",
+    )
+
     pid: int
     pgid: int | None
     args: list[bytes]
@@ -77,7 +93,6 @@ class Child:
     @classmethod
     def _create(
         cls,
-        *,
         pid: int,
         pgid: int | None,
         notifier: ExitNotifier,
@@ -149,7 +164,8 @@ class Child:
                     return False
                 self._returncode = os.waitstatus_to_exitcode(status)
                 self._raw_rusage = usage
-        self._forget_closed_loops()
+        if self._waiters:
+            self._forget_closed_loops()
         self._notifier.close()
         return True
 

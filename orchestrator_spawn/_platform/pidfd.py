@@ -43,9 +43,12 @@ class PidfdExit:
             self._fd = -1
 
     def wait(self, timeout: float | None) -> bool:
-        fd = self._acquire()
-        if fd < 0:
-            return True  # closed only after the child was reaped
+        # _acquire inlined: this runs once per blocking wait.
+        with self._lock:
+            fd = self._fd
+            if fd < 0:
+                return True  # closed only after the child was reaped
+            self._users += 1
         try:
             if timeout is None and _HAVE_WAITID_PIDFD:
                 # One blocking call, no poll object; WNOWAIT leaves the
