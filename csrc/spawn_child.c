@@ -41,20 +41,30 @@ static void report_and_exit(os_child_ctx *ctx, int stage, int error)
 
 /* Handled signals must not run the parent's handlers in the child (with vfork
  * they would run on the parent's memory), and ignored ones must not stay
- * ignored in the new program: every disposition goes back to SIG_DFL. */
+ * ignored in the new program: every disposition goes back to SIG_DFL.
+ *
+ * Like glibc's posix_spawn, only the dispositions that are not already
+ * SIG_DFL are written: a query is cheaper than a write (which also flushes
+ * pending signals), and most of the ~64 signals are at their default. The
+ * answer cannot go stale: without CLONE_SIGHAND the child has its own table,
+ * which nothing but the child changes, and every signal stays blocked until
+ * the reset is done. */
 static void reset_signal_dispositions(void)
 {
-    struct sigaction sa;
+    struct sigaction dfl, old;
     int sig;
 
-    sa.sa_handler = SIG_DFL;
-    sa.sa_flags = 0;
-    sigemptyset(&sa.sa_mask);
+    dfl.sa_handler = SIG_DFL;
+    dfl.sa_flags = 0;
+    sigemptyset(&dfl.sa_mask);
     for (sig = 1; sig < NSIG; sig++) {
         if (sig == SIGKILL || sig == SIGSTOP)
             continue;
         /* Fails harmlessly (EINVAL) for the signals libc reserves. */
-        (void)sigaction(sig, &sa, NULL);
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
+            !(old.sa_flags & SA_SIGINFO))
+            continue;
+        (void)sigaction(sig, &dfl, NULL);
     }
 }
 

@@ -375,6 +375,23 @@ def test_blocked_ignored_and_handled_signals_reset_in_child() -> None:
     assert _mask_fields(out.decode()) == {"SigBlk": 0, "SigIgn": 0, "SigCgt": 0}
 
 
+@linux_only
+def test_realtime_signals_ignored_or_handled_in_parent_are_default_in_child() -> None:
+    # The child rewrites only the dispositions it finds not at SIG_DFL: the
+    # high signal numbers must be found as well as the classic ones.
+    ignored = [signal.SIGRTMIN + 3, signal.SIGRTMAX]
+    handled = signal.SIGRTMIN + 1
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in ignored}
+    saved[handled] = signal.signal(handled, lambda *_: None)
+    try:
+        code, out = run_capture(["cat", "/proc/self/status"])
+    finally:
+        for sig, old in saved.items():
+            signal.signal(sig, old)
+    assert code == 0
+    assert _mask_fields(out.decode()) == {"SigBlk": 0, "SigIgn": 0, "SigCgt": 0}
+
+
 # -- failures ----------------------------------------------------------------
 
 
