@@ -27,6 +27,9 @@ from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
 
+# waitid flags of the pidfd-less blocking wait (Linux): exited, not reaped.
+_EXITED_NOWAIT = getattr(os, "WEXITED", 0) | getattr(os, "WNOWAIT", 0)
+
 # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
@@ -62,9 +65,12 @@ class Child:
     # Slots: a handle is created per spawn, on the hot path.
     __slots__ = (
         "__weakref__",
+        "_deferred_loops",
         "_lock",
         "_notifier",
+        "_pid_waiting",
         "_raw_rusage",
+        "_reaped_event",
         "_returncode",
         "_waiters",
         "args",
@@ -86,6 +92,13 @@ class Child:
     _returncode: int | None
     _raw_rusage: Any
     _waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[int]]]
+    # True while a thread sleeps in waitid(P_PID, pid, WNOWAIT): only that
+    # thread may reap then (reaping under it would let the pid be recycled
+    # while it sleeps). Others wait for _reaped_event, or (event loops) are
+    # listed in _deferred_loops and called back.
+    _pid_waiting: bool
+    _reaped_event: threading.Event | None
+    _deferred_loops: list[asyncio.AbstractEventLoop] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
@@ -113,6 +126,9 @@ class Child:
         self._returncode = None
         self._raw_rusage = None
         self._waiters = {}
+        self._pid_waiting = False
+        self._reaped_event = None
+        self._deferred_loops = None
         return self
 
     # -- state ---------------------------------------------------------------
@@ -149,10 +165,15 @@ class Child:
     # -- reaping -------------------------------------------------------------
 
     def _try_reap(self) -> bool:
-        """Reaps the child if it has exited; True once reaped. Never blocks."""
+        """Reaps the child if it has exited; True once reaped. Never blocks.
+
+        False as well while another thread sleeps in ``waitid(P_PID, ...)``
+        for this child: that thread reaps it as soon as it wakes."""
         with self._lock:
             if self._returncode is not None:
                 return True
+            if self._pid_waiting:
+                return False
             try:
                 pid, status, usage = os.wait4(self.pid, os.WNOHANG)
             except ChildProcessError:
@@ -187,13 +208,15 @@ class Child:
         """Blocks until the child exits, reaps it and returns ``returncode``.
 
         ``timeout`` is in seconds (None: no limit); raises ``TimeoutError``
-        when it passes first. Does not spin: sleeps on the pidfd (Linux),
-        kqueue (macOS) or the SIGCHLD reaper's event (fallback). Safe to call
-        from several threads at once."""
+        when it passes first. Does not spin: sleeps in ``waitid`` or on the
+        pidfd (Linux), kqueue (macOS) or the SIGCHLD reaper's event
+        (fallback). Safe to call from several threads at once. On Linux it
+        raises ``OSError`` if a pidfd is needed (a timeout, or another thread
+        already waiting) and cannot be opened."""
         if timeout is None:
-            # The notifier returns at once if the child already exited.
+            # Each sleep returns at once if the child already exited.
             while self._returncode is None:
-                self._notifier.wait(None)
+                self._sleep_until_exit(None)
                 self._try_reap()
             return self._returncode
         deadline = time.monotonic() + timeout
@@ -201,9 +224,53 @@ class Child:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"{self!r} still running after {timeout} seconds")
-            self._notifier.wait(remaining)
+            self._sleep_until_exit(remaining)
         assert self._returncode is not None
         return self._returncode
+
+    def _sleep_until_exit(self, timeout: float | None) -> None:
+        """Sleeps until the child may have exited or ``timeout`` seconds passed."""
+        with self._lock:
+            if self._returncode is not None:
+                return
+            event = None
+            by_pid = False
+            if self._pid_waiting:
+                # Another thread sleeps in waitid(P_PID) and will reap.
+                event = self._reaped_event
+                if event is None:
+                    event = self._reaped_event = threading.Event()
+            elif timeout is None and self._notifier.can_wait_by_pid():
+                # The common case needs no pidfd: sleep by pid, and keep the
+                # other reapers off until we are out of the kernel.
+                by_pid = self._pid_waiting = True
+            else:
+                # Unreaped (we hold the lock): the pidfd names our child.
+                self._notifier.prepare()
+        if event is not None:
+            event.wait(timeout)
+        elif by_pid:
+            self._sleep_by_pid()
+        else:
+            self._notifier.wait(timeout)
+
+    def _sleep_by_pid(self) -> None:
+        try:
+            # Does not reap (WNOWAIT); the pid stays ours while nobody reaps.
+            os.waitid(os.P_PID, self.pid, _EXITED_NOWAIT)
+        except ChildProcessError:
+            pass  # reaped behind our back (SIGCHLD ignored): _try_reap says so
+        finally:
+            with self._lock:
+                self._pid_waiting = False
+                event, self._reaped_event = self._reaped_event, None
+                loops, self._deferred_loops = self._deferred_loops, None
+            # The others may reap now (or take over if we were interrupted).
+            if event is not None:
+                event.set()
+            for loop in loops or ():
+                with contextlib.suppress(RuntimeError):  # a loop closed meanwhile
+                    loop.call_soon_threadsafe(self._resume_watch, loop)
 
     # -- signals -------------------------------------------------------------
 
@@ -325,7 +392,11 @@ class Child:
         if waiters is not None:
             waiters.append(waiter)
             return waiter
+        self._watch(loop)
         self._waiters[loop] = [waiter]
+        return waiter
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         # A weak reference: a cancelled waiter must not keep the handle (and
         # so kill on drop) from going away.
         ref = weakref.ref(self)
@@ -338,12 +409,34 @@ class Child:
             else:
                 child._on_exit_event(loop)
 
+        with self._lock:
+            if self._returncode is None:
+                notifier.prepare()  # unreaped: the pidfd names our child
         notifier.watch(loop, on_exit)
-        return waiter
+
+    def _resume_watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Called back once the thread sleeping by pid is out of the kernel.
+        if loop not in self._waiters:
+            return
+        if self._try_reap():
+            self._on_exit_event(loop)
+        else:
+            self._watch(loop)
 
     def _on_exit_event(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._try_reap():
-            return  # spurious wake-up: keep watching
+            with self._lock:
+                deferred = self._pid_waiting
+                if deferred:
+                    if self._deferred_loops is None:
+                        self._deferred_loops = []
+                    self._deferred_loops.append(loop)
+            if deferred:
+                # The exited child's pidfd stays readable: stop watching (no
+                # busy loop) until the thread sleeping by pid has reaped; it
+                # calls _resume_watch then.
+                self._notifier.unwatch(loop)
+            return  # else a spurious wake-up: keep watching
         self._notifier.unwatch(loop)
         returncode = self._returncode
         assert returncode is not None

@@ -295,7 +295,8 @@ def spawn(
     rlimits = limits.as_rlimits() if limits is not None else _native.NO_LIMITS
     kept_fds = _pass_fds(pass_fds) if pass_fds else ()
     flags = _native.NEW_PROCESS_GROUP if process_group else 0
-    if _platform.wants_pidfd():
+    lazy_pidfd = _platform.lazy_pidfd
+    if not lazy_pidfd and _platform.wants_pidfd():
         flags |= _native.WANT_PIDFD
 
     if stdin is None and stdout is None and stderr is None:
@@ -350,7 +351,10 @@ def spawn(
             child_stdin = child_stdout = child_stderr = None
         else:
             child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
-    notifier = _PidfdExit(pidfd) if pidfd >= 0 else _platform.exit_notifier(pid, pidfd)
+    if lazy_pidfd:
+        notifier: _platform.ExitNotifier = _PidfdExit(pid)
+    else:
+        notifier = _platform.exit_notifier(pid, pidfd)
     return Child._create(
         pid,
         pid if process_group else None,

@@ -241,9 +241,80 @@ def test_fast_path_uses_pidfd(exit_path: str) -> None:
         return count
 
     before = pidfds()
-    with spawn(["sleep", "30"]):
+    with spawn(["sleep", "30"]) as child:
+        # Opened on first need (a timed wait here), not at spawn time.
+        assert pidfds() == before
+        with pytest.raises(TimeoutError):
+            child.wait_blocking(timeout=0.01)
         assert pidfds() - before == (1 if exit_path == "fast" else 0)
     assert pidfds() == before
+
+
+def test_blocking_waiters_pollers_and_a_timed_waiter_race() -> None:
+    # Untimed waiters sleep by pid (no pidfd) on the fast path; pollers and
+    # the timed waiter must not reap under them, and must still see the status.
+    for _ in range(5):
+        child = spawn(["sh", "-c", "sleep 0.05; exit 7"])
+        results: list[int | None] = []
+
+        def waiter(c: Child = child, out: list[int | None] = results) -> None:
+            out.append(c.wait_blocking())
+
+        def timed(c: Child = child, out: list[int | None] = results) -> None:
+            out.append(c.wait_blocking(timeout=30))
+
+        def poller(c: Child = child, out: list[int | None] = results) -> None:
+            while c.try_wait() is None:
+                time.sleep(0.001)
+            out.append(c.returncode)
+
+        threads = [threading.Thread(target=waiter) for _ in range(3)]
+        threads += [threading.Thread(target=timed), threading.Thread(target=poller)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert results == [7] * 5
+        assert reaped(child.pid)
+        assert child.rusage is not None
+
+
+def test_untimed_wait_does_not_spin_and_kill_from_another_thread() -> None:
+    with spawn(["sleep", "30"]) as child:
+        result: list[int] = []
+        waiter = threading.Thread(target=lambda: result.append(child.wait_blocking()))
+        before = time.process_time()
+        waiter.start()
+        time.sleep(0.3)
+        assert child.try_wait() is None
+        # Signalling is safe while the other thread sleeps: nobody reaped yet.
+        child.start_kill()
+        waiter.join(timeout=30)
+        assert time.process_time() - before < 0.15
+        assert result == [-signal.SIGKILL]
+        assert child.returncode == -signal.SIGKILL
+
+
+def test_async_waiter_while_a_thread_waits_by_pid() -> None:
+    import asyncio
+
+    child = spawn(["sh", "-c", "sleep 0.2; exit 5"])
+    result: list[int] = []
+    waiter = threading.Thread(target=lambda: result.append(child.wait_blocking()))
+    waiter.start()
+    time.sleep(0.05)  # let the thread sleep in waitid first
+
+    async def main() -> tuple[int, float]:
+        before = time.process_time()
+        status = await asyncio.wait_for(child.wait(), 30)
+        return status, time.process_time() - before
+
+    status, cpu = asyncio.run(main())
+    waiter.join(timeout=30)
+    assert status == 5
+    assert result == [5]
+    assert cpu < 0.15  # the readable pidfd did not make the loop spin
+    assert reaped(child.pid)
 
 
 def test_usable_in_a_forked_child(exit_path: str) -> None:

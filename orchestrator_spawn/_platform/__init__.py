@@ -4,8 +4,12 @@
 child. It only says *that* the child exited; the ``Child`` handle reaps it
 itself (``wait4`` under its lock), so reaping happens exactly once.
 
-- Linux: the child's pidfd (from ``clone(CLONE_PIDFD)``): blocking waits
-  ``poll`` it, event loops watch it with ``loop.add_reader``. No threads.
+- Linux: the child's pidfd, opened with ``pidfd_open`` when a timed wait or
+  an event loop first needs it (``clone(CLONE_PIDFD)`` on kernels without
+  ``pidfd_open``): blocking waits ``poll`` it, event loops watch it with
+  ``loop.add_reader``. A plain blocking wait needs no pidfd at all: it sleeps
+  in ``waitid(P_PID, pid, WNOWAIT)`` while the Child keeps other reapers off.
+  No threads.
 - macOS: a kqueue per child with ``EVFILT_PROC``/``NOTE_EXIT``, used the same
   way. No threads.
 - Fallback (kernels without pidfd, or the fast path disabled): ONE reaper
@@ -43,6 +47,22 @@ DISABLE_PIDFD_ENV = "ORCHESTRATOR_SPAWN_DISABLE_PIDFD"
 _pidfd_enabled = os.environ.get(DISABLE_PIDFD_ENV, "") in ("", "0")
 
 
+def _probe_pidfd_open() -> bool:
+    # pidfd_open (Linux 5.3) on ourselves: the one probe, at import.
+    if not sys.platform.startswith("linux") or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+_HAVE_PIDFD_OPEN = _probe_pidfd_open()
+# Read by spawn() on every call: children get a lazily opened pidfd.
+lazy_pidfd = _HAVE_PIDFD_OPEN and _pidfd_enabled
+
+
 class ExitNotifier(Protocol):
     """Tells when one child process has exited (it does not reap it)."""
 
@@ -60,6 +80,16 @@ class ExitNotifier(Protocol):
     def close(self) -> None:
         """Releases the OS resources once no wait or watch uses them any more."""
 
+    def prepare(self) -> None:
+        """Opens what ``wait``/``watch`` need if it was left for later (the
+        Linux pidfd). Called by the Child under its lock while the child is
+        unreaped; raises ``OSError`` if that fails."""
+
+    def can_wait_by_pid(self) -> bool:
+        """Whether a blocking wait may sleep in ``waitid(P_PID, pid, WEXITED |
+        WNOWAIT)`` instead of ``wait(None)`` (saves opening the pidfd). The
+        caller must keep every other reaper off the child meanwhile."""
+
 
 def pidfd_enabled() -> bool:
     """Whether new children get the pidfd (Linux) fast path."""
@@ -68,19 +98,24 @@ def pidfd_enabled() -> bool:
 
 def set_pidfd_enabled(enabled: bool) -> None:
     """Turns the pidfd fast path on or off for children spawned afterwards."""
-    global _pidfd_enabled
+    global _pidfd_enabled, lazy_pidfd
     _pidfd_enabled = enabled
+    lazy_pidfd = _HAVE_PIDFD_OPEN and enabled
 
 
 def wants_pidfd() -> bool:
-    """Whether the spawn core should ask the kernel for a pidfd."""
-    return sys.platform.startswith("linux") and _pidfd_enabled
+    """Whether the spawn core should ask the kernel for a pidfd at clone time.
+
+    False on kernels with ``pidfd_open``: the notifier opens one when (and
+    only if) a wait needs it."""
+    return sys.platform.startswith("linux") and _pidfd_enabled and not _HAVE_PIDFD_OPEN
 
 
 def exit_notifier(pid: int, pidfd: int) -> ExitNotifier:
-    """The exit notifier for child ``pid``; takes ownership of ``pidfd`` (-1: none)."""
-    if pidfd >= 0:
-        return PidfdExit(pidfd)
+    """The exit notifier for child ``pid``; takes ownership of ``pidfd`` (-1:
+    none, and on Linux one is opened when first needed)."""
+    if pidfd >= 0 or lazy_pidfd:
+        return PidfdExit(pid, pidfd)
     if sys.platform == "darwin":
         from orchestrator_spawn._platform.kqueue import KqueueExit
 

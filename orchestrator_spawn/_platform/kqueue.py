@@ -67,5 +67,11 @@ class KqueueExit:
             loop.remove_reader(queue.fileno())
         queue.close()
 
+    def prepare(self) -> None:
+        """Nothing is opened lazily here."""
+
+    def can_wait_by_pid(self) -> bool:
+        return False
+
     def close(self) -> None:
         pass  # each kqueue is closed by its unwatch / wait

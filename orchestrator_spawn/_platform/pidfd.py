@@ -15,15 +15,37 @@ _HAVE_WAITID_PIDFD = hasattr(os, "P_PIDFD")
 
 
 class PidfdExit:
-    """Owns one pidfd. The fd is closed only when no ``wait``/``watch`` uses it,
-    so a concurrent ``close`` can never make a waiter poll a reused fd number."""
+    """Owns one pidfd, opened lazily. The fd is closed only when no
+    ``wait``/``watch`` uses it, so a concurrent ``close`` can never make a
+    waiter poll a reused fd number.
 
-    def __init__(self, pidfd: int) -> None:
+    The pidfd is not made at spawn time: opening and closing one costs a few
+    microseconds per child, and a plain ``wait_blocking()`` does not need it
+    (see :meth:`can_wait_by_pid`). :meth:`prepare` opens it; the ``Child``
+    calls it under its lock while the process is still unreaped, so the pid
+    cannot have been recycled and the pidfd names our child."""
+
+    def __init__(self, pid: int, pidfd: int = -1) -> None:
+        self._pid = pid
         self._fd = pidfd
         self._lock = threading.Lock()
         self._users = 0
         self._closing = False
-        self._watched: set[asyncio.AbstractEventLoop] = set()
+        self._watched: set[asyncio.AbstractEventLoop] | None = None
+
+    def prepare(self) -> None:
+        """Opens the pidfd if it is not open yet. Call only while the child is
+        unreaped (the Child does, under its lock). Raises ``OSError`` if
+        ``pidfd_open`` fails (out of fds, say)."""
+        with self._lock:
+            if self._fd < 0 and not self._closing:
+                self._fd = os.pidfd_open(self._pid)
+
+    def can_wait_by_pid(self) -> bool:
+        """True while no pidfd was opened: a blocking wait may then sleep in
+        ``waitid(P_PID, pid, WNOWAIT)`` instead (the Child makes sure nobody
+        reaps meanwhile, so the pid cannot be recycled under it)."""
+        return self._fd < 0 and not self._closing
 
     def _acquire(self) -> int:
         with self._lock:
@@ -74,11 +96,13 @@ class PidfdExit:
         if fd < 0:
             loop.call_soon(callback)
             return
+        if self._watched is None:
+            self._watched = set()
         self._watched.add(loop)
         loop.add_reader(fd, callback)
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if loop not in self._watched:
+        if self._watched is None or loop not in self._watched:
             return
         self._watched.discard(loop)
         if not loop.is_closed():

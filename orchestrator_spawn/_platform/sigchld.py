@@ -136,6 +136,12 @@ class SigchldExit:
         with self._lock:
             self._watchers.pop(loop, None)
 
+    def prepare(self) -> None:
+        """Nothing is opened lazily here."""
+
+    def can_wait_by_pid(self) -> bool:
+        return False
+
     def close(self) -> None:
         # Make sure the reaper forgets us even if the child never exited
         # (cannot happen: Child.close reaps first) or was reaped elsewhere.
