@@ -39,6 +39,8 @@ LIMITS = ResourceLimits(memory_bytes=1 << 30, cpu_seconds=60, processes=4096, op
 
 # name -> median seconds, filled as the benchmarks run.
 MEDIANS: dict[str, float] = {}
+# name -> (25th, 75th percentile) seconds, from the interleaved run only.
+QUARTILES: dict[str, tuple[float, float]] = {}
 
 FLOOR_C = r"""
 #include <sys/types.h>
@@ -131,12 +133,22 @@ def format_ratio_table() -> list[str]:
         if ours not in MEDIANS:
             continue
         base = MEDIANS[ours]
-        lines.append(f"  [{title}] {ours}: {base * 1e6:9.1f} us ({1 / base:7.0f}/s)")
+        lines.append(f"  [{title}] {ours}: {base * 1e6:9.1f} us ({1 / base:7.0f}/s){_iqr(ours)}")
         for other in others:
             if other in MEDIANS:
                 value = MEDIANS[other]
-                lines.append(f"      {other:24s} {value * 1e6:9.1f} us  ratio {value / base:6.2f}x")
+                lines.append(
+                    f"      {other:24s} {value * 1e6:9.1f} us  ratio {value / base:6.2f}x"
+                    f"{_iqr(other)}"
+                )
     return lines
+
+
+def _iqr(name: str) -> str:
+    if name not in QUARTILES:
+        return ""
+    low, high = QUARTILES[name]
+    return f"  [IQR {low * 1e6:.0f}-{high * 1e6:.0f} us]"
 
 
 def record(benchmark: Any, name: str) -> None:
@@ -272,16 +284,23 @@ def test_interleaved_ratios(
     uv_loop: asyncio.AbstractEventLoop | None,
 ) -> None:
     """Runs every contender once per round, in a shuffled order, so load drift
-    hits all of them alike; prints medians and ratios. Rounds: env
-    ORCHESTRATOR_SPAWN_BENCH_ROUNDS (default 300; 1 under --benchmark-disable)."""
+    hits all of them alike; prints medians, interquartile ranges and ratios.
+    Rounds: env ORCHESTRATOR_SPAWN_BENCH_ROUNDS (default 300; 1 under
+    --benchmark-disable), after ORCHESTRATOR_SPAWN_BENCH_WARMUP untimed rounds
+    (default 20) so that no contender pays first-call costs (imports, the
+    first event-loop or child-watcher set-up, cold caches) in its samples."""
     disabled = request.config.getoption("benchmark_disable", False) and not (
         request.config.getoption("benchmark_enable", False)
     )
     rounds = 1 if disabled else int(os.environ.get("ORCHESTRATOR_SPAWN_BENCH_ROUNDS", "300"))
+    warmup = 0 if disabled else int(os.environ.get("ORCHESTRATOR_SPAWN_BENCH_WARMUP", "20"))
     runs = contenders(floor, loop, uv_loop)
     samples: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs.items())
     shuffler = random.Random(2)  # fixed seed: the same run order every time
+    for _ in range(warmup):
+        for _name, run in order:
+            assert run() == 0
     for _ in range(rounds):
         # A new order each round: no contender always follows the same one.
         shuffler.shuffle(order)
@@ -294,9 +313,13 @@ def test_interleaved_ratios(
     saved = dict(MEDIANS)
     MEDIANS.clear()
     MEDIANS.update({name: statistics.median(values) for name, values in samples.items()})
+    for name, values in samples.items():
+        quartiles = statistics.quantiles(values, n=4)
+        QUARTILES[name] = (quartiles[0], quartiles[2])
     lines = format_ratio_table()
     MEDIANS.clear()
     MEDIANS.update(saved)
+    QUARTILES.clear()
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
         print(f"\n[interleaved, {rounds} rounds]\n" + "\n".join(lines), flush=True)

@@ -172,23 +172,31 @@ class Child:
         with self._lock:
             if self._returncode is not None:
                 return True
-            if self._pid_waiting:
+            if self._pid_waiting or not self._reap_locked():
                 return False
-            try:
-                pid, status, usage = os.wait4(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                # Someone else reaped it (SIGCHLD set to SIG_IGN, or a stray
-                # waitpid(-1)); like subprocess we cannot know the status.
-                self._returncode = 0
-            else:
-                if pid == 0:
-                    return False
-                self._returncode = os.waitstatus_to_exitcode(status)
-                self._raw_rusage = usage
+        self._after_reap()
+        return True
+
+    def _reap_locked(self) -> bool:
+        """One ``wait4(WNOHANG)``; True if it reaped. Hold the lock, and call
+        only while unreaped and nobody sleeps by pid."""
+        try:
+            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            # Someone else reaped it (SIGCHLD set to SIG_IGN, or a stray
+            # waitpid(-1)); like subprocess we cannot know the status.
+            self._returncode = 0
+            return True
+        if pid == 0:
+            return False
+        self._returncode = os.waitstatus_to_exitcode(status)
+        self._raw_rusage = usage
+        return True
+
+    def _after_reap(self) -> None:
         if self._waiters:
             self._forget_closed_loops()
         self._notifier.close()
-        return True
 
     def _forget_closed_loops(self) -> None:
         # A loop closed while it watched us (asyncio.run ending with a
@@ -217,7 +225,8 @@ class Child:
             # Each sleep returns at once if the child already exited.
             while self._returncode is None:
                 self._sleep_until_exit(None)
-                self._try_reap()
+                if self._returncode is None:
+                    self._try_reap()
             return self._returncode
         deadline = time.monotonic() + timeout
         while not self._try_reap():
@@ -255,17 +264,23 @@ class Child:
             self._notifier.wait(timeout)
 
     def _sleep_by_pid(self) -> None:
+        reaped = False
         try:
             # Does not reap (WNOWAIT); the pid stays ours while nobody reaps.
             os.waitid(os.P_PID, self.pid, _EXITED_NOWAIT)
         except ChildProcessError:
-            pass  # reaped behind our back (SIGCHLD ignored): _try_reap says so
+            pass  # reaped behind our back (SIGCHLD ignored): _reap_locked says so
         finally:
             with self._lock:
                 self._pid_waiting = False
+                # Reap in the same critical section (a no-op if interrupted
+                # before the exit: WNOHANG).
+                reaped = self._returncode is None and self._reap_locked()
                 event, self._reaped_event = self._reaped_event, None
                 loops, self._deferred_loops = self._deferred_loops, None
-            # The others may reap now (or take over if we were interrupted).
+            if reaped:
+                self._after_reap()
+            # The others may go on now (or take over if we were interrupted).
             if event is not None:
                 event.set()
             for loop in loops or ():

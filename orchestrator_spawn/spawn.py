@@ -280,7 +280,7 @@ def spawn(
     """
     args, argv_block = _encode_argv(argv)
     if env is None:
-        env_block, env_count, env_path = None, 0, _inherited_path()
+        env_block, env_count, env_path = None, 0, None
     else:
         env_block, env_count, env_path = _encode_env(env)
     cwd_bytes = None
@@ -291,6 +291,8 @@ def spawn(
     program = args[0]
     search_path = None
     if b"/" not in program:
+        if env is None:
+            env_path = _inherited_path()
         search_path = env_path if env_path is not None else _DEFPATH
     rlimits = limits.as_rlimits() if limits is not None else _native.NO_LIMITS
     kept_fds = _pass_fds(pass_fds) if pass_fds else ()
