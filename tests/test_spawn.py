@@ -21,6 +21,7 @@ from orchestrator_spawn import (
     Child,
     ResourceLimits,
     SpawnError,
+    _native,
     spawn,
 )
 
@@ -98,6 +99,41 @@ def test_env_none_inherits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ORCH_SPAWN_MARKER", "inherited-value")
     code, out = run_capture(["sh", "-c", 'printf %s "$ORCH_SPAWN_MARKER"'])
     assert (code, out) == (0, b"inherited-value")
+
+
+def test_many_arguments_and_variables_all_arrive() -> None:
+    # More strings than the C core's on-stack pointer array holds (32 slots
+    # for argv + envp together): the heap path must carry them all, in order.
+    args = [f"arg-{i}" for i in range(40)]
+    env = {f"VAR_{i}": f"value-{i}" for i in range(50)}
+    code, out = run_capture(["/bin/sh", "-c", 'printf "%s\\n" "$@"; env', "sh", *args], env=env)
+    assert code == 0
+    lines = out.decode().splitlines()
+    assert lines[:40] == args
+    # The shell may export a variable of its own (PWD), nothing else is ours.
+    assert {f"{k}={v}" for k, v in env.items()} <= set(lines[40:])
+    assert len(lines[40:]) <= len(env) + 2
+
+
+def test_native_wrapper_rejects_a_block_with_an_embedded_nul() -> None:
+    # The packed blocks are checked in C too (a caller other than spawn()).
+    with pytest.raises(ValueError, match="embedded null byte"):
+        _native.native_spawn(
+            program=b"/bin/true",
+            search_path=None,
+            argv_block=b"/bin/true\0x\0",
+            argc=1,
+            env_block=None,
+            envc=0,
+            cwd=None,
+            stdio=(-1, -1, -1),
+            pass_fds=(),
+            new_process_group=True,
+            rlimits=(-1, -1, -1, -1),
+            sandbox_plan=None,
+            want_pidfd=False,
+        )
+    assert zombie_children() == []
 
 
 def _write_script(path: Path, mode: int) -> None:
