@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import os
 import random
 import resource
@@ -285,7 +286,8 @@ def test_interleaved_ratios(
 ) -> None:
     """Runs every contender once per round, in a shuffled order, so load drift
     hits all of them alike; prints medians, interquartile ranges and ratios.
-    Rounds: env ORCHESTRATOR_SPAWN_BENCH_ROUNDS (default 300; 1 under
+    Each sample starts with the young GC generations collected and the
+    cyclic GC off. Rounds: env ORCHESTRATOR_SPAWN_BENCH_ROUNDS (default 300; 1 under
     --benchmark-disable), after ORCHESTRATOR_SPAWN_BENCH_WARMUP untimed rounds
     (default 20) so that no contender pays first-call costs (imports, the
     first event-loop or child-watcher set-up, cold caches) in its samples."""
@@ -301,13 +303,24 @@ def test_interleaved_ratios(
     for _ in range(warmup):
         for _name, run in order:
             assert run() == 0
-    for _ in range(rounds):
-        # A new order each round: no contender always follows the same one.
-        shuffler.shuffle(order)
-        for name, run in order:
-            started = time.perf_counter()
-            assert run() == 0
-            samples[name].append(time.perf_counter() - started)
+    # Equal GC state for every sample: no contender pays for a collection
+    # triggered by another one's garbage. The young generations are collected
+    # (untimed) before each sample, the cyclic GC is off while it runs.
+    gc.collect()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            # A new order each round: no contender always follows the same one.
+            shuffler.shuffle(order)
+            for name, run in order:
+                gc.collect(1)
+                started = time.perf_counter()
+                assert run() == 0
+                samples[name].append(time.perf_counter() - started)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     if disabled:
         return
     saved = dict(MEDIANS)
