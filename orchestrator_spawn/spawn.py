@@ -76,6 +76,8 @@ class ResourceLimits:
         )
 
 
+# The C-accelerated, exception-free form of asyncio.get_running_loop().
+_get_running_loop = asyncio._get_running_loop
 _INHERIT = _native.FD_INHERIT
 _DEFPATH = os.fsencode(os.defpath)
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -298,7 +300,13 @@ def spawn(
     kept_fds = _pass_fds(pass_fds) if pass_fds else ()
     flags = _native.NEW_PROCESS_GROUP if process_group else 0
     lazy_pidfd = _platform.lazy_pidfd
-    if not lazy_pidfd and _platform.wants_pidfd():
+    if lazy_pidfd:
+        # Inside a running event loop the child will most likely be awaited,
+        # which needs a pidfd: one made by clone() costs less than a
+        # pidfd_open() later (the more so once the child is a zombie).
+        if _get_running_loop() is not None:
+            flags |= _native.WANT_PIDFD
+    elif _platform.wants_pidfd():
         flags |= _native.WANT_PIDFD
 
     if stdin is None and stdout is None and stderr is None:
@@ -354,7 +362,7 @@ def spawn(
         else:
             child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
     if lazy_pidfd:
-        notifier: _platform.ExitNotifier = _PidfdExit(pid)
+        notifier: _platform.ExitNotifier = _PidfdExit(pid, pidfd)
     else:
         notifier = _platform.exit_notifier(pid, pidfd)
     return Child._create(
