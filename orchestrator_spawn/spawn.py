@@ -103,7 +103,15 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> tuple[list[bytes], bytes]:
     """The encoded arguments and their packed block for the C core."""
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a sequence of arguments, not a single string")
-    args = [arg if type(arg) is bytes else _fsencode(arg) for arg in argv]
+    # The exact str and bytes types inline, no Python call per argument.
+    args = [
+        arg
+        if type(arg) is bytes
+        else arg.encode(_FS_ENCODING, _FS_ERRORS)
+        if type(arg) is str
+        else _fsencode(arg)
+        for arg in argv
+    ]
     if not args:
         raise ValueError("argv must not be empty")
     block = b"\0".join(args) + b"\0"

@@ -110,6 +110,11 @@ class PidfdExit:
         self._release()
 
     def close(self) -> None:
+        if self._fd < 0:
+            # Never opened (the common blocking case): nothing to release, and
+            # no prepare() can race, it runs only before the Child reaped.
+            self._closing = True
+            return
         with self._lock:
             self._closing = True
             self._close_if_unused()
