@@ -132,7 +132,6 @@ def install_sigchld_wakeup(fd: int) -> None:
 
 import errno as _errno  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
 
 REDACT_IGNORE_CASE: int = lib.OS_REDACT_IGNORE_CASE
 _REDACT_E_COMPILE: int = lib.OS_REDACT_E_COMPILE
@@ -246,9 +245,8 @@ class NativeRedactor:
 # --- pump ---------------------------------------------------------------------
 
 # Imported here, not at the top, so each part's section stays self-contained.
-# (Sequence and Any come from the redaction section above.)
+# (os, Any and Sequence are imported above.)
 import errno  # noqa: E402
-import os  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD

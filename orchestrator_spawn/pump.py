@@ -36,7 +36,6 @@ from functools import lru_cache
 from typing import Any, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
-from orchestrator_spawn.redact import Redactor
 
 __all__ = [
     "DISCARD",
@@ -448,7 +447,7 @@ def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[
 class Redaction:
     """How the pump redacts every captured stream.
 
-    The arguments mean what they mean for ``Redactor`` (patterns, literals,
+    The arguments mean what they mean for ``orchestrator_spawn.Redactor`` (patterns, literals,
     replacement, ignore_case, max_hold in bytes); each stream gets its own
     streaming redactor over one shared compiled pattern set.
     """
@@ -474,10 +473,12 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
     """(pattern set cdata or None, replacement, max_hold, owner) for the C side."""
-    if isinstance(redact, Redactor):
+    given: object = redact
+    if isinstance(given, (str, bytes)) or not isinstance(given, (Redaction, Sequence)):
+        # A Redactor is one stream's state, not a configuration to copy.
         raise TypeError(
-            "redact=: a Redactor is one stream's state; pass a Redaction(...) or a "
-            "sequence of patterns"
+            "redact= must be a Redaction(...) or a sequence of patterns, not "
+            f"{type(given).__name__}"
         )
     config = redact if isinstance(redact, Redaction) else Redaction(patterns=tuple(redact))
     if config.max_hold < 0:
