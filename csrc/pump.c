@@ -87,6 +87,7 @@ typedef struct pump_stream {
     bool abort_pending; /* drain what is there, then act as at end of file */
     bool redact_failed; /* fail closed: the redactor's output is withheld */
     bool pipe_grown;    /* tried to grow the source pipe already */
+    int src_flags;      /* the caller's file status flags, -1 if unknown */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
     size_t pend_len, pend_cap;
@@ -714,6 +715,22 @@ size_t os_pump_take_done(uint64_t *ids, size_t max) {
     return n;
 }
 
+/* A new open file description of the pipe behind fd (Linux), so that
+ * O_NONBLOCK set on it stays private to the pump and never leaks into the
+ * caller's fd (which may be this process's own stdout, or a file object
+ * Python still reads). -1 where that is not possible. */
+static int reopen_pipe(int fd, int access) {
+#if defined(__linux__)
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, access | O_NONBLOCK | O_CLOEXEC);
+#else
+    (void)fd;
+    (void)access;
+    return -1;
+#endif
+}
+
 /* Pipes and sockets get a non-blocking way to write; files and devices are
  * written directly (they never report "would block" in practice). */
 static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
@@ -749,18 +766,12 @@ static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
     t->kind = TARGET_POLLED;
     if (is_tee)
         return set_nonblocking(fd);
-#if defined(__linux__)
-    /* A fresh open file description of the same pipe: O_NONBLOCK on it does
-     * not leak into the caller's fd (which may be this process's stdout). */
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    int again = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    int again = reopen_pipe(fd, O_WRONLY);
     if (again >= 0) {
         *reopened = again;
         t->fd = again;
         return 0;
     }
-#endif
     return set_nonblocking(fd);
 }
 
@@ -776,8 +787,10 @@ static void capture_free(os_pump_capture *c) {
     free(c);
 }
 
-static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int *reopened) {
-    *reopened = -1;
+/* reopened[0]/[1]: new fds replacing the given source/sink, or -1. */
+static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int reopened[2]) {
+    reopened[0] = reopened[1] = -1;
+    s->src_flags = -1;
     s->tag.role = ROLE_SOURCE;
     s->src_fd = spec->src_fd;
     s->sink.stream = s->tee.stream = s;
@@ -797,7 +810,19 @@ static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int *
     int rc = target_prepare(&s->tee, spec->tee_fd, true, &unused);
     if (rc < 0)
         return rc;
-    return target_prepare(&s->sink, spec->sink_fd, false, reopened);
+    rc = target_prepare(&s->sink, spec->sink_fd, false, &reopened[1]);
+    if (rc < 0)
+        return rc;
+    /* Non-blocking before the reactor can see the fd: one blocking read
+     * would stall every capture. */
+    if (S_ISFIFO(st.st_mode) && (reopened[0] = reopen_pipe(spec->src_fd, O_RDONLY)) >= 0) {
+        s->src_fd = reopened[0];
+        return 0;
+    }
+    s->src_flags = fcntl(spec->src_fd, F_GETFL); /* restored if the start fails */
+    if (s->src_flags < 0)
+        return -errno;
+    return set_nonblocking(spec->src_fd);
 }
 
 int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
@@ -809,12 +834,12 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
     if (c == NULL)
         return -ENOMEM;
     c->n = n;
-    int reopened[OS_PUMP_MAX_STREAMS];
+    int reopened[OS_PUMP_MAX_STREAMS][2];
     int rc = 0;
     size_t prepared = 0;
     for (; prepared < n && rc == 0; prepared++) {
         c->streams[prepared].capture = c;
-        rc = stream_prepare(&c->streams[prepared], &specs[prepared], &reopened[prepared]);
+        rc = stream_prepare(&c->streams[prepared], &specs[prepared], reopened[prepared]);
     }
     if (rc == 0) {
         pthread_mutex_lock(&P.lock);
@@ -830,17 +855,22 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
         pthread_mutex_unlock(&P.lock);
     }
     if (rc < 0) {
-        for (size_t i = 0; i < prepared; i++)
-            if (reopened[i] >= 0)
-                close(reopened[i]);
+        for (size_t i = 0; i < prepared; i++) {
+            for (int k = 0; k < 2; k++)
+                if (reopened[i][k] >= 0)
+                    close(reopened[i][k]);
+            if (c->streams[i].src_flags >= 0)
+                (void)fcntl(specs[i].src_fd, F_SETFL, c->streams[i].src_flags);
+        }
         capture_free(c);
         return rc;
     }
-    /* The pump owns the fds now; a reopened sink replaced the given one. */
+    /* The pump owns the fds now; a reopened fd replaced the given one. */
     for (size_t i = 0; i < n; i++) {
-        if (reopened[i] >= 0)
+        if (reopened[i][0] >= 0)
+            close(specs[i].src_fd);
+        if (reopened[i][1] >= 0)
             close(specs[i].sink_fd);
-        (void)set_nonblocking(specs[i].src_fd);
     }
     *id = c->id;
     *out = c;

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -196,6 +197,19 @@ def test_slow_pipe_sink_gets_everything_and_stays_blocking() -> None:
     os.close(sink_r)
     assert proc.wait() == 0
     assert bytes(received) == deterministic(size, 1)
+
+
+def test_file_object_source_is_left_blocking() -> None:
+    proc = subprocess.Popen(["sh", "-c", "echo via-popen"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    capture = start_capture(proc.stdout, stdout_sink=MEMORY)
+    # The pump read through its own description of the pipe: the caller's
+    # file object was neither made non-blocking nor closed.
+    assert os.get_blocking(proc.stdout.fileno())
+    capture.wait_blocking(30)
+    proc.stdout.close()
+    proc.wait()
+    assert capture.output("stdout") == b"via-popen\n"
 
 
 def test_socket_sink() -> None:
