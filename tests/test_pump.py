@@ -484,6 +484,40 @@ def test_redacted_line_shows_up_before_eof() -> None:
     proc.wait()
 
 
+def test_redacting_into_a_slow_pipe_and_a_slow_live_reader() -> None:
+    # Both the sink and the live pipe fill up: the stream pauses and resumes
+    # until everything went through, redacted, in order.
+    size = 2 * 1024 * 1024
+    sink_r, sink_w = os.pipe()
+    received = bytearray()
+
+    def slow_sink_reader() -> None:
+        while chunk := os.read(sink_r, 4096):
+            received.extend(chunk)
+
+    proc, r_out, r_err = piped(["sh", "-c", f"yes 'a token=abc b' | head -c {size}"])
+
+    async def main() -> bytes:
+        capture = start_capture(r_out, r_err, stdout_sink=sink_w, live=["stdout"], redact=[TOKEN])
+        os.close(sink_w)
+        live = bytearray()
+        async for chunk in capture.chunks("stdout"):
+            live.extend(chunk)
+            await asyncio.sleep(0.001)
+        await capture.wait()
+        return bytes(live)
+
+    reader = threading.Thread(target=slow_sink_reader)
+    reader.start()
+    live = run(main())
+    reader.join(30)
+    os.close(sink_r)
+    assert proc.wait() == 0
+    expected = re.sub(rb"token=[A-Za-z0-9]+", b"[REDACTED]", (b"a token=abc b\n" * size)[:size])
+    assert bytes(received) == expected
+    assert live == expected
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_redacting_into_dev_full_raises_after_draining() -> None:
     size = 3 * 1024 * 1024
