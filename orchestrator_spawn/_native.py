@@ -49,25 +49,27 @@ FD_INHERIT: int = lib.OS_SPAWN_FD_INHERIT
 FD_DEVNULL: int = lib.OS_SPAWN_FD_DEVNULL
 
 
-def _string_array(items: list[bytes]) -> tuple[Any, Any]:
-    """A NULL-terminated ``char *[]`` over ``items`` (and the buffer it points into).
+def _string_array(block: bytes, count: int) -> tuple[Any, Any]:
+    """A NULL-terminated ``char *[]`` over the ``count`` NUL-terminated strings
+    packed in ``block``, and the buffer it points into (keep both alive).
 
-    The caller has already refused embedded NUL bytes; the C side re-checks.
-    """
-    block = b"\0".join(items) + b"\0" if items else b""
+    Raises ``ValueError`` if ``block`` holds another number of strings (a
+    string with an embedded NUL byte)."""
     buffer = ffi.from_buffer("char[]", block)
-    array = ffi.new("char *[]", len(items) + 1)
-    if lib.os_split_strings(buffer, len(block), array, len(items)) != len(items):
+    array = ffi.new("char *[]", count + 1)
+    if lib.os_split_strings(buffer, len(block), array, count) != count:
         raise ValueError("embedded null byte")
-    return array, (block, buffer)
+    return array, buffer
 
 
 def native_spawn(
     *,
     program: bytes,
     search_path: bytes | None,
-    argv: list[bytes],
-    envp: list[bytes],
+    argv_block: bytes,
+    argc: int,
+    env_block: bytes,
+    envc: int,
     cwd: bytes | None,
     stdio: tuple[int, int, int],
     pass_fds: tuple[int, ...],
@@ -78,12 +80,15 @@ def native_spawn(
 ) -> tuple[int, int]:
     """Forks and execs through ``os_spawn`` (GIL released); returns ``(pid, pidfd)``.
 
+    ``argv_block``/``env_block`` hold ``argc``/``envc`` NUL-terminated strings
+    back to back (``b"a\\0b\\0"``).
+
     ``pidfd`` is -1 when not asked for or not supported by the kernel. Raises
     ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the child
     failed before exec or the fork itself failed; no child is left behind then.
     """
-    c_argv, argv_keep = _string_array(argv)
-    c_envp, envp_keep = _string_array(envp)
+    c_argv, argv_keep = _string_array(argv_block, argc)
+    c_envp, envp_keep = _string_array(env_block, envc)
     c_program = ffi.new("char[]", program)
     c_search = ffi.new("char[]", search_path) if search_path is not None else ffi.NULL
     c_cwd = ffi.new("char[]", cwd) if cwd is not None else ffi.NULL

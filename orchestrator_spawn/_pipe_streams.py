@@ -115,6 +115,13 @@ class PipeStreamReader(asyncio.StreamReader):
         if not self.at_eof():
             self.feed_eof()
 
+    def __del__(self) -> None:
+        # Only reached once no loop holds our reader callback any more.
+        fd = getattr(self, "_pipe_fd", -1)
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
 
 class PipeStreamWriter:
     """An ``asyncio.StreamWriter``-compatible writer to the child's stdin pipe."""

@@ -68,8 +68,8 @@ class Child:
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
-    _rusage: ResourceUsage | None
-    _futures: dict[asyncio.AbstractEventLoop, asyncio.Future[int]]
+    _raw_rusage: Any
+    _waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[int]]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
@@ -96,8 +96,8 @@ class Child:
         self._notifier = notifier
         self._lock = threading.Lock()
         self._returncode = None
-        self._rusage = None
-        self._futures = {}
+        self._raw_rusage = None
+        self._waiters = {}
         return self
 
     # -- state ---------------------------------------------------------------
@@ -115,7 +115,10 @@ class Child:
     @property
     def rusage(self) -> ResourceUsage | None:
         """CPU seconds and peak RSS of the child at exit; None until reaped."""
-        return self._rusage
+        usage = self._raw_rusage
+        if usage is None:
+            return None
+        return ResourceUsage(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT)
 
     def __repr__(self) -> str:
         rc = self._returncode
@@ -145,9 +148,7 @@ class Child:
                 if pid == 0:
                     return False
                 self._returncode = os.waitstatus_to_exitcode(status)
-                self._rusage = ResourceUsage(
-                    usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT
-                )
+                self._raw_rusage = usage
         self._notifier.close()
         return True
 
@@ -165,10 +166,16 @@ class Child:
         when it passes first. Does not spin: sleeps on the pidfd (Linux),
         kqueue (macOS) or the SIGCHLD reaper's event (fallback). Safe to call
         from several threads at once."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is None:
+            # The notifier returns at once if the child already exited.
+            while self._returncode is None:
+                self._notifier.wait(None)
+                self._try_reap()
+            return self._returncode
+        deadline = time.monotonic() + timeout
         while not self._try_reap():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise TimeoutError(f"{self!r} still running after {timeout} seconds")
             self._notifier.wait(remaining)
         assert self._returncode is not None
@@ -282,34 +289,39 @@ class Child:
 
     # -- asyncio -------------------------------------------------------------
 
-    def _loop_future(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
-        future = self._futures.get(loop)
-        if future is None:
-            future = loop.create_future()
-            self._futures[loop] = future
-            # A weak reference: a cancelled waiter must not keep the handle
-            # (and so kill on drop) from going away.
-            ref = weakref.ref(self)
-            notifier = self._notifier
+    def _add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+        """A future of its own for one awaiting task (so cancelling it touches
+        nobody else); the first waiter of a loop makes the loop watch the exit."""
+        waiter: asyncio.Future[int] = loop.create_future()
+        waiters = self._waiters.get(loop)
+        if waiters is not None:
+            waiters.append(waiter)
+            return waiter
+        self._waiters[loop] = [waiter]
+        # A weak reference: a cancelled waiter must not keep the handle (and
+        # so kill on drop) from going away.
+        ref = weakref.ref(self)
+        notifier = self._notifier
 
-            def on_exit() -> None:
-                child = ref()
-                if child is None:
-                    notifier.unwatch(loop)
-                    return
+        def on_exit() -> None:
+            child = ref()
+            if child is None:
+                notifier.unwatch(loop)
+            else:
                 child._on_exit_event(loop)
 
-            notifier.watch(loop, on_exit)
-        return future
+        notifier.watch(loop, on_exit)
+        return waiter
 
     def _on_exit_event(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._try_reap():
             return  # spurious wake-up: keep watching
         self._notifier.unwatch(loop)
-        future = self._futures.pop(loop, None)
-        if future is not None and not future.done():
-            assert self._returncode is not None
-            future.set_result(self._returncode)
+        returncode = self._returncode
+        assert returncode is not None
+        for waiter in self._waiters.pop(loop, ()):
+            if not waiter.done():  # a cancelled waiter is done
+                waiter.set_result(returncode)
 
     async def wait(self) -> int:
         """Waits for the child to exit, reaps it and returns ``returncode``.
@@ -319,8 +331,7 @@ class Child:
         if self._try_reap():
             assert self._returncode is not None
             return self._returncode
-        loop = asyncio.get_running_loop()
-        return await asyncio.shield(self._loop_future(loop))
+        return await self._add_waiter(asyncio.get_running_loop())
 
     async def kill(self) -> int:
         """SIGKILLs the whole process group, then waits for and reaps the child.

@@ -77,6 +77,11 @@ class ResourceLimits:
 _NO_LIMITS = (-1, -1, -1, -1)
 
 
+def _pack(items: Sequence[bytes]) -> bytes:
+    """NUL-terminated strings back to back, the form the C core splits."""
+    return b"\0".join(items) + b"\0" if items else b""
+
+
 def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
     if isinstance(argv, (str, bytes)):
         raise TypeError("argv must be a sequence of arguments, not a single string")
@@ -89,16 +94,15 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
     return args
 
 
-def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | None]:
-    """The child's envp and the PATH it holds (None if it has none)."""
+def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes, int, bytes | None]:
+    """The child's environment packed for the C core, its entry count, and the
+    PATH it holds (None if it has none)."""
     if env is None:
-        source: Iterable[tuple[bytes, bytes]] = os.environb.items()
-        pairs = list(source)
-    else:
-        pairs = [(os.fsencode(key), os.fsencode(value)) for key, value in env.items()]
+        return _inherited_env()
     envp = []
     path = None
-    for key, value in pairs:
+    for raw_key, raw_value in env.items():
+        key, value = os.fsencode(raw_key), os.fsencode(raw_value)
         if b"=" in key or b"\0" in key:
             raise ValueError(f"illegal environment variable name {os.fsdecode(key)!r}")
         if b"\0" in value:
@@ -106,7 +110,17 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[list[bytes], bytes | Non
         if key == b"PATH":
             path = value
         envp.append(key + b"=" + value)
-    return envp, path
+    return _pack(envp), len(envp), path
+
+
+def _inherited_env() -> tuple[bytes, int, bytes | None]:
+    # os.environ keeps its data encoded in ``_data`` (bytes on POSIX), already
+    # validated by putenv; reading it directly is ~10x faster than iterating
+    # os.environb, which decodes and re-encodes every item.
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):  # pragma: no cover - another Python
+        data = dict(os.environb)
+    return _pack(list(map(b"=".join, data.items()))), len(data), data.get(b"PATH")
 
 
 def _fd_of(spec: Any, name: str) -> int:
@@ -241,7 +255,7 @@ def spawn(
     which case it was already reaped.
     """
     args = _encode_argv(argv)
-    envp, env_path = _encode_env(env)
+    env_block, env_count, env_path = _encode_env(env)
     cwd_bytes = None
     if cwd is not None:
         cwd_bytes = os.fsencode(cwd)
@@ -252,18 +266,23 @@ def spawn(
     if b"/" not in program:
         search_path = env_path if env_path is not None else os.fsencode(os.defpath)
     rlimits = limits.as_rlimits() if limits is not None else _NO_LIMITS
-    kept_fds = _pass_fds(pass_fds)
+    kept_fds = _pass_fds(pass_fds) if pass_fds else ()
 
     plan = _StdioPlan()
     try:
-        plan.add(0, stdin, "stdin")
-        plan.add(1, stdout, "stdout")
-        plan.add(2, stderr, "stderr")
+        if stdin is not None:
+            plan.add(0, stdin, "stdin")
+        if stdout is not None:
+            plan.add(1, stdout, "stdout")
+        if stderr is not None:
+            plan.add(2, stderr, "stderr")
         pid, pidfd = _native.native_spawn(
             program=program,
             search_path=search_path,
-            argv=args,
-            envp=envp,
+            argv_block=_pack(args),
+            argc=len(args),
+            env_block=env_block,
+            envc=env_count,
             cwd=cwd_bytes,
             stdio=(plan.child_fds[0], plan.child_fds[1], plan.child_fds[2]),
             pass_fds=kept_fds,
@@ -277,7 +296,10 @@ def spawn(
         raise
     plan.close_child_ends()
     notifier = _platform.exit_notifier(pid, pidfd)
-    child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
+    if plan.parent_fds == [None, None, None]:
+        child_stdin = child_stdout = child_stderr = None
+    else:
+        child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
     return Child._create(
         pid=pid,
         pgid=pid if process_group else None,

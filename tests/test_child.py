@@ -139,6 +139,7 @@ def test_send_signal_to_leader_only() -> None:
     finally:
         os.kill(grandchild, signal.SIGKILL)
         assert wait_gone(grandchild)
+        child.close()
 
 
 def test_start_kill_kills_group() -> None:
@@ -191,6 +192,8 @@ def test_close_does_not_kill_group_of_exited_child() -> None:
 def test_garbage_collection_kills_and_reaps() -> None:
     child, grandchild = spawn_with_grandchild()
     pid = child.pid
+    assert child.stdout is not None
+    child.stdout.close()
     del child
     gc.collect()
     assert reaped(pid)

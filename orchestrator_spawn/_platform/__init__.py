@@ -80,8 +80,6 @@ def wants_pidfd() -> bool:
 def exit_notifier(pid: int, pidfd: int) -> ExitNotifier:
     """The exit notifier for child ``pid``; takes ownership of ``pidfd`` (-1: none)."""
     if pidfd >= 0:
-        from orchestrator_spawn._platform.pidfd import PidfdExit
-
         return PidfdExit(pidfd)
     if sys.platform == "darwin":
         from orchestrator_spawn._platform.kqueue import KqueueExit
@@ -90,3 +88,8 @@ def exit_notifier(pid: int, pidfd: int) -> ExitNotifier:
     from orchestrator_spawn._platform.sigchld import SigchldExit
 
     return SigchldExit(pid)
+
+
+# Imported last: pidfd.py is plain Python with no platform dependency, and the
+# hot path above should not run the import machinery on every spawn.
+from orchestrator_spawn._platform.pidfd import PidfdExit  # noqa: E402

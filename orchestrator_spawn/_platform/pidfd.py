@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import select
 import threading
 from collections.abc import Callable
 
 __all__ = ["PidfdExit"]
+
+_HAVE_WAITID_PIDFD = hasattr(os, "P_PIDFD")
 
 
 class PidfdExit:
@@ -44,11 +47,22 @@ class PidfdExit:
         if fd < 0:
             return True  # closed only after the child was reaped
         try:
+            if timeout is None and _HAVE_WAITID_PIDFD:
+                # One blocking call, no poll object; WNOWAIT leaves the
+                # reaping to the Child, and a pidfd cannot name a recycled pid.
+                try:
+                    os.waitid(os.P_PIDFD, fd, os.WEXITED | os.WNOWAIT)
+                    return True
+                except OSError as err:
+                    if err.errno != errno.EINVAL:  # EINVAL: kernel < 5.4
+                        raise
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             # poll() takes milliseconds; round up so we never return early.
             millis = None if timeout is None else max(0, int(timeout * 1000 + 0.999))
             return bool(poller.poll(millis))
+        except ChildProcessError:
+            return True  # already reaped by another thread
         finally:
             self._release()
 

@@ -1,0 +1,388 @@
+"""The asyncio half of the Child handle (CONTRACT §2, issue 3).
+
+Every test runs on the default asyncio loop and on uvloop, each with the
+pidfd/kqueue fast path and with the SIGCHLD-reaper fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import psutil
+import pytest
+
+from orchestrator_spawn import PIPE, Child, _platform, kill_child_process_group, spawn
+from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+
+T = TypeVar("T")
+Runner = Callable[[Callable[[], Awaitable[T]]], T]
+
+
+@pytest.fixture(params=["fast", "sigchld"])
+def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
+    saved = _platform.pidfd_enabled()
+    _platform.set_pidfd_enabled(request.param == "fast")
+    try:
+        yield str(request.param)
+    finally:
+        _platform.set_pidfd_enabled(saved)
+
+
+def _uvloop_factory() -> asyncio.AbstractEventLoop:
+    uvloop = pytest.importorskip("uvloop")
+    return uvloop.new_event_loop()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def run(request: pytest.FixtureRequest, exit_path: str) -> Runner[Any]:
+    """Runs a coroutine function to completion on a fresh loop of that kind."""
+    factory = asyncio.new_event_loop if request.param == "asyncio" else _uvloop_factory
+
+    def runner(main: Callable[[], Awaitable[T]]) -> T:
+        loop = factory()
+        try:
+            return loop.run_until_complete(asyncio.wait_for(main(), 120))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    return runner
+
+
+def dead(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` (not our child) is gone or a zombie. Polls: there is
+    no event for a process that is not our child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def reaped(pid: int) -> bool:
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def reader(stream: object) -> PipeStreamReader:
+    assert isinstance(stream, PipeStreamReader)
+    return stream
+
+
+def writer(stream: object) -> PipeStreamWriter:
+    assert isinstance(stream, PipeStreamWriter)
+    return stream
+
+
+# -- waiting -------------------------------------------------------------------
+
+
+def test_await_wait_status(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, int | None]:
+        child = spawn(["sh", "-c", "exit 7"])
+        return await child.wait(), child.returncode
+
+    assert run(main) == (7, 7)
+
+
+def test_await_wait_signal(run: Runner[Any]) -> None:
+    async def main() -> int:
+        return await spawn(["sh", "-c", "kill -USR1 $$"]).wait()
+
+    assert run(main) == -signal.SIGUSR1
+
+
+def test_many_concurrent_awaiters(run: Runner[Any]) -> None:
+    async def main() -> list[int]:
+        child = spawn(["sh", "-c", "read x; exit 3"], stdin=PIPE)
+        waiters = [asyncio.ensure_future(child.wait()) for _ in range(20)]
+        await asyncio.sleep(0)
+        assert not any(w.done() for w in waiters)
+        writer(child.stdin).write(b"go\n")
+        return list(await asyncio.gather(*waiters))
+
+    assert run(main) == [3] * 20
+
+
+def test_cancelling_a_waiter_does_not_kill_the_child(run: Runner[Any]) -> None:
+    async def main() -> tuple[int | None, int]:
+        child = spawn(["sh", "-c", "read x; exit 5"], stdin=PIPE)
+        doomed = asyncio.ensure_future(child.wait())
+        survivor = asyncio.ensure_future(child.wait())
+        await asyncio.sleep(0)
+        doomed.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+        still_running = child.try_wait()
+        writer(child.stdin).write(b"go\n")
+        return still_running, await survivor
+
+    assert run(main) == (None, 5)
+
+
+def test_wait_after_blocking_reap(run: Runner[Any]) -> None:
+    async def main() -> int:
+        child = spawn(["true"])
+        child.wait_blocking(timeout=10)
+        return await child.wait()
+
+    assert run(main) == 0
+
+
+def test_rusage_after_await(run: Runner[Any]) -> None:
+    async def main() -> Any:
+        child = spawn(["sh", "-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+        await child.wait()
+        return child.rusage
+
+    usage = run(main)
+    assert usage is not None
+    assert usage.user_seconds + usage.system_seconds > 0.01
+    assert usage.max_rss_bytes > 0
+
+
+@pytest.mark.slow
+def test_300_sleeping_children_few_threads(run: Runner[Any]) -> None:
+    async def main() -> tuple[list[int], int]:
+        baseline = threading.active_count()
+        children = [spawn(["sleep", "2"]) for _ in range(300)]
+        waits = asyncio.gather(*(c.wait() for c in children))
+        await asyncio.sleep(0.1)
+        assert all(c.returncode is None for c in children[-50:])
+        extra = threading.active_count() - baseline
+        return list(await waits), extra
+
+    statuses, extra_threads = run(main)
+    assert statuses == [0] * 300
+    assert extra_threads <= 4
+
+
+# -- killing -------------------------------------------------------------------
+
+WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
+
+
+async def spawn_with_grandchild() -> tuple[Child, int]:
+    child = spawn(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
+    line = await reader(child.stdout).readline()
+    return child, int(line)
+
+
+def test_kill_reaches_grandchildren(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, int, int]:
+        child, grandchild = await spawn_with_grandchild()
+        return await child.kill(), grandchild, child.pid
+
+    status, grandchild, pid = run(main)
+    assert status == -signal.SIGKILL
+    assert reaped(pid)
+    assert dead(grandchild)
+
+
+def test_kill_child_process_group(run: Runner[Any]) -> None:
+    async def main() -> tuple[int | None, int]:
+        child, grandchild = await spawn_with_grandchild()
+        await kill_child_process_group(child)
+        return child.returncode, grandchild
+
+    status, grandchild = run(main)
+    assert status == -signal.SIGKILL
+    assert dead(grandchild)
+
+
+IGNORE_TERM = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(300)\n"
+)
+
+
+def test_terminate_escalates_to_sigkill(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, float]:
+        child = spawn([sys.executable, "-c", IGNORE_TERM], stdout=PIPE)
+        assert await reader(child.stdout).readline() == b"ready\n"
+        started = time.monotonic()
+        status = await child.terminate(grace=0.5)
+        return status, time.monotonic() - started
+
+    status, elapsed = run(main)
+    assert status == -signal.SIGKILL
+    assert elapsed >= 0.5
+
+
+def test_terminate_cooperative_child(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, float]:
+        child = spawn(["sleep", "300"])
+        started = time.monotonic()
+        status = await child.terminate(grace=30)
+        return status, time.monotonic() - started
+
+    status, elapsed = run(main)
+    assert status == -signal.SIGTERM
+    assert elapsed < 10
+
+
+def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
+    async def main() -> tuple[Child, int]:
+        child, grandchild = await spawn_with_grandchild()
+        async with child:
+            assert child.returncode is None
+        return child, grandchild
+
+    child, grandchild = run(main)
+    assert child.returncode == -signal.SIGKILL
+    assert dead(grandchild)
+
+
+# -- pipes ---------------------------------------------------------------------
+
+
+def test_streams_are_asyncio_streams_inside_a_loop(run: Runner[Any]) -> None:
+    async def main() -> list[bytes]:
+        child = spawn(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        assert isinstance(child.stdout, asyncio.StreamReader)
+        assert isinstance(child.stderr, asyncio.StreamReader)
+        stdin = writer(child.stdin)
+        stdin.writelines([b"line one\n", b"line two\n"])
+        await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+        lines = [line async for line in reader(child.stdout)]
+        lines.append(await reader(child.stderr).read())
+        assert await child.wait() == 0
+        return lines
+
+    assert run(main) == [b"line one\n", b"line two\n", b"err\n"]
+
+
+def test_round_trip_several_megabytes(run: Runner[Any]) -> None:
+    payload = os.urandom(8 * 1024 * 1024)
+
+    async def main() -> bytes:
+        child = spawn(["cat"], stdin=PIPE, stdout=PIPE)
+        stdin = writer(child.stdin)
+
+        async def feed() -> None:
+            for start in range(0, len(payload), 1 << 20):
+                stdin.write(payload[start : start + (1 << 20)])
+                await stdin.drain()
+            stdin.write_eof()
+
+        feeding = asyncio.ensure_future(feed())
+        echoed = await reader(child.stdout).read()
+        await feeding
+        assert await child.wait() == 0
+        return echoed
+
+    assert run(main) == payload
+
+
+def test_write_to_closed_stdin_raises_broken_pipe(run: Runner[Any]) -> None:
+    async def main() -> None:
+        child = spawn(["true"], stdin=PIPE)
+        await child.wait()
+        stdin = writer(child.stdin)
+        with pytest.raises(BrokenPipeError):
+            stdin.write(b"x" * 100_000)  # the first write already sees EPIPE
+        with pytest.raises(BrokenPipeError):
+            stdin.write(b"again")
+        with pytest.raises(BrokenPipeError):
+            await stdin.drain()
+        stdin.close()
+        await stdin.wait_closed()
+
+    run(main)
+
+
+def test_broken_pipe_while_draining(run: Runner[Any]) -> None:
+    async def main() -> None:
+        # The child reads one line, then exits while we still have MBs queued.
+        child = spawn(["sh", "-c", "read x"], stdin=PIPE)
+        stdin = writer(child.stdin)
+        stdin.write(b"first\n" + b"y" * (4 * 1024 * 1024))
+        with pytest.raises(BrokenPipeError):
+            await stdin.drain()
+        assert await child.wait() == 0
+
+    run(main)
+
+
+def test_child_closes_stdout_early_but_keeps_running(run: Runner[Any]) -> None:
+    async def main() -> tuple[bytes, int | None, int]:
+        child = spawn(["sh", "-c", "echo bye; exec >&-; read x; exit 4"], stdin=PIPE, stdout=PIPE)
+        out = await reader(child.stdout).read()  # EOF while the child runs on
+        running = child.returncode
+        writer(child.stdin).write(b"go\n")
+        return out, running, await child.wait()
+
+    assert run(main) == (b"bye\n", None, 4)
+
+
+def test_grandchild_holding_pipe_after_exit_and_group_kill(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, bool, bytes]:
+        # The child exits at once; its grandchild keeps stdout open.
+        child = spawn(["sh", "-c", "sleep 300 & echo started"], stdout=PIPE)
+        stdout = reader(child.stdout)
+        assert await stdout.readline() == b"started\n"
+        status = await child.wait()  # does not depend on the pipe
+        read_rest = asyncio.ensure_future(stdout.read())
+        await asyncio.sleep(0.05)
+        pending = not read_rest.done()
+        await kill_child_process_group(child)  # the leftover group
+        rest = await asyncio.wait_for(read_rest, 10)
+        return status, pending, rest
+
+    assert run(main) == (0, True, b"")
+
+
+def test_grandchild_holding_pipe_while_child_killed(run: Runner[Any]) -> None:
+    async def main() -> tuple[int, bytes]:
+        child, _ = await spawn_with_grandchild()
+        status = await child.kill()
+        rest = await asyncio.wait_for(reader(child.stdout).read(), 10)
+        return status, rest
+
+    assert run(main) == (-signal.SIGKILL, b"")
+
+
+def test_blocking_files_outside_a_loop() -> None:
+    child = spawn(["sh", "-c", "read x; echo got-$x"], stdin=PIPE, stdout=PIPE)
+    with child:
+        assert child.stdin is not None
+        assert child.stdout is not None
+        assert not isinstance(child.stdout, asyncio.StreamReader)
+        child.stdin.write(b"it\n")
+        child.stdin.close()
+        assert child.stdout.read() == b"got-it\n"
+        assert child.wait_blocking(timeout=10) == 0
+
+
+def test_no_fd_leak_across_many_piped_children(run: Runner[Any]) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd" if sys.platform.startswith("linux") else "/dev/fd"))
+
+    async def main() -> None:
+        for _ in range(30):
+            child = spawn(["echo", "x"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+            assert await reader(child.stdout).read() == b"x\n"
+            await child.wait()
+            child.close()
+
+    before = open_fds()
+    run(main)
+    assert open_fds() <= before + 2  # the loop's own fds are closed by then too
