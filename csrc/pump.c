@@ -418,14 +418,18 @@ static bool stream_take_input(pump_stream *s, const uint8_t *p, size_t len) {
     return done == len;
 }
 
-static void stream_set_reading(pump_stream *s, bool enabled) {
+/* Pause or resume reading the source; false if resuming failed. */
+static bool stream_set_reading(pump_stream *s, bool enabled) {
     if (s->reading == enabled || s->src_fd < 0)
-        return;
+        return true;
     int rc = pump_poller_set_reading(&P.poller, s->src_fd, s, enabled);
-    if (rc == 0)
+    if (rc == 0) {
         s->reading = enabled;
-    else if (enabled)
+        return true;
+    }
+    if (enabled)
         stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
+    return !enabled;
 }
 
 static void stream_finish(pump_stream *s) {
@@ -480,7 +484,7 @@ static void stream_read(pump_stream *s, int budget) {
             counter_add(&s->bytes_read, (uint64_t)n);
             stream_maybe_grow_pipe(s, (size_t)n);
             if (!stream_take_input(s, read_buf, (size_t)n)) {
-                stream_set_reading(s, false);
+                (void)stream_set_reading(s, false);
                 return;
             }
             continue;
@@ -517,8 +521,8 @@ static void stream_on_writable(pump_target *t) {
         stream_finish(s);
     else if (s->abort_pending)
         stream_read(s, INT32_MAX);
-    else
-        stream_set_reading(s, true);
+    else if (!stream_set_reading(s, true))
+        stream_end_of_input(s); /* cannot watch it any more: do not hang */
 }
 
 static void stream_start(pump_stream *s) {
