@@ -121,10 +121,11 @@ class _Notifier:
         if not ids:
             return
         with self.lock:
-            resolved = [(i, self.running.pop(i, None), self.waiters.pop(i, [])) for i in ids]
-        for _, _, waiters in resolved:
-            for loop, future in waiters:
-                _resolve_threadsafe(loop, future)
+            for capture_id in ids:
+                self.running.pop(capture_id, None)
+            waiters = [w for capture_id in ids for w in self.waiters.pop(capture_id, [])]
+        for loop, future in waiters:
+            _resolve_threadsafe(loop, future)
 
     def add_waiter(self, capture: Capture, future: asyncio.Future[None]) -> None:
         loop = future.get_loop()

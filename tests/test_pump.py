@@ -585,6 +585,44 @@ def test_many_children_constant_threads(tmp_path: Path) -> None:
 
 
 @linux_only
+def test_no_fd_leaks(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def batch() -> None:
+        procs = []
+        captures = []
+        for i in range(20):
+            proc, r_out, r_err = piped(["sh", "-c", "seq 1 3000; echo e >&2"])
+            procs.append(proc)
+            captures.append(
+                start_capture(
+                    r_out,
+                    r_err,
+                    stdout_sink=tmp_path / "same.log",
+                    stderr_sink=tmp_path / "same.log",
+                    live=["stdout"] if i % 2 else [],
+                    redact=[TOKEN] if i % 3 else None,
+                )
+            )
+
+        async def main() -> None:
+            for capture in captures[1::4]:
+                async for _ in capture.lines("stdout"):
+                    pass
+            await asyncio.gather(*(capture.wait() for capture in captures))
+
+        run(main())
+        for proc in procs:
+            proc.wait()
+
+    batch()  # warm up: the reactor's own fds exist from here on
+    before = open_fds()
+    batch()
+    assert open_fds() == before
+
+
+@linux_only
 def test_fork_child_gets_a_fresh_pump() -> None:
     proc, r_out, r_err = piped(["sh", "-c", "sleep 0.5; echo parent"])
     parent_capture = start_capture(r_out, r_err, stdout_sink=MEMORY)
