@@ -487,6 +487,11 @@ static void stream_read(pump_stream *s, int budget) {
                 (void)stream_set_reading(s, false);
                 return;
             }
+            /* A short read emptied the pipe: skip the read that would only
+             * say EAGAIN (the poller is level-triggered and reports more).
+             * Not when aborting, which must see the pipe empty to finish. */
+            if ((size_t)n < sizeof read_buf && !s->abort_pending)
+                return;
             continue;
         }
         if (n < 0 && errno == EINTR)
