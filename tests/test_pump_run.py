@@ -149,6 +149,14 @@ def test_cancelling_run_kills_the_group(tmp_path: Path) -> None:
     assert gone(pid)
 
 
+def test_child_closing_its_output_early_is_still_awaited() -> None:
+    started = time.monotonic()
+    result = arun(run(["sh", "-c", "echo early; exec >&- 2>&-; sleep 0.3; exit 5"]))
+    assert result.returncode == 5
+    assert result.stdout == b"early\n"
+    assert time.monotonic() - started >= 0.3
+
+
 def test_check_raises_called_process_error() -> None:
     with pytest.raises(subprocess.CalledProcessError) as info:
         arun(run(["sh", "-c", "echo bad >&2; exit 2"], check=True))
