@@ -125,6 +125,7 @@ def format_ratio_table() -> list[str]:
         ),
         ("four limits", "orch_spawn_limits", ["popen_preexec_limits", "c_vfork_floor"]),
         ("asyncio", "orch_async", ["asyncio_exec"]),
+        ("uvloop", "orch_async_uvloop", ["asyncio_exec_uvloop"]),
     ]
     for title, ours, others in rows:
         if ours not in MEDIANS:
@@ -199,10 +200,30 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     event_loop.close()
 
 
+@pytest.fixture(scope="module")
+def uv_loop() -> Iterator[asyncio.AbstractEventLoop | None]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the test extra
+        yield None
+        return
+    event_loop = uvloop.new_event_loop()
+    yield event_loop
+    event_loop.close()
+
+
 def contenders(
-    floor: Callable[[bytes], int], loop: asyncio.AbstractEventLoop
+    floor: Callable[[bytes], int],
+    loop: asyncio.AbstractEventLoop,
+    uv_loop: asyncio.AbstractEventLoop | None = None,
 ) -> dict[str, Callable[[], int]]:
-    return {
+    on_uvloop: dict[str, Callable[[], int]] = {}
+    if uv_loop is not None:
+        on_uvloop = {
+            "orch_async_uvloop": lambda: uv_loop.run_until_complete(_orch_async()),
+            "asyncio_exec_uvloop": lambda: uv_loop.run_until_complete(_asyncio_exec()),
+        }
+    return on_uvloop | {
         "orch_spawn": orch_spawn,
         "orch_spawn_limits": orch_spawn_limits,
         "popen_plain": popen_plain,
@@ -247,6 +268,7 @@ def test_interleaved_ratios(
     request: pytest.FixtureRequest,
     floor: Callable[[bytes], int],
     loop: asyncio.AbstractEventLoop,
+    uv_loop: asyncio.AbstractEventLoop | None,
 ) -> None:
     """Runs every contender once per round, in a shuffled order, so load drift
     hits all of them alike; prints medians and ratios. Rounds: env
@@ -255,7 +277,7 @@ def test_interleaved_ratios(
         request.config.getoption("benchmark_enable", False)
     )
     rounds = 1 if disabled else int(os.environ.get("ORCHESTRATOR_SPAWN_BENCH_ROUNDS", "300"))
-    runs = contenders(floor, loop)
+    runs = contenders(floor, loop, uv_loop)
     samples: dict[str, list[float]] = {name: [] for name in runs}
     order = list(runs.items())
     shuffler = random.Random(2)  # fixed seed: the same run order every time

@@ -144,7 +144,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     os_child_report report;
     sigset_t all, old;
     int report_pipe[2] = {-1, -1};
-    int use_vfork = req->sandbox == NULL;
+    int use_vfork = req->sandbox == NULL && !req->force_fork;
     int flags = SIGCHLD;
     int pidfd = -1;
     int clone_errno;

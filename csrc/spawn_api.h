@@ -50,6 +50,9 @@ typedef struct os_spawn_request {
     long long rlimits[4];
     /* Optional sandbox plan (Linux); forces a real fork instead of vfork. */
     const os_sandbox_plan *sandbox;
+    /* Linux: a real fork even without a sandbox plan, so that the tests can
+     * exercise the path a sandbox plan takes. */
+    int force_fork;
     int want_pidfd; /* Linux: return a pidfd for the child (CLONE_PIDFD) */
 } os_spawn_request;
 

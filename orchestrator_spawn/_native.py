@@ -77,13 +77,15 @@ def native_spawn(
     rlimits: tuple[int, int, int, int],
     sandbox_plan: Any,
     want_pidfd: bool,
+    force_fork: bool = False,
 ) -> tuple[int, int]:
     """Forks and execs through ``os_spawn`` (GIL released); returns ``(pid, pidfd)``.
 
     ``argv_block``/``env_block`` hold ``argc``/``envc`` NUL-terminated strings
     back to back (``b"a\\0b\\0"``).
 
-    ``pidfd`` is -1 when not asked for or not supported by the kernel. Raises
+    ``pidfd`` is -1 when not asked for or not supported by the kernel.
+    ``force_fork`` (tests) takes the real-fork path a sandbox plan takes. Raises
     ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the child
     failed before exec or the fork itself failed; no child is left behind then.
     """
@@ -107,6 +109,7 @@ def native_spawn(
     request.rlimits = list(rlimits)
     request.sandbox = sandbox_plan if sandbox_plan is not None else ffi.NULL
     request.want_pidfd = 1 if want_pidfd else 0
+    request.force_fork = 1 if force_fork else 0
     result = ffi.new("os_spawn_result *")
 
     rc = lib.os_spawn(request, result)

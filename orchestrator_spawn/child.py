@@ -149,8 +149,16 @@ class Child:
                     return False
                 self._returncode = os.waitstatus_to_exitcode(status)
                 self._raw_rusage = usage
+        self._forget_closed_loops()
         self._notifier.close()
         return True
+
+    def _forget_closed_loops(self) -> None:
+        # A loop closed while it watched us (asyncio.run ending with a
+        # cancelled wait) never calls back: drop its watch so the pidfd closes.
+        for loop in [loop for loop in self._waiters if loop.is_closed()]:
+            del self._waiters[loop]
+            self._notifier.unwatch(loop)
 
     def try_wait(self) -> int | None:
         """The exit status if the child has exited (reaping it), else None.
@@ -246,7 +254,11 @@ class Child:
 
     def close(self) -> None:
         """Kills the process group if the child still runs, reaps it, and
-        closes the parent's pipe ends. Idempotent."""
+        closes the parent's pipe ends. Idempotent.
+
+        It blocks until the killed child is reaped (normally well under a
+        millisecond); in async code prefer ``await child.kill()`` or
+        ``async with child:``."""
         if not self._try_reap():
             self.start_kill()
             self.wait_blocking()

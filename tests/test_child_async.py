@@ -7,6 +7,7 @@ pidfd/kqueue fast path and with the SIGCHLD-reaper fallback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -71,8 +72,10 @@ def dead(pid: int, timeout: float = 10.0) -> bool:
 
 
 def reaped(pid: int) -> bool:
+    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
+    zombie it finds, which only happens when the answer is False anyway.)"""
     try:
-        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return True
     return False
@@ -386,3 +389,26 @@ def test_no_fd_leak_across_many_piped_children(run: Runner[Any]) -> None:
     before = open_fds()
     run(main)
     assert open_fds() <= before + 2  # the loop's own fds are closed by then too
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts pidfds in /proc")
+def test_wait_cancelled_by_closed_loop_does_not_leak_pidfd(exit_path: str) -> None:
+    def pidfds() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listdir's own fd
+                count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
+        return count
+
+    before = pidfds()
+    child = spawn(["sh", "-c", "read x"], stdin=PIPE)
+
+    async def give_up() -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(child.wait(), 0.05)
+
+    asyncio.run(give_up())  # closes its loop with our watch still registered
+    assert child.returncode is None
+    child.close()
+    assert child.returncode == -signal.SIGKILL
+    assert pidfds() == before

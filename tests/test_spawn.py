@@ -39,11 +39,7 @@ def run_capture(argv: list[str], **kwargs: object) -> tuple[int, bytes]:
 
 
 def zombie_children() -> list[int]:
-    return [
-        p.pid
-        for p in psutil.Process().children()
-        if p.status() == psutil.STATUS_ZOMBIE  # type: ignore[no-untyped-call]
-    ]
+    return [p.pid for p in psutil.Process().children() if p.status() == psutil.STATUS_ZOMBIE]
 
 
 @pytest.fixture
@@ -471,7 +467,7 @@ def test_value_errors_before_fork(argv: list[str], kwargs: dict[str, object], me
 
 def test_argv_must_be_a_sequence() -> None:
     with pytest.raises(TypeError):
-        spawn("true")  # type: ignore[arg-type]
+        spawn("true")
 
 
 def test_private_sandbox_plan_none_is_plain_spawn() -> None:
@@ -517,3 +513,22 @@ def test_many_threads_spawning_while_others_allocate(no_new_zombies: None) -> No
         t.join()
     assert not any(t.is_alive() for t in spawners), "spawner threads deadlocked"
     assert errors == []
+
+
+@linux_only
+def test_concurrent_spawns_do_not_leak_each_others_pipes() -> None:
+    # Thread A's freshly created pipe must never show up in thread B's child.
+    leaks: list[set[int]] = []
+
+    def worker() -> None:
+        for _ in range(40):
+            fds = _child_fds(stdin=PIPE, stderr=PIPE)
+            if fds != {0, 1, 2}:
+                leaks.append(fds)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert leaks == []

@@ -72,6 +72,19 @@ _reaper: _Reaper | None = None
 _reaper_lock = threading.Lock()
 
 
+def _forget_reaper_after_fork() -> None:
+    # The reaper thread does not survive os.fork(); the next use in the child
+    # starts a new one. The old pipe stays open: the C handler may still write
+    # to it until the new reaper re-points it, and a closed (then reused) fd
+    # number must never receive those bytes.
+    global _reaper, _reaper_lock
+    _reaper = None
+    _reaper_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_reaper_after_fork)
+
+
 def _get_reaper() -> _Reaper:
     global _reaper
     with _reaper_lock:
