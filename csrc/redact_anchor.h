@@ -38,6 +38,10 @@ typedef struct {
  * compiled caseless. Never fails: out->found = 0 when no safe anchor exists. */
 void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out);
 
+/* The minimum width of a match, with look-arounds counting zero: 1 and
+ * *out when the whole pattern was understood, 0 otherwise. */
+int os_pattern_min_width(const uint8_t *pat, size_t len, int ci, uint32_t *out);
+
 static inline int os_anchor_set_has(const uint8_t set[32], uint8_t c) {
     return (set[c >> 3] >> (c & 7)) & 1;
 }
