@@ -38,6 +38,7 @@
 
 typedef struct {
     pcre2_code *code;
+    int jit;            /* JIT-compiled for complete and hard-partial matching */
     os_anchor anchor;   /* anchor.found == 0: the pattern searches alone */
     uint64_t lookahead; /* anchor dmax + longest literal */
 } os_pat;
@@ -127,7 +128,7 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
     if (lookbehind > set->context) set->context = lookbehind;
     /* Without JIT, pcre2_match falls back to the interpreter: slower, same
      * results. */
-    (void)pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+    p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
     if (literal) {
         /* A literal is its own anchor (a prefix of it when long). */
@@ -327,7 +328,8 @@ static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t 
     if (a->has_skip) {
         uint32_t k = 0;
         while (k < a->skip_max && k < 64 && i < len && os_anchor_set_has(a->skip, buf[i])) i++, k++;
-        if (k == 64 && a->skip_max > 64) return 1;
+        if (i >= len || (k == 64 && a->skip_max > 64)) return 1; /* undecided */
+        if (k < a->skip_min) return 0;
     }
     return i >= len || os_anchor_set_has(a->need, buf[i]);
 }
@@ -398,8 +400,11 @@ static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limi
                   uint64_t *s, uint64_t *e) {
     const os_pat *pt = &r->set->pats[idx];
     pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
-    int rc = pcre2_match(pt->code, r->subj, r->slen, (PCRE2_SIZE)(lo - r->base),
-                         partial ? PCRE2_PARTIAL_HARD : 0, r->md, r->mc);
+    /* pcre2_jit_match skips the generic entry checks: same results. */
+    int rc = (pt->jit ? pcre2_jit_match : pcre2_match)(pt->code, r->subj, r->slen,
+                                                      (PCRE2_SIZE)(lo - r->base),
+                                                      partial ? PCRE2_PARTIAL_HARD : 0, r->md,
+                                                      r->mc);
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
     if (rc >= 0) {
         *s = r->base + ov[0];

@@ -659,8 +659,9 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         const item *nx = k < S->n ? &S->it[k] : NULL;
         const item *nx2 = k + 1 < S->n ? &S->it[k + 1] : NULL;
         const item *needer = NULL;
-        if (nx && nx->kind == IT_CLASS && nx->min == 0 && nx->exact && nx2) {
+        if (nx && nx->kind == IT_CLASS && nx->exact && nx2) {
             memcpy(out->skip, nx->set, 32);
+            out->skip_min = nx->min;
             out->skip_max = nx->max;
             out->has_skip = 1;
             needer = nx2;

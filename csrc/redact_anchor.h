@@ -25,13 +25,14 @@ typedef struct {
     uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
     uint8_t len[OS_ANCHOR_MAXV];
     uint32_t dmin, dmax; /* offset of the literal from the match start */
-    /* Optional cheap check on the bytes after the literal: up to skip_max
-     * bytes of class `skip`, then a byte of class `need`. */
+    /* Optional cheap check on the bytes after the literal: skip_min to
+     * skip_max bytes of class `skip`, then a byte of class `need` (the two
+     * classes are disjoint, so the greedy count decides). */
     int has_need;
     uint8_t need[32];
     int has_skip;
     uint8_t skip[32];
-    uint32_t skip_max;
+    uint32_t skip_min, skip_max;
 } os_anchor;
 
 /* Fill *out from the pattern text; ci says whether the whole pattern is

@@ -15,36 +15,66 @@
 #define OS_SCAN_X86 1
 #endif
 
-/* Rough byte frequencies in log text (higher = more common); the
- * fingerprint of a literal is its window with the smallest sum. */
-static unsigned byte_freq(uint8_t c) {
-    static const char by_rank[] = "etaoinsrhldcumfpgwybvkxjqz";
+/* Rough byte frequencies in log text (relative). */
+static double byte_freq(uint8_t c) {
+    /* English letter frequencies, per mille x 10. */
+    static const unsigned short letter[26] = {817, 149, 278, 425, 1270, 223, 202, 609, 697,
+                                               15,  77,  403, 241, 675,  751, 193, 10,  599,
+                                               633, 906, 276, 98,  236,  15,  197, 7};
     if (c == ' ') return 2000;
-    if (c >= 'a' && c <= 'z') {
-        const char *p = strchr(by_rank, c);
-        return 1000 - (unsigned)(p - by_rank) * 36;
-    }
-    if (c >= 'A' && c <= 'Z') return 60;
-    if (c >= '0' && c <= '9') return 300;
+    if (c >= 'a' && c <= 'z') return letter[c - 'a'];
+    if (c >= 'A' && c <= 'Z') return letter[c - 'A'] / 4.0 + 20;
+    if (c >= '0' && c <= '9') return 500;
     switch (c) {
-    case '.': case ':': case '/': case '-': case '=': return 200;
-    case ',': case '"': case '\n': case '_': case '[': case ']': return 100;
-    case '(': case ')': case '\'': case '{': case '}': return 60;
+    case ':': case '-': case '.': return 400;
+    case '/': case '\n': return 300;
+    case '=': case '"': return 250;
+    case ',': return 150;
+    case '_': return 120;
+    case '[': case ']': return 100;
+    case '(': case ')': case '{': case '}': return 60;
+    case '\'': return 40;
     default: return c >= 0x80 ? 5 : 20;
     }
 }
 
-static unsigned lit_byte_freq(const os_scan_lit *l, size_t i) {
+static double lit_byte_freq(const os_scan_lit *l, size_t i) {
     uint8_t c = l->bytes[i];
     if (l->ci && c >= 'a' && c <= 'z') return byte_freq(c) + byte_freq((uint8_t)(c - 32));
     return byte_freq(c);
 }
 
+/* Words so common in logs that a fingerprint inside one of them would fire
+ * all the time, whatever its letters' frequencies say. */
+static const char *const common_words[] = {
+    "token", "secret", "password", "passwd", "key=", "https", "://", "www", ".com", "user",
+    "session", "error", "info", "debug", "warn", "request", "response", "status", "api", "id=",
+    "the", "and", "ing", "ion", "tion", "ent", "for", "com", "org", "net", "json", "time",
+    "access", "auth", "ers", "ter", "con", "pro", "res", "begin", "end", "---", "worker",
+    "work", "server", "service", "client", "connect", "message", "failed", "success",
+    "started", "complete", "retry", "timeout", "cache", "query", "host", "port", "path",
+    "name", "data", "value", "default", "config", "update", "delete", "create", "load",
+    "true", "false", "null", "event", "trace", "commit", "deploy", "ms ", "ok", NULL};
+
+static double window_cost(const os_scan_lit *l, size_t k) {
+    double cost = 1.0; /* proportional to the expected frequency */
+    char w[4] = {0};
+    for (size_t j = 0; j < l->fp_len; j++) {
+        cost *= lit_byte_freq(l, k + j);
+        uint8_t c = l->bytes[k + j];
+        w[j] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+    }
+    for (size_t i = 0; common_words[i]; i++)
+        if (strstr(common_words[i], w)) cost *= 50.0;
+    return cost;
+}
+
 static inline uint8_t fold_byte(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c; }
 
+/* A hash of 3 bytes that ignores ASCII case (bit 5 is forced on, which
+ * merely adds harmless collisions between some punctuation pairs). */
 static inline unsigned fp_hash(const uint8_t *p) {
-    uint32_t v = (uint32_t)fold_byte(p[0]) | (uint32_t)fold_byte(p[1]) << 8 |
-                 (uint32_t)fold_byte(p[2]) << 16;
+    uint32_t v = ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16) | 0x202020u;
     return (v * 2654435761u) >> 20;
 }
 
@@ -135,11 +165,10 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
                 if (l->bytes[j] >= 'A' && l->bytes[j] <= 'Z') l->bytes[j] |= 0x20;
         if (l->len > sc->maxlen) sc->maxlen = l->len;
         l->fp_len = l->len < 3 ? l->len : 3;
-        unsigned best = ~0u;
+        double best = 0.0;
         for (size_t k = 0; k + l->fp_len <= l->len; k++) {
-            unsigned s = 0;
-            for (size_t j = 0; j < l->fp_len; j++) s += lit_byte_freq(l, k + j);
-            if (s < best) best = s, l->fp_off = (uint8_t)k;
+            double cost = window_cost(l, k);
+            if (k == 0 || cost < best) best = cost, l->fp_off = (uint8_t)k;
         }
         l->pm = l->pv = 0;
         for (size_t j = 0; j < 8 && j < l->len; j++) {
@@ -181,7 +210,8 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
         for (size_t i = sc->bstart[b]; i < sc->bstart[b + 1]; i++) {
             const os_scan_lit *l = &sc->lits[i];
             uint64_t bit = 1ull << (i & 63);
-            sc->bucket_lits[b] |= bit;
+            for (unsigned m = 0; m < 256; m++)
+                if (m >> b & 1) sc->mask_lits[m] |= bit;
             if (l->fp_len < 3) sc->short_mask |= bit;
             else sc->fp_table[fp_hash(l->bytes + l->fp_off)] |= bit;
         }
@@ -231,11 +261,9 @@ typedef struct {
     void *ctx;
 } scan_job;
 
-static void verify(const scan_job *J, size_t c, unsigned mask) {
+/* The literals of a candidate position whose fingerprint hash matches. */
+__attribute__((noinline)) static void verify_lits(const scan_job *J, size_t c, uint64_t lm) {
     const os_scanner *sc = J->sc;
-    uint64_t lm = 0;
-    for (unsigned m = mask; m; m &= m - 1) lm |= sc->bucket_lits[__builtin_ctz(m)];
-    if (c + 3 <= J->end) lm &= sc->fp_table[fp_hash(J->buf + c)] | sc->short_mask;
     while (lm) {
         unsigned bit = (unsigned)__builtin_ctzll(lm);
         lm &= lm - 1;
@@ -256,6 +284,15 @@ static void verify(const scan_job *J, size_t c, unsigned mask) {
             if (lit_at(l, J->buf + t)) J->hit(J->ctx, l, t);
         }
     }
+}
+
+/* A position the nibble filter let through: most are rejected here by the
+ * exact fingerprint hash, at a few instructions each. */
+static inline void verify(const scan_job *J, size_t c, unsigned mask) {
+    const os_scanner *sc = J->sc;
+    uint64_t lm = sc->mask_lits[mask];
+    if (c + 3 <= J->end) lm &= sc->fp_table[fp_hash(J->buf + c)] | sc->short_mask;
+    if (lm) verify_lits(J, c, lm);
 }
 
 static void scan_scalar(const scan_job *J, size_t c) {

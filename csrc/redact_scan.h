@@ -38,7 +38,7 @@ typedef struct {
      * fingerprint is not 3 exact bytes, plus the literals of each bucket. */
     uint64_t fp_table[4096];
     uint64_t short_mask;
-    uint64_t bucket_lits[8];
+    uint64_t mask_lits[256]; /* literal bits of the buckets in a bucket mask */
 } os_scanner;
 
 /* Build from literals (copied); 0 or -ENOMEM. */
