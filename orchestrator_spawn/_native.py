@@ -193,11 +193,10 @@ def _raise_pattern_error(
     what = entries[index] if index < len(entries) else b"?"
     text = msg.decode("utf-8", "replace")
     if rc == _REDACT_E_EMPTY_MATCH:
-        raise ValueError(f"redaction {kind} {what!r} can match the empty string")
+        hint = " (or a look-ahead hides its width)" if "look-ahead" in text else ""
+        raise ValueError(f"redaction {kind} {what!r} can match the empty string{hint}")
     if rc == _REDACT_E_COMPILE:
-        raise ValueError(
-            f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})"
-        )
+        raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
     raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
 
 
@@ -208,7 +207,7 @@ class NativeRedactor:
     decided so far. Raises ``MemoryError`` when the engine runs out of memory
     and ``ValueError`` after ``finish``."""
 
-    __slots__ = ("_ptr", "_set", "_lenp")
+    __slots__ = ("_lenp", "_ptr", "_set")
 
     def __init__(self, pattern_set: PatternSet, replacement: bytes, max_hold: int) -> None:
         ptr = lib.os_redactor_new(pattern_set._ptr, replacement, len(replacement), max_hold)
@@ -247,7 +246,6 @@ class NativeRedactor:
     def held(self) -> int:
         """Bytes fed but not yet decided."""
         return int(lib.os_redactor_held(self._ptr))
-
 
 
 # --- pump ---------------------------------------------------------------------
