@@ -429,11 +429,12 @@ def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[
         return fd, f"fd {sink}"
     if isinstance(sink, (str, bytes, os.PathLike)):
         path = os.fsdecode(sink)
-        if path not in paths:
+        if path in paths:
             # Both streams into one path share one open file (and offset).
-            paths[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            opened.append(paths[path])
-        fd = os.dup(paths[path])
+            fd = os.dup(paths[path])
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            paths[path] = fd
         opened.append(fd)
         return fd, repr(path)
     flush = getattr(sink, "flush", None)
@@ -572,9 +573,7 @@ def start_capture(
             os.close(fd)
         _close_tees(list(tees.values()))
         raise
-    # The pump owns the fds in the specs now; only the path fds were extra.
-    for fd in paths.values():
-        os.close(fd)
+    # The pump owns every fd in the specs now.
     with _notifier.lock:
         # The native handle (owning the redactors' pattern set) stays
         # referenced until done even if the Capture is dropped: the reactor
