@@ -50,6 +50,10 @@
  * a fast writer and the reactor trade fewer, larger batches. Idle pipes keep
  * the default, so thousands of quiet children cost no kernel memory. */
 #define BUSY_PIPE_SIZE (1024 * 1024)
+/* At most this many grown pipes at once: the kernel counts pipe buffers per
+ * user, and past its soft limit (64 MiB by default) every new pipe of the
+ * user gets a tiny buffer, which would slow down unrelated programs. */
+#define MAX_GROWN_PIPES 16
 
 enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
 enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
@@ -86,7 +90,8 @@ typedef struct pump_stream {
     bool finished;      /* all output written, targets closed */
     bool abort_pending; /* drain what is there, then act as at end of file */
     bool redact_failed; /* fail closed: the redactor's output is withheld */
-    bool pipe_grown;    /* tried to grow the source pipe already */
+    bool grow_tried;    /* tried to grow the source pipe already */
+    bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
     int src_flags;      /* the caller's file status flags, -1 if unknown */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
@@ -137,9 +142,10 @@ static struct {
     .notify_w = -1,
 };
 
-/* Reactor-only scratch space. */
+/* Reactor-only state. */
 static uint8_t read_buf[READ_BUF_SIZE];
 static os_pump_capture *dead_list;
+static int grown_pipes;
 
 /* ---- small system helpers ------------------------------------------------ */
 
@@ -452,6 +458,10 @@ static void stream_end_of_input(pump_stream *s) {
         pump_poller_forget(&P.poller, s->src_fd);
         close_fd(&s->src_fd);
     }
+    if (s->pipe_grown) {
+        s->pipe_grown = false;
+        grown_pipes--;
+    }
     s->reading = false;
     s->eof = true;
     if (s->redactor != NULL && !s->redact_failed) {
@@ -465,11 +475,14 @@ static void stream_end_of_input(pump_stream *s) {
 
 static void stream_maybe_grow_pipe(pump_stream *s, size_t got) {
 #if defined(__linux__) && defined(F_SETPIPE_SZ)
-    if (s->pipe_grown || got < 65536)
+    if (s->grow_tried || got < 65536 || grown_pipes >= MAX_GROWN_PIPES)
         return;
-    s->pipe_grown = true;
+    s->grow_tried = true;
     /* Best effort: fails harmlessly for non-pipes or over the user's quota. */
-    (void)fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE);
+    if (fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE) >= 0) {
+        s->pipe_grown = true;
+        grown_pipes++;
+    }
 #else
     (void)s;
     (void)got;
@@ -641,6 +654,7 @@ static void at_fork_child(void) {
     P.n_done = P.cap_done = 0;
     P.active = 0;
     dead_list = NULL;
+    grown_pipes = 0;
 }
 
 static void register_at_fork(void) {
