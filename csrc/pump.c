@@ -244,7 +244,8 @@ static void capture_complete(os_pump_capture *c) {
             P.cap_done = cap;
         }
     }
-    /* Out of memory: the id is not queued, but waiters poll c->done too. */
+    /* Out of memory: the id cannot be queued. Blocking waiters still see
+     * c->done; an asyncio waiter only when it next checks (known gap). */
     if (P.n_done < P.cap_done)
         P.done_ids[P.n_done++] = c->id;
     signal_fd_raise(P.notify_w);
