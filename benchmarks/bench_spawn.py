@@ -236,6 +236,7 @@ def contenders(
     }
 
 
+@pytest.mark.benchmark(warmup=True, warmup_iterations=50)
 @pytest.mark.parametrize(
     "name",
     [

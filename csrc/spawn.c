@@ -305,7 +305,8 @@ static int spawn_posix(const os_spawn_request *req, const char *path, os_spawn_r
     for (i = 0; i < req->n_pass_fds && err == 0; i++)
         err = posix_spawn_file_actions_addinherit_np(&actions, req->pass_fds[i]);
     if (err == 0)
-        err = posix_spawn(&pid, path, &actions, &attr, req->argv, req->envp);
+        err = posix_spawn(&pid, path, &actions, &attr, req->argv,
+                          req->envp != NULL ? req->envp : environ);
 
     for (i = 0; i < 3; i++)
         if (moved[i] >= 0)

@@ -37,7 +37,7 @@ typedef struct os_spawn_request {
     /* PATH to search when `file` has no slash; NULL means exec `file` as is. */
     const char *search_path;
     char **argv; /* NULL-terminated */
-    char **envp; /* NULL-terminated */
+    char **envp; /* NULL-terminated; NULL: the process's own environ */
     const char *cwd; /* NULL: the parent's working directory */
     /* Source fd for the child's fd 0, 1, 2, or OS_SPAWN_FD_INHERIT/_DEVNULL. */
     int stdio[3];

@@ -18,6 +18,8 @@
 
 #include "spawn_internal.h"
 
+extern char **environ;
+
 #ifdef __linux__
 #include <dirent.h>
 #endif
@@ -284,7 +286,7 @@ int os_child_main(void *arg)
 
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &empty, NULL);
-    execve(ctx->path, req->argv, req->envp);
+    execve(ctx->path, req->argv, req->envp != NULL ? req->envp : environ);
     report_and_exit(ctx, OS_STAGE_EXEC, errno);
     return 127;
 }

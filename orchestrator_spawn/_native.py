@@ -68,7 +68,7 @@ def native_spawn(
     search_path: bytes | None,
     argv_block: bytes,
     argc: int,
-    env_block: bytes,
+    env_block: bytes | None,
     envc: int,
     cwd: bytes | None,
     stdio: tuple[int, int, int],
@@ -82,7 +82,8 @@ def native_spawn(
     """Forks and execs through ``os_spawn`` (GIL released); returns ``(pid, pidfd)``.
 
     ``argv_block``/``env_block`` hold ``argc``/``envc`` NUL-terminated strings
-    back to back (``b"a\\0b\\0"``).
+    back to back (``b"a\\0b\\0"``); ``env_block=None`` passes the process's
+    own C ``environ`` (what ``os.environ`` writes through to), like subprocess.
 
     ``pidfd`` is -1 when not asked for or not supported by the kernel.
     ``force_fork`` (tests) takes the real-fork path a sandbox plan takes. Raises
@@ -90,7 +91,10 @@ def native_spawn(
     failed before exec or the fork itself failed; no child is left behind then.
     """
     c_argv, argv_keep = _string_array(argv_block, argc)
-    c_envp, envp_keep = _string_array(env_block, envc)
+    if env_block is None:
+        c_envp, envp_keep = ffi.NULL, None
+    else:
+        c_envp, envp_keep = _string_array(env_block, envc)
     c_program = ffi.new("char[]", program)
     c_search = ffi.new("char[]", search_path) if search_path is not None else ffi.NULL
     c_cwd = ffi.new("char[]", cwd) if cwd is not None else ffi.NULL

@@ -340,9 +340,10 @@ class Child:
 
         Any number of tasks may await it at once; cancelling one of them does
         not kill the child and does not disturb the others."""
-        if self._try_reap():
-            assert self._returncode is not None
+        if self._returncode is not None:
             return self._returncode
+        # No reap attempt first: a child that already exited wakes the
+        # notifier at once, and the common case (still running) saves a syscall.
         return await self._add_waiter(asyncio.get_running_loop())
 
     async def kill(self) -> int:

@@ -94,11 +94,11 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> list[bytes]:
     return args
 
 
-def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes, int, bytes | None]:
-    """The child's environment packed for the C core, its entry count, and the
-    PATH it holds (None if it has none)."""
+def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes | None, int, bytes | None]:
+    """The child's environment packed for the C core (None: inherit the
+    process's environment as is), its entry count, and the PATH it holds."""
     if env is None:
-        return _inherited_env()
+        return None, 0, _inherited_path()
     envp = []
     path = None
     for raw_key, raw_value in env.items():
@@ -113,14 +113,14 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes, int, bytes | None
     return _pack(envp), len(envp), path
 
 
-def _inherited_env() -> tuple[bytes, int, bytes | None]:
-    # os.environ keeps its data encoded in ``_data`` (bytes on POSIX), already
-    # validated by putenv; reading it directly is ~10x faster than iterating
-    # os.environb, which decodes and re-encodes every item.
+def _inherited_path() -> bytes | None:
+    # os.environ keeps its data encoded in ``_data`` (bytes on POSIX); one
+    # dict lookup instead of encoding through os.environb.
     data = getattr(os.environ, "_data", None)
-    if not isinstance(data, dict):  # pragma: no cover - another Python
-        data = dict(os.environb)
-    return _pack(list(map(b"=".join, data.items()))), len(data), data.get(b"PATH")
+    if isinstance(data, dict):
+        path = data.get(b"PATH")
+        return path if isinstance(path, bytes) else None
+    return os.environb.get(b"PATH")  # pragma: no cover - another Python
 
 
 def _fd_of(spec: Any, name: str) -> int:
@@ -235,7 +235,9 @@ def spawn(
       environment (``os.defpath`` if it has none), in the parent, like
       ``execvpe``: the first executable regular file wins; if none, ``EACCES``
       when a candidate was not executable, else ``ENOENT``.
-    - ``env=None`` passes ``os.environ``; a mapping is exactly the child's env.
+    - ``env=None`` passes this process's environment (``os.environ``, which
+      writes through to the C ``environ`` the child gets, as with
+      subprocess); a mapping is exactly the child's env.
     - ``stdin``/``stdout``/``stderr``: None (inherit), ``PIPE``, ``DEVNULL``,
       an fd or an object with ``fileno()``; ``stderr`` may be ``STDOUT``. With
       ``PIPE``, the handle's attribute is an asyncio stream when ``spawn`` is

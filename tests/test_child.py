@@ -257,3 +257,28 @@ def test_usable_in_a_forked_child(exit_path: str) -> None:
         except BaseException:
             os._exit(2)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_threads_waiting_many_children(exit_path: str) -> None:
+    # Several threads spawn and wait at once, on either exit path.
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        try:
+            for i in range(25):
+                child = spawn(["sh", "-c", f"exit {(seed + i) % 11}"])
+                if i % 2:
+                    assert child.wait_blocking(timeout=60) == (seed + i) % 11
+                else:
+                    while child.try_wait() is None:
+                        time.sleep(0.001)
+                    assert child.returncode == (seed + i) % 11
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
