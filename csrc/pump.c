@@ -236,18 +236,8 @@ static void capture_complete(os_pump_capture *c) {
     pthread_mutex_lock(&P.lock);
     c->done = true;
     P.active--;
-    if (P.n_done == P.cap_done) {
-        size_t cap = P.cap_done ? P.cap_done * 2 : 64;
-        uint64_t *ids = realloc(P.done_ids, cap * sizeof *ids);
-        if (ids != NULL) {
-            P.done_ids = ids;
-            P.cap_done = cap;
-        }
-    }
-    /* Out of memory: the id cannot be queued. Blocking waiters still see
-     * c->done; an asyncio waiter only when it next checks (known gap). */
-    if (P.n_done < P.cap_done)
-        P.done_ids[P.n_done++] = c->id;
+    /* Room was reserved when the capture started (reserve_done_slot). */
+    P.done_ids[P.n_done++] = c->id;
     signal_fd_raise(P.notify_w);
     pthread_cond_broadcast(&P.done_cond);
     pthread_mutex_unlock(&P.lock);
@@ -700,6 +690,23 @@ error:
     return rc;
 }
 
+/* Call with P.lock held: room in done_ids for every running capture's id,
+ * so that finishing one never needs memory (and never loses its id). */
+static int reserve_done_slot(void) {
+    size_t need = P.n_done + P.active + 1;
+    if (need <= P.cap_done)
+        return 0;
+    size_t cap = P.cap_done ? P.cap_done : 64;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *ids = realloc(P.done_ids, cap * sizeof *ids);
+    if (ids == NULL)
+        return -ENOMEM;
+    P.done_ids = ids;
+    P.cap_done = cap;
+    return 0;
+}
+
 /* Call with P.lock held. */
 static int queue_command(enum command_op op, os_pump_capture *c) {
     if (P.n_cmds == P.cap_cmds) {
@@ -868,6 +875,8 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
     if (rc == 0) {
         pthread_mutex_lock(&P.lock);
         rc = ensure_started();
+        if (rc == 0)
+            rc = reserve_done_slot();
         if (rc == 0) {
             c->id = ++P.next_id;
             c->generation = P.generation;
