@@ -144,7 +144,6 @@ def install_sigchld_wakeup(fd: int) -> None:
 
 import errno as _errno  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
 
 REDACT_IGNORE_CASE: int = lib.OS_REDACT_IGNORE_CASE
 _REDACT_E_COMPILE: int = lib.OS_REDACT_E_COMPILE
@@ -198,7 +197,8 @@ def _raise_pattern_error(
     what = entries[index] if index < len(entries) else b"?"
     text = msg.decode("utf-8", "replace")
     if rc == _REDACT_E_EMPTY_MATCH:
-        raise ValueError(f"redaction {kind} {what!r} can match the empty string")
+        hint = " (or a look-ahead hides its width)" if "look-ahead" in text else ""
+        raise ValueError(f"redaction {kind} {what!r} can match the empty string{hint}")
     if rc == _REDACT_E_COMPILE:
         raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
     raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
@@ -211,7 +211,7 @@ class NativeRedactor:
     decided so far. Raises ``MemoryError`` when the engine runs out of memory
     and ``ValueError`` after ``finish``."""
 
-    __slots__ = ("_ptr", "_set", "_lenp")
+    __slots__ = ("_lenp", "_ptr", "_set")
 
     def __init__(self, pattern_set: PatternSet, replacement: bytes, max_hold: int) -> None:
         ptr = lib.os_redactor_new(pattern_set._ptr, replacement, len(replacement), max_hold)
@@ -255,9 +255,8 @@ class NativeRedactor:
 # --- pump ---------------------------------------------------------------------
 
 # Imported here, not at the top, so each part's section stays self-contained.
-# (Sequence and Any come from the redaction section above.)
+# (os, Any and Sequence are imported above.)
 import errno  # noqa: E402
-import os  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD

@@ -39,7 +39,9 @@ def _as_bytes(value: str | bytes, what: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _pattern_set(patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int) -> PatternSet:
+def _pattern_set(
+    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
+) -> PatternSet:
     # Compiled sets are immutable and thread-safe: streams with the same
     # patterns share one (and its JIT code).
     return PatternSet(patterns, literals, flags)
@@ -62,7 +64,7 @@ class Redactor:
     used from different threads at once (the engine runs without the GIL).
     """
 
-    __slots__ = ("_lock", "_native", "_finished")
+    __slots__ = ("_finished", "_lock", "_native")
 
     def __init__(
         self,
