@@ -87,7 +87,7 @@ class Sizes:
 
 
 QUICK = Sizes(rounds=3, spawns_per_round=10, corpus_bytes=256 << 10, pump_bytes=1 << 20)
-FULL = Sizes(rounds=7, spawns_per_round=50, corpus_bytes=4 << 20, pump_bytes=64 << 20)
+FULL = Sizes(rounds=5, spawns_per_round=50, corpus_bytes=4 << 20, pump_bytes=16 << 20)
 
 
 @dataclass
@@ -152,7 +152,10 @@ def add_bench_options(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated groups to run, of {','.join(GROUPS)} (default: all)",
     )
     parser.add_argument(
-        "--rounds", type=_positive, metavar="N", help="rounds per group (default 3 quick, 7 full)"
+        "--rounds",
+        type=_positive,
+        metavar="N",
+        help="rounds per group (default 3 with --quick, else 5)",
     )
     parser.add_argument(
         "--json", action="store_true", help="print the results as JSON instead of a table"
@@ -482,15 +485,16 @@ class Progress:
         self.done = 0
         self.stream = stream
         self.tty = stream.isatty()
+        # One column short of the terminal, so the line never wraps.
+        self.columns = max(shutil.get_terminal_size().columns - 1, 40)
         self._last_group = ""
 
     def step(self, group: str, name: str) -> None:
         if self.tty:
-            width = 30
-            filled = width * self.done // self.total
-            bar = "#" * filled + "." * (width - filled)
-            text = f"\r[{bar}] {self.done}/{self.total} {group}: {name}"[:120]
-            self.stream.write(text.ljust(120))
+            filled = 30 * self.done // self.total
+            bar = "#" * filled + "." * (30 - filled)
+            text = f"[{bar}] {self.done}/{self.total} {group}: {name}"[: self.columns]
+            self.stream.write("\r" + text.ljust(self.columns))
         elif group != self._last_group:
             self.stream.write(f"bench: {group} ({self.done}/{self.total} samples done)\n")
         self._last_group = group
@@ -501,7 +505,7 @@ class Progress:
 
     def finish(self) -> None:
         if self.tty:
-            self.stream.write("\r" + " " * 120 + "\r")
+            self.stream.write("\r" + " " * self.columns + "\r")
         else:
             self.stream.write(f"bench: done ({self.done} samples)\n")
         self.stream.flush()

@@ -100,6 +100,9 @@ def _feature(available: bool, detail: str, probe: str) -> dict[str, Any]:
 def _kernel_features() -> dict[str, dict[str, Any]]:
     from orchestrator_spawn import _native
 
+    if not sys.platform.startswith("linux"):
+        why = f"Linux only (not on {sys.platform})"
+        return {name: _feature(False, why, probe) for name, probe in KERNEL_PROBES.items()}
     out = {}
     for name, probe in KERNEL_PROBES.items():
         err = _native.doctor_kernel_probe(name)
@@ -110,7 +113,7 @@ def _kernel_features() -> dict[str, dict[str, Any]]:
 
 def _sandbox_features() -> dict[str, dict[str, Any]]:
     if not sys.platform.startswith("linux"):
-        why = f"not used on {sys.platform}"
+        why = f"Linux only (the {sys.platform} backend does not use it)"
         return {name: _feature(False, why, probe) for name, probe in SANDBOX_PROBES.items()}
     from orchestrator_spawn.sandbox import linux
 
