@@ -56,7 +56,8 @@ class Redactor:
     for each match; ``ignore_case``: ASCII case-insensitive matching;
     ``max_hold``: the most bytes held back while a match may still be growing
     (bytes). More undecided bytes than that, or a regex hitting its match
-    limit, fail closed: those bytes become ``replacement``.
+    limit, fail closed: those bytes become one ``replacement``, and matching
+    starts afresh after them.
 
     Raises ``ValueError`` naming a pattern that does not compile (with the
     error offset) or that can match the empty string, or a negative
@@ -75,6 +76,8 @@ class Redactor:
         ignore_case: bool = True,
         max_hold: int = _DEFAULT_MAX_HOLD,
     ) -> None:
+        if isinstance(patterns, (str, bytes)) or isinstance(literals, (str, bytes)):
+            raise TypeError("patterns and literals must be sequences of str or bytes, not one")
         pats = tuple(_as_bytes(p, "pattern") for p in patterns)
         lits = tuple(_as_bytes(x, "literal") for x in literals)
         if not isinstance(replacement, bytes):

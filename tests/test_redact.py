@@ -227,6 +227,8 @@ def test_bad_arguments() -> None:
         Redactor([rb"x"], replacement="text")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Redactor([3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="sequences"):
+        Redactor(rb"AKIA[0-9A-Z]{16}")
 
 
 def test_str_patterns_and_no_patterns() -> None:
