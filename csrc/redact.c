@@ -622,7 +622,15 @@ const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
 void os_redactor_consume(os_redactor *r, size_t n) {
     if (n > r->out_len - r->out_off) n = r->out_len - r->out_off;
     r->out_off += n;
-    if (r->out_off == r->out_len) r->out_off = r->out_len = 0;
+    if (r->out_off == r->out_len) {
+        r->out_off = r->out_len = 0;
+        /* A huge feed's output buffer is not kept for the small ones after. */
+        if (r->out_cap >= 4 * OS_REDACT_HUGE) {
+            free(r->out);
+            r->out = NULL;
+            r->out_cap = 0;
+        }
+    }
 }
 
 size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->slen - r->pos); }
