@@ -63,6 +63,7 @@ typedef struct {
 
 struct os_redactor {
     const os_pattern_set *set;
+    size_t n_pats;
     uint8_t *rep;
     size_t rep_len, max_hold;
     /* The subject of matching: subj[0] is stream offset `base`. Normally it
@@ -289,6 +290,7 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
     os_redactor *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->set = set;
+    r->n_pats = set->n;
     r->max_hold = max_hold;
     r->rep_len = replacement_len;
     r->rep = malloc(replacement_len ? replacement_len : 1);
@@ -308,8 +310,10 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
 
 void os_redactor_free(os_redactor *r) {
     if (!r) return;
+    /* r->set is not touched here: at interpreter exit the set may already
+     * be gone when the last redactor is collected. */
     if (r->ps)
-        for (size_t i = 0; i < r->set->n; i++) free(r->ps[i].t);
+        for (size_t i = 0; i < r->n_pats; i++) free(r->ps[i].t);
     free(r->ps);
     free(r->rep);
     free(r->buf);

@@ -12,7 +12,10 @@ Python ``re`` behaves identically. Not in that subset: numbered
 back-references (the combined reference regex renumbers groups), ``\\Z``
 (PCRE2: before a final newline too), ``{,n}`` (PCRE2 10.42: literal text),
 ``\\v``/``\\h``/``\\K``/``\\Q..\\E``/verbs (PCRE2 only), inline global flags
-not at the start (rejected by Python 3.11+).
+not at the start (rejected by Python 3.11+), and repeated groups whose body
+can match the empty string (``(\\b|a){1,3}``: the two engines backtrack
+differently). A pattern whose backtracking exceeds PCRE2's match limit fails
+closed instead of matching like ``re`` (see :class:`Redactor`).
 """
 
 from __future__ import annotations
