@@ -63,6 +63,7 @@ typedef struct {
 
 struct os_redactor {
     const os_pattern_set *set;
+    size_t n_pats;
     uint8_t *rep;
     size_t rep_len, max_hold;
     /* The subject of matching: subj[0] is stream offset `base`. Normally it
@@ -95,6 +96,22 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
                        int literal, int ci, size_t *err_offset, char *err_msg, size_t err_cap) {
     os_pat *p = &set->pats[set->n];
     memset(p, 0, sizeof *p);
+    if (literal) {
+        /* A literal is its own anchor (a prefix of it when long). */
+        if (len >= 2) {
+            os_anchor *a = &p->anchor;
+            a->found = 1;
+            a->ci = ci;
+            a->n = 1;
+            a->len[0] = (uint8_t)(len < OS_ANCHOR_MAXLEN ? len : OS_ANCHOR_MAXLEN);
+            memcpy(a->lit[0], pat, a->len[0]);
+        }
+    } else {
+        os_anchor_extract((const uint8_t *)pat, len, ci, &p->anchor);
+    }
+    /* Only anchored patterns run in windows; the offset limit would cost an
+     * unanchored pattern some of PCRE2's start-of-match optimisations. */
+    if (p->anchor.found) options |= PCRE2_USE_OFFSET_LIMIT;
     int errcode;
     PCRE2_SIZE off = 0;
     p->code = pcre2_compile((PCRE2_SPTR)pat, len, options | (literal ? PCRE2_LITERAL : 0), &errcode,
@@ -130,19 +147,6 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
      * results. */
     p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
-    if (literal) {
-        /* A literal is its own anchor (a prefix of it when long). */
-        if (len >= 2) {
-            os_anchor *a = &p->anchor;
-            a->found = 1;
-            a->ci = ci;
-            a->n = 1;
-            a->len[0] = (uint8_t)(len < OS_ANCHOR_MAXLEN ? len : OS_ANCHOR_MAXLEN);
-            memcpy(a->lit[0], pat, a->len[0]);
-        }
-    } else {
-        os_anchor_extract((const uint8_t *)pat, len, ci, &p->anchor);
-    }
     if (p->anchor.found) {
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
@@ -162,7 +166,7 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
     *err_offset = 0;
     set_error(err_msg, err_msg_len, "");
     int ci = (flags & OS_REDACT_IGNORE_CASE) != 0;
-    uint32_t options = PCRE2_USE_OFFSET_LIMIT | (ci ? PCRE2_CASELESS : 0);
+    uint32_t options = ci ? PCRE2_CASELESS : 0;
     size_t total = n_patterns + n_literals;
     os_pattern_set *set = calloc(1, sizeof *set);
     if (!set) return -ENOMEM;
@@ -289,6 +293,7 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
     os_redactor *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->set = set;
+    r->n_pats = set->n;
     r->max_hold = max_hold;
     r->rep_len = replacement_len;
     r->rep = malloc(replacement_len ? replacement_len : 1);
@@ -308,8 +313,10 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
 
 void os_redactor_free(os_redactor *r) {
     if (!r) return;
+    /* r->set is not touched here: at interpreter exit the set may already
+     * be gone when the last redactor is collected. */
     if (r->ps)
-        for (size_t i = 0; i < r->set->n; i++) free(r->ps[i].t);
+        for (size_t i = 0; i < r->n_pats; i++) free(r->ps[i].t);
     free(r->ps);
     free(r->rep);
     free(r->buf);
@@ -399,7 +406,8 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
 static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limited, int partial,
                   uint64_t *s, uint64_t *e) {
     const os_pat *pt = &r->set->pats[idx];
-    pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
+    if (pt->anchor.found)
+        pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
     /* pcre2_jit_match skips the generic entry checks: same results. */
     int rc = (pt->jit ? pcre2_jit_match : pcre2_match)(pt->code, r->subj, r->slen,
                                                       (PCRE2_SIZE)(lo - r->base),
@@ -622,7 +630,15 @@ const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
 void os_redactor_consume(os_redactor *r, size_t n) {
     if (n > r->out_len - r->out_off) n = r->out_len - r->out_off;
     r->out_off += n;
-    if (r->out_off == r->out_len) r->out_off = r->out_len = 0;
+    if (r->out_off == r->out_len) {
+        r->out_off = r->out_len = 0;
+        /* A huge feed's output buffer is not kept for the small ones after. */
+        if (r->out_cap >= 4 * OS_REDACT_HUGE) {
+            free(r->out);
+            r->out = NULL;
+            r->out_cap = 0;
+        }
+    }
 }
 
 size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->slen - r->pos); }

@@ -227,6 +227,8 @@ def test_bad_arguments() -> None:
         Redactor([rb"x"], replacement="text")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         Redactor([3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="sequences"):
+        Redactor(rb"AKIA[0-9A-Z]{16}")
 
 
 def test_str_patterns_and_no_patterns() -> None:
@@ -308,3 +310,43 @@ def test_engine_modes_in_a_child(env: dict[str, str]) -> None:
     )
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.strip() == b"checked"
+
+
+_SUBSET_TEXT = (
+    b"id=42 user_name: Alice\tpass=S3cr3t!\nurl http://bob:pw@example.org/x \xff\xfe\n"
+    b"Key = 'abc' key2=\"q w\" tail$ end.\nlast line\n"
+)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        rb"\d+",
+        rb"\w+=\S+",
+        rb"\s+\w",
+        rb"\bkey\d?\b",
+        rb"[^\s=]+=",
+        rb"p[a-z]{2}s?=",
+        rb"(?P<k>[a-z]+)=(?P<v>\w+)",
+        rb"(?<=user_)\w+",
+        rb"(?<!\w)line",
+        rb"\w+(?=:)",
+        rb"\w+(?!\w|=)",
+        rb"(?i:KEY)2",
+        rb"(?-i:Key) =",
+        rb"a.*?e",
+        rb"\w{2,3}?",
+        rb"line$",
+        rb"\.\n",
+        rb"[\x80-\xff]+",
+        rb"http://[^:/]+:[^@]+@",
+        rb"'[^']*'|\"[^\"]*\"",
+    ],
+)
+def test_common_subset_behaves_like_python_re(pattern: bytes) -> None:
+    for ignore_case in (True, False):
+        expected = reference(_SUBSET_TEXT, [pattern], ignore_case=ignore_case)
+        assert expected != _SUBSET_TEXT
+        for size in (1, 5, 1000):
+            redactor = Redactor([pattern], ignore_case=ignore_case)
+            assert stream(redactor, _SUBSET_TEXT, size) == expected, (ignore_case, size)
