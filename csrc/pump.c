@@ -50,6 +50,10 @@
  * a fast writer and the reactor trade fewer, larger batches. Idle pipes keep
  * the default, so thousands of quiet children cost no kernel memory. */
 #define BUSY_PIPE_SIZE (1024 * 1024)
+/* At most this many grown pipes at once: the kernel counts pipe buffers per
+ * user, and past its soft limit (64 MiB by default) every new pipe of the
+ * user gets a tiny buffer, which would slow down unrelated programs. */
+#define MAX_GROWN_PIPES 16
 
 enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
 enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
@@ -86,7 +90,9 @@ typedef struct pump_stream {
     bool finished;      /* all output written, targets closed */
     bool abort_pending; /* drain what is there, then act as at end of file */
     bool redact_failed; /* fail closed: the redactor's output is withheld */
-    bool pipe_grown;    /* tried to grow the source pipe already */
+    bool grow_tried;    /* tried to grow the source pipe already */
+    bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
+    int src_flags;      /* the caller's file status flags, -1 if unknown */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
     size_t pend_len, pend_cap;
@@ -136,9 +142,10 @@ static struct {
     .notify_w = -1,
 };
 
-/* Reactor-only scratch space. */
+/* Reactor-only state. */
 static uint8_t read_buf[READ_BUF_SIZE];
 static os_pump_capture *dead_list;
+static int grown_pipes;
 
 /* ---- small system helpers ------------------------------------------------ */
 
@@ -229,17 +236,8 @@ static void capture_complete(os_pump_capture *c) {
     pthread_mutex_lock(&P.lock);
     c->done = true;
     P.active--;
-    if (P.n_done == P.cap_done) {
-        size_t cap = P.cap_done ? P.cap_done * 2 : 64;
-        uint64_t *ids = realloc(P.done_ids, cap * sizeof *ids);
-        if (ids != NULL) {
-            P.done_ids = ids;
-            P.cap_done = cap;
-        }
-    }
-    /* Out of memory: the id is not queued, but waiters poll c->done too. */
-    if (P.n_done < P.cap_done)
-        P.done_ids[P.n_done++] = c->id;
+    /* Room was reserved when the capture started (reserve_done_slot). */
+    P.done_ids[P.n_done++] = c->id;
     signal_fd_raise(P.notify_w);
     pthread_cond_broadcast(&P.done_cond);
     pthread_mutex_unlock(&P.lock);
@@ -417,14 +415,18 @@ static bool stream_take_input(pump_stream *s, const uint8_t *p, size_t len) {
     return done == len;
 }
 
-static void stream_set_reading(pump_stream *s, bool enabled) {
+/* Pause or resume reading the source; false if resuming failed. */
+static bool stream_set_reading(pump_stream *s, bool enabled) {
     if (s->reading == enabled || s->src_fd < 0)
-        return;
+        return true;
     int rc = pump_poller_set_reading(&P.poller, s->src_fd, s, enabled);
-    if (rc == 0)
+    if (rc == 0) {
         s->reading = enabled;
-    else if (enabled)
+        return true;
+    }
+    if (enabled)
         stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
+    return !enabled;
 }
 
 static void stream_finish(pump_stream *s) {
@@ -447,6 +449,10 @@ static void stream_end_of_input(pump_stream *s) {
         pump_poller_forget(&P.poller, s->src_fd);
         close_fd(&s->src_fd);
     }
+    if (s->pipe_grown) {
+        s->pipe_grown = false;
+        grown_pipes--;
+    }
     s->reading = false;
     s->eof = true;
     if (s->redactor != NULL && !s->redact_failed) {
@@ -460,11 +466,14 @@ static void stream_end_of_input(pump_stream *s) {
 
 static void stream_maybe_grow_pipe(pump_stream *s, size_t got) {
 #if defined(__linux__) && defined(F_SETPIPE_SZ)
-    if (s->pipe_grown || got < 65536)
+    if (s->grow_tried || got < 65536 || grown_pipes >= MAX_GROWN_PIPES)
         return;
-    s->pipe_grown = true;
+    s->grow_tried = true;
     /* Best effort: fails harmlessly for non-pipes or over the user's quota. */
-    (void)fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE);
+    if (fcntl(s->src_fd, F_SETPIPE_SZ, BUSY_PIPE_SIZE) >= 0) {
+        s->pipe_grown = true;
+        grown_pipes++;
+    }
 #else
     (void)s;
     (void)got;
@@ -479,9 +488,14 @@ static void stream_read(pump_stream *s, int budget) {
             counter_add(&s->bytes_read, (uint64_t)n);
             stream_maybe_grow_pipe(s, (size_t)n);
             if (!stream_take_input(s, read_buf, (size_t)n)) {
-                stream_set_reading(s, false);
+                (void)stream_set_reading(s, false);
                 return;
             }
+            /* A short read emptied the pipe: skip the read that would only
+             * say EAGAIN (the poller is level-triggered and reports more).
+             * Not when aborting, which must see the pipe empty to finish. */
+            if ((size_t)n < sizeof read_buf && !s->abort_pending)
+                return;
             continue;
         }
         if (n < 0 && errno == EINTR)
@@ -516,8 +530,8 @@ static void stream_on_writable(pump_target *t) {
         stream_finish(s);
     else if (s->abort_pending)
         stream_read(s, INT32_MAX);
-    else
-        stream_set_reading(s, true);
+    else if (!stream_set_reading(s, true))
+        stream_end_of_input(s); /* cannot watch it any more: do not hang */
 }
 
 static void stream_start(pump_stream *s) {
@@ -631,6 +645,7 @@ static void at_fork_child(void) {
     P.n_done = P.cap_done = 0;
     P.active = 0;
     dead_list = NULL;
+    grown_pipes = 0;
 }
 
 static void register_at_fork(void) {
@@ -675,6 +690,23 @@ error:
     return rc;
 }
 
+/* Call with P.lock held: room in done_ids for every running capture's id,
+ * so that finishing one never needs memory (and never loses its id). */
+static int reserve_done_slot(void) {
+    size_t need = P.n_done + P.active + 1;
+    if (need <= P.cap_done)
+        return 0;
+    size_t cap = P.cap_done ? P.cap_done : 64;
+    while (cap < need)
+        cap *= 2;
+    uint64_t *ids = realloc(P.done_ids, cap * sizeof *ids);
+    if (ids == NULL)
+        return -ENOMEM;
+    P.done_ids = ids;
+    P.cap_done = cap;
+    return 0;
+}
+
 /* Call with P.lock held. */
 static int queue_command(enum command_op op, os_pump_capture *c) {
     if (P.n_cmds == P.cap_cmds) {
@@ -714,6 +746,22 @@ size_t os_pump_take_done(uint64_t *ids, size_t max) {
     return n;
 }
 
+/* A new open file description of the pipe behind fd (Linux), so that
+ * O_NONBLOCK set on it stays private to the pump and never leaks into the
+ * caller's fd (which may be this process's own stdout, or a file object
+ * Python still reads). -1 where that is not possible. */
+static int reopen_pipe(int fd, int access) {
+#if defined(__linux__)
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return open(path, access | O_NONBLOCK | O_CLOEXEC);
+#else
+    (void)fd;
+    (void)access;
+    return -1;
+#endif
+}
+
 /* Pipes and sockets get a non-blocking way to write; files and devices are
  * written directly (they never report "would block" in practice). */
 static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
@@ -749,18 +797,12 @@ static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
     t->kind = TARGET_POLLED;
     if (is_tee)
         return set_nonblocking(fd);
-#if defined(__linux__)
-    /* A fresh open file description of the same pipe: O_NONBLOCK on it does
-     * not leak into the caller's fd (which may be this process's stdout). */
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    int again = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    int again = reopen_pipe(fd, O_WRONLY);
     if (again >= 0) {
         *reopened = again;
         t->fd = again;
         return 0;
     }
-#endif
     return set_nonblocking(fd);
 }
 
@@ -776,8 +818,10 @@ static void capture_free(os_pump_capture *c) {
     free(c);
 }
 
-static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int *reopened) {
-    *reopened = -1;
+/* reopened[0]/[1]: new fds replacing the given source/sink, or -1. */
+static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int reopened[2]) {
+    reopened[0] = reopened[1] = -1;
+    s->src_flags = -1;
     s->tag.role = ROLE_SOURCE;
     s->src_fd = spec->src_fd;
     s->sink.stream = s->tee.stream = s;
@@ -797,7 +841,19 @@ static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int *
     int rc = target_prepare(&s->tee, spec->tee_fd, true, &unused);
     if (rc < 0)
         return rc;
-    return target_prepare(&s->sink, spec->sink_fd, false, reopened);
+    rc = target_prepare(&s->sink, spec->sink_fd, false, &reopened[1]);
+    if (rc < 0)
+        return rc;
+    /* Non-blocking before the reactor can see the fd: one blocking read
+     * would stall every capture. */
+    if (S_ISFIFO(st.st_mode) && (reopened[0] = reopen_pipe(spec->src_fd, O_RDONLY)) >= 0) {
+        s->src_fd = reopened[0];
+        return 0;
+    }
+    s->src_flags = fcntl(spec->src_fd, F_GETFL); /* restored if the start fails */
+    if (s->src_flags < 0)
+        return -errno;
+    return set_nonblocking(spec->src_fd);
 }
 
 int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
@@ -809,16 +865,18 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
     if (c == NULL)
         return -ENOMEM;
     c->n = n;
-    int reopened[OS_PUMP_MAX_STREAMS];
+    int reopened[OS_PUMP_MAX_STREAMS][2];
     int rc = 0;
     size_t prepared = 0;
     for (; prepared < n && rc == 0; prepared++) {
         c->streams[prepared].capture = c;
-        rc = stream_prepare(&c->streams[prepared], &specs[prepared], &reopened[prepared]);
+        rc = stream_prepare(&c->streams[prepared], &specs[prepared], reopened[prepared]);
     }
     if (rc == 0) {
         pthread_mutex_lock(&P.lock);
         rc = ensure_started();
+        if (rc == 0)
+            rc = reserve_done_slot();
         if (rc == 0) {
             c->id = ++P.next_id;
             c->generation = P.generation;
@@ -830,17 +888,22 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
         pthread_mutex_unlock(&P.lock);
     }
     if (rc < 0) {
-        for (size_t i = 0; i < prepared; i++)
-            if (reopened[i] >= 0)
-                close(reopened[i]);
+        for (size_t i = 0; i < prepared; i++) {
+            for (int k = 0; k < 2; k++)
+                if (reopened[i][k] >= 0)
+                    close(reopened[i][k]);
+            if (c->streams[i].src_flags >= 0)
+                (void)fcntl(specs[i].src_fd, F_SETFL, c->streams[i].src_flags);
+        }
         capture_free(c);
         return rc;
     }
-    /* The pump owns the fds now; a reopened sink replaced the given one. */
+    /* The pump owns the fds now; a reopened fd replaced the given one. */
     for (size_t i = 0; i < n; i++) {
-        if (reopened[i] >= 0)
+        if (reopened[i][0] >= 0)
+            close(specs[i].src_fd);
+        if (reopened[i][1] >= 0)
             close(specs[i].sink_fd);
-        (void)set_nonblocking(specs[i].src_fd);
     }
     *id = c->id;
     *out = c;

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "redact_anchor.h"
 #include "redact_api.h"
@@ -37,6 +38,7 @@
 
 typedef struct {
     pcre2_code *code;
+    int jit;            /* JIT-compiled for complete and hard-partial matching */
     os_anchor anchor;   /* anchor.found == 0: the pattern searches alone */
     uint64_t lookahead; /* anchor dmax + longest literal */
 } os_pat;
@@ -61,10 +63,17 @@ typedef struct {
 
 struct os_redactor {
     const os_pattern_set *set;
+    size_t n_pats;
     uint8_t *rep;
     size_t rep_len, max_hold;
-    uint8_t *buf; /* buf[0] is stream offset `base` */
+    /* The subject of matching: subj[0] is stream offset `base`. Normally it
+     * is the owned buffer; a large feed is matched in place in the caller's
+     * memory (no copy) once the bytes before it are decided. */
+    const uint8_t *subj;
+    size_t slen;
+    uint8_t *buf; /* owned bytes */
     size_t len, cap;
+    int inplace;
     uint64_t base, pos, seen_end;
     uint8_t *out;
     size_t out_len, out_cap, out_off;
@@ -87,6 +96,22 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
                        int literal, int ci, size_t *err_offset, char *err_msg, size_t err_cap) {
     os_pat *p = &set->pats[set->n];
     memset(p, 0, sizeof *p);
+    if (literal) {
+        /* A literal is its own anchor (a prefix of it when long). */
+        if (len >= 2) {
+            os_anchor *a = &p->anchor;
+            a->found = 1;
+            a->ci = ci;
+            a->n = 1;
+            a->len[0] = (uint8_t)(len < OS_ANCHOR_MAXLEN ? len : OS_ANCHOR_MAXLEN);
+            memcpy(a->lit[0], pat, a->len[0]);
+        }
+    } else {
+        os_anchor_extract((const uint8_t *)pat, len, ci, &p->anchor);
+    }
+    /* Only anchored patterns run in windows; the offset limit would cost an
+     * unanchored pattern some of PCRE2's start-of-match optimisations. */
+    if (p->anchor.found) options |= PCRE2_USE_OFFSET_LIMIT;
     int errcode;
     PCRE2_SIZE off = 0;
     p->code = pcre2_compile((PCRE2_SPTR)pat, len, options | (literal ? PCRE2_LITERAL : 0), &errcode,
@@ -105,24 +130,23 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
         set_error(err_msg, err_cap, "pattern can match the empty string");
         return OS_REDACT_E_EMPTY_MATCH;
     }
+    /* PCRE2's minimum length counts bytes a look-ahead needs, though they
+     * are not part of the match: then the pattern's own width decides. */
+    if (!literal && (memmem(pat, len, "(?=", 3) || memmem(pat, len, "(*pla", 5) ||
+                     memmem(pat, len, "(*positive_lookahead", 20))) {
+        uint32_t width = 0;
+        if (!os_pattern_min_width((const uint8_t *)pat, len, ci, &width) || width == 0) {
+            *err_offset = 0;
+            set_error(err_msg, err_cap,
+                      "pattern can match the empty string (or a look-ahead hides its width)");
+            return OS_REDACT_E_EMPTY_MATCH;
+        }
+    }
     if (lookbehind > set->context) set->context = lookbehind;
     /* Without JIT, pcre2_match falls back to the interpreter: slower, same
      * results. */
-    (void)pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD);
+    p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
-    if (literal) {
-        /* A literal is its own anchor (a prefix of it when long). */
-        if (len >= 2) {
-            os_anchor *a = &p->anchor;
-            a->found = 1;
-            a->ci = ci;
-            a->n = 1;
-            a->len[0] = (uint8_t)(len < OS_ANCHOR_MAXLEN ? len : OS_ANCHOR_MAXLEN);
-            memcpy(a->lit[0], pat, a->len[0]);
-        }
-    } else {
-        os_anchor_extract((const uint8_t *)pat, len, ci, &p->anchor);
-    }
     if (p->anchor.found) {
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
@@ -142,7 +166,7 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
     *err_offset = 0;
     set_error(err_msg, err_msg_len, "");
     int ci = (flags & OS_REDACT_IGNORE_CASE) != 0;
-    uint32_t options = PCRE2_USE_OFFSET_LIMIT | (ci ? PCRE2_CASELESS : 0);
+    uint32_t options = ci ? PCRE2_CASELESS : 0;
     size_t total = n_patterns + n_literals;
     os_pattern_set *set = calloc(1, sizeof *set);
     if (!set) return -ENOMEM;
@@ -175,6 +199,10 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
                 lits[k].len = a->len[v];
                 lits[k].ci = (uint8_t)a->ci;
                 memcpy(lits[k].bytes, a->lit[v], a->len[v]);
+                if (a->has_need && !a->has_skip) {
+                    lits[k].has_next = 1;
+                    memcpy(lits[k].next, a->need, 32);
+                }
             }
         }
         if (lits) rc = os_scanner_init(&set->scanner, lits, nl);
@@ -221,10 +249,32 @@ static int grow(uint8_t **p, size_t *cap, size_t need) {
     return 0;
 }
 
+/* The output buffer of a large feed is big and fresh: back it with huge
+ * pages where the kernel offers them, because page faults would otherwise
+ * cost as much as the matching. */
+#define OS_REDACT_HUGE ((size_t)2 << 20)
+
+static int grow_out(os_redactor *r, size_t need) {
+    if (need <= r->out_cap) return 0;
+    if (need < 4 * OS_REDACT_HUGE) return grow(&r->out, &r->out_cap, need);
+    size_t cap = r->out_cap * 2 > need ? r->out_cap * 2 : need;
+    cap = (cap + OS_REDACT_HUGE - 1) / OS_REDACT_HUGE * OS_REDACT_HUGE;
+    void *q = NULL;
+    if (posix_memalign(&q, OS_REDACT_HUGE, cap)) return -ENOMEM;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(q, cap, MADV_HUGEPAGE);
+#endif
+    memcpy(q, r->out, r->out_len);
+    free(r->out);
+    r->out = q;
+    r->out_cap = cap;
+    return 0;
+}
+
 static void emit(os_redactor *r, const uint8_t *p, size_t n) {
     if (n == 0 || r->failed) return;
     if (r->out_off && r->out_off == r->out_len) r->out_off = r->out_len = 0;
-    if (grow(&r->out, &r->out_cap, r->out_len + n)) {
+    if (grow_out(r, r->out_len + n)) {
         r->failed = -ENOMEM;
         return;
     }
@@ -234,7 +284,7 @@ static void emit(os_redactor *r, const uint8_t *p, size_t n) {
 
 /* Emit the clear bytes [pos, upto) of the stream. */
 static void emit_clear(os_redactor *r, uint64_t upto) {
-    if (upto > r->pos) emit(r, r->buf + (r->pos - r->base), (size_t)(upto - r->pos));
+    if (upto > r->pos) emit(r, r->subj + (r->pos - r->base), (size_t)(upto - r->pos));
     if (upto > r->pos) r->pos = upto;
 }
 
@@ -243,6 +293,7 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
     os_redactor *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->set = set;
+    r->n_pats = set->n;
     r->max_hold = max_hold;
     r->rep_len = replacement_len;
     r->rep = malloc(replacement_len ? replacement_len : 1);
@@ -262,8 +313,10 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
 
 void os_redactor_free(os_redactor *r) {
     if (!r) return;
+    /* r->set is not touched here: at interpreter exit the set may already
+     * be gone when the last redactor is collected. */
     if (r->ps)
-        for (size_t i = 0; i < r->set->n; i++) free(r->ps[i].t);
+        for (size_t i = 0; i < r->n_pats; i++) free(r->ps[i].t);
     free(r->ps);
     free(r->rep);
     free(r->buf);
@@ -282,7 +335,8 @@ static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t 
     if (a->has_skip) {
         uint32_t k = 0;
         while (k < a->skip_max && k < 64 && i < len && os_anchor_set_has(a->skip, buf[i])) i++, k++;
-        if (k == 64 && a->skip_max > 64) return 1;
+        if (i >= len || (k == 64 && a->skip_max > 64)) return 1; /* undecided */
+        if (k < a->skip_min) return 0;
     }
     return i >= len || os_anchor_set_has(a->need, buf[i]);
 }
@@ -290,7 +344,7 @@ static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t 
 static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     os_redactor *r = ctx;
     const os_pat *pt = &r->set->pats[l->owner];
-    if (!follow_ok(&pt->anchor, r->buf, r->len, t_rel + l->len)) return;
+    if (!follow_ok(&pt->anchor, r->subj, r->slen, t_rel + l->len)) return;
     os_pstate *p = &r->ps[l->owner];
     uint64_t t = r->base + t_rel;
     if (p->head && p->head == p->n) p->head = p->n = 0;
@@ -327,7 +381,7 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
         for (size_t v = 0; v < a->n; v++) {
             uint64_t t = s + d;
             if (t + a->len[v] > e) continue;
-            const uint8_t *p = r->buf + (t - r->base);
+            const uint8_t *p = r->subj + (t - r->base);
             size_t k = 0;
             for (; k < a->len[v]; k++) {
                 uint8_t x = p[k], y = a->lit[v][k];
@@ -352,15 +406,19 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
 static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limited, int partial,
                   uint64_t *s, uint64_t *e) {
     const os_pat *pt = &r->set->pats[idx];
-    pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
-    int rc = pcre2_match(pt->code, r->buf, r->len, (PCRE2_SIZE)(lo - r->base),
-                         partial ? PCRE2_PARTIAL_HARD : 0, r->md, r->mc);
+    if (pt->anchor.found)
+        pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
+    /* pcre2_jit_match skips the generic entry checks: same results. */
+    int rc = (pt->jit ? pcre2_jit_match : pcre2_match)(pt->code, r->subj, r->slen,
+                                                      (PCRE2_SIZE)(lo - r->base),
+                                                      partial ? PCRE2_PARTIAL_HARD : 0, r->md,
+                                                      r->mc);
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
     if (rc >= 0) {
         *s = r->base + ov[0];
         *e = r->base + ov[1];
         /* Never zero-width (only \K could do that): always make progress. */
-        if (*e <= *s) *e = *s + 1 <= r->base + r->len ? *s + 1 : *s;
+        if (*e <= *s) *e = *s + 1 <= r->base + r->slen ? *s + 1 : *s;
         if (r->set->debug && pt->anchor.found) debug_check(r, idx, *s, *e);
         return EV_FULL;
     }
@@ -388,7 +446,7 @@ static void set_event(os_pstate *p, int ev, uint64_t s, uint64_t e, uint64_t lo,
 static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
     os_pstate *p = &r->ps[idx];
     const os_pat *pt = &r->set->pats[idx];
-    uint64_t end = r->base + r->len, s = 0, e = 0;
+    uint64_t end = r->base + r->slen, s = 0, e = 0;
     if (p->ev != EV_NONE) {
         if (p->s >= r->pos) return p;
         p->ev = EV_NONE; /* overlapped by an earlier match */
@@ -447,14 +505,14 @@ static void drop_all(os_redactor *r, uint64_t end) {
 
 static void process(os_redactor *r, int partial) {
     const os_pattern_set *set = r->set;
-    uint64_t end = r->base + r->len;
+    uint64_t end = r->base + r->slen;
     for (size_t i = 0; i < set->n; i++)
         if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR) r->ps[i].ev = EV_NONE;
 
     uint64_t from = r->pos, ml = set->scanner.maxlen;
     if (r->seen_end + 1 > ml && r->seen_end + 1 - ml > from) from = r->seen_end + 1 - ml;
     if (from < end)
-        os_scan(&set->scanner, r->buf, (size_t)(from - r->base), r->len,
+        os_scan(&set->scanner, r->subj, (size_t)(from - r->base), r->slen,
                 (size_t)(r->seen_end - r->base), on_hit, r);
     r->seen_end = end;
 
@@ -485,6 +543,7 @@ static void process(os_redactor *r, int partial) {
     }
 
     /* Keep only what later matching can look at. */
+    if (r->inplace) return;
     uint64_t keep = r->pos > set->context ? r->pos - set->context : 0;
     if (keep > r->base) {
         size_t drop = (size_t)(keep - r->base);
@@ -492,20 +551,65 @@ static void process(os_redactor *r, int partial) {
         r->len -= drop;
         r->base = keep;
     }
+    r->subj = r->buf;
+    r->slen = r->len;
 }
+
+static int append(os_redactor *r, const uint8_t *data, size_t n) {
+    if (grow(&r->buf, &r->cap, r->len + n)) return r->failed = -ENOMEM;
+    memcpy(r->buf + r->len, data, n);
+    r->len += n;
+    r->subj = r->buf;
+    r->slen = r->len;
+    return 0;
+}
+
+/* Match data[done, len) in place: the caller's buffer becomes the subject
+ * (base = data_off, the stream offset of data[0]); afterwards the undecided
+ * tail and its context are copied into the owned buffer. The caller ensures
+ * pos >= data_off + context, so every look-behind stays inside data. */
+static int feed_inplace(os_redactor *r, const uint8_t *data, uint64_t data_off, size_t done,
+                        size_t len) {
+    r->inplace = 1;
+    r->subj = data;
+    r->base = data_off;
+    while (done < len && !r->failed) {
+        size_t n = len - done < OS_REDACT_PIECE ? len - done : OS_REDACT_PIECE;
+        done += n;
+        r->slen = done;
+        process(r, 1);
+    }
+    r->inplace = 0;
+    if (r->failed) return r->failed;
+    uint64_t keep = r->pos - r->set->context;
+    size_t from = (size_t)(keep - data_off);
+    r->len = 0;
+    r->base = keep;
+    return append(r, data + from, len - from);
+}
+
+/* A large feed starts with a seam of this size, copied and matched after
+ * the held bytes; the rest is matched in place when the seam decides
+ * everything before it. */
+#define OS_REDACT_SEAM ((size_t)4096)
 
 int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) {
     if (r->failed) return r->failed;
     if (r->finished) return -EINVAL;
-    while (len) {
-        size_t n = len < OS_REDACT_PIECE ? len : OS_REDACT_PIECE;
-        if (grow(&r->buf, &r->cap, r->len + n)) return r->failed = -ENOMEM;
-        memcpy(r->buf + r->len, data, n);
-        r->len += n;
+    uint64_t data_off = r->base + r->slen;
+    size_t done = 0;
+    /* Most of a feed comes out again: size the output once. */
+    if (grow_out(r, r->out_len + len + len / 16)) return r->failed = -ENOMEM;
+    while (done < len) {
+        size_t n = len - done < OS_REDACT_PIECE ? len - done : OS_REDACT_PIECE;
+        int seam = done == 0 && len > 4 * OS_REDACT_SEAM;
+        if (seam) n = OS_REDACT_SEAM;
+        if (append(r, data + done, n)) return r->failed;
+        done += n;
         process(r, 1);
         if (r->failed) return r->failed;
-        data += n;
-        len -= n;
+        if (seam && r->pos >= data_off + r->set->context)
+            return feed_inplace(r, data, data_off, done, len);
     }
     return 0;
 }
@@ -526,7 +630,15 @@ const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
 void os_redactor_consume(os_redactor *r, size_t n) {
     if (n > r->out_len - r->out_off) n = r->out_len - r->out_off;
     r->out_off += n;
-    if (r->out_off == r->out_len) r->out_off = r->out_len = 0;
+    if (r->out_off == r->out_len) {
+        r->out_off = r->out_len = 0;
+        /* A huge feed's output buffer is not kept for the small ones after. */
+        if (r->out_cap >= 4 * OS_REDACT_HUGE) {
+            free(r->out);
+            r->out = NULL;
+            r->out_cap = 0;
+        }
+    }
 }
 
-size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->len - r->pos); }
+size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->slen - r->pos); }

@@ -508,7 +508,7 @@ static int parse_seq(parser *P, seq *S) {
         item it;
         if (is_class) {
             int cnt = set_count(atom.set, P->ci);
-            if (q == 0 && cnt <= 4 && atom.exact) {
+            if (q == 0 && cnt <= 6 && atom.exact) {
                 class_to_lits(atom.set, P->ci, &it);
             } else if (q > 0 && qmin == 0 && qmax == 1 && cnt <= 3 && atom.exact) {
                 class_to_lits(atom.set, P->ci, &it);
@@ -659,8 +659,9 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         const item *nx = k < S->n ? &S->it[k] : NULL;
         const item *nx2 = k + 1 < S->n ? &S->it[k + 1] : NULL;
         const item *needer = NULL;
-        if (nx && nx->kind == IT_CLASS && nx->min == 0 && nx->exact && nx2) {
+        if (nx && nx->kind == IT_CLASS && nx->exact && nx2) {
             memcpy(out->skip, nx->set, 32);
+            out->skip_min = nx->min;
             out->skip_max = nx->max;
             out->has_skip = 1;
             needer = nx2;
@@ -683,4 +684,33 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         }
     }
     free(S);
+}
+
+int os_pattern_min_width(const uint8_t *pat, size_t len, int ci, uint32_t *out) {
+    int alt = prescan(pat, len, &ci);
+    if (alt < 0) return 0;
+    seq *S = malloc(sizeof *S);
+    if (!S) return 0;
+    parser P = {pat, pat + len, ci, 0};
+    uint32_t best = OS_ANCHOR_INF;
+    int ok = 1;
+    for (;;) {
+        S->n = 0;
+        int r = parse_seq(&P, S);
+        if (r == R_STOP || r == R_CLOSE) {
+            ok = 0;
+            break;
+        }
+        uint32_t w = 0;
+        for (size_t k = 0; k < S->n; k++) {
+            uint32_t a, b;
+            item_width(&S->it[k], &a, &b);
+            w = sat_add(w, a);
+        }
+        if (w < best) best = w;
+        if (r == R_END) break;
+    }
+    free(S);
+    if (ok) *out = best;
+    return ok;
 }

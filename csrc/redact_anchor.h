@@ -25,18 +25,23 @@ typedef struct {
     uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
     uint8_t len[OS_ANCHOR_MAXV];
     uint32_t dmin, dmax; /* offset of the literal from the match start */
-    /* Optional cheap check on the bytes after the literal: up to skip_max
-     * bytes of class `skip`, then a byte of class `need`. */
+    /* Optional cheap check on the bytes after the literal: skip_min to
+     * skip_max bytes of class `skip`, then a byte of class `need` (the two
+     * classes are disjoint, so the greedy count decides). */
     int has_need;
     uint8_t need[32];
     int has_skip;
     uint8_t skip[32];
-    uint32_t skip_max;
+    uint32_t skip_min, skip_max;
 } os_anchor;
 
 /* Fill *out from the pattern text; ci says whether the whole pattern is
  * compiled caseless. Never fails: out->found = 0 when no safe anchor exists. */
 void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out);
+
+/* The minimum width of a match, with look-arounds counting zero: 1 and
+ * *out when the whole pattern was understood, 0 otherwise. */
+int os_pattern_min_width(const uint8_t *pat, size_t len, int ci, uint32_t *out);
 
 static inline int os_anchor_set_has(const uint8_t set[32], uint8_t c) {
     return (set[c >> 3] >> (c & 7)) & 1;

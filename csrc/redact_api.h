@@ -45,7 +45,9 @@ void os_redactor_free(os_redactor *r);
 
 /* Feed bytes. Whatever can be decided is appended to the redactor's pending
  * output; the rest (at most max_hold bytes plus the pattern look-behind) is
- * held. Returns 0 or -ENOMEM. */
+ * held. Returns 0 or -ENOMEM (then the redactor is unusable), -EINVAL after
+ * os_redactor_finish. `data` need only stay valid during the call (a large
+ * feed is matched in place, and what stays undecided is copied). */
 int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len);
 
 /* End of stream: everything held is decided and appended to the output. */

@@ -15,82 +15,217 @@
 #define OS_SCAN_X86 1
 #endif
 
-/* Rough byte frequencies in log text (higher = more common); the
- * fingerprint of a literal is its window with the smallest sum. */
-static unsigned byte_freq(uint8_t c) {
-    static const char by_rank[] = "etaoinsrhldcumfpgwybvkxjqz";
+/* Rough byte frequencies in log text (relative). */
+static double byte_freq(uint8_t c) {
+    /* English letter frequencies, per mille x 10. */
+    static const unsigned short letter[26] = {817, 149, 278, 425, 1270, 223, 202, 609, 697,
+                                               15,  77,  403, 241, 675,  751, 193, 10,  599,
+                                               633, 906, 276, 98,  236,  15,  197, 7};
     if (c == ' ') return 2000;
-    if (c >= 'a' && c <= 'z') {
-        const char *p = strchr(by_rank, c);
-        return 1000 - (unsigned)(p - by_rank) * 36;
-    }
-    if (c >= 'A' && c <= 'Z') return 60;
-    if (c >= '0' && c <= '9') return 300;
+    if (c >= 'a' && c <= 'z') return letter[c - 'a'];
+    if (c >= 'A' && c <= 'Z') return letter[c - 'A'] / 4.0 + 20;
+    if (c >= '0' && c <= '9') return 500;
     switch (c) {
-    case '.': case ':': case '/': case '-': case '=': return 200;
-    case ',': case '"': case '\n': case '_': case '[': case ']': return 100;
-    case '(': case ')': case '\'': case '{': case '}': return 60;
+    case ':': case '-': case '.': return 400;
+    case '/': case '\n': return 300;
+    case '=': case '"': return 250;
+    case ',': return 150;
+    case '_': return 120;
+    case '[': case ']': return 100;
+    case '(': case ')': case '{': case '}': return 60;
+    case '\'': return 40;
     default: return c >= 0x80 ? 5 : 20;
     }
 }
 
-static unsigned lit_byte_freq(const os_scan_lit *l, size_t i) {
+static double lit_byte_freq(const os_scan_lit *l, size_t i) {
     uint8_t c = l->bytes[i];
     if (l->ci && c >= 'a' && c <= 'z') return byte_freq(c) + byte_freq((uint8_t)(c - 32));
     return byte_freq(c);
 }
 
-static int fp_cmp(const os_scan_lit *a, const os_scan_lit *b) {
-    size_t n = a->fp_len < b->fp_len ? a->fp_len : b->fp_len;
-    int r = memcmp(a->bytes + a->fp_off, b->bytes + b->fp_off, n);
-    return r ? r : (int)a->fp_len - (int)b->fp_len;
+/* Words so common in logs that a fingerprint inside one of them would fire
+ * all the time, whatever its letters' frequencies say. */
+static const char *const common_words[] = {
+    "token", "secret", "password", "passwd", "key=", "https", "://", "www", ".com", "user",
+    "session", "error", "info", "debug", "warn", "request", "response", "status", "api", "id=",
+    "the", "and", "ing", "ion", "tion", "ent", "for", "com", "org", "net", "json", "time",
+    "access", "auth", "ers", "ter", "con", "pro", "res", "begin", "end", "---", "worker",
+    "work", "server", "service", "client", "connect", "message", "failed", "success",
+    "started", "complete", "retry", "timeout", "cache", "query", "host", "port", "path",
+    "name", "data", "value", "default", "config", "update", "delete", "create", "load",
+    "true", "false", "null", "event", "trace", "commit", "deploy", "ms ", "ok", NULL};
+
+static double window_cost(const os_scan_lit *l, size_t k) {
+    double cost = 1.0; /* proportional to the expected frequency */
+    char w[4] = {0};
+    for (size_t j = 0; j < l->fp_len; j++) {
+        cost *= lit_byte_freq(l, k + j);
+        uint8_t c = l->bytes[k + j];
+        w[j] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
+    }
+    for (size_t i = 0; common_words[i]; i++)
+        if (strstr(common_words[i], w)) cost *= 50.0;
+    return cost;
 }
 
-static int fp_qsort_cmp(const void *x, const void *y) {
-    return fp_cmp((const os_scan_lit *)x, (const os_scan_lit *)y);
+static inline uint8_t fold_byte(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c; }
+
+/* A hash of 3 bytes that ignores ASCII case (bit 5 is forced on, which
+ * merely adds harmless collisions between some punctuation pairs). */
+static inline unsigned fp_hash(const uint8_t *p) {
+    uint32_t v = ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16) | 0x202020u;
+    return (v * 2654435761u) >> 20;
+}
+
+/* The byte set a literal accepts at fingerprint position j. */
+static void fp_set(const os_scan_lit *l, size_t j, uint8_t set[32]) {
+    memset(set, 0, 32);
+    if (j < l->fp_len) {
+        uint8_t c = l->bytes[l->fp_off + j];
+        set[c >> 3] |= (uint8_t)(1u << (c & 7));
+        if (l->ci && c >= 'a' && c <= 'z') {
+            c = (uint8_t)(c - 32);
+            set[c >> 3] |= (uint8_t)(1u << (c & 7));
+        }
+    } else if (j == l->fp_len && l->fp_off + l->fp_len == l->len && l->has_next) {
+        memcpy(set, l->next, 32);
+    } else {
+        memset(set, 0xff, 32);
+    }
+}
+
+/* Nibble masks of a bucket: which low / high nibbles are accepted at each
+ * of the 3 positions. A byte passes when both of its nibbles do. */
+typedef struct {
+    uint16_t lo[3], hi[3];
+    size_t n;
+} bucket_masks;
+
+static double bucket_cost(const bucket_masks *b, const double prob[256]) {
+    if (b->n == 0) return 0.0;
+    double fp = 1.0;
+    for (size_t j = 0; j < 3; j++) {
+        double p = 0.0;
+        for (int c = 0; c < 256; c++)
+            if ((b->lo[j] >> (c & 15) & 1) && (b->hi[j] >> (c >> 4) & 1)) p += prob[c];
+        fp *= p;
+    }
+    /* A candidate costs a fixed part plus one compare per literal. */
+    return fp * (2.0 + (double)b->n);
+}
+
+static void bucket_add(bucket_masks *b, const os_scan_lit *l) {
+    for (size_t j = 0; j < 3; j++) {
+        uint8_t set[32];
+        fp_set(l, j, set);
+        for (int c = 0; c < 256; c++)
+            if (set[c >> 3] >> (c & 7) & 1) {
+                b->lo[j] |= (uint16_t)(1u << (c & 15));
+                b->hi[j] |= (uint16_t)(1u << (c >> 4));
+            }
+    }
+    b->n++;
+}
+
+typedef struct {
+    os_scan_lit lit;
+    double own;
+    int bucket;
+} lit_order;
+
+static int by_own_desc(const void *x, const void *y) {
+    double a = ((const lit_order *)x)->own, b = ((const lit_order *)y)->own;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+static int by_bucket(const void *x, const void *y) {
+    return ((const lit_order *)x)->bucket - ((const lit_order *)y)->bucket;
 }
 
 int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
     memset(sc, 0, sizeof *sc);
     sc->lits = malloc((n ? n : 1) * sizeof *sc->lits);
-    if (!sc->lits) return -ENOMEM;
-    memcpy(sc->lits, lits, n * sizeof *lits);
+    lit_order *ord = malloc((n ? n : 1) * sizeof *ord);
+    if (!sc->lits || !ord) {
+        free(sc->lits);
+        free(ord);
+        sc->lits = NULL;
+        return -ENOMEM;
+    }
     sc->nlits = n;
+    double prob[256], total = 0.0;
+    for (int c = 0; c < 256; c++) total += byte_freq((uint8_t)c);
+    for (int c = 0; c < 256; c++) prob[c] = byte_freq((uint8_t)c) / total;
     for (size_t i = 0; i < n; i++) {
-        os_scan_lit *l = &sc->lits[i];
+        os_scan_lit *l = &ord[i].lit;
+        *l = lits[i];
         if (l->ci)
             for (size_t j = 0; j < l->len; j++)
                 if (l->bytes[j] >= 'A' && l->bytes[j] <= 'Z') l->bytes[j] |= 0x20;
         if (l->len > sc->maxlen) sc->maxlen = l->len;
         l->fp_len = l->len < 3 ? l->len : 3;
-        unsigned best = ~0u;
+        double best = 0.0;
         for (size_t k = 0; k + l->fp_len <= l->len; k++) {
-            unsigned s = 0;
-            for (size_t j = 0; j < l->fp_len; j++) s += lit_byte_freq(l, k + j);
-            if (s < best) best = s, l->fp_off = (uint8_t)k;
+            double cost = window_cost(l, k);
+            if (k == 0 || cost < best) best = cost, l->fp_off = (uint8_t)k;
         }
+        l->pm = l->pv = 0;
+        for (size_t j = 0; j < 8 && j < l->len; j++) {
+            uint8_t c = l->bytes[j];
+            uint8_t m = (l->ci && c >= 'a' && c <= 'z') ? 0xdf : 0xff;
+            l->pm |= (uint64_t)m << (8 * j);
+            l->pv |= (uint64_t)(c & m) << (8 * j);
+        }
+        bucket_masks alone = {{0}, {0}, 0};
+        bucket_add(&alone, l);
+        ord[i].own = bucket_cost(&alone, prob);
     }
-    /* Literals with similar fingerprints share a bucket: fewer false
-     * positives from the nibble cross product. */
-    qsort(sc->lits, n, sizeof *sc->lits, fp_qsort_cmp);
-    for (size_t b = 0; b <= 8; b++) sc->bstart[b] = (uint32_t)((n * b + 7) / 8);
-    for (size_t b = 0; b < 8; b++) {
-        uint8_t bit = (uint8_t)(1u << b);
+    /* Greedy bucket assignment: the noisiest literals first, each into the
+     * bucket where it adds the least expected verification work. */
+    qsort(ord, n, sizeof *ord, by_own_desc);
+    bucket_masks bm[8];
+    memset(bm, 0, sizeof bm);
+    for (size_t i = 0; i < n; i++) {
+        int best_b = 0;
+        double best_delta = 0.0;
+        for (int b = 0; b < 8; b++) {
+            bucket_masks t = bm[b];
+            bucket_add(&t, &ord[i].lit);
+            double delta = bucket_cost(&t, prob) - bucket_cost(&bm[b], prob);
+            if (b == 0 || delta < best_delta) best_b = b, best_delta = delta;
+        }
+        bucket_add(&bm[best_b], &ord[i].lit);
+        ord[i].bucket = best_b;
+    }
+    qsort(ord, n, sizeof *ord, by_bucket);
+    size_t k = 0;
+    for (int b = 0; b < 8; b++) {
+        sc->bstart[b] = (uint32_t)k;
+        while (k < n && ord[k].bucket == b) sc->lits[k] = ord[k].lit, k++;
+    }
+    sc->bstart[8] = (uint32_t)k;
+    free(ord);
+    for (int b = 0; b < 8; b++)
         for (size_t i = sc->bstart[b]; i < sc->bstart[b + 1]; i++) {
             const os_scan_lit *l = &sc->lits[i];
+            uint64_t bit = 1ull << (i & 63);
+            for (unsigned m = 0; m < 256; m++)
+                if (m >> b & 1) sc->mask_lits[m] |= bit;
+            if (l->fp_len < 3) sc->short_mask |= bit;
+            else sc->fp_table[fp_hash(l->bytes + l->fp_off)] |= bit;
+        }
+    for (int b = 0; b < 8; b++) {
+        uint8_t bit = (uint8_t)(1u << b);
+        for (size_t i = sc->bstart[b]; i < sc->bstart[b + 1]; i++) {
             for (size_t j = 0; j < 3; j++) {
-                if (j >= l->fp_len) {
-                    for (size_t x = 0; x < 16; x++) sc->lo[j][x] |= bit, sc->hi[j][x] |= bit;
-                    continue;
-                }
-                uint8_t c = l->bytes[l->fp_off + j];
-                sc->lo[j][c & 15] |= bit;
-                sc->hi[j][c >> 4] |= bit;
-                if (l->ci && c >= 'a' && c <= 'z') {
-                    uint8_t u = (uint8_t)(c - 32);
-                    sc->lo[j][u & 15] |= bit;
-                    sc->hi[j][u >> 4] |= bit;
-                }
+                uint8_t set[32];
+                fp_set(&sc->lits[i], j, set);
+                for (int c = 0; c < 256; c++)
+                    if (set[c >> 3] >> (c & 7) & 1) {
+                        sc->lo[j][c & 15] |= bit;
+                        sc->hi[j][c >> 4] |= bit;
+                    }
             }
         }
     }
@@ -126,19 +261,38 @@ typedef struct {
     void *ctx;
 } scan_job;
 
-static void verify(const scan_job *J, size_t c, unsigned mask) {
+/* The literals of a candidate position whose fingerprint hash matches. */
+__attribute__((noinline)) static void verify_lits(const scan_job *J, size_t c, uint64_t lm) {
     const os_scanner *sc = J->sc;
-    while (mask) {
-        unsigned b = (unsigned)__builtin_ctz(mask);
-        mask &= mask - 1;
-        for (size_t i = sc->bstart[b]; i < sc->bstart[b + 1]; i++) {
+    while (lm) {
+        unsigned bit = (unsigned)__builtin_ctzll(lm);
+        lm &= lm - 1;
+        for (size_t i = bit; i < sc->nlits; i += 64) {
             const os_scan_lit *l = &sc->lits[i];
             if (c < (size_t)l->fp_off + J->from) continue;
             size_t t = c - l->fp_off;
             if (t + l->len > J->end || t + l->len <= J->seen_end) continue;
+            if (t + 8 <= J->end) {
+                uint64_t w;
+                memcpy(&w, J->buf + t, 8);
+                if ((w & l->pm) != l->pv) continue;
+                if (l->len <= 8) {
+                    J->hit(J->ctx, l, t);
+                    continue;
+                }
+            }
             if (lit_at(l, J->buf + t)) J->hit(J->ctx, l, t);
         }
     }
+}
+
+/* A position the nibble filter let through: most are rejected here by the
+ * exact fingerprint hash, at a few instructions each. */
+static inline void verify(const scan_job *J, size_t c, unsigned mask) {
+    const os_scanner *sc = J->sc;
+    uint64_t lm = sc->mask_lits[mask];
+    if (c + 3 <= J->end) lm &= sc->fp_table[fp_hash(J->buf + c)] | sc->short_mask;
+    if (lm) verify_lits(J, c, lm);
 }
 
 static void scan_scalar(const scan_job *J, size_t c) {

@@ -18,6 +18,12 @@ typedef struct {
     uint32_t owner; /* caller's id (the pattern index) */
     uint8_t len, fp_off, fp_len, ci;
     uint8_t bytes[OS_ANCHOR_MAXLEN]; /* folded to lower case when ci */
+    /* Optional: the class of the byte right after the literal, which a
+     * literal shorter than 3 bytes uses to complete its fingerprint. */
+    uint8_t has_next;
+    uint8_t next[32];
+    /* Filled by the scanner: masked compare of the first 8 bytes. */
+    uint64_t pm, pv;
 } os_scan_lit;
 
 typedef struct {
@@ -27,6 +33,12 @@ typedef struct {
     size_t nlits;
     uint32_t maxlen;
     int impl; /* 0 scalar, 1 ssse3, 2 avx2 */
+    /* Second filter behind the nibble masks: literal bits (index mod 64) by
+     * a hash of the 3 case-folded fingerprint bytes, plus the literals whose
+     * fingerprint is not 3 exact bytes, plus the literals of each bucket. */
+    uint64_t fp_table[4096];
+    uint64_t short_mask;
+    uint64_t mask_lits[256]; /* literal bits of the buckets in a bucket mask */
 } os_scanner;
 
 /* Build from literals (copied); 0 or -ENOMEM. */

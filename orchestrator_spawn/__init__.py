@@ -22,6 +22,7 @@ from orchestrator_spawn.errors import (
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.redact import Redactor, redact
+from orchestrator_spawn.run import RunResult, RunTimeoutError, run
 from orchestrator_spawn.runner import (
     CapturedChild,
     spawn_with_runner,
@@ -45,6 +46,8 @@ __all__ = [
     "Redactor",
     "ResolvedExecutionProfile",
     "ResourceLimits",
+    "RunResult",
+    "RunTimeoutError",
     "RunnerConfig",
     "RunnerPolicy",
     "SandboxBackendError",
@@ -54,6 +57,7 @@ __all__ = [
     "guard_daemon_pid_kill",
     "kill_child_process_group",
     "redact",
+    "run",
     "sandbox_preflight",
     "spawn",
     "spawn_with_runner",

@@ -182,7 +182,6 @@ def install_sigchld_wakeup(fd: int) -> None:
 
 import errno as _errno  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
 
 REDACT_IGNORE_CASE: int = lib.OS_REDACT_IGNORE_CASE
 _REDACT_E_COMPILE: int = lib.OS_REDACT_E_COMPILE
@@ -236,7 +235,8 @@ def _raise_pattern_error(
     what = entries[index] if index < len(entries) else b"?"
     text = msg.decode("utf-8", "replace")
     if rc == _REDACT_E_EMPTY_MATCH:
-        raise ValueError(f"redaction {kind} {what!r} can match the empty string")
+        hint = " (or a look-ahead hides its width)" if "look-ahead" in text else ""
+        raise ValueError(f"redaction {kind} {what!r} can match the empty string{hint}")
     if rc == _REDACT_E_COMPILE:
         raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
     raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
@@ -249,7 +249,7 @@ class NativeRedactor:
     decided so far. Raises ``MemoryError`` when the engine runs out of memory
     and ``ValueError`` after ``finish``."""
 
-    __slots__ = ("_ptr", "_set", "_lenp")
+    __slots__ = ("_lenp", "_ptr", "_set")
 
     def __init__(self, pattern_set: PatternSet, replacement: bytes, max_hold: int) -> None:
         ptr = lib.os_redactor_new(pattern_set._ptr, replacement, len(replacement), max_hold)
@@ -293,9 +293,8 @@ class NativeRedactor:
 # --- pump ---------------------------------------------------------------------
 
 # Imported here, not at the top, so each part's section stays self-contained.
-# (Sequence and Any come from the redaction section above.)
+# (os, Any and Sequence are imported above.)
 import errno  # noqa: E402
-import os  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
@@ -573,3 +572,51 @@ def sandbox_plan_set_seccomp(plan: Any, *, deny_ip_sockets: bool, allow_inet_onl
 def _check_no_nul(text: str) -> None:
     if "\0" in text:
         raise ValueError(f"embedded NUL byte in {text!r}")
+
+
+# --- doctor -------------------------------------------------------------------
+
+# (os is imported at the top.)
+
+_DOCTOR_TEXT = 256
+
+
+def doctor_kernel_probe(name: str) -> int:
+    """Try one kernel feature the spawn core uses; 0 when it works, else the errno.
+
+    ``name``: ``"pidfd_open"``, ``"close_range"`` or ``"clone_pidfd"`` (a
+    real ``clone(CLONE_PIDFD)`` of a child that exits at once and is reaped).
+    Other platforms than Linux report ``ENOSYS``. Raises ``KeyError`` for an
+    unknown name.
+    """
+    probes = {
+        "pidfd_open": lib.os_doctor_pidfd_open,
+        "close_range": lib.os_doctor_close_range,
+        "clone_pidfd": lib.os_doctor_clone_pidfd,
+    }
+    return -int(probes[name]())
+
+
+def _doctor_text(call: Any) -> str:
+    buf = ffi.new("char[]", _DOCTOR_TEXT)
+    rc = call(buf, _DOCTOR_TEXT)
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return bytes(ffi.string(buf)).decode("ascii", "replace")
+
+
+def doctor_pcre2() -> tuple[str, bool, bool, str]:
+    """The linked PCRE2: ``(version, JIT built in, JIT usable here, JIT target)``.
+
+    "Usable" means JIT-compiling a trivial pattern succeeded (it fails where
+    the system refuses executable memory). Raises ``MemoryError``.
+    """
+    works = int(lib.os_doctor_pcre2_jit_works())
+    if works < 0:
+        raise MemoryError("orchestrator_spawn: out of memory probing the PCRE2 JIT")
+    return (
+        _doctor_text(lib.os_doctor_pcre2_version),
+        bool(lib.os_doctor_pcre2_jit_built()),
+        bool(works),
+        _doctor_text(lib.os_doctor_pcre2_jit_target),
+    )

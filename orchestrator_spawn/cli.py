@@ -9,6 +9,10 @@ like a shell; 127 if it could not be found, 126 if it could not be executed).
 The ``run`` options live in :func:`add_run_options` and are turned into spawn
 arguments in :func:`run_spawn_kwargs`, so later options slot in there.
 
+``orchestrator-spawn doctor`` (``_cli_doctor``) reports what this machine
+offers and whether a profile can be enforced; ``orchestrator-spawn bench``
+(``_cli_bench``) measures spawn, redaction and the pump against the stdlib.
+
 The runner options (``--config``, ``--profile``, ``--redact``, ``--secret``,
 ``--no-redact``, ``--stdout``, ``--stderr``) live in ``_cli_runner``: by
 default the output passes through the built-in secret pattern pack on its
@@ -26,6 +30,10 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from orchestrator_spawn._cli_bench import EPILOG as BENCH_EPILOG
+from orchestrator_spawn._cli_bench import add_bench_options
+from orchestrator_spawn._cli_doctor import EPILOG as DOCTOR_EPILOG
+from orchestrator_spawn._cli_doctor import add_doctor_options
 from orchestrator_spawn._cli_runner import RunOutput, add_runner_options
 from orchestrator_spawn.child import Child
 from orchestrator_spawn.errors import OrchestratorSpawnError, SpawnError
@@ -82,10 +90,41 @@ def run_spawn_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"limits": ResourceLimits(**limits) if limits else None}
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph descriptions; keeps texts with line breaks (the
+    examples epilogs) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+RUN_EPILOG = """\
+examples:
+  orchestrator-spawn run -- make -j4
+  orchestrator-spawn run --limit memory_bytes=1G --limit cpu_seconds=60 -- ./build.sh
+  orchestrator-spawn run --secret "$DB_PASSWORD" --stdout out.log -- ./deploy.sh
+  orchestrator-spawn run --config runner.yaml --profile sandbox_write -- 'make test'
+"""
+
+MAIN_EPILOG = """\
+examples:
+  orchestrator-spawn run -- make -j4
+  orchestrator-spawn doctor
+  orchestrator-spawn bench --quick
+
+'orchestrator-spawn COMMAND --help' describes each command.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``orchestrator-spawn`` parser with its run, doctor and bench subcommands."""
     parser = argparse.ArgumentParser(
         prog="orchestrator-spawn",
         description="Spawn processes through the orchestrator_spawn native core.",
+        epilog=MAIN_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     run = commands.add_parser(
@@ -97,23 +136,47 @@ def build_parser() -> argparse.ArgumentParser:
             "forwarded to its whole group; the exit status is the program's "
             "(128+N when signal N killed it, 127 not found, 126 not executable)."
         ),
-        epilog="example: orchestrator-spawn run --limit memory_bytes=1G -- make -j4",
+        epilog=RUN_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     add_run_options(run)
-    commands.add_parser(
+    doctor = commands.add_parser(
         "doctor",
-        help="print which sandbox features this machine offers",
-        description="Probe and print the sandbox backend and the kernel features it can use.",
+        help="print what this machine offers: kernel features, PCRE2, sandbox modes",
+        description=(
+            "Probe and print the platform, the kernel features the spawn core and "
+            "the sandbox use (pidfd, close_range, Landlock, namespaces, seccomp), "
+            "the PCRE2 version and JIT, and what each sandbox mode would do here."
+        ),
+        epilog=DOCTOR_EPILOG,
+        formatter_class=_HelpFormatter,
     )
+    add_doctor_options(doctor)
+    bench = commands.add_parser(
+        "bench",
+        help="measure spawn, redaction and the pump against the stdlib ways",
+        description=(
+            "Run the spawn, redaction and pump comparisons on this machine and "
+            "print a table of medians and ratios against the stdlib ways "
+            "(ratio > 1: orchestrator_spawn is faster). Progress goes to stderr."
+        ),
+        epilog=BENCH_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    add_bench_options(bench)
     return parser
 
 
 def _doctor(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from orchestrator_spawn.sandbox import sandbox_doctor
+    from orchestrator_spawn._cli_doctor import run_doctor
 
-    for line in sandbox_doctor():
-        print(line)
-    return 0
+    return run_doctor(args)
+
+
+def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from orchestrator_spawn._cli_bench import run_bench
+
+    return run_bench(args)
 
 
 def _exit_status(returncode: int) -> int:
@@ -170,5 +233,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"run": _run, "doctor": _doctor}
+    commands = {"run": _run, "doctor": _doctor, "bench": _bench}
     return commands[args.subcommand](args, parser)

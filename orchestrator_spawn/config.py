@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
+from orchestrator_spawn.redact import Redactor
 
 if TYPE_CHECKING:
     from orchestrator_spawn.spawn import ResourceLimits
@@ -94,17 +95,13 @@ def _check_env_name(name: str, what: str) -> str:
 
 
 def _check_redaction_pattern(index: int, pattern: str) -> None:
+    # Compile with the engine that will run it (PCRE2), so a pattern that
+    # loads here also works in the pump, and PCRE2-only syntax is accepted.
+    # The engine also refuses patterns that can match the empty string.
     try:
-        compiled = re.compile(pattern, re.IGNORECASE)
-    except re.error as err:
-        offset = f" at offset {err.pos}" if err.pos is not None else ""
-        raise ValueError(
-            f"redaction_patterns[{index}] {pattern!r} does not compile{offset}: {err.msg}"
-        ) from err
-    # An empty match would redact nothing yet make the streaming redactor
-    # spin; the native engine refuses it too, so refuse it at load time.
-    if compiled.search("") is not None:
-        raise ValueError(f"redaction_patterns[{index}] {pattern!r} can match the empty string")
+        Redactor([pattern])
+    except ValueError as err:
+        raise ValueError(f"redaction_patterns[{index}]: {err}") from err
 
 
 class RunnerConfig(BaseModel):

@@ -36,7 +36,6 @@ from functools import lru_cache
 from typing import Any, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
-from orchestrator_spawn.redact import Redactor
 
 __all__ = [
     "DISCARD",
@@ -122,10 +121,11 @@ class _Notifier:
         if not ids:
             return
         with self.lock:
-            resolved = [(i, self.running.pop(i, None), self.waiters.pop(i, [])) for i in ids]
-        for _, _, waiters in resolved:
-            for loop, future in waiters:
-                _resolve_threadsafe(loop, future)
+            for capture_id in ids:
+                self.running.pop(capture_id, None)
+            waiters = [w for capture_id in ids for w in self.waiters.pop(capture_id, [])]
+        for loop, future in waiters:
+            _resolve_threadsafe(loop, future)
 
     def add_waiter(self, capture: Capture, future: asyncio.Future[None]) -> None:
         loop = future.get_loop()
@@ -429,11 +429,12 @@ def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[
         return fd, f"fd {sink}"
     if isinstance(sink, (str, bytes, os.PathLike)):
         path = os.fsdecode(sink)
-        if path not in paths:
+        if path in paths:
             # Both streams into one path share one open file (and offset).
-            paths[path] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            opened.append(paths[path])
-        fd = os.dup(paths[path])
+            fd = os.dup(paths[path])
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+            paths[path] = fd
         opened.append(fd)
         return fd, repr(path)
     flush = getattr(sink, "flush", None)
@@ -448,7 +449,7 @@ def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[
 class Redaction:
     """How the pump redacts every captured stream.
 
-    The arguments mean what they mean for ``Redactor`` (patterns, literals,
+    The arguments mean what they mean for ``orchestrator_spawn.Redactor`` (patterns, literals,
     replacement, ignore_case, max_hold in bytes); each stream gets its own
     streaming redactor over one shared compiled pattern set.
     """
@@ -474,10 +475,12 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
     """(pattern set cdata or None, replacement, max_hold, owner) for the C side."""
-    if isinstance(redact, Redactor):
+    given: object = redact
+    if isinstance(given, (str, bytes)) or not isinstance(given, (Redaction, Sequence)):
+        # A Redactor is one stream's state, not a configuration to copy.
         raise TypeError(
-            "redact=: a Redactor is one stream's state; pass a Redaction(...) or a "
-            "sequence of patterns"
+            "redact= must be a Redaction(...) or a sequence of patterns, not "
+            f"{type(given).__name__}"
         )
     config = redact if isinstance(redact, Redaction) else Redaction(patterns=tuple(redact))
     if config.max_hold < 0:
@@ -570,9 +573,7 @@ def start_capture(
             os.close(fd)
         _close_tees(list(tees.values()))
         raise
-    # The pump owns the fds in the specs now; only the path fds were extra.
-    for fd in paths.values():
-        os.close(fd)
+    # The pump owns every fd in the specs now.
     with _notifier.lock:
         # The native handle (owning the redactors' pattern set) stays
         # referenced until done even if the Capture is dropped: the reactor

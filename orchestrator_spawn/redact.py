@@ -12,7 +12,10 @@ Python ``re`` behaves identically. Not in that subset: numbered
 back-references (the combined reference regex renumbers groups), ``\\Z``
 (PCRE2: before a final newline too), ``{,n}`` (PCRE2 10.42: literal text),
 ``\\v``/``\\h``/``\\K``/``\\Q..\\E``/verbs (PCRE2 only), inline global flags
-not at the start (rejected by Python 3.11+).
+not at the start (rejected by Python 3.11+), and repeated groups whose body
+can match the empty string (``(\\b|a){1,3}``: the two engines backtrack
+differently). A pattern whose backtracking exceeds PCRE2's match limit fails
+closed instead of matching like ``re`` (see :class:`Redactor`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ def _as_bytes(value: str | bytes, what: str) -> bytes:
 
 
 @lru_cache(maxsize=64)
-def _pattern_set(patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int) -> PatternSet:
+def _pattern_set(
+    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
+) -> PatternSet:
     # Compiled sets are immutable and thread-safe: streams with the same
     # patterns share one (and its JIT code).
     return PatternSet(patterns, literals, flags)
@@ -54,7 +59,8 @@ class Redactor:
     for each match; ``ignore_case``: ASCII case-insensitive matching;
     ``max_hold``: the most bytes held back while a match may still be growing
     (bytes). More undecided bytes than that, or a regex hitting its match
-    limit, fail closed: those bytes become ``replacement``.
+    limit, fail closed: those bytes become one ``replacement``, and matching
+    starts afresh after them.
 
     Raises ``ValueError`` naming a pattern that does not compile (with the
     error offset) or that can match the empty string, or a negative
@@ -62,7 +68,7 @@ class Redactor:
     used from different threads at once (the engine runs without the GIL).
     """
 
-    __slots__ = ("_lock", "_native", "_finished")
+    __slots__ = ("_finished", "_lock", "_native")
 
     def __init__(
         self,
@@ -73,6 +79,8 @@ class Redactor:
         ignore_case: bool = True,
         max_hold: int = _DEFAULT_MAX_HOLD,
     ) -> None:
+        if isinstance(patterns, (str, bytes)) or isinstance(literals, (str, bytes)):
+            raise TypeError("patterns and literals must be sequences of str or bytes, not one")
         pats = tuple(_as_bytes(p, "pattern") for p in patterns)
         lits = tuple(_as_bytes(x, "literal") for x in literals)
         if not isinstance(replacement, bytes):

@@ -86,7 +86,17 @@ def test_bad_regex_error_names_pattern_and_offset() -> None:
     message = str(info.value)
     assert "redaction_patterns[1]" in message
     assert "'ab(cd'" in message
-    assert "offset 2" in message
+    # The offset is PCRE2's (the engine that runs the pattern): the end of
+    # the pattern, where the closing parenthesis is missing.
+    assert "offset 5" in message
+
+
+def test_pattern_checked_by_the_engine_that_runs_it() -> None:
+    # PCRE2 syntax that Python re refuses loads, because the pump runs PCRE2.
+    config = RunnerConfig(redaction_patterns=["(?<tok>ghp_[A-Za-z0-9]{36})"])
+    assert config.redaction_patterns == ["(?<tok>ghp_[A-Za-z0-9]{36})"]
+    with pytest.raises(pydantic.ValidationError, match=r"redaction_patterns\[0\]"):
+        RunnerConfig(redaction_patterns=["(?=x)"])
 
 
 def test_empty_match_pattern_is_refused() -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Coroutine
@@ -21,7 +22,9 @@ from orchestrator_spawn import Redactor, _native
 from orchestrator_spawn.pump import DISCARD, MEMORY, Capture, Redaction, start_capture
 from tests.pump_helpers import piped, pump_threads, python_writer, thread_count
 
-linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="uses /proc (and reopens pipes through it)"
+)
 
 
 def run(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = False) -> Any:
@@ -186,8 +189,10 @@ def test_slow_pipe_sink_gets_everything_and_stays_blocking() -> None:
 
     proc, r_out, r_err = piped([*python_writer(WRITE_DETERMINISTIC), str(size), "0"])
     capture = start_capture(r_out, r_err, stdout_sink=sink_w)
-    # The pump wrote through its own non-blocking description of the pipe.
-    assert os.get_blocking(sink_w)
+    if sys.platform.startswith("linux"):
+        # The pump writes through its own non-blocking description of the
+        # pipe (elsewhere it has to make the shared one non-blocking).
+        assert os.get_blocking(sink_w)
     os.close(sink_w)
     reader = threading.Thread(target=slow_reader)
     reader.start()
@@ -196,6 +201,20 @@ def test_slow_pipe_sink_gets_everything_and_stays_blocking() -> None:
     os.close(sink_r)
     assert proc.wait() == 0
     assert bytes(received) == deterministic(size, 1)
+
+
+@linux_only
+def test_file_object_source_is_left_blocking() -> None:
+    proc = subprocess.Popen(["sh", "-c", "echo via-popen"], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    capture = start_capture(proc.stdout, stdout_sink=MEMORY)
+    # The pump read through its own description of the pipe: the caller's
+    # file object was neither made non-blocking nor closed.
+    assert os.get_blocking(proc.stdout.fileno())
+    capture.wait_blocking(30)
+    proc.stdout.close()
+    proc.wait()
+    assert capture.output("stdout") == b"via-popen\n"
 
 
 def test_socket_sink() -> None:
@@ -470,6 +489,40 @@ def test_redacted_line_shows_up_before_eof() -> None:
     proc.wait()
 
 
+def test_redacting_into_a_slow_pipe_and_a_slow_live_reader() -> None:
+    # Both the sink and the live pipe fill up: the stream pauses and resumes
+    # until everything went through, redacted, in order.
+    size = 2 * 1024 * 1024
+    sink_r, sink_w = os.pipe()
+    received = bytearray()
+
+    def slow_sink_reader() -> None:
+        while chunk := os.read(sink_r, 4096):
+            received.extend(chunk)
+
+    proc, r_out, r_err = piped(["sh", "-c", f"yes 'a token=abc b' | head -c {size}"])
+
+    async def main() -> bytes:
+        capture = start_capture(r_out, r_err, stdout_sink=sink_w, live=["stdout"], redact=[TOKEN])
+        os.close(sink_w)
+        live = bytearray()
+        async for chunk in capture.chunks("stdout"):
+            live.extend(chunk)
+            await asyncio.sleep(0.001)
+        await capture.wait()
+        return bytes(live)
+
+    reader = threading.Thread(target=slow_sink_reader)
+    reader.start()
+    live = run(main())
+    reader.join(30)
+    os.close(sink_r)
+    assert proc.wait() == 0
+    expected = re.sub(rb"token=[A-Za-z0-9]+", b"[REDACTED]", (b"a token=abc b\n" * size)[:size])
+    assert bytes(received) == expected
+    assert live == expected
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_redacting_into_dev_full_raises_after_draining() -> None:
     size = 3 * 1024 * 1024
@@ -534,6 +587,44 @@ def test_many_children_constant_threads(tmp_path: Path) -> None:
         assert (tmp_path / f"{i}.out").read_bytes() == expected
         assert (tmp_path / f"{i}.err").read_bytes() == b""
     assert _native.pump_active_captures() == 0
+
+
+@linux_only
+def test_no_fd_leaks(tmp_path: Path) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    def batch() -> None:
+        procs = []
+        captures = []
+        for i in range(20):
+            proc, r_out, r_err = piped(["sh", "-c", "seq 1 3000; echo e >&2"])
+            procs.append(proc)
+            captures.append(
+                start_capture(
+                    r_out,
+                    r_err,
+                    stdout_sink=tmp_path / "same.log",
+                    stderr_sink=tmp_path / "same.log",
+                    live=["stdout"] if i % 2 else [],
+                    redact=[TOKEN] if i % 3 else None,
+                )
+            )
+
+        async def main() -> None:
+            for capture in captures[1::4]:
+                async for _ in capture.lines("stdout"):
+                    pass
+            await asyncio.gather(*(capture.wait() for capture in captures))
+
+        run(main())
+        for proc in procs:
+            proc.wait()
+
+    batch()  # warm up: the reactor's own fds exist from here on
+    before = open_fds()
+    batch()
+    assert open_fds() == before
 
 
 @linux_only

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+import orchestrator_spawn
+
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(orchestrator_spawn.__file__).resolve().parent
 SUITE = (
     "sandbox_support.py",
     "test_sandbox_linux.py",
@@ -51,11 +54,13 @@ def readable_copy() -> Iterator[Path]:
     # Not under tmp_path: pytest makes that 0700 for root.
     top = Path(tempfile.mkdtemp(prefix="osp-nobody-"))
     try:
-        shutil.copytree(
-            ROOT / "orchestrator_spawn",
-            top / "orchestrator_spawn",
-            ignore=shutil.ignore_patterns("__pycache__"),
-        )
+        # The package the tests import: the source tree's, or an installed
+        # wheel's (with the libraries auditwheel put next to it).
+        for source in (PACKAGE, PACKAGE.with_name("orchestrator_spawn.libs")):
+            if source.is_dir():
+                shutil.copytree(
+                    source, top / source.name, ignore=shutil.ignore_patterns("__pycache__")
+                )
         (top / "tests").mkdir()
         for name in SUITE:
             shutil.copy(ROOT / "tests" / name, top / "tests" / name)

@@ -1,0 +1,175 @@
+"""Redaction throughput: the C engine against Python ``re`` in the same run.
+
+Corpus: ``redact_corpus.log_corpus`` (seeded mixed log text, a planted secret
+per ~10 KiB, multi-line private keys) redacted with the 28-pattern pack plus
+3 literals; and an adversarial corpus with a decoy anchor every ~10 bytes.
+
+Real numbers (64 MiB corpus, Python ``re`` on an 8 MiB slice because it runs
+at a few MB/s)::
+
+    python -m pytest benchmarks/bench_redact.py --benchmark-enable -s
+
+Sizes: ``REDACT_BENCH_MB`` (engine corpus), ``REDACT_BENCH_RE_MB`` (Python
+``re`` slice), ``REDACT_BENCH_ADV_MB`` (adversarial). In the CI smoke mode
+(``--benchmark-disable``, the default) everything is 1 MiB or less. Every
+engine result is checked byte for byte against ``re.sub`` on the same data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from benchmarks.redact_corpus import (
+    LITERALS,
+    PATTERNS,
+    UNANCHORED,
+    adversarial_corpus,
+    combined,
+    log_corpus,
+    reference,
+)
+from orchestrator_spawn import Redactor, redact
+
+MIB = 1 << 20
+CHUNK = 64 * 1024
+REP = b"[REDACTED]"
+_results: dict[str, tuple[float, int]] = {}  # name -> (median seconds, bytes)
+
+
+def _size(request: pytest.FixtureRequest, env: str, enabled_mib: float, smoke_bytes: int) -> int:
+    if env in os.environ:
+        return int(float(os.environ[env]) * MIB)
+    return int(enabled_mib * MIB) if _enabled(request) else smoke_bytes
+
+
+def _enabled(request: pytest.FixtureRequest) -> bool:
+    # --benchmark-disable is in the default addopts; --benchmark-enable wins.
+    return bool(request.config.getoption("benchmark_enable", False))
+
+
+@pytest.fixture(scope="module")
+def corpus(request: pytest.FixtureRequest) -> bytes:
+    return log_corpus(_size(request, "REDACT_BENCH_MB", 64, MIB))
+
+
+@pytest.fixture(scope="module")
+def corpus_expected(corpus: bytes) -> bytes:
+    return reference(corpus, PATTERNS, LITERALS)
+
+
+@pytest.fixture(scope="module")
+def re_slice(request: pytest.FixtureRequest, corpus: bytes) -> bytes:
+    return corpus[: _size(request, "REDACT_BENCH_RE_MB", 8, MIB)]
+
+
+@pytest.fixture(scope="module")
+def adversarial(request: pytest.FixtureRequest) -> bytes:
+    return adversarial_corpus(_size(request, "REDACT_BENCH_ADV_MB", 4, 256 * 1024))
+
+
+def _run(benchmark: Any, name: str, fn: Callable[[], bytes], size: int, rounds: int) -> bytes:
+    result: bytes = benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    if benchmark.stats is not None:
+        _results[name] = (benchmark.stats.stats.median, size)
+    return result
+
+
+def _stream(data: bytes, patterns: tuple[bytes, ...] = PATTERNS) -> bytes:
+    """Feed 64 KiB chunks and keep the output (for the identity check)."""
+    redactor = Redactor(patterns, literals=LITERALS)
+    view = memoryview(data)
+    out = [redactor.feed(view[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
+    out.append(redactor.finish())
+    return b"".join(out)
+
+
+def _stream_to_sink(data: bytes) -> int:
+    """Feed 64 KiB chunks the way a pipe pump does: each output chunk is
+    written out and dropped (here: counted), never accumulated."""
+    redactor = Redactor(PATTERNS, literals=LITERALS)
+    view = memoryview(data)
+    written = 0
+    for i in range(0, len(data), CHUNK):
+        written += len(redactor.feed(view[i : i + CHUNK]))
+    return written + len(redactor.finish())
+
+
+def test_engine_whole_buffer(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+    out = _run(
+        benchmark,
+        "engine whole",
+        lambda: redact(corpus, PATTERNS, literals=LITERALS),
+        len(corpus),
+        9,
+    )
+    assert out == corpus_expected
+    assert out.count(REP) >= len(corpus) // 20_000
+
+
+def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+    written = benchmark.pedantic(
+        lambda: _stream_to_sink(corpus), rounds=9, iterations=1, warmup_rounds=1
+    )
+    if benchmark.stats is not None:
+        _results["engine streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
+    assert written == len(corpus_expected)
+    assert _stream(corpus) == corpus_expected
+
+
+def test_engine_with_unanchored_pattern(benchmark: Any, corpus: bytes) -> None:
+    # One pattern with no literal at all: the engine searches it alone.
+    patterns = (*PATTERNS, UNANCHORED)
+    out = _run(
+        benchmark,
+        "engine whole + 1 unanchored",
+        lambda: redact(corpus, patterns, literals=LITERALS),
+        len(corpus),
+        5,
+    )
+    assert out == reference(corpus, patterns, LITERALS)
+
+
+def test_python_re_whole_buffer(benchmark: Any, re_slice: bytes) -> None:
+    regex = combined(PATTERNS, LITERALS)
+    out = _run(benchmark, "python re whole", lambda: regex.sub(REP, re_slice), len(re_slice), 3)
+    assert out == redact(re_slice, PATTERNS, literals=LITERALS)
+
+
+def test_engine_adversarial(benchmark: Any, adversarial: bytes) -> None:
+    out = _run(
+        benchmark,
+        "engine adversarial",
+        lambda: redact(adversarial, PATTERNS, literals=LITERALS),
+        len(adversarial),
+        5,
+    )
+    assert out == reference(adversarial, PATTERNS, LITERALS)
+
+
+def test_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
+    regex = combined(PATTERNS, LITERALS)
+    data = adversarial[: MIB // 2]
+    out = _run(benchmark, "python re adversarial", lambda: regex.sub(REP, data), len(data), 3)
+    assert out == redact(data, PATTERNS, literals=LITERALS)
+
+
+def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
+    """Print MB/s (medians) and the ratios against Python ``re``."""
+    with capsys.disabled():
+        if not _results:
+            print("\nredaction benchmark: smoke mode (no timings); use --benchmark-enable")
+            return
+        rate = {k: size / med / 1e6 for k, (med, size) in _results.items()}
+        print("\nredaction throughput (median, MB/s; 1 MB = 10^6 bytes)")
+        for name, mbs in rate.items():
+            print(f"  {name:32s} {mbs:10.1f}  ({_results[name][1] / MIB:.1f} MiB)")
+        base, adv = rate.get("python re whole"), rate.get("python re adversarial")
+        for name in ("engine whole", "engine streamed 64 KiB", "engine whole + 1 unanchored"):
+            if base and name in rate:
+                print(f"  {name} / python re: {rate[name] / base:8.1f}x")
+        if adv and "engine adversarial" in rate:
+            print(f"  engine adversarial / python re: {rate['engine adversarial'] / adv:8.1f}x")

@@ -1,0 +1,298 @@
+"""``orchestrator-spawn doctor``: what this machine offers, and what a profile needs.
+
+:func:`collect` gathers one report (a JSON-ready dict): the package, Python
+and platform; each kernel feature the core uses, with the call that was
+probed and what came back; the linked PCRE2 and its JIT; what each sandbox
+mode would do here (enforced, or refused with the reason); optionally, whether
+one execution profile from a config file can be enforced.
+
+The probes are the ones the package itself relies on, not a second set: the
+sandbox's cached :func:`~orchestrator_spawn.sandbox.linux.probe_capabilities`
+(so ``ORCHESTRATOR_SPAWN_SANDBOX_DISABLE`` shows up here exactly as it
+affects spawns), :func:`~orchestrator_spawn.sandbox.sandbox_preflight` for the
+modes and profiles, and small native probes (``csrc/doctor.c``) for the
+spawn core's pidfd and close_range calls and for PCRE2.
+
+Exit status of the subcommand: 0, or 1 when ``--profile`` names a profile
+that cannot be enforced here, or 2 when the config or profile is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["EPILOG", "add_doctor_options", "collect", "render_text", "run_doctor"]
+
+EPILOG = """\
+examples:
+  orchestrator-spawn doctor
+  orchestrator-spawn doctor --json | python -m json.tool
+  orchestrator-spawn doctor --config runner.yaml --profile sandbox_write
+
+exit status: 0; 1 when --profile cannot be enforced on this machine (what is
+missing is printed); 2 when the config file or the profile name is invalid.
+"""
+
+# Feature name -> the call the probe makes (shown and put in the JSON).
+KERNEL_PROBES: dict[str, str] = {
+    "pidfd_open": "pidfd_open(getpid(), 0)",
+    "close_range": "close_range(fd, fd, 0) on an fd of /dev/null",
+    "clone_pidfd": "clone(CLONE_PIDFD | SIGCHLD) of a child that exits at once",
+}
+SANDBOX_PROBES: dict[str, str] = {
+    "landlock": "landlock_create_ruleset(VERSION); a filesystem ruleset in a throwaway child",
+    "user_namespaces": (
+        "unshare(NEWUSER|NEWNS|NEWNET), id maps, a read-only bind, loopback up, "
+        "in a throwaway child"
+    ),
+    "seccomp": "no_new_privs + the sandbox's seccomp filter in a throwaway child",
+}
+FEATURE_NAMES = (*KERNEL_PROBES, *SANDBOX_PROBES)
+
+# Sandbox modes shown by the doctor: label -> ExecutionProfile fields.
+# Paths are relative to a scratch workspace that holds a "ro" directory.
+SANDBOX_MODES: dict[str, dict[str, Any]] = {
+    "fs_mode=inherit, network_mode=inherit": {},
+    "fs_mode=workspace_readonly": {"fs_mode": "workspace_readonly"},
+    "fs_mode=workspace_rw_scoped": {
+        "fs_mode": "workspace_rw_scoped",
+        "writable_paths": ["."],
+    },
+    "fs_mode=workspace_rw_scoped + readable_paths inside": {
+        "fs_mode": "workspace_rw_scoped",
+        "writable_paths": ["."],
+        "readable_paths": ["ro"],
+    },
+    "network_mode=deny": {"network_mode": "deny"},
+    "network_mode=allowlist": {
+        "network_mode": "allowlist",
+        "network_allowlist": ["example.com:443"],
+    },
+}
+
+
+def add_doctor_options(parser: argparse.ArgumentParser) -> None:
+    """Adds ``--json``, ``--config`` and ``--profile`` to the doctor parser."""
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML/JSON config file with 'execution_profiles' (for --profile)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="check that this execution profile can be enforced here; exit 1 if not",
+    )
+
+
+def _feature(available: bool, detail: str, probe: str) -> dict[str, Any]:
+    return {"available": available, "detail": detail, "probe": probe}
+
+
+def _kernel_features() -> dict[str, dict[str, Any]]:
+    from orchestrator_spawn import _native
+
+    if not sys.platform.startswith("linux"):
+        why = f"Linux only (not on {sys.platform})"
+        return {name: _feature(False, why, probe) for name, probe in KERNEL_PROBES.items()}
+    out = {}
+    for name, probe in KERNEL_PROBES.items():
+        err = _native.doctor_kernel_probe(name)
+        detail = "ok" if err == 0 else f"{os.strerror(err)} (errno {err})"
+        out[name] = _feature(err == 0, detail, probe)
+    return out
+
+
+def _sandbox_features() -> dict[str, dict[str, Any]]:
+    if not sys.platform.startswith("linux"):
+        why = f"Linux only (the {sys.platform} backend does not use it)"
+        return {name: _feature(False, why, probe) for name, probe in SANDBOX_PROBES.items()}
+    from orchestrator_spawn.sandbox import linux
+
+    caps = linux.probe_capabilities()
+    landlock = (
+        _feature(True, f"ABI {caps.landlock_abi}", SANDBOX_PROBES["landlock"])
+        if caps.landlock is None
+        else _feature(False, caps.landlock, SANDBOX_PROBES["landlock"])
+    )
+    return {
+        "landlock": {**landlock, "abi": caps.landlock_abi},
+        "user_namespaces": _feature(
+            caps.userns is None,
+            caps.userns or "ok (user + mount + network)",
+            SANDBOX_PROBES["user_namespaces"],
+        ),
+        "seccomp": _feature(caps.seccomp is None, caps.seccomp or "ok", SANDBOX_PROBES["seccomp"]),
+    }
+
+
+def _pcre2() -> dict[str, Any]:
+    from orchestrator_spawn import _native
+
+    version, jit_built, jit_usable, target = _native.doctor_pcre2()
+    return {
+        "version": version,
+        "jit_built": jit_built,
+        "jit_usable": jit_usable,
+        "jit_target": target,
+    }
+
+
+def _exit_notification() -> str:
+    from orchestrator_spawn import _platform
+
+    if sys.platform == "darwin":
+        return "kqueue (EVFILT_PROC)"
+    if _platform.wants_pidfd():
+        return "pidfd (clone CLONE_PIDFD), SIGCHLD reaper thread if the kernel gives none"
+    return f"SIGCHLD reaper thread (pidfd disabled by {_platform.DISABLE_PIDFD_ENV})"
+
+
+def _preflight_state(missing: list[str]) -> dict[str, Any]:
+    return {"state": "refused" if missing else "enforced", "missing": missing}
+
+
+def _sandbox_modes() -> dict[str, Any]:
+    from orchestrator_spawn.config import ExecutionProfile
+    from orchestrator_spawn.sandbox import _backend_name, sandbox_preflight
+
+    modes: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="orchestrator-spawn-doctor-") as workspace:
+        os.mkdir(os.path.join(workspace, "ro"))
+        for label, fields in SANDBOX_MODES.items():
+            profile = ExecutionProfile(mode="sandbox", **fields).resolve(label, workspace)
+            modes[label] = _preflight_state(sandbox_preflight(profile))
+    return {"backend": _backend_name(), "modes": modes}
+
+
+def _package() -> dict[str, Any]:
+    import orchestrator_spawn
+    from orchestrator_spawn import _native
+
+    return {
+        "name": "orchestrator-spawn",
+        "version": orchestrator_spawn.__version__,
+        "core_version": _native.CORE_VERSION,
+        "location": os.path.dirname(orchestrator_spawn.__file__ or ""),
+    }
+
+
+def _platform_info() -> dict[str, Any]:
+    libc, libc_version = platform.libc_ver()
+    return {
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "libc": f"{libc} {libc_version}".strip() or "unknown",
+    }
+
+
+def check_profile(config_path: str | None, name: str) -> dict[str, Any]:
+    """Whether the profile ``name`` of ``config_path`` can be enforced here.
+
+    Paths resolve against the current directory, as ``run`` does. Raises
+    ``OSError`` (unreadable file), ``ValueError`` (bad document or field) or
+    ``KeyError`` (unknown profile).
+    """
+    from orchestrator_spawn.config import ConfigFile, load_config_file
+    from orchestrator_spawn.sandbox import sandbox_preflight
+
+    config = load_config_file(config_path) if config_path else ConfigFile()
+    resolved = config.resolve_profile(name, os.getcwd())
+    missing = sandbox_preflight(resolved)
+    return {
+        "name": name,
+        "config": config_path,
+        "mode": resolved.mode,
+        "fs_mode": resolved.fs_mode,
+        "network_mode": resolved.network_mode,
+        "enforceable": not missing,
+        "missing": missing,
+    }
+
+
+def collect() -> dict[str, Any]:
+    """The doctor report for this machine (JSON-ready)."""
+    return {
+        "package": _package(),
+        "python": {
+            "implementation": platform.python_implementation(),
+            "version": platform.python_version(),
+            "executable": sys.executable,
+        },
+        "platform": _platform_info(),
+        "features": {**_kernel_features(), **_sandbox_features()},
+        "exit_notification": _exit_notification(),
+        "pcre2": _pcre2(),
+        "sandbox": _sandbox_modes(),
+    }
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def render_text(report: dict[str, Any]) -> list[str]:
+    """The report as the lines the doctor prints."""
+    pkg, py, plat = report["package"], report["python"], report["platform"]
+    lines = [
+        f"orchestrator-spawn {pkg['version']} (C core {pkg['core_version']}) at {pkg['location']}",
+        f"python: {py['implementation']} {py['version']} ({py['executable']})",
+        f"platform: {plat['system']} {plat['release']} {plat['machine']} ({plat['libc']})",
+        "",
+        "kernel features (probed):",
+    ]
+    width = max(len(name) for name in report["features"])
+    for name, feature in report["features"].items():
+        lines.append(f"  {name:<{width}}  {_yes(feature['available']):<3}  {feature['detail']}")
+        lines.append(f"  {'':<{width}}       probe: {feature['probe']}")
+    lines.append(f"  exit notification: {report['exit_notification']}")
+    pcre2 = report["pcre2"]
+    jit = "not built in"
+    if pcre2["jit_built"]:
+        usable = "usable" if pcre2["jit_usable"] else "built in but refused here"
+        jit = f"{usable} ({pcre2['jit_target']})"
+    lines += ["", f"pcre2: {pcre2['version']}, JIT {jit}", ""]
+    sandbox = report["sandbox"]
+    lines.append(f"sandbox modes (backend {sandbox['backend']}):")
+    width = max(len(label) for label in sandbox["modes"])
+    for label, mode in sandbox["modes"].items():
+        lines.append(f"  {label:<{width}}  {mode['state']}")
+        lines.extend(f"      - {text}" for text in mode["missing"])
+    profile = report.get("profile")
+    if profile is not None:
+        source = f" from {profile['config']}" if profile["config"] else ""
+        lines.append("")
+        if profile["enforceable"]:
+            lines.append(f"profile {profile['name']!r}{source}: can be enforced here")
+        else:
+            lines.append(f"profile {profile['name']!r}{source}: CANNOT be enforced here; missing:")
+            lines.extend(f"  - {text}" for text in profile["missing"])
+    return lines
+
+
+def run_doctor(args: argparse.Namespace, write: Callable[[str], None] = print) -> int:
+    """Runs the doctor subcommand for parsed ``args``; returns the exit status."""
+    report = collect()
+    if args.profile is not None or args.config is not None:
+        try:
+            report["profile"] = check_profile(args.config, args.profile or "host")
+        except (OSError, ValueError, KeyError) as err:
+            text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+            print(f"orchestrator-spawn doctor: {text}", file=sys.stderr)
+            return 2
+    if args.json:
+        write(json.dumps(report, indent=2))
+    else:
+        for line in render_text(report):
+            write(line)
+    profile = report.get("profile")
+    return 1 if profile is not None and not profile["enforceable"] else 0
