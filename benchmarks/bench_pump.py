@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 
 from orchestrator_spawn import DEVNULL, spawn
-from orchestrator_spawn.pump import Capture, Redaction, start_capture
+from orchestrator_spawn.pump import PIPE, Capture, Redaction, start_capture
 from tests.pump_helpers import piped, pump_threads, thread_count
 
 TOKEN_RE = rb"token=[A-Za-z0-9]+"
@@ -146,29 +146,27 @@ def _pump_many(directory: Path, count: int, redaction: Redaction) -> int:
         children = []
         captures: list[Capture] = []
         for index in range(count):
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
+            # The pump makes both pipes and opens both files; the child gets
+            # the write ends, which this process then closes.
+            capture = start_capture(
+                PIPE,
+                PIPE,
+                stdout_sink=directory / f"{index}.out",
+                stderr_sink=directory / f"{index}.err",
+                redact=redaction,
+            )
             try:
                 children.append(
                     spawn(
                         _child_argv(index),
                         stdin=DEVNULL,
-                        stdout=out_w,
-                        stderr=err_w,
+                        stdout=capture.writer("stdout"),
+                        stderr=capture.writer("stderr"),
                     )
                 )
             finally:
-                os.close(out_w)
-                os.close(err_w)
-            captures.append(
-                start_capture(
-                    out_r,
-                    err_r,
-                    stdout_sink=directory / f"{index}.out",
-                    stderr_sink=directory / f"{index}.err",
-                    redact=redaction,
-                )
-            )
+                capture.close_writers()
+            captures.append(capture)
         peak = thread_count()
         await asyncio.gather(*(capture.wait() for capture in captures))
         codes = await asyncio.gather(*(child.wait() for child in children))
