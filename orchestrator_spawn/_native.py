@@ -448,7 +448,8 @@ def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, li
         raise _pump_os_error(rc, "starting a capture")
     # The pattern sets must outlive the capture (the redactors use them).
     owners = [spec.redaction.owner for spec in specs if spec.redaction is not None]
-    capture = PumpCapture(out[0], capture_id[0], n, owners)
+    same = all(owner is owners[0] for owner in owners)
+    capture = PumpCapture(out[0], capture_id[0], n, owners[0] if owners and same else owners)
     return capture, [
         c_spec.pipe_w if spec.src_fd == PUMP_SOURCE_PIPE else -1
         for c_spec, spec in zip(c_specs, specs, strict=True)

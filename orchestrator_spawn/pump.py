@@ -30,7 +30,6 @@ import os
 import subprocess
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -73,7 +72,7 @@ SinkLike: TypeAlias = (
 )
 RedactionLike: TypeAlias = "Redaction | Sequence[str | bytes]"
 
-_STREAM_NAMES = ("stdout", "stderr")
+_STREAM_NAMES: tuple[str, ...] = ("stdout", "stderr")
 
 
 @dataclass(frozen=True)
@@ -229,27 +228,34 @@ class _Tee:
 class Capture:
     """A running capture of a child's stdout and/or stderr (see ``start_capture``)."""
 
-    __slots__ = ("__weakref__", "_finalizer", "_names", "_native", "_sinks", "_tees", "_writers")
+    # Few attributes and no finalizer object: thousands of captures are
+    # started in a loop, and every surviving container costs the cyclic GC.
+    __slots__ = ("__weakref__", "_names", "_native", "_sinks", "_tees", "_writers")
 
     def __init__(
         self,
         native: _native.PumpCapture,
-        names: Sequence[str],
-        sinks: Sequence[object],
-        tees: dict[str, _Tee],
-        writers: dict[str, int],
+        names: tuple[str, ...],
+        sinks: tuple[object, ...],
+        tees: dict[str, _Tee] | None,
+        writers: dict[str, int] | None,
     ) -> None:
         self._native = native
-        self._names = tuple(names)
-        self._sinks = tuple(sinks)
+        self._names = names
+        self._sinks = sinks
         self._tees = tees
         self._writers = writers
-        # Only what this object holds open needs closing when it is dropped.
-        self._finalizer = (
-            weakref.finalize(self, _close_held, list(tees.values()), writers)
-            if tees or writers
-            else None
-        )
+
+    def __del__(self) -> None:
+        # What this object holds open (live pipes, pipe writers) is closed
+        # when it is dropped; the capture itself runs on (see _Notifier).
+        try:
+            if self._tees:
+                _close_tees(list(self._tees.values()))
+            if self._writers:
+                _close_writers(self._writers)
+        except (AttributeError, OSError, TypeError):
+            pass  # half-built object, or interpreter teardown
 
     @property
     def id(self) -> int:
@@ -290,7 +296,7 @@ class Capture:
         ``RuntimeError`` once the writers were closed.
         """
         self._index(stream)
-        if stream not in self._writers:
+        if not self._writers or stream not in self._writers:
             raise ValueError(f"{stream} was not captured from PIPE; it has no writer")
         fd = self._writers[stream]
         if fd < 0:
@@ -303,7 +309,8 @@ class Capture:
         Call it once the child has its copies (after ``spawn``); ``wait()``
         and ``wait_blocking()`` do it too. Idempotent.
         """
-        _close_writers(self._writers)
+        if self._writers:
+            _close_writers(self._writers)
 
     def abort(self) -> None:
         """Stop waiting for end of file.
@@ -326,8 +333,9 @@ class Capture:
         closed (they would keep the streams from end of file). Cancelling the
         wait does not stop the capture.
         """
-        if self._finalizer is not None:
+        if self._tees:
             self._drop_untaken_tees()
+        if self._writers:
             _close_writers(self._writers)
         if not self._native.done():
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -348,8 +356,9 @@ class Capture:
         Raises ``TimeoutError`` if the capture is still running after
         ``timeout``; the GIL is released while blocked.
         """
-        if self._finalizer is not None:
+        if self._tees:
             self._drop_untaken_tees()
+        if self._writers:
             _close_writers(self._writers)
         if not self._native.wait(timeout):
             raise TimeoutError(f"{self!r} still running after {timeout} s")
@@ -407,7 +416,7 @@ class Capture:
 
     def _take_tee(self, stream: str) -> _Tee:
         self._index(stream)
-        tee = self._tees.get(stream)
+        tee = self._tees.get(stream) if self._tees else None
         if tee is None:
             raise ValueError(f"{stream} was not captured with live=; no live output")
         if tee.taken or tee.fd < 0:
@@ -416,7 +425,7 @@ class Capture:
         return tee
 
     def _drop_untaken_tees(self) -> None:
-        for tee in self._tees.values():
+        for tee in (self._tees or {}).values():
             if not tee.taken:
                 tee.taken = True
                 tee.close()
@@ -464,11 +473,6 @@ def _close_writers(writers: dict[str, int]) -> None:
         if fd >= 0:
             writers[name] = -1
             os.close(fd)
-
-
-def _close_held(tees: list[_Tee], writers: dict[str, int]) -> None:
-    _close_tees(tees)
-    _close_writers(writers)
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
@@ -630,10 +634,13 @@ def start_capture(
     start. On failure the given fds are left open and still the caller's.
     """
     sources = {"stdout": stdout, "stderr": stderr}
-    names = [name for name in _STREAM_NAMES if sources[name] is not None]
+    if stdout is not None and stderr is not None:
+        names = _STREAM_NAMES  # shared: no new tuple per capture
+    else:
+        names = tuple(name for name in _STREAM_NAMES if sources[name] is not None)
     if not names:
         raise ValueError("start_capture: give at least one of stdout=, stderr=")
-    live_names = set(live)
+    live_names = set(live) if live else set()
     if not live_names <= set(names):
         raise ValueError(
             f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
@@ -673,4 +680,6 @@ def start_capture(
         _notifier.running[native.id] = native
     if native.done():
         _notifier.forget(native.id)
-    return Capture(native, names, [sinks[name] for name in names], tees, writers)
+    return Capture(
+        native, names, tuple(sinks[name] for name in names), tees or None, writers or None
+    )
