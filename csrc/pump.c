@@ -92,6 +92,7 @@ typedef struct pump_stream {
     bool redact_failed; /* fail closed: the redactor's output is withheld */
     bool grow_tried;    /* tried to grow the source pipe already */
     bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
+    bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK */
     int src_flags;      /* the caller's file status flags, -1 if unknown */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
@@ -541,7 +542,14 @@ static void stream_on_writable(pump_target *t) {
 }
 
 static void stream_start(pump_stream *s) {
-    int rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
+    int rc = 0;
+    /* A pipe the pump made is made non-blocking here, on the reactor, so
+     * the starting thread (spawning children in a loop) pays less. Nobody
+     * else reads it, so nothing can have read it blocking meanwhile. */
+    if (s->nonblock_later)
+        rc = set_nonblocking(s->src_fd);
+    if (rc == 0)
+        rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
     if (rc < 0) {
         stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
         stream_end_of_input(s);
@@ -835,33 +843,23 @@ typedef struct stream_made {
     int pipe_w; /* a new pipe's write end, or -1 */
 } stream_made;
 
-/* A new pipe for the child to write into: the read end non-blocking (ours
- * alone), the write end blocking as programs expect; both close-on-exec. */
+/* A new pipe for the child to write into, both ends close-on-exec and
+ * blocking (the reactor makes its read end non-blocking in stream_start). */
 static int make_pipe(int *r, int *w) {
     int fds[2];
 #if defined(__linux__)
-    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
+    if (pipe2(fds, O_CLOEXEC) < 0)
         return -errno;
-    if (fcntl(fds[1], F_SETFL, 0) < 0) {
-        int err = errno;
-        close(fds[0]);
-        close(fds[1]);
-        return -err;
-    }
 #else
     if (pipe(fds) < 0)
         return -errno;
-    int rc = 0;
-    for (int i = 0; i < 2 && rc == 0; i++)
-        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0)
-            rc = -errno;
-    if (rc == 0)
-        rc = set_nonblocking(fds[0]);
-    if (rc < 0) {
-        close(fds[0]);
-        close(fds[1]);
-        return rc;
-    }
+    for (int i = 0; i < 2; i++)
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+            int err = errno;
+            close(fds[0]);
+            close(fds[1]);
+            return -err;
+        }
 #endif
     *r = fds[0];
     *w = fds[1];
@@ -905,6 +903,7 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
         if ((rc = make_pipe(&made->src, &made->pipe_w)) < 0)
             return rc;
         s->src_fd = made->src;
+        s->nonblock_later = true;
     } else {
         if (fstat(spec->src_fd, &st) < 0)
             return -errno;

@@ -652,6 +652,7 @@ def start_capture(
     opened: list[int] = []
     tees: dict[str, _Tee] = {}
     specs: list[_native.PumpStreamSpec] = []
+    kept: list[object] = []  # what error messages name: paths as bytes, not Path objects
     try:
         for name in names:
             source = sources[name]
@@ -665,6 +666,7 @@ def start_capture(
                 os.set_blocking(read_end, False)
                 tees[name] = _Tee(read_end)
             specs.append(_native.PumpStreamSpec(src_fd, sink_fd, tee_fd, redaction, sink_path))
+            kept.append(sinks[name] if sink_path is None else sink_path)
         native, write_ends = _native.pump_capture_start(specs)
     except BaseException:
         for fd in opened:
@@ -680,6 +682,4 @@ def start_capture(
         _notifier.running[native.id] = native
     if native.done():
         _notifier.forget(native.id)
-    return Capture(
-        native, names, tuple(sinks[name] for name in names), tees or None, writers or None
-    )
+    return Capture(native, names, tuple(kept), tees or None, writers or None)
