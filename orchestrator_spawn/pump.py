@@ -469,9 +469,11 @@ def _close_tees(tees: list[_Tee]) -> None:
 
 
 def _close_writers(writers: dict[str, int]) -> None:
-    for name, fd in writers.items():
+    for name in list(writers):
+        # pop() is atomic: of two threads closing at once, one gets the fd.
+        fd = writers.pop(name, -1)
+        writers[name] = -1
         if fd >= 0:
-            writers[name] = -1
             os.close(fd)
 
 
@@ -618,9 +620,21 @@ def start_capture(
 
     ``stdout``/``stderr`` are the read ends of the child's pipes: an int fd is
     taken over (the pump closes it at end of file); an object with
-    ``fileno()`` is duplicated (close yours; do not read from it meanwhile).
-    Each sink is a path (created or truncated; the same path for both streams
-    shares one file), an int fd or an object with ``fileno()`` (duplicated;
+    ``fileno()`` is duplicated (close yours; do not read from it meanwhile);
+    ``PIPE`` makes the pump create the pipe (close-on-exec): pass
+    ``capture.writer(name)`` to the child, then ``capture.close_writers()``.
+    That is the cheapest way (no pipe reopened, no fd duplicated):
+
+        capture = start_capture(PIPE, PIPE, stdout_sink="out.log", ...)
+        try:
+            child = spawn(argv, stdout=capture.writer("stdout"),
+                          stderr=capture.writer("stderr"))
+        finally:
+            capture.close_writers()
+
+    Each sink is a path (created or truncated by the pump in C, in this
+    thread; the same path for both streams shares one file), an int fd or an
+    object with ``fileno()`` (duplicated;
     pipes and sockets are written without blocking the reactor), ``MEMORY``
     (see ``Capture.output``) or ``DISCARD``.
 
@@ -630,8 +644,10 @@ def start_capture(
     also copy to a pipe read by ``Capture.chunks``/``Capture.lines``.
 
     Raises ``ValueError`` for no stream, an unknown live name or a pattern
-    that does not compile (named), ``OSError`` if a sink cannot be opened or the reactor cannot
-    start. On failure the given fds are left open and still the caller's.
+    that does not compile (named) or a sink path with a NUL byte, ``OSError``
+    if a sink cannot be opened (with its ``filename``) or the reactor cannot
+    start. On failure the given fds are left open and still the caller's, and
+    nothing the pump made (pipes, files' fds) is left open.
     """
     sources = {"stdout": stdout, "stderr": stderr}
     if stdout is not None and stderr is not None:
