@@ -6,8 +6,14 @@
 (b) many children: ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN children at once,
     each printing 64 lines with a token (printf(1)), captured (and redacted) into files,
     against the stdlib way: asyncio.create_subprocess_exec + reading the pipes
-    + Python ``re`` redaction + writing the files. Ours: spawn() + the pump.
-    Every file is verified (complete and redacted).
+    + Python ``re`` redaction + writing the files. Ours: start_capture(PIPE,
+    PIPE, ...) (the pump makes the pipes and opens the files) + spawn(), one
+    child after the other from the event loop (the timed contender), and the
+    same with spawn() called from 2 worker threads (printed alongside; spawn()
+    releases the GIL and is thread-safe, asyncio's subprocess creation cannot
+    leave the loop thread). Also printed: the floor, the same children
+    spawned straight into their files without any capture. Every round's
+    files are verified (complete, and redacted where captured).
 
 Smoke mode (``--benchmark-disable``, as in CI) uses small sizes; for numbers
 ((b) writes to /dev/shm unless ORCHESTRATOR_SPAWN_BENCH_PUMP_DIR names a dir):
@@ -27,13 +33,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator_spawn import DEVNULL, spawn
-from orchestrator_spawn.pump import Capture, Redaction, start_capture
+from orchestrator_spawn import DEVNULL, Child, spawn
+from orchestrator_spawn.pump import PIPE, Capture, Redaction, start_capture
 from tests.pump_helpers import piped, pump_threads, thread_count
 
 TOKEN_RE = rb"token=[A-Za-z0-9]+"
@@ -138,44 +145,100 @@ def _verify(directory: Path, count: int, redacted: bool) -> None:
         assert (directory / f"{index}.err").read_bytes() == err, index
 
 
+def _start_one(directory: Path, index: int, redaction: Redaction) -> tuple[Child, Capture]:
+    # The pump makes both pipes and opens both files; the child gets the
+    # write ends, which this process then closes.
+    capture = start_capture(
+        PIPE,
+        PIPE,
+        stdout_sink=directory / f"{index}.out",
+        stderr_sink=directory / f"{index}.err",
+        redact=redaction,
+    )
+    try:
+        child = spawn(
+            _child_argv(index),
+            stdin=DEVNULL,
+            stdout=capture.writer("stdout"),
+            stderr=capture.writer("stderr"),
+        )
+    finally:
+        capture.close_writers()
+    return child, capture
+
+
+async def _finish(started: list[tuple[Child, Capture]]) -> None:
+    await asyncio.gather(*(capture.wait() for _, capture in started))
+    codes = await asyncio.gather(*(child.wait() for child, _ in started))
+    assert codes == [0] * len(started)
+
+
 def _pump_many(directory: Path, count: int, redaction: Redaction) -> int:
-    """spawn() + the pump, all children at once; returns the peak extra threads."""
+    """spawn() + the pump, all children at once, started one after the other
+    from the event loop; returns the peak extra threads."""
     baseline = thread_count()
 
     async def main() -> int:
-        children = []
-        captures: list[Capture] = []
-        for index in range(count):
-            out_r, out_w = os.pipe()
-            err_r, err_w = os.pipe()
-            try:
-                children.append(
-                    spawn(
-                        _child_argv(index),
-                        stdin=DEVNULL,
-                        stdout=out_w,
-                        stderr=err_w,
-                    )
-                )
-            finally:
-                os.close(out_w)
-                os.close(err_w)
-            captures.append(
-                start_capture(
-                    out_r,
-                    err_r,
-                    stdout_sink=directory / f"{index}.out",
-                    stderr_sink=directory / f"{index}.err",
-                    redact=redaction,
-                )
-            )
+        started = [_start_one(directory, index, redaction) for index in range(count)]
         peak = thread_count()
-        await asyncio.gather(*(capture.wait() for capture in captures))
-        codes = await asyncio.gather(*(child.wait() for child in children))
-        assert codes == [0] * count
+        await _finish(started)
         return max(peak, thread_count()) - baseline
 
     return asyncio.run(main())
+
+
+SPAWN_WORKERS = 2
+
+
+def _pump_many_threaded(directory: Path, count: int, redaction: Redaction) -> int:
+    """Like _pump_many, but the blocking spawn() + start_capture() calls run
+    on SPAWN_WORKERS threads (both release the GIL while in C, and spawn() is
+    thread-safe), so process creation overlaps; returns the peak extra threads
+    (workers included)."""
+    baseline = thread_count()
+    peak = [0]
+
+    def batch(indices: range) -> list[tuple[Child, Capture]]:
+        started = [_start_one(directory, index, redaction) for index in indices]
+        peak[0] = max(peak[0], thread_count())
+        return started
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        with ThreadPoolExecutor(SPAWN_WORKERS) as pool:
+            batches = await asyncio.gather(
+                *(
+                    loop.run_in_executor(pool, batch, range(first, count, SPAWN_WORKERS))
+                    for first in range(SPAWN_WORKERS)
+                )
+            )
+        await _finish([pair for started in batches for pair in started])
+        return max(peak[0], thread_count()) - baseline
+
+    return asyncio.run(main())
+
+
+def _floor_many(directory: Path, count: int) -> None:
+    """The same children spawned the same way from the event loop, writing
+    straight into their files: no pipes, no capture, no redaction (the files
+    stay in clear). It shows what process creation alone costs here, so
+    stdlib/floor is about the most a serial spawn loop can reach."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+
+    async def main() -> None:
+        children = []
+        for index in range(count):
+            out = os.open(directory / f"{index}.out", flags, 0o666)
+            err = os.open(directory / f"{index}.err", flags, 0o666)
+            try:
+                children.append(spawn(_child_argv(index), stdin=DEVNULL, stdout=out, stderr=err))
+            finally:
+                os.close(out)
+                os.close(err)
+        codes = await asyncio.gather(*(child.wait() for child in children))
+        assert codes == [0] * count
+
+    asyncio.run(main())
 
 
 async def _stdlib_one(index: int, directory: Path, pattern: re.Pattern[bytes]) -> None:
@@ -250,7 +313,10 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
     )
     root = Path(tempfile.mkdtemp(dir=place))
     mode = f"{mode}, files in {place}"
-    dirs = {"pump": root, "stdlib": root}
+    dirs = {"pump": root}
+    threaded_times: list[float] = []
+    floor_times: list[float] = []
+    threaded_extra: list[int] = []
 
     def new_dir(side: str) -> Path:
         dirs[side] = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=root))
@@ -260,18 +326,30 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         extra = _timed(lambda: _pump_many(dirs["pump"], count, redactor), pump_times, pump_cpu)
         extra_threads.append(extra)
 
-    def stdlib_round_then_new_dirs() -> None:
-        # Rounds alternate (stdlib, pump, stdlib, ...) so load drift on the
-        # machine hits both sides alike.
+    def other_contenders_then_new_dirs() -> None:
+        # Rounds alternate (stdlib, floor, threaded, pump, stdlib, ...) so
+        # load drift on the machine hits every contender alike. Every round's
+        # files are verified (untimed), the previous pump round's included.
+        if dirs["pump"] is not root:
+            _verify(dirs["pump"], count, redacted=True)
         stdlib_dir = new_dir("stdlib")
         _timed(lambda: _stdlib_many(stdlib_dir, count), stdlib_times, stdlib_cpu)
         _verify(stdlib_dir, count, redacted=True)
+        floor_dir = new_dir("floor")
+        _timed(lambda: _floor_many(floor_dir, count), floor_times)
+        _verify(floor_dir, count, redacted=False)
+        threaded_dir = new_dir("threaded")
+        threaded_extra.append(
+            _timed(lambda: _pump_many_threaded(threaded_dir, count, redactor), threaded_times)
+        )
+        _verify(threaded_dir, count, redacted=True)
         new_dir("pump")
 
-    benchmark.pedantic(pump_once, setup=stdlib_round_then_new_dirs, rounds=rounds, iterations=1)
+    benchmark.pedantic(pump_once, setup=other_contenders_then_new_dirs, rounds=rounds, iterations=1)
     _verify(dirs["pump"], count, redacted=True)
     shutil.rmtree(root, ignore_errors=True)
     assert max(extra_threads) <= 4, extra_threads
+    assert max(threaded_extra) <= 4, threaded_extra
     if os.path.isdir("/proc/self/task"):
         assert pump_threads() == 1
     benchmark.extra_info.update({"children": count, "mode": mode, "extra_threads": extra_threads})
@@ -286,6 +364,25 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         f"parent CPU: pump median {statistics.median(pump_cpu):.3f} s, stdlib median "
         f"{statistics.median(stdlib_cpu):.3f} s, ratio stdlib/pump = {cpu_ratio:.2f}; "
         f"extra threads {extra_threads}"
+    )
+    stdlib_median = statistics.median(stdlib_times)
+    floor_median = statistics.median(floor_times)
+    threaded_median = statistics.median(threaded_times)
+    benchmark.extra_info.update(
+        {
+            "floor_median_s": floor_median,
+            "stdlib_over_floor": stdlib_median / floor_median,
+            "threaded_median_s": threaded_median,
+            "stdlib_over_threaded": stdlib_median / threaded_median,
+            "threaded_extra_threads": threaded_extra,
+        }
+    )
+    print(
+        f"floor (spawn() straight into the files, no capture): median {floor_median:.3f} s, "
+        f"stdlib/floor = {stdlib_median / floor_median:.2f} (about the most a serial spawn "
+        f"loop can reach); pump with spawn() on {SPAWN_WORKERS} threads: median "
+        f"{threaded_median:.3f} s, stdlib/threaded = {stdlib_median / threaded_median:.2f}, "
+        f"extra threads {threaded_extra}"
     )
     benchmark.extra_info["target"] = "stdlib/pump >= 2, extra threads <= 4"
 

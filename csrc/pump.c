@@ -92,6 +92,7 @@ typedef struct pump_stream {
     bool redact_failed; /* fail closed: the redactor's output is withheld */
     bool grow_tried;    /* tried to grow the source pipe already */
     bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
+    bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK */
     int src_flags;      /* the caller's file status flags, -1 if unknown */
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
@@ -238,9 +239,15 @@ static void capture_complete(os_pump_capture *c) {
     P.active--;
     /* Room was reserved when the capture started (reserve_done_slot). */
     P.done_ids[P.n_done++] = c->id;
-    signal_fd_raise(P.notify_w);
+    bool first = P.n_done == 1;
+    int notify_w = P.notify_w;
     pthread_cond_broadcast(&P.done_cond);
     pthread_mutex_unlock(&P.lock);
+    /* Raised outside the lock so a woken taker does not block on it. Whoever
+     * makes the queue non-empty raises after its push; os_pump_take_done
+     * resets only an empty queue, so a late raise is at worst spurious. */
+    if (first)
+        signal_fd_raise(notify_w);
     c->next_dead = dead_list;
     dead_list = c;
 }
@@ -535,7 +542,14 @@ static void stream_on_writable(pump_target *t) {
 }
 
 static void stream_start(pump_stream *s) {
-    int rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
+    int rc = 0;
+    /* A pipe the pump made is made non-blocking here, on the reactor, so
+     * the starting thread (spawning children in a loop) pays less. Nobody
+     * else reads it, so nothing can have read it blocking meanwhile. */
+    if (s->nonblock_later)
+        rc = set_nonblocking(s->src_fd);
+    if (rc == 0)
+        rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
     if (rc < 0) {
         stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
         stream_end_of_input(s);
@@ -559,8 +573,10 @@ static void stream_abort(pump_stream *s) {
 /* ---- the reactor thread --------------------------------------------------- */
 
 static void run_commands(void) {
-    pthread_mutex_lock(&P.lock);
+    /* Reset before taking the queue: a command queued later raises again
+     * (see queue_command), one queued in between is taken now. */
     signal_fd_reset(P.wake_r);
+    pthread_mutex_lock(&P.lock);
     pump_command *cmds = P.cmds;
     size_t n = P.n_cmds;
     P.cmds = NULL;
@@ -707,7 +723,8 @@ static int reserve_done_slot(void) {
     return 0;
 }
 
-/* Call with P.lock held. */
+/* Call with P.lock held. Returns 1 when the caller must wake the reactor
+ * (signal_fd_raise(P.wake_w)) after unlocking, 0, or -errno. */
 static int queue_command(enum command_op op, os_pump_capture *c) {
     if (P.n_cmds == P.cap_cmds) {
         size_t cap = P.cap_cmds ? P.cap_cmds * 2 : 16;
@@ -718,10 +735,10 @@ static int queue_command(enum command_op op, os_pump_capture *c) {
         P.cap_cmds = cap;
     }
     P.cmds[P.n_cmds++] = (pump_command){op, c};
-    /* One wake-up per batch: the reactor takes the whole queue at once. */
-    if (P.n_cmds == 1)
-        signal_fd_raise(P.wake_w);
-    return 0;
+    /* One wake-up per batch: the reactor takes the whole queue at once.
+     * Raised after unlocking, so the woken reactor does not block on the
+     * lock the caller still holds. */
+    return P.n_cmds == 1;
 }
 
 /* ---- the API -------------------------------------------------------------- */
@@ -763,8 +780,9 @@ static int reopen_pipe(int fd, int access) {
 }
 
 /* Pipes and sockets get a non-blocking way to write; files and devices are
- * written directly (they never report "would block" in practice). */
-static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
+ * written directly (they never report "would block" in practice). `owned`:
+ * the pump opened fd itself, so its file status flags are private already. */
+static int target_prepare(pump_target *t, int fd, bool is_tee, bool owned, int *reopened) {
     *reopened = -1;
     t->tag.role = ROLE_TARGET;
     t->is_tee = is_tee;
@@ -795,7 +813,7 @@ static int target_prepare(pump_target *t, int fd, bool is_tee, int *reopened) {
         return 0;
     }
     t->kind = TARGET_POLLED;
-    if (is_tee)
+    if (is_tee || owned)
         return set_nonblocking(fd);
     int again = reopen_pipe(fd, O_WRONLY);
     if (again >= 0) {
@@ -818,45 +836,125 @@ static void capture_free(os_pump_capture *c) {
     free(c);
 }
 
-/* reopened[0]/[1]: new fds replacing the given source/sink, or -1. */
-static int stream_prepare(pump_stream *s, const os_pump_stream_spec *spec, int reopened[2]) {
-    reopened[0] = reopened[1] = -1;
+/* What stream_prepare created; closed again if the start fails. */
+typedef struct stream_made {
+    int src;    /* a new source fd (reopened, or a new pipe's read end), or -1 */
+    int sink;   /* a new sink fd (reopened, opened from a path, shared), or -1 */
+    int pipe_w; /* a new pipe's write end, or -1 */
+} stream_made;
+
+/* A new pipe for the child to write into, both ends close-on-exec and
+ * blocking (the reactor makes its read end non-blocking in stream_start). */
+static int make_pipe(int *r, int *w) {
+    int fds[2];
+#if defined(__linux__)
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return -errno;
+#else
+    if (pipe(fds) < 0)
+        return -errno;
+    for (int i = 0; i < 2; i++)
+        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0) {
+            int err = errno;
+            close(fds[0]);
+            close(fds[1]);
+            return -err;
+        }
+#endif
+    *r = fds[0];
+    *w = fds[1];
+    return 0;
+}
+
+/* The sink fd of a spec with OS_PUMP_SINK_PATH: the open file of an earlier
+ * stream of the same call with that path (duplicated), else a new one. */
+static int open_sink_path(os_pump_capture *c, size_t index, const os_pump_stream_spec *specs) {
+    const char *path = specs[index].sink_path;
+    if (path == NULL)
+        return -EINVAL;
+    for (size_t j = 0; j < index; j++) {
+        if (specs[j].sink_fd == OS_PUMP_SINK_PATH && strcmp(specs[j].sink_path, path) == 0) {
+            int fd = fcntl(c->streams[j].sink.fd, F_DUPFD_CLOEXEC, 0);
+            return fd < 0 ? -errno : fd;
+        }
+    }
+    int fd;
+    do
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    while (fd < 0 && errno == EINTR);
+    return fd < 0 ? -errno : fd;
+}
+
+static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec *specs,
+                          stream_made *made) {
+    os_pump_stream_spec *spec = &specs[index];
+    spec->failed_part = OS_PUMP_PART_SOURCE;
+    pump_stream *s = &c->streams[index];
+    made->src = made->sink = made->pipe_w = -1;
+    s->capture = c;
     s->src_flags = -1;
     s->tag.role = ROLE_SOURCE;
     s->src_fd = spec->src_fd;
     s->sink.stream = s->tee.stream = s;
+    int rc;
     struct stat st;
-    if (fstat(spec->src_fd, &st) < 0)
-        return -errno;
-    /* Only what a poller can watch: pipes, sockets, terminals. */
-    if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))
-        return -EINVAL;
+    bool new_pipe = spec->src_fd == OS_PUMP_SOURCE_PIPE;
+    if (new_pipe) {
+        if ((rc = make_pipe(&made->src, &made->pipe_w)) < 0)
+            return rc;
+        s->src_fd = made->src;
+        s->nonblock_later = true;
+    } else {
+        if (fstat(spec->src_fd, &st) < 0)
+            return -errno;
+        /* Only what a poller can watch: pipes, sockets, terminals. */
+        if (!(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode)))
+            return -EINVAL;
+    }
     if (spec->patterns != NULL) {
+        spec->failed_part = OS_PUMP_PART_REDACTOR;
         s->redactor = os_redactor_new(spec->patterns, spec->replacement, spec->replacement_len,
                                       spec->max_hold);
         if (s->redactor == NULL)
             return -ENOMEM;
     }
     int unused;
-    int rc = target_prepare(&s->tee, spec->tee_fd, true, &unused);
+    spec->failed_part = OS_PUMP_PART_TEE;
+    rc = target_prepare(&s->tee, spec->tee_fd, true, false, &unused);
     if (rc < 0)
         return rc;
-    rc = target_prepare(&s->sink, spec->sink_fd, false, &reopened[1]);
-    if (rc < 0)
-        return rc;
+    spec->failed_part = OS_PUMP_PART_SINK;
+    int sink_fd = spec->sink_fd;
+    bool owned = false;
+    if (sink_fd == OS_PUMP_SINK_PATH) {
+        if ((sink_fd = open_sink_path(c, index, specs)) < 0)
+            return sink_fd;
+        made->sink = sink_fd;
+        owned = true;
+    }
+    int reopened_sink;
+    rc = target_prepare(&s->sink, sink_fd, false, owned, &reopened_sink);
+    if (reopened_sink >= 0)
+        made->sink = reopened_sink;
+    if (rc < 0 || new_pipe)
+        goto out;
+    spec->failed_part = OS_PUMP_PART_SOURCE;
     /* Non-blocking before the reactor can see the fd: one blocking read
      * would stall every capture. */
-    if (S_ISFIFO(st.st_mode) && (reopened[0] = reopen_pipe(spec->src_fd, O_RDONLY)) >= 0) {
-        s->src_fd = reopened[0];
-        return 0;
+    if (S_ISFIFO(st.st_mode) && (made->src = reopen_pipe(spec->src_fd, O_RDONLY)) >= 0) {
+        s->src_fd = made->src;
+        rc = 0;
+        goto out;
     }
     s->src_flags = fcntl(spec->src_fd, F_GETFL); /* restored if the start fails */
-    if (s->src_flags < 0)
-        return -errno;
-    return set_nonblocking(spec->src_fd);
+    rc = s->src_flags < 0 ? -errno : set_nonblocking(spec->src_fd);
+out:
+    if (rc == 0)
+        spec->failed_part = OS_PUMP_PART_NONE;
+    return rc;
 }
 
-int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
+int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
                           os_pump_capture **out) {
     *out = NULL;
     if (n == 0 || n > OS_PUMP_MAX_STREAMS)
@@ -865,13 +963,14 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
     if (c == NULL)
         return -ENOMEM;
     c->n = n;
-    int reopened[OS_PUMP_MAX_STREAMS][2];
+    stream_made made[OS_PUMP_MAX_STREAMS];
     int rc = 0;
     size_t prepared = 0;
-    for (; prepared < n && rc == 0; prepared++) {
-        c->streams[prepared].capture = c;
-        rc = stream_prepare(&c->streams[prepared], &specs[prepared], reopened[prepared]);
-    }
+    for (size_t i = 0; i < n; i++)
+        specs[i].failed_part = OS_PUMP_PART_NONE;
+    for (; prepared < n && rc == 0; prepared++)
+        rc = stream_prepare(c, prepared, specs, &made[prepared]);
+    int wake = 0;
     if (rc == 0) {
         pthread_mutex_lock(&P.lock);
         rc = ensure_started();
@@ -881,29 +980,33 @@ int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *
             c->id = ++P.next_id;
             c->generation = P.generation;
             c->refs = 2; /* the caller's and the reactor's */
-            rc = queue_command(CMD_ADD, c);
+            rc = wake = queue_command(CMD_ADD, c);
         }
-        if (rc == 0)
+        if (rc >= 0)
             P.active++;
+        int wake_w = P.wake_w;
         pthread_mutex_unlock(&P.lock);
+        if (wake == 1)
+            signal_fd_raise(wake_w);
     }
     if (rc < 0) {
         for (size_t i = 0; i < prepared; i++) {
-            for (int k = 0; k < 2; k++)
-                if (reopened[i][k] >= 0)
-                    close(reopened[i][k]);
+            int *fds[3] = {&made[i].src, &made[i].sink, &made[i].pipe_w};
+            for (int k = 0; k < 3; k++)
+                close_fd(fds[k]);
             if (c->streams[i].src_flags >= 0)
                 (void)fcntl(specs[i].src_fd, F_SETFL, c->streams[i].src_flags);
         }
         capture_free(c);
         return rc;
     }
-    /* The pump owns the fds now; a reopened fd replaced the given one. */
+    /* The pump owns the fds now; a new fd replaced a given one. */
     for (size_t i = 0; i < n; i++) {
-        if (reopened[i][0] >= 0)
+        if (made[i].src >= 0 && specs[i].src_fd >= 0)
             close(specs[i].src_fd);
-        if (reopened[i][1] >= 0)
+        if (made[i].sink >= 0 && specs[i].sink_fd >= 0)
             close(specs[i].sink_fd);
+        specs[i].pipe_w = made[i].pipe_w;
     }
     *id = c->id;
     *out = c;
@@ -921,8 +1024,11 @@ int os_pump_capture_abort(os_pump_capture *c) {
         if (rc < 0)
             c->refs--;
     }
+    int wake_w = P.wake_w;
     pthread_mutex_unlock(&P.lock);
-    return rc;
+    if (rc == 1)
+        signal_fd_raise(wake_w);
+    return rc < 0 ? rc : 0;
 }
 
 int os_pump_capture_done(os_pump_capture *c) {
@@ -960,6 +1066,27 @@ int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms) {
         rc = 0;
     pthread_mutex_unlock(&P.lock);
     return rc;
+}
+
+int os_pump_capture_stats_all(os_pump_capture *c, os_pump_stream_stats *out) {
+    for (size_t i = 0; i < c->n; i++) {
+        pump_stream *s = &c->streams[i];
+        out[i].bytes_read = __atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED);
+        out[i].bytes_written = __atomic_load_n(&s->sink.written, __ATOMIC_RELAXED);
+        out[i].bytes_teed = __atomic_load_n(&s->tee.written, __ATOMIC_RELAXED);
+    }
+    pthread_mutex_lock(&P.lock);
+    for (size_t i = 0; i < c->n; i++) {
+        out[i].error = c->streams[i].error;
+        out[i].stage = c->streams[i].stage;
+    }
+    pthread_mutex_unlock(&P.lock);
+    return (int)c->n;
+}
+
+size_t os_pump_done_pending(void) {
+    /* A racy read is fine: it only decides whether draining is worth a call. */
+    return __atomic_load_n(&P.n_done, __ATOMIC_RELAXED);
 }
 
 int os_pump_capture_stats(os_pump_capture *c, size_t i, os_pump_stream_stats *out) {

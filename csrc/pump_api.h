@@ -25,6 +25,8 @@
 
 #define OS_PUMP_SINK_DISCARD -1 /* sink_fd: drop the (redacted) bytes */
 #define OS_PUMP_SINK_MEMORY -2  /* sink_fd: keep them in memory for Python */
+#define OS_PUMP_SINK_PATH -3    /* sink_fd: open sink_path (see os_pump_stream_spec) */
+#define OS_PUMP_SOURCE_PIPE -3  /* src_fd: the pump creates the pipe (see pipe_w) */
 #define OS_PUMP_MAX_STREAMS 8
 
 /* Where a stream failed (os_pump_stream_stats.stage). */
@@ -34,15 +36,32 @@
 #define OS_PUMP_STAGE_WRITE 3  /* writing the sink failed */
 #define OS_PUMP_STAGE_CLOSE 4  /* closing the sink failed (e.g. NFS, EIO) */
 
+/* What failed when a capture could not start (os_pump_stream_spec.failed_part). */
+#define OS_PUMP_PART_NONE 0
+#define OS_PUMP_PART_SOURCE 1
+#define OS_PUMP_PART_SINK 2
+#define OS_PUMP_PART_TEE 3
+#define OS_PUMP_PART_REDACTOR 4
+
 typedef struct os_pump_capture os_pump_capture;
 
 typedef struct os_pump_stream_spec {
     /* Read end of the child's pipe. The pump makes it non-blocking and
-     * closes it at end of file. */
+     * closes it at end of file. OS_PUMP_SOURCE_PIPE: the pump creates a new
+     * pipe (close-on-exec) and hands its write end back in pipe_w. */
     int src_fd;
     /* An fd the pump writes to and closes when done (pipes and sockets are
-     * written without blocking), or OS_PUMP_SINK_DISCARD/OS_PUMP_SINK_MEMORY. */
+     * written without blocking), or OS_PUMP_SINK_DISCARD/OS_PUMP_SINK_MEMORY,
+     * or OS_PUMP_SINK_PATH. */
     int sink_fd;
+    /* OS_PUMP_SINK_PATH: the file to open (O_WRONLY | O_CREAT | O_TRUNC,
+     * mode 0666 before umask, close-on-exec) in the calling thread; a path
+     * equal to an earlier stream's of the same call shares that open file. */
+    const char *sink_path;
+    /* Out, OS_PUMP_SOURCE_PIPE only: the pipe's write end (blocking,
+     * close-on-exec), owned by the caller on success. The stream reaches end
+     * of file once every copy of it is closed. */
+    int pipe_w;
     /* Write end of a non-blocking pipe that receives a copy of the sink's
      * bytes for live reading, or -1. A full tee pauses reading this stream
      * (nothing is dropped); a closed tee is dropped silently. */
@@ -52,6 +71,9 @@ typedef struct os_pump_stream_spec {
     const uint8_t *replacement; /* copied by the redactor */
     size_t replacement_len;
     size_t max_hold;
+    /* Out, when the start failed: which part of this stream failed
+     * (OS_PUMP_PART_*); OS_PUMP_PART_NONE for the other streams. */
+    int failed_part;
 } os_pump_stream_spec;
 
 typedef struct os_pump_stream_stats {
@@ -71,10 +93,11 @@ int os_pump_notify_fd(void);
 size_t os_pump_take_done(uint64_t *ids, size_t max);
 
 /* Start pumping n (1..OS_PUMP_MAX_STREAMS) streams. On success the pump owns
- * every fd in specs; on failure the caller still owns them all. *out must be
+ * every fd in specs (and the caller each pipe_w); on failure the caller still
+ * owns every fd it gave and nothing the pump created is left open. *out must be
  * released with os_pump_capture_release (also while running: the pump keeps
  * its own reference). */
-int os_pump_capture_start(const os_pump_stream_spec *specs, size_t n, uint64_t *id,
+int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
                           os_pump_capture **out);
 
 /* Stop waiting for end of file: each stream takes what its pipe holds right
@@ -91,6 +114,13 @@ int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms);
 
 /* Counters of stream i (consistent snapshot; final once done). */
 int os_pump_capture_stats(os_pump_capture *c, size_t i, os_pump_stream_stats *out);
+
+/* Counters of every stream (out has room for the capture's stream count);
+ * returns that count. */
+int os_pump_capture_stats_all(os_pump_capture *c, os_pump_stream_stats *out);
+
+/* How many finished capture ids wait in os_pump_take_done (no syscall). */
+size_t os_pump_done_pending(void);
 
 /* The bytes kept by an OS_PUMP_SINK_MEMORY stream; valid until release.
  * -EBUSY while the capture runs. */

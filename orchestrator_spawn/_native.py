@@ -296,9 +296,12 @@ class NativeRedactor:
 # (os, Any and Sequence are imported above.)
 import errno  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from typing import NamedTuple  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
 PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY
+PUMP_SINK_PATH: int = lib.OS_PUMP_SINK_PATH
+PUMP_SOURCE_PIPE: int = lib.OS_PUMP_SOURCE_PIPE
 PUMP_MAX_STREAMS: int = lib.OS_PUMP_MAX_STREAMS
 PUMP_STAGES: dict[int, str] = {
     lib.OS_PUMP_STAGE_NONE: "none",
@@ -309,28 +312,52 @@ PUMP_STAGES: dict[int, str] = {
 }
 
 
+_PUMP_PARTS: dict[int, str] = {
+    lib.OS_PUMP_PART_SOURCE: "the source",
+    lib.OS_PUMP_PART_SINK: "the sink",
+    lib.OS_PUMP_PART_TEE: "the live-output pipe",
+    lib.OS_PUMP_PART_REDACTOR: "the redactor",
+}
+
+
 def _pump_os_error(rc: int, what: str) -> OSError:
     err = -rc
     return OSError(err, f"pump: {what} failed: {os.strerror(err)}")
 
 
-@dataclass(frozen=True)
-class PumpStreamSpec:
+class PumpRedaction:
+    """The C side of one redaction configuration, built once and shared.
+
+    ``patterns`` is an ``os_pattern_set *`` cdata owned by ``owner`` (kept
+    referenced by every capture using it); ``replacement`` a C copy of the
+    replacement bytes (the redactors copy it again); ``max_hold`` in bytes.
+    """
+
+    __slots__ = ("max_hold", "owner", "patterns", "replacement", "replacement_len")
+
+    def __init__(self, owner: Any, patterns: Any, replacement: bytes, max_hold: int) -> None:
+        self.owner = owner
+        self.patterns = patterns
+        self.replacement = ffi.new("uint8_t[]", replacement or b"\0")
+        self.replacement_len = len(replacement)
+        self.max_hold = max_hold
+
+
+class PumpStreamSpec(NamedTuple):
     """One stream for ``pump_capture_start``.
 
-    ``src_fd``, ``sink_fd`` (unless a ``PUMP_SINK_*`` value) and ``tee_fd``
-    (unless -1) are handed over to the pump on success. ``patterns`` is an
-    ``os_pattern_set *`` cdata (or None for passthrough); ``keepalive`` is
-    whatever owns it, kept referenced until the capture is released.
+    ``src_fd`` (unless ``PUMP_SOURCE_PIPE``: the pump makes a new pipe),
+    ``sink_fd`` (unless a ``PUMP_SINK_*`` value) and ``tee_fd`` (unless -1)
+    are handed over to the pump on success. With ``PUMP_SINK_PATH`` the pump
+    opens ``sink_path`` (created or truncated). ``redaction`` None passes
+    bytes through unchanged.
     """
 
     src_fd: int
     sink_fd: int = PUMP_SINK_DISCARD
     tee_fd: int = -1
-    patterns: Any = None
-    replacement: bytes = b""
-    max_hold: int = 0
-    keepalive: Any = None
+    redaction: PumpRedaction | None = None
+    sink_path: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -349,7 +376,7 @@ class PumpCapture:
 
     __slots__ = ("_keepalive", "_ptr", "id", "n_streams")
 
-    def __init__(self, ptr: Any, capture_id: int, n_streams: int, keepalive: list[Any]) -> None:
+    def __init__(self, ptr: Any, capture_id: int, n_streams: int, keepalive: Any) -> None:
         self._ptr = ffi.gc(ptr, lib.os_pump_capture_release)
         self._keepalive = keepalive
         self.id = capture_id
@@ -392,6 +419,21 @@ class PumpCapture:
             stage=PUMP_STAGES.get(int(out.stage), str(out.stage)),
         )
 
+    def stats_all(self) -> list[PumpStreamStats]:
+        """Counters of every stream, in order (one consistent call)."""
+        out = ffi.new("os_pump_stream_stats[]", self.n_streams)
+        n = lib.os_pump_capture_stats_all(self._ptr, out)
+        return [
+            PumpStreamStats(
+                bytes_read=out[i].bytes_read,
+                bytes_written=out[i].bytes_written,
+                bytes_teed=out[i].bytes_teed,
+                error=out[i].error,
+                stage=PUMP_STAGES.get(out[i].stage, str(out[i].stage)),
+            )
+            for i in range(n)
+        ]
+
     def memory(self, index: int) -> bytes:
         """The bytes kept by a ``PUMP_SINK_MEMORY`` stream (once done)."""
         data = ffi.new("const uint8_t **")
@@ -404,29 +446,52 @@ class PumpCapture:
         return bytes(ffi.buffer(data[0], length[0]))
 
 
-def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> PumpCapture:
-    """Start pumping ``specs``; raises ``OSError`` (fds stay the caller's)."""
-    if not 1 <= len(specs) <= PUMP_MAX_STREAMS:
-        raise ValueError(f"pump: 1 to {PUMP_MAX_STREAMS} streams per capture, got {len(specs)}")
-    c_specs = ffi.new("os_pump_stream_spec[]", len(specs))
+def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, list[int]]:
+    """Start pumping ``specs``; returns the handle and, per spec, the write
+    end of the pipe the pump made (``PUMP_SOURCE_PIPE``; the caller owns it)
+    or -1. Raises ``OSError`` (the given fds stay the caller's, nothing the
+    pump made is left open).
+    """
+    n = len(specs)
+    if not 1 <= n <= PUMP_MAX_STREAMS:
+        raise ValueError(f"pump: 1 to {PUMP_MAX_STREAMS} streams per capture, got {n}")
+    c_specs = ffi.new("os_pump_stream_spec[]", n)
     keepalive: list[Any] = []
     for c_spec, spec in zip(c_specs, specs, strict=True):
         c_spec.src_fd = spec.src_fd
         c_spec.sink_fd = spec.sink_fd
         c_spec.tee_fd = spec.tee_fd
-        if spec.patterns is not None:
-            replacement = ffi.from_buffer(spec.replacement)
-            keepalive += [spec.keepalive, spec.patterns, replacement]
-            c_spec.patterns = spec.patterns
-            c_spec.replacement = replacement
-            c_spec.replacement_len = len(spec.replacement)
-            c_spec.max_hold = spec.max_hold
+        if spec.sink_path is not None:
+            path = ffi.new("char[]", spec.sink_path)
+            keepalive.append(path)  # only for the call
+            c_spec.sink_path = path
+        redaction = spec.redaction
+        if redaction is not None:
+            c_spec.patterns = redaction.patterns
+            c_spec.replacement = redaction.replacement
+            c_spec.replacement_len = redaction.replacement_len
+            c_spec.max_hold = redaction.max_hold
     capture_id = ffi.new("uint64_t *")
     out = ffi.new("os_pump_capture **")
-    rc = lib.os_pump_capture_start(c_specs, len(specs), capture_id, out)
+    rc = lib.os_pump_capture_start(c_specs, n, capture_id, out)
     if rc < 0:
+        for c_spec, spec in zip(c_specs, specs, strict=True):
+            part = c_spec.failed_part
+            if part == lib.OS_PUMP_PART_SINK and spec.sink_path is not None:
+                # As os.open would say it: errno, message and the path.
+                raise OSError(-rc, os.strerror(-rc), os.fsdecode(spec.sink_path))
+            if part != lib.OS_PUMP_PART_NONE:
+                what = _PUMP_PARTS.get(part, "a stream")
+                raise _pump_os_error(rc, f"starting a capture ({what} of stream {spec.src_fd})")
         raise _pump_os_error(rc, "starting a capture")
-    return PumpCapture(out[0], int(capture_id[0]), len(specs), keepalive)
+    # The pattern sets must outlive the capture (the redactors use them).
+    owners = [spec.redaction.owner for spec in specs if spec.redaction is not None]
+    same = all(owner is owners[0] for owner in owners)
+    capture = PumpCapture(out[0], capture_id[0], n, owners[0] if owners and same else owners)
+    return capture, [
+        c_spec.pipe_w if spec.src_fd == PUMP_SOURCE_PIPE else -1
+        for c_spec, spec in zip(c_specs, specs, strict=True)
+    ]
 
 
 def pump_notify_fd() -> int:
@@ -438,6 +503,11 @@ def pump_notify_fd() -> int:
 
 
 _DONE_BATCH = 256
+
+
+def pump_done_pending() -> int:
+    """How many finished capture ids ``pump_take_done`` would return (cheap)."""
+    return int(lib.os_pump_done_pending())
 
 
 def pump_take_done() -> list[int]:

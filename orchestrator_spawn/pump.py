@@ -27,19 +27,20 @@ import asyncio
 import atexit
 import enum
 import os
+import subprocess
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol, TypeAlias, final
+from typing import Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
 
 __all__ = [
     "DISCARD",
     "MEMORY",
+    "PIPE",
     "Capture",
     "CaptureStats",
     "Redaction",
@@ -62,6 +63,8 @@ class Sink(enum.Enum):
 
 MEMORY = Sink.MEMORY
 DISCARD = Sink.DISCARD
+#: As a source of ``start_capture``: the pump makes the pipe (see ``Capture.writer``).
+PIPE = subprocess.PIPE
 
 SourceLike: TypeAlias = "int | _HasFileno"
 SinkLike: TypeAlias = (
@@ -69,7 +72,7 @@ SinkLike: TypeAlias = (
 )
 RedactionLike: TypeAlias = "Redaction | Sequence[str | bytes]"
 
-_STREAM_NAMES = ("stdout", "stderr")
+_STREAM_NAMES: tuple[str, ...] = ("stdout", "stderr")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,10 @@ class _Notifier:
         if self.fd < 0:
             self.fd = _native.pump_notify_fd()
         return self.fd
+
+    def drain_if_pending(self) -> None:
+        if _native.pump_done_pending():
+            self.drain()
 
     def drain(self) -> None:
         ids = _native.pump_take_done()
@@ -221,18 +228,34 @@ class _Tee:
 class Capture:
     """A running capture of a child's stdout and/or stderr (see ``start_capture``)."""
 
+    # Few attributes and no finalizer object: thousands of captures are
+    # started in a loop, and every surviving container costs the cyclic GC.
+    __slots__ = ("__weakref__", "_names", "_native", "_sinks", "_tees", "_writers")
+
     def __init__(
         self,
         native: _native.PumpCapture,
-        names: Sequence[str],
-        sinks: Sequence[str],
-        tees: dict[str, _Tee],
+        names: tuple[str, ...],
+        sinks: tuple[object, ...],
+        tees: dict[str, _Tee] | None,
+        writers: dict[str, int] | None,
     ) -> None:
         self._native = native
-        self._names = tuple(names)
-        self._sinks = tuple(sinks)
+        self._names = names
+        self._sinks = sinks
         self._tees = tees
-        self._finalizer = weakref.finalize(self, _close_tees, list(tees.values()))
+        self._writers = writers
+
+    def __del__(self) -> None:
+        # What this object holds open (live pipes, pipe writers) is closed
+        # when it is dropped; the capture itself runs on (see _Notifier).
+        try:
+            if self._tees:
+                _close_tees(list(self._tees.values()))
+            if self._writers:
+                _close_writers(self._writers)
+        except (AttributeError, OSError, TypeError):
+            pass  # half-built object, or interpreter teardown
 
     @property
     def id(self) -> int:
@@ -254,11 +277,40 @@ class Capture:
 
     def stats(self) -> CaptureStats:
         """Current counters (final once ``done()``)."""
-        found: dict[str, StreamStats] = {}
-        for index, name in enumerate(self._names):
-            raw = self._native.stats(index)
-            found[name] = StreamStats(raw.bytes_read, raw.bytes_written, raw.bytes_teed)
+        return self._stats(self._native.stats_all())
+
+    def _stats(self, raws: list[_native.PumpStreamStats]) -> CaptureStats:
+        found = {
+            name: StreamStats(raw.bytes_read, raw.bytes_written, raw.bytes_teed)
+            for name, raw in zip(self._names, raws, strict=True)
+        }
         return CaptureStats(stdout=found.get("stdout"), stderr=found.get("stderr"))
+
+    def writer(self, stream: str) -> int:
+        """The write end of the pipe the pump made for ``stream`` (``PIPE``).
+
+        Give it to the child (``spawn(..., stdout=capture.writer("stdout"))``),
+        then call ``close_writers()``: the stream ends once every copy of the
+        write end is closed. The fd is close-on-exec and owned by the capture.
+        Raises ``ValueError`` if ``stream`` was not captured from ``PIPE``,
+        ``RuntimeError`` once the writers were closed.
+        """
+        self._index(stream)
+        if not self._writers or stream not in self._writers:
+            raise ValueError(f"{stream} was not captured from PIPE; it has no writer")
+        fd = self._writers[stream]
+        if fd < 0:
+            raise RuntimeError(f"the writer of {stream} was closed already")
+        return fd
+
+    def close_writers(self) -> None:
+        """Close this process's write ends of the pipes the pump made.
+
+        Call it once the child has its copies (after ``spawn``); ``wait()``
+        and ``wait_blocking()`` do it too. Idempotent.
+        """
+        if self._writers:
+            _close_writers(self._writers)
 
     def abort(self) -> None:
         """Stop waiting for end of file.
@@ -277,10 +329,14 @@ class Capture:
         ``ENOSPC``, ``EPIPE`` -> ``BrokenPipeError``, ...) when a sink could
         not be written; the child's pipe was drained to its end anyway.
         Live-output streams nobody started reading are dropped first (they
-        would otherwise stall the child). Cancelling the wait does not stop
-        the capture.
+        would otherwise stall the child), and this process's pipe writers
+        closed (they would keep the streams from end of file). Cancelling the
+        wait does not stop the capture.
         """
-        self._drop_untaken_tees()
+        if self._tees:
+            self._drop_untaken_tees()
+        if self._writers:
+            _close_writers(self._writers)
         if not self._native.done():
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             _notifier.add_waiter(self, future)
@@ -300,7 +356,10 @@ class Capture:
         Raises ``TimeoutError`` if the capture is still running after
         ``timeout``; the GIL is released while blocked.
         """
-        self._drop_untaken_tees()
+        if self._tees:
+            self._drop_untaken_tees()
+        if self._writers:
+            _close_writers(self._writers)
         if not self._native.wait(timeout):
             raise TimeoutError(f"{self!r} still running after {timeout} s")
         return self._result()
@@ -357,7 +416,7 @@ class Capture:
 
     def _take_tee(self, stream: str) -> _Tee:
         self._index(stream)
-        tee = self._tees.get(stream)
+        tee = self._tees.get(stream) if self._tees else None
         if tee is None:
             raise ValueError(f"{stream} was not captured with live=; no live output")
         if tee.taken or tee.fd < 0:
@@ -366,18 +425,31 @@ class Capture:
         return tee
 
     def _drop_untaken_tees(self) -> None:
-        for tee in self._tees.values():
+        for tee in (self._tees or {}).values():
             if not tee.taken:
                 tee.taken = True
                 tee.close()
 
     def _result(self) -> CaptureStats:
-        _notifier.forget(self.id)
-        for index, name in enumerate(self._names):
-            raw = self._native.stats(index)
+        _notifier.forget(self._native.id)
+        raws = self._native.stats_all()
+        for name, sink, raw in zip(self._names, self._sinks, raws, strict=True):
             if raw.error:
-                raise _stream_error(name, self._sinks[index], raw)
-        return self.stats()
+                raise _stream_error(name, _describe(sink), raw)
+        return self._stats(raws)
+
+
+def _describe(sink: object) -> str:
+    """How an error message names a sink."""
+    if sink is Sink.MEMORY:
+        return "memory"
+    if sink is Sink.DISCARD:
+        return "nowhere"
+    if isinstance(sink, int):
+        return f"fd {sink}"
+    if isinstance(sink, (str, bytes, os.PathLike)):
+        return repr(os.fsdecode(sink))
+    return repr(sink)
 
 
 def _stream_error(name: str, sink: str, raw: _native.PumpStreamStats) -> OSError:
@@ -396,6 +468,15 @@ def _close_tees(tees: list[_Tee]) -> None:
         tee.close()
 
 
+def _close_writers(writers: dict[str, int]) -> None:
+    for name in list(writers):
+        # pop() is atomic: of two threads closing at once, one gets the fd.
+        fd = writers.pop(name, -1)
+        writers[name] = -1
+        if fd >= 0:
+            os.close(fd)
+
+
 async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
     future: asyncio.Future[None] = loop.create_future()
     loop.add_reader(fd, _set_done, future)
@@ -409,40 +490,36 @@ async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
 
 
 def _source_fd(source: SourceLike, opened: list[int]) -> int:
-    """An fd the pump may own: ints are taken over, objects are dup()ed."""
+    """An fd the pump may own: ints are taken over, objects are dup()ed,
+    ``PIPE`` asks the pump for a new pipe."""
     if isinstance(source, int):
-        return source
+        return _native.PUMP_SOURCE_PIPE if source == PIPE else source
     fd = os.dup(source.fileno())
     opened.append(fd)
     return fd
 
 
-def _sink_fd(sink: SinkLike, opened: list[int], paths: dict[str, int]) -> tuple[int, str]:
-    """An fd for the pump to own (or a PUMP_SINK_* value) and a description."""
+def _sink_spec(sink: SinkLike, opened: list[int]) -> tuple[int, bytes | None]:
+    """An fd for the pump to own, a PUMP_SINK_* value, or a path for it to open."""
+    if isinstance(sink, (str, bytes, os.PathLike)):
+        path = os.fsencode(sink)
+        if b"\0" in path:
+            raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
+        # Opened (created or truncated) by the pump in C, in this thread.
+        return _native.PUMP_SINK_PATH, path
     if sink is Sink.MEMORY:
-        return _native.PUMP_SINK_MEMORY, "memory"
+        return _native.PUMP_SINK_MEMORY, None
     if sink is Sink.DISCARD:
-        return _native.PUMP_SINK_DISCARD, "nowhere"
+        return _native.PUMP_SINK_DISCARD, None
     if isinstance(sink, int):
         fd = os.dup(sink)
-        opened.append(fd)
-        return fd, f"fd {sink}"
-    if isinstance(sink, (str, bytes, os.PathLike)):
-        path = os.fsdecode(sink)
-        if path in paths:
-            # Both streams into one path share one open file (and offset).
-            fd = os.dup(paths[path])
-        else:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            paths[path] = fd
-        opened.append(fd)
-        return fd, repr(path)
-    flush = getattr(sink, "flush", None)
-    if callable(flush):
-        flush()  # bytes buffered in Python go first
-    fd = os.dup(sink.fileno())
+    else:
+        flush = getattr(sink, "flush", None)
+        if callable(flush):
+            flush()  # bytes buffered in Python go first
+        fd = os.dup(sink.fileno())
     opened.append(fd)
-    return fd, repr(sink)
+    return fd, None
 
 
 @dataclass(frozen=True)
@@ -473,8 +550,37 @@ def _as_bytes(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
-    """(pattern set cdata or None, replacement, max_hold, owner) for the C side."""
+_DEFAULT_REDACTION = Redaction()
+
+_RedactionKey: TypeAlias = (
+    "tuple[tuple[str | bytes, ...], tuple[str | bytes, ...], bytes, bool, int]"
+)
+
+
+def _build_redaction(key: _RedactionKey) -> _native.PumpRedaction | None:
+    patterns_given, literals_given, replacement, ignore_case, max_hold = key
+    if max_hold < 0:
+        raise ValueError(f"max_hold must be >= 0 bytes, got {max_hold}")
+    patterns = tuple(_as_bytes(p) for p in patterns_given)
+    literals = tuple(_as_bytes(x) for x in literals_given)
+    if not patterns and not literals:
+        return None
+    flags = _native.REDACT_IGNORE_CASE if ignore_case else 0
+    pattern_set = _compiled(patterns, literals, flags)
+    return _native.PumpRedaction(pattern_set, pattern_set._ptr, replacement, max_hold)
+
+
+# Captures with the same configuration share one C-side setup; each capture
+# keeps its pattern set alive, so eviction is harmless.
+_cached_redaction = lru_cache(maxsize=64)(_build_redaction)
+
+
+def _redaction(redact: RedactionLike) -> _native.PumpRedaction | None:
+    """The shared C-side setup of ``redact`` (None: nothing to redact).
+
+    Raises ``TypeError`` for something that is not a configuration,
+    ``ValueError`` for a bad pattern (named) or a negative ``max_hold``.
+    """
     given: object = redact
     if isinstance(given, (str, bytes)) or not isinstance(given, (Redaction, Sequence)):
         # A Redactor is one stream's state, not a configuration to copy.
@@ -482,16 +588,23 @@ def _redaction(redact: RedactionLike) -> tuple[Any, bytes, int, Any]:
             "redact= must be a Redaction(...) or a sequence of patterns, not "
             f"{type(given).__name__}"
         )
-    config = redact if isinstance(redact, Redaction) else Redaction(patterns=tuple(redact))
-    if config.max_hold < 0:
-        raise ValueError(f"max_hold must be >= 0 bytes, got {config.max_hold}")
-    patterns = tuple(_as_bytes(p) for p in config.patterns)
-    literals = tuple(_as_bytes(x) for x in config.literals)
-    if not patterns and not literals:
-        return None, b"", 0, None
-    flags = _native.REDACT_IGNORE_CASE if config.ignore_case else 0
-    pattern_set = _compiled(patterns, literals, flags)
-    return pattern_set._ptr, bytes(config.replacement), config.max_hold, pattern_set
+    if isinstance(redact, Redaction):
+        # A key of plain tuples: lists in a Redaction are read as they are now.
+        key = (
+            tuple(redact.patterns),
+            tuple(redact.literals),
+            bytes(redact.replacement),
+            bool(redact.ignore_case),
+            int(redact.max_hold),
+        )
+    else:
+        default = _DEFAULT_REDACTION
+        key = (tuple(redact), (), default.replacement, default.ignore_case, default.max_hold)
+    try:
+        hash(key)
+    except TypeError:  # e.g. bytearray patterns: build afresh (still compiled once)
+        return _build_redaction(key)
+    return _cached_redaction(key)
 
 
 def start_capture(
@@ -507,9 +620,21 @@ def start_capture(
 
     ``stdout``/``stderr`` are the read ends of the child's pipes: an int fd is
     taken over (the pump closes it at end of file); an object with
-    ``fileno()`` is duplicated (close yours; do not read from it meanwhile).
-    Each sink is a path (created or truncated; the same path for both streams
-    shares one file), an int fd or an object with ``fileno()`` (duplicated;
+    ``fileno()`` is duplicated (close yours; do not read from it meanwhile);
+    ``PIPE`` makes the pump create the pipe (close-on-exec): pass
+    ``capture.writer(name)`` to the child, then ``capture.close_writers()``.
+    That is the cheapest way (no pipe reopened, no fd duplicated):
+
+        capture = start_capture(PIPE, PIPE, stdout_sink="out.log", ...)
+        try:
+            child = spawn(argv, stdout=capture.writer("stdout"),
+                          stderr=capture.writer("stderr"))
+        finally:
+            capture.close_writers()
+
+    Each sink is a path (created or truncated by the pump in C, in this
+    thread; the same path for both streams shares one file), an int fd or an
+    object with ``fileno()`` (duplicated;
     pipes and sockets are written without blocking the reactor), ``MEMORY``
     (see ``Capture.output``) or ``DISCARD``.
 
@@ -519,61 +644,53 @@ def start_capture(
     also copy to a pipe read by ``Capture.chunks``/``Capture.lines``.
 
     Raises ``ValueError`` for no stream, an unknown live name or a pattern
-    that does not compile (named), ``OSError`` if a sink cannot be opened or the reactor cannot
-    start. On failure the given fds are left open and still the caller's.
+    that does not compile (named) or a sink path with a NUL byte, ``OSError``
+    if a sink cannot be opened (with its ``filename``) or the reactor cannot
+    start. On failure the given fds are left open and still the caller's, and
+    nothing the pump made (pipes, files' fds) is left open.
     """
     sources = {"stdout": stdout, "stderr": stderr}
-    names = [name for name in _STREAM_NAMES if sources[name] is not None]
+    if stdout is not None and stderr is not None:
+        names = _STREAM_NAMES  # shared: no new tuple per capture
+    else:
+        names = tuple(name for name in _STREAM_NAMES if sources[name] is not None)
     if not names:
         raise ValueError("start_capture: give at least one of stdout=, stderr=")
-    live_names = set(live)
+    live_names = set(live) if live else set()
     if not live_names <= set(names):
         raise ValueError(
             f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
         )
-    pattern_set = None
-    replacement, max_hold, owner = b"", 0, None
-    if redact is not None:
-        pattern_set, replacement, max_hold, owner = _redaction(redact)
+    redaction = None if redact is None else _redaction(redact)
 
-    _notifier.drain()  # reap finished captures' ids, keep the done queue short
+    _notifier.drain_if_pending()  # forget finished captures, keep the done queue short
     sinks = {"stdout": stdout_sink, "stderr": stderr_sink}
     opened: list[int] = []
     tees: dict[str, _Tee] = {}
-    paths: dict[str, int] = {}
     specs: list[_native.PumpStreamSpec] = []
-    descriptions: list[str] = []
+    kept: list[object] = []  # what error messages name: paths as bytes, not Path objects
     try:
         for name in names:
             source = sources[name]
             assert source is not None
             src_fd = _source_fd(source, opened)
-            sink_fd, description = _sink_fd(sinks[name], opened, paths)
+            sink_fd, sink_path = _sink_spec(sinks[name], opened)
             tee_fd = -1
             if name in live_names:
                 read_end, tee_fd = os.pipe()
                 opened.append(tee_fd)
                 os.set_blocking(read_end, False)
                 tees[name] = _Tee(read_end)
-            specs.append(
-                _native.PumpStreamSpec(
-                    src_fd=src_fd,
-                    sink_fd=sink_fd,
-                    tee_fd=tee_fd,
-                    patterns=pattern_set,
-                    replacement=replacement,
-                    max_hold=max_hold,
-                    keepalive=owner,
-                )
-            )
-            descriptions.append(description)
-        native = _native.pump_capture_start(specs)
+            specs.append(_native.PumpStreamSpec(src_fd, sink_fd, tee_fd, redaction, sink_path))
+            kept.append(sinks[name] if sink_path is None else sink_path)
+        native, write_ends = _native.pump_capture_start(specs)
     except BaseException:
         for fd in opened:
             os.close(fd)
         _close_tees(list(tees.values()))
         raise
-    # The pump owns every fd in the specs now.
+    # The pump owns every fd in the specs now; we own the new pipes' writers.
+    writers = {name: fd for name, fd in zip(names, write_ends, strict=True) if fd >= 0}
     with _notifier.lock:
         # The native handle (owning the redactors' pattern set) stays
         # referenced until done even if the Capture is dropped: the reactor
@@ -581,4 +698,4 @@ def start_capture(
         _notifier.running[native.id] = native
     if native.done():
         _notifier.forget(native.id)
-    return Capture(native, names, descriptions, tees)
+    return Capture(native, names, tuple(kept), tees or None, writers or None)

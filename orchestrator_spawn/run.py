@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -105,8 +104,9 @@ def _spawn_captured(
     limits: ResourceLimits | None,
     redact: RedactionLike | None,
 ) -> tuple[Child, Capture]:
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    # The pump makes both pipes; the capture runs before the child exists,
+    # so a failed spawn just closes the writers and the capture ends empty.
+    capture = start_capture(PIPE, PIPE, stdout_sink=MEMORY, stderr_sink=MEMORY, redact=redact)
     try:
         child = spawn(
             argv,
@@ -115,25 +115,14 @@ def _spawn_captured(
             # Never the caller's stdin: the child is in a background process
             # group, where reading the terminal would stop it (SIGTTIN).
             stdin=PIPE if has_input else DEVNULL,
-            stdout=out_w,
-            stderr=err_w,
+            stdout=capture.writer("stdout"),
+            stderr=capture.writer("stderr"),
             process_group=True,
             limits=limits,
         )
-    except BaseException:
-        for fd in (out_r, err_r):
-            os.close(fd)
-        raise
     finally:
-        os.close(out_w)
-        os.close(err_w)
-    try:
-        capture = start_capture(out_r, err_r, stdout_sink=MEMORY, stderr_sink=MEMORY, redact=redact)
-    except BaseException:
-        os.close(out_r)
-        os.close(err_r)
-        child.close()
-        raise
+        # The child has its own copies; ours would keep the pipes from EOF.
+        capture.close_writers()
     return child, capture
 
 
