@@ -28,6 +28,9 @@ typedef struct {
     uint8_t set[32];   /* IT_CLASS: the byte class */
     int exact;         /* IT_CLASS: set is exactly the class (not a superset) */
     size_t n;          /* IT_LITS: variants */
+    /* IT_LITS: the variants are only prefixes of what the item matches,
+     * whose width is [min, max] ("A3T[A-Z0-9]" gives "a3t", width 4). */
+    int trunc;
     uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
     uint8_t len[OS_ANCHOR_MAXV];
     /* IT_LB (zero width): the literals (lit/len/n) end at an offset in
@@ -251,7 +254,7 @@ static int lits_add(item *it, const uint8_t *s, size_t len, int ci) {
 
 /* The set a -> a x b (concatenation); 0 (a unchanged) when too big. */
 static int lits_concat(item *a, const item *b, int ci) {
-    item *r = malloc(sizeof *r);
+    item *r = calloc(1, sizeof *r);
     if (!r) return 0;
     r->kind = IT_LITS;
     r->n = 0;
@@ -279,7 +282,7 @@ static int lits_concat(item *a, const item *b, int ci) {
 }
 
 static void item_width(const item *it, uint32_t *mn, uint32_t *mx) {
-    if (it->kind == IT_LITS) {
+    if (it->kind == IT_LITS && !it->trunc) {
         *mn = (uint32_t)lits_minlen(it);
         *mx = (uint32_t)lits_maxlen(it);
     } else {
@@ -290,7 +293,8 @@ static void item_width(const item *it, uint32_t *mn, uint32_t *mx) {
 
 static int seq_push(seq *S, const item *it, int ci) {
     if (it->kind == IT_LITS && it->n == 1 && it->len[0] == 0) return 1; /* empty */
-    if (it->kind == IT_LITS && S->n > 0 && S->it[S->n - 1].kind == IT_LITS &&
+    if (it->kind == IT_LITS && !it->trunc && S->n > 0 && S->it[S->n - 1].kind == IT_LITS &&
+        !S->it[S->n - 1].trunc &&
         lits_concat(&S->it[S->n - 1], it, ci))
         return 1;
     if (S->n == MAX_ITEMS) return 0;
@@ -326,15 +330,22 @@ static void lb_cut(item *it, size_t L, int ci) {
 }
 
 /* a := a or b, for two lookbehind items at the same position: both cut to
- * the shorter length, then the union of the literal sets, of the offset
- * ranges and of the need sets. 0 (a unchanged) when too many variants. */
+ * the shorter length (shorter still while there are too many variants), then
+ * the union of the literal sets, of the offset ranges and of the need sets.
+ * 0 (a unchanged) when even 2-byte prefixes are too many. */
 static int lb_union(item *a, const item *b, int ci) {
     size_t la = lits_minlen(a), lb = lits_minlen(b), L = la < lb ? la : lb;
-    item x = *a, y = *b;
-    lb_cut(&x, L, ci);
-    lb_cut(&y, L, ci);
-    for (size_t i = 0; i < y.n; i++)
-        if (!lits_add(&x, y.lit[i], y.len[i], ci)) return 0;
+    item x, y;
+    for (;; L--) {
+        if (L < 2) return 0;
+        x = *a;
+        y = *b;
+        lb_cut(&x, L, ci);
+        lb_cut(&y, L, ci);
+        int ok = 1;
+        for (size_t i = 0; ok && i < y.n; i++) ok = lits_add(&x, y.lit[i], y.len[i], ci);
+        if (ok) break;
+    }
     if (y.emin < x.emin) x.emin = y.emin;
     if (y.emax > x.emax) x.emax = y.emax;
     if (x.has_need && y.has_need)
@@ -345,9 +356,10 @@ static int lb_union(item *a, const item *b, int ci) {
     return 1;
 }
 
-/* Reduce an alternative to one item: its literal set, a lookbehind item
- * (when the alternative is only zero-width assertions, the most selective
- * of its lookbehinds: all of them must hold), or a gap. */
+/* Reduce an alternative to one item: its literal set (a prefix set when
+ * more items follow the literals), a lookbehind item (when the alternative
+ * is only zero-width assertions, the most selective of its lookbehinds: all
+ * of them must hold), or a gap. */
 static void seq_reduce(const seq *S, item *out) {
     if (S->n == 0) {
         memset(out, 0, sizeof *out);
@@ -372,6 +384,13 @@ static void seq_reduce(const seq *S, item *out) {
     }
     if (mx == 0 && lb >= 0) {
         *out = S->it[lb];
+        return;
+    }
+    if (S->it[0].kind == IT_LITS && lits_minlen(&S->it[0]) >= 1) {
+        *out = S->it[0];
+        out->trunc = 1;
+        out->min = mn;
+        out->max = mx;
         return;
     }
     memset(out, 0, sizeof *out);
@@ -406,10 +425,20 @@ static int parse_group(parser *P, item *out) {
             if (out->kind == IT_LB && alt.kind == IT_LB) {
                 merged = lb_union(out, &alt, P->ci);
             } else if (out->kind == IT_LITS && alt.kind == IT_LITS) {
+                /* Prefixes of either alternative: the union, whose width
+                 * covers both when one of them is a prefix set. */
+                uint32_t a, b, c, d;
+                item_width(out, &a, &b);
+                item_width(&alt, &c, &d);
                 item tmp = *out;
                 merged = 1;
                 for (size_t i = 0; merged && i < alt.n; i++)
                     merged = lits_add(&tmp, alt.lit[i], alt.len[i], P->ci);
+                if (merged && (out->trunc || alt.trunc)) {
+                    tmp.trunc = 1;
+                    tmp.min = a < c ? a : c;
+                    tmp.max = b > d ? b : d;
+                }
                 if (merged) *out = tmp;
             }
             if (!merged) {
@@ -439,7 +468,7 @@ static int lb_candidate(const seq *S, int ci, item *out) {
     for (size_t k = S->n; k-- > 0;) {
         const item *it = &S->it[k];
         if (amax > 4096) break;
-        if (it->kind == IT_LITS && lits_minlen(it) >= 1) {
+        if (it->kind == IT_LITS && !it->trunc && lits_minlen(it) >= 1) {
             int sc = lit_score(it);
             if (best < 0 || sc > best_score) {
                 best = (int)k;
@@ -675,7 +704,7 @@ static int parse_seq(parser *P, seq *S) {
             }
         } else if ((atom.kind == IT_LITS || atom.kind == IT_LB) && q == 0) {
             it = atom;
-        } else if (atom.kind == IT_LITS && qmin == 0 && qmax == 1 &&
+        } else if (atom.kind == IT_LITS && !atom.trunc && qmin == 0 && qmax == 1 &&
                    lits_add(&atom, (const uint8_t *)"", 0, P->ci)) {
             it = atom;
         } else {
@@ -772,6 +801,7 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             if (first) whole = a, first = 0;
             else
                 for (size_t i = 0; ok && i < a.n; i++) ok = lits_add(&whole, a.lit[i], a.len[i], ci);
+            whole.trunc |= a.trunc; /* nothing follows: the width does not matter */
             if (!ok || r == R_END) break;
         }
         S->n = 0;
@@ -815,9 +845,10 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             free(S);
             return;
         }
-        /* The byte check after the literal (see os_anchor). */
+        /* The byte check after the literal (see os_anchor); after a prefix
+         * set, the rest of its item comes first. */
         size_t k = (size_t)best + 1;
-        const item *nx = k < S->n ? &S->it[k] : NULL;
+        const item *nx = k < S->n && !it->trunc ? &S->it[k] : NULL;
         const item *nx2 = k + 1 < S->n ? &S->it[k + 1] : NULL;
         const item *needer = NULL;
         if (nx && nx->kind == IT_CLASS && nx->exact && nx2) {
