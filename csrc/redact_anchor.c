@@ -356,6 +356,22 @@ static int lb_union(item *a, const item *b, int ci) {
     return 1;
 }
 
+/* The final literal set of a lookbehind anchor: shorter prefixes when they
+ * are much fewer (one "token" and a check of the byte after it beat five
+ * "token=", "token:"...: each literal costs the scanner). */
+static void lb_settle(item *it, int ci) {
+    size_t minl = lits_minlen(it);
+    item best = *it;
+    int best_sc = (int)(minl > 8 ? 8 : minl) * 16 - 16 * (int)it->n;
+    for (size_t L = minl - 1; L >= 3 && L + 3 >= minl; L--) {
+        item t = *it;
+        lb_cut(&t, L, ci);
+        int sc = (int)(L > 8 ? 8 : L) * 16 - 16 * (int)t.n;
+        if (sc > best_sc) best = t, best_sc = sc;
+    }
+    *it = best;
+}
+
 /* Reduce an alternative to one item: its literal set (a prefix set when
  * more items follow the literals), a lookbehind item (when the alternative
  * is only zero-width assertions, the most selective of its lookbehinds: all
@@ -838,17 +854,25 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         out->dmin = (int32_t)bmin;
         out->dmax = (int32_t)bmax;
         out->rel_end = it->kind == IT_LB;
+        int follows = !it->trunc; /* the next items follow the literal */
         if (it->kind == IT_LB) {
-            /* The byte check comes from inside the lookbehind. */
-            out->has_need = it->has_need;
-            memcpy(out->need, it->need, 32);
-            free(S);
-            return;
+            item lb = *it;
+            lb_settle(&lb, ci);
+            out->n = lb.n;
+            memcpy(out->lit, lb.lit, sizeof out->lit);
+            memcpy(out->len, lb.len, sizeof out->len);
+            out->dmin = (int32_t)(bmin + (lb.emin - it->emin));
+            out->dmax = (int32_t)(bmax + (lb.emax - it->emax));
+            /* The byte check comes from inside the lookbehind, or, when the
+             * literal ends right at the assertion, from what follows it. */
+            out->has_need = lb.has_need;
+            memcpy(out->need, lb.need, 32);
+            follows = !lb.has_need && lb.emin == 0 && lb.emax == 0;
         }
         /* The byte check after the literal (see os_anchor); after a prefix
          * set, the rest of its item comes first. */
         size_t k = (size_t)best + 1;
-        const item *nx = k < S->n && !it->trunc ? &S->it[k] : NULL;
+        const item *nx = k < S->n && follows ? &S->it[k] : NULL;
         const item *nx2 = k + 1 < S->n ? &S->it[k + 1] : NULL;
         const item *needer = NULL;
         if (nx && nx->kind == IT_CLASS && nx->exact && nx2) {
