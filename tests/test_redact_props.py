@@ -44,6 +44,11 @@ SYNTH_PATTERNS: tuple[bytes, ...] = (
     rb"(?:ab|cd|ef|gh|ij|kl|mn|op|qr|st|uv|wx|yz|AB|CD|EF|GH)_",
     rb"x[\x41-\x43]b",
     rb"[ab]+x[ab]+",
+    # Anchors taken from lookbehinds (the literal precedes the match).
+    rb"(?<=ab:)x+",
+    rb"(?:(?<=a=)|(?<=b_ ))[ab]{1,3}",
+    rb"(?:(?<=ab)|(?<=b:a))[:_]",
+    rb"x{1,2}(?<=_x)a",
 )
 SYNTH_LITERALS: tuple[bytes, ...] = (b"ab:", b"x-x", b"a.b", b"(a)")
 SYNTH_ALPHABET = b"ab:_-x= \nAB1.\xff"
