@@ -3,6 +3,10 @@
 Corpus: ``redact_corpus.log_corpus`` (seeded mixed log text, a planted secret
 per ~10 KiB, multi-line private keys) redacted with the 28-pattern pack plus
 3 literals; and an adversarial corpus with a decoy anchor every ~10 bytes.
+The same corpora are also redacted with the built-in pack
+(``orchestrator_spawn.patterns``, the default of the runner, CLI and pump),
+whose key=value, flag and header patterns are anchored on literals inside
+lookbehinds: its own group, "pack ...".
 
 Real numbers (64 MiB corpus, Python ``re`` on an 8 MiB slice because it runs
 at a few MB/s)::
@@ -10,7 +14,11 @@ at a few MB/s)::
     python -m pytest benchmarks/bench_redact.py --benchmark-enable -s
 
 Sizes: ``REDACT_BENCH_MB`` (engine corpus), ``REDACT_BENCH_RE_MB`` (Python
-``re`` slice), ``REDACT_BENCH_ADV_MB`` (adversarial). In the CI smoke mode
+``re`` slice), ``REDACT_BENCH_PACK_RE_MB`` (Python ``re`` slice for the
+built-in pack, 2 MiB: it runs at ~2 MB/s), ``REDACT_BENCH_ADV_MB``
+(adversarial). The built-in pack's output is checked against ``re.sub`` on
+the WHOLE corpus (about half a minute of Python ``re`` for 64 MiB, once per
+run). In the CI smoke mode
 (``--benchmark-disable``, the default) everything is 1 MiB or less. Every
 engine result is checked byte for byte against ``re.sub`` on the same data.
 """
@@ -33,7 +41,9 @@ from benchmarks.redact_corpus import (
     reference,
 )
 from orchestrator_spawn import Redactor, redact
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
+PACK: tuple[bytes, ...] = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
 MIB = 1 << 20
 CHUNK = 64 * 1024
 REP = b"[REDACTED]"
@@ -67,6 +77,16 @@ def re_slice(request: pytest.FixtureRequest, corpus: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
+def pack_expected(corpus: bytes) -> bytes:
+    return reference(corpus, PACK)
+
+
+@pytest.fixture(scope="module")
+def pack_re_slice(request: pytest.FixtureRequest, corpus: bytes) -> bytes:
+    return corpus[: _size(request, "REDACT_BENCH_PACK_RE_MB", 2, 256 * 1024)]
+
+
+@pytest.fixture(scope="module")
 def adversarial(request: pytest.FixtureRequest) -> bytes:
     return adversarial_corpus(_size(request, "REDACT_BENCH_ADV_MB", 4, 256 * 1024))
 
@@ -78,19 +98,23 @@ def _run(benchmark: Any, name: str, fn: Callable[[], bytes], size: int, rounds: 
     return result
 
 
-def _stream(data: bytes, patterns: tuple[bytes, ...] = PATTERNS) -> bytes:
+def _stream(
+    data: bytes, patterns: tuple[bytes, ...] = PATTERNS, literals: tuple[bytes, ...] = LITERALS
+) -> bytes:
     """Feed 64 KiB chunks and keep the output (for the identity check)."""
-    redactor = Redactor(patterns, literals=LITERALS)
+    redactor = Redactor(patterns, literals=literals)
     view = memoryview(data)
     out = [redactor.feed(view[i : i + CHUNK]) for i in range(0, len(data), CHUNK)]
     out.append(redactor.finish())
     return b"".join(out)
 
 
-def _stream_to_sink(data: bytes) -> int:
+def _stream_to_sink(
+    data: bytes, patterns: tuple[bytes, ...] = PATTERNS, literals: tuple[bytes, ...] = LITERALS
+) -> int:
     """Feed 64 KiB chunks the way a pipe pump does: each output chunk is
     written out and dropped (here: counted), never accumulated."""
-    redactor = Redactor(PATTERNS, literals=LITERALS)
+    redactor = Redactor(patterns, literals=literals)
     view = memoryview(data)
     written = 0
     for i in range(0, len(data), CHUNK):
@@ -157,6 +181,47 @@ def test_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
     assert out == redact(data, PATTERNS, literals=LITERALS)
 
 
+# --- the built-in pack --------------------------------------------------------
+
+
+def test_pack_whole_buffer(benchmark: Any, corpus: bytes, pack_expected: bytes) -> None:
+    out = _run(benchmark, "pack whole", lambda: redact(corpus, PACK), len(corpus), 9)
+    assert out == pack_expected
+    # The pack covers a good part of the planted formats (and password= lines).
+    assert out.count(REP) >= len(corpus) // 40_000
+
+
+def test_pack_streamed_64k(benchmark: Any, corpus: bytes, pack_expected: bytes) -> None:
+    written = benchmark.pedantic(
+        lambda: _stream_to_sink(corpus, PACK, ()), rounds=9, iterations=1, warmup_rounds=1
+    )
+    if benchmark.stats is not None:
+        _results["pack streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
+    assert written == len(pack_expected)
+    assert _stream(corpus, PACK, ()) == pack_expected
+
+
+def test_pack_python_re_whole_buffer(benchmark: Any, pack_re_slice: bytes) -> None:
+    regex = combined(PACK)
+    data = pack_re_slice
+    out = _run(benchmark, "pack python re whole", lambda: regex.sub(REP, data), len(data), 3)
+    assert out == redact(data, PACK)
+
+
+def test_pack_adversarial(benchmark: Any, adversarial: bytes) -> None:
+    out = _run(
+        benchmark, "pack adversarial", lambda: redact(adversarial, PACK), len(adversarial), 5
+    )
+    assert out == reference(adversarial, PACK)
+
+
+def test_pack_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
+    regex = combined(PACK)
+    data = adversarial[: MIB // 4]
+    out = _run(benchmark, "pack python re adversarial", lambda: regex.sub(REP, data), len(data), 3)
+    assert out == redact(data, PACK)
+
+
 def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     """Print MB/s (medians) and the ratios against Python ``re``."""
     with capsys.disabled():
@@ -173,3 +238,9 @@ def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture
                 print(f"  {name} / python re: {rate[name] / base:8.1f}x")
         if adv and "engine adversarial" in rate:
             print(f"  engine adversarial / python re: {rate['engine adversarial'] / adv:8.1f}x")
+        base, adv = rate.get("pack python re whole"), rate.get("pack python re adversarial")
+        for name in ("pack whole", "pack streamed 64 KiB"):
+            if base and name in rate:
+                print(f"  {name} / pack python re: {rate[name] / base:8.1f}x")
+        if adv and "pack adversarial" in rate:
+            print(f"  pack adversarial / pack python re: {rate['pack adversarial'] / adv:8.1f}x")

@@ -8,6 +8,10 @@
  * (redact_scan.c) and each pattern's own JIT code runs only in the windows of
  * start offsets they imply, on the full buffer so that look-behind sees the
  * real preceding bytes. Patterns without an anchor search by themselves.
+ * An anchor taken from a lookbehind ("(?<=password=)...") is located by its
+ * end, which precedes the match start: its windows may begin after the end
+ * of the data so far, and its literal may lie before the decision point
+ * (within the look-behind context that is kept).
  *
  * Per pattern the redactor keeps a frontier (no match of the pattern starts
  * in [decision point, frontier)), its pending anchor hits and a cached next
@@ -40,7 +44,9 @@ typedef struct {
     pcre2_code *code;
     int jit;            /* JIT-compiled for complete and hard-partial matching */
     os_anchor anchor;   /* anchor.found == 0: the pattern searches alone */
-    uint64_t lookahead; /* anchor dmax + longest literal */
+    /* How far before the end of the data a match may start whose anchor
+     * has not fully arrived yet (the tail that is searched without one). */
+    uint64_t lookahead;
 } os_pat;
 
 struct os_pattern_set {
@@ -54,7 +60,7 @@ struct os_pattern_set {
 enum { EV_NONE, EV_FULL, EV_PARTIAL, EV_ERROR };
 
 typedef struct {
-    uint64_t *t; /* anchor hits (absolute literal starts), sorted */
+    uint64_t *t; /* anchor hits (absolute literal starts, or ends), sorted */
     size_t head, n, cap;
     uint64_t frontier;
     int ev;
@@ -151,7 +157,8 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
             if (p->anchor.len[v] > maxlen) maxlen = p->anchor.len[v];
-        p->lookahead = (uint64_t)p->anchor.dmax + maxlen;
+        int64_t reach = (int64_t)p->anchor.dmax + (p->anchor.rel_end ? 0 : maxlen);
+        p->lookahead = reach > 0 ? (uint64_t)reach : 0;
     }
     return 0;
 }
@@ -228,10 +235,21 @@ size_t os_pattern_set_size(const os_pattern_set *set) { return set->n; }
 
 int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
                           uint32_t *dmax) {
+    int32_t lo = 0, hi = 0;
+    int rel_end = 0;
+    int n = os_pattern_set_anchor_ex(set, index, &lo, &hi, &rel_end);
+    *dmin = (uint32_t)lo;
+    *dmax = (uint32_t)hi;
+    return n;
+}
+
+int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,
+                             int32_t *dmax, int *rel_end) {
     if (index >= set->n) return -EINVAL;
     const os_anchor *a = &set->pats[index].anchor;
     *dmin = a->dmin;
     *dmax = a->dmax;
+    *rel_end = a->rel_end;
     return a->found ? (int)a->n : 0;
 }
 
@@ -346,7 +364,7 @@ static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     const os_pat *pt = &r->set->pats[l->owner];
     if (!follow_ok(&pt->anchor, r->subj, r->slen, t_rel + l->len)) return;
     os_pstate *p = &r->ps[l->owner];
-    uint64_t t = r->base + t_rel;
+    uint64_t t = r->base + t_rel + (pt->anchor.rel_end ? l->len : 0);
     if (p->head && p->head == p->n) p->head = p->n = 0;
     if (p->n == p->cap) {
         if (p->head > 0) {
@@ -377,11 +395,14 @@ static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
 
 static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e) {
     const os_anchor *a = &r->set->pats[idx].anchor;
-    for (uint64_t d = a->dmin; d <= a->dmax && s + d < e; d++) {
+    for (int64_t d = a->dmin; d <= a->dmax; d++) {
         for (size_t v = 0; v < a->n; v++) {
-            uint64_t t = s + d;
-            if (t + a->len[v] > e) continue;
-            const uint8_t *p = r->subj + (t - r->base);
+            /* A forward anchor lies inside the match; a lookbehind's anywhere
+             * in the kept data (usually just before the match). */
+            int64_t t = (int64_t)s + d - (a->rel_end ? a->len[v] : 0);
+            if (!a->rel_end && (uint64_t)t + a->len[v] > e) continue;
+            if (t < (int64_t)r->base || (uint64_t)t + a->len[v] > r->base + r->slen) continue;
+            const uint8_t *p = r->subj + ((uint64_t)t - r->base);
             size_t k = 0;
             for (; k < a->len[v]; k++) {
                 uint8_t x = p[k], y = a->lit[v][k];
@@ -396,8 +417,9 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
     }
     fprintf(stderr,
             "orchestrator_spawn redact: pattern %zu matched [%llu, %llu) without its anchor "
-            "at offsets [%u, %u]\n",
-            idx, (unsigned long long)s, (unsigned long long)e, a->dmin, a->dmax);
+            "at offsets [%d, %d] (%s)\n",
+            idx, (unsigned long long)s, (unsigned long long)e, a->dmin, a->dmax,
+            a->rel_end ? "literal end" : "literal start");
     abort();
 }
 
@@ -455,22 +477,43 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
      * past this pattern's frontier moves it (the streaming trap). */
     if (p->frontier < r->pos) p->frontier = r->pos;
     if (pt->anchor.found) {
-        uint64_t dmin = pt->anchor.dmin, dmax = pt->anchor.dmax;
+        int64_t dmin = pt->anchor.dmin, dmax = pt->anchor.dmax;
+        int64_t front = (int64_t)p->frontier, iend = (int64_t)end;
         while (p->head < p->n) {
-            uint64_t t = p->t[p->head];
-            if (t < dmin || t - dmin < p->frontier) {
+            /* Matches of this hit start in [lo, hi]. */
+            int64_t t = (int64_t)p->t[p->head], hi = t - dmin, lo = t - dmax;
+            if (hi < front) {
                 p->head++;
                 continue;
             }
-            uint64_t hi = t - dmin, lo = t >= dmax ? t - dmax : 0;
-            if (lo < p->frontier) lo = p->frontier;
-            int ev = search(r, idx, lo, hi, 1, partial, &s, &e);
+            if (lo < front) lo = front;
+            if (hi >= iend) {
+                /* Only a lookbehind's literal, which precedes the match, has
+                 * windows reaching the end of the data; so do all later hits.
+                 * Starts at or after the end wait for more data. */
+                if (lo >= iend) {
+                    if (partial) return p;
+                    p->head = p->n;
+                    break;
+                }
+                int ev = search(r, idx, (uint64_t)lo, 0, 0, partial, &s, &e);
+                if (ev == EV_NONE) {
+                    p->frontier = end;
+                    if (partial) return p; /* the hits stay for the next data */
+                    p->head = p->n;
+                    break;
+                }
+                set_event(p, ev, s, e, (uint64_t)lo, end);
+                return p;
+            }
+            int ev = search(r, idx, (uint64_t)lo, (uint64_t)hi, 1, partial, &s, &e);
             if (ev == EV_NONE) {
-                p->frontier = hi + 1;
+                p->frontier = (uint64_t)hi + 1;
+                front = hi + 1;
                 p->head++;
                 continue;
             }
-            set_event(p, ev, s, e, lo, end);
+            set_event(p, ev, s, e, (uint64_t)lo, end);
             return p;
         }
         if (!partial) {
@@ -493,13 +536,14 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
     return p;
 }
 
-/* After failing closed on [pos, end): nothing before end matters any more. */
+/* After failing closed on [pos, end): no match starts before end any more.
+ * The anchor hits stay: a lookbehind's literal in the replaced bytes still
+ * announces a match after them (next_event drops the others). */
 static void drop_all(os_redactor *r, uint64_t end) {
     for (size_t i = 0; i < r->set->n; i++) {
         os_pstate *p = &r->ps[i];
         p->ev = EV_NONE;
         if (p->frontier < end) p->frontier = end;
-        p->head = p->n = 0;
     }
 }
 
@@ -509,7 +553,10 @@ static void process(os_redactor *r, int partial) {
     for (size_t i = 0; i < set->n; i++)
         if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR) r->ps[i].ev = EV_NONE;
 
-    uint64_t from = r->pos, ml = set->scanner.maxlen;
+    /* Literals ending after seen_end are new. A lookbehind's literal may
+     * start before the decision point, so the scan starts up to one literal
+     * length before seen_end, whatever pos is (the kept context covers it). */
+    uint64_t from = r->base, ml = set->scanner.maxlen;
     if (r->seen_end + 1 > ml && r->seen_end + 1 - ml > from) from = r->seen_end + 1 - ml;
     if (from < end)
         os_scan(&set->scanner, r->subj, (size_t)(from - r->base), r->slen,

@@ -6,7 +6,11 @@
  * bytes, small classes and alternations of literals, expanded to at most
  * OS_ANCHOR_MAXV variants), single-byte classes with a repeat range, and
  * "gaps" (anything else whose width range is known, such as a group of
- * classes). Zero-width assertions (\b, ^, $, look-arounds) add nothing. The
+ * classes). Zero-width assertions (\b, ^, $, lookaheads, negative
+ * lookbehinds) add nothing. A positive lookbehind is a zero-width item that
+ * may carry literals ending at a known distance before its position (see
+ * parse_lookbehind): "(?<=password[=:] )" has "password" ending 2 or 3 bytes
+ * before the point where the assertion stands. The
  * first construct the parser does not understand ends the sequence: items
  * before it still describe a prefix of every match, because a top-level
  * alternation is ruled out before parsing starts.
@@ -16,7 +20,7 @@
 
 #include "redact_anchor.h"
 
-enum { IT_LITS, IT_CLASS, IT_GAP };
+enum { IT_LITS, IT_CLASS, IT_GAP, IT_LB };
 
 typedef struct {
     int kind;
@@ -24,8 +28,17 @@ typedef struct {
     uint8_t set[32];   /* IT_CLASS: the byte class */
     int exact;         /* IT_CLASS: set is exactly the class (not a superset) */
     size_t n;          /* IT_LITS: variants */
+    /* IT_LITS: the variants are only prefixes of what the item matches,
+     * whose width is [min, max] ("A3T[A-Z0-9]" gives "a3t", width 4). */
+    int trunc;
     uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
     uint8_t len[OS_ANCHOR_MAXV];
+    /* IT_LB (zero width): the literals (lit/len/n) end at an offset in
+     * [emin, emax] (<= 0) from the item's position; has_need: the byte after
+     * each literal is in `need`. */
+    int32_t emin, emax;
+    int has_need;
+    uint8_t need[32];
 } item;
 
 #define MAX_ITEMS 48
@@ -241,7 +254,7 @@ static int lits_add(item *it, const uint8_t *s, size_t len, int ci) {
 
 /* The set a -> a x b (concatenation); 0 (a unchanged) when too big. */
 static int lits_concat(item *a, const item *b, int ci) {
-    item *r = malloc(sizeof *r);
+    item *r = calloc(1, sizeof *r);
     if (!r) return 0;
     r->kind = IT_LITS;
     r->n = 0;
@@ -269,7 +282,7 @@ static int lits_concat(item *a, const item *b, int ci) {
 }
 
 static void item_width(const item *it, uint32_t *mn, uint32_t *mx) {
-    if (it->kind == IT_LITS) {
+    if (it->kind == IT_LITS && !it->trunc) {
         *mn = (uint32_t)lits_minlen(it);
         *mx = (uint32_t)lits_maxlen(it);
     } else {
@@ -280,7 +293,8 @@ static void item_width(const item *it, uint32_t *mn, uint32_t *mx) {
 
 static int seq_push(seq *S, const item *it, int ci) {
     if (it->kind == IT_LITS && it->n == 1 && it->len[0] == 0) return 1; /* empty */
-    if (it->kind == IT_LITS && S->n > 0 && S->it[S->n - 1].kind == IT_LITS &&
+    if (it->kind == IT_LITS && !it->trunc && S->n > 0 && S->it[S->n - 1].kind == IT_LITS &&
+        !S->it[S->n - 1].trunc &&
         lits_concat(&S->it[S->n - 1], it, ci))
         return 1;
     if (S->n == MAX_ITEMS) return 0;
@@ -288,7 +302,80 @@ static int seq_push(seq *S, const item *it, int ci) {
     return 1;
 }
 
-/* Reduce an alternative to one item: its literal set, or a gap. */
+/* How selective a literal set is: long literals and few variants. */
+static int lit_score(const item *it) {
+    size_t minl = lits_minlen(it);
+    return (int)(minl > 8 ? 8 : minl) * 16 - (int)it->n;
+}
+
+/* Cut the variants of a lookbehind item longer than L bytes to their first
+ * L bytes: fewer, equal-length variants. A cut variant ends earlier (emin
+ * moves down by the most cut) and the byte after it is the one cut off,
+ * which joins the need set. */
+static void lb_cut(item *it, size_t L, int ci) {
+    size_t maxl = lits_maxlen(it), minl = lits_minlen(it);
+    if (maxl <= L) return;
+    item r = *it;
+    r.n = 0;
+    for (size_t v = 0; v < it->n; v++) {
+        size_t len = it->len[v];
+        if (len > L) set_add(r.need, it->lit[v][L]);
+        (void)lits_add(&r, it->lit[v], len > L ? L : len, ci); /* never more */
+    }
+    if (ci) set_close_case(r.need);
+    r.has_need = it->has_need || minl > L;
+    r.emin = it->emin - (int32_t)(maxl - L);
+    if (minl > L) r.emax = it->emax - (int32_t)(minl - L);
+    *it = r;
+}
+
+/* a := a or b, for two lookbehind items at the same position: both cut to
+ * the shorter length (shorter still while there are too many variants), then
+ * the union of the literal sets, of the offset ranges and of the need sets.
+ * 0 (a unchanged) when even 2-byte prefixes are too many. */
+static int lb_union(item *a, const item *b, int ci) {
+    size_t la = lits_minlen(a), lb = lits_minlen(b), L = la < lb ? la : lb;
+    item x, y;
+    for (;; L--) {
+        if (L < 2) return 0;
+        x = *a;
+        y = *b;
+        lb_cut(&x, L, ci);
+        lb_cut(&y, L, ci);
+        int ok = 1;
+        for (size_t i = 0; ok && i < y.n; i++) ok = lits_add(&x, y.lit[i], y.len[i], ci);
+        if (ok) break;
+    }
+    if (y.emin < x.emin) x.emin = y.emin;
+    if (y.emax > x.emax) x.emax = y.emax;
+    if (x.has_need && y.has_need)
+        for (int i = 0; i < 32; i++) x.need[i] |= y.need[i];
+    else
+        x.has_need = 0;
+    *a = x;
+    return 1;
+}
+
+/* The final literal set of a lookbehind anchor: shorter prefixes when they
+ * are much fewer (one "token" and a check of the byte after it beat five
+ * "token=", "token:"...: each literal costs the scanner). */
+static void lb_settle(item *it, int ci) {
+    size_t minl = lits_minlen(it);
+    item best = *it;
+    int best_sc = (int)(minl > 8 ? 8 : minl) * 16 - 16 * (int)it->n;
+    for (size_t L = minl - 1; L >= 3 && L + 3 >= minl; L--) {
+        item t = *it;
+        lb_cut(&t, L, ci);
+        int sc = (int)(L > 8 ? 8 : L) * 16 - 16 * (int)t.n;
+        if (sc > best_sc) best = t, best_sc = sc;
+    }
+    *it = best;
+}
+
+/* Reduce an alternative to one item: its literal set (a prefix set when
+ * more items follow the literals), a lookbehind item (when the alternative
+ * is only zero-width assertions, the most selective of its lookbehinds: all
+ * of them must hold), or a gap. */
 static void seq_reduce(const seq *S, item *out) {
     if (S->n == 0) {
         memset(out, 0, sizeof *out);
@@ -302,11 +389,25 @@ static void seq_reduce(const seq *S, item *out) {
         return;
     }
     uint32_t mn = 0, mx = 0;
+    int lb = -1;
     for (size_t i = 0; i < S->n; i++) {
         uint32_t a, b;
         item_width(&S->it[i], &a, &b);
         mn = sat_add(mn, a);
         mx = sat_add(mx, b);
+        if (S->it[i].kind == IT_LB && (lb < 0 || lit_score(&S->it[i]) > lit_score(&S->it[lb])))
+            lb = (int)i;
+    }
+    if (mx == 0 && lb >= 0) {
+        *out = S->it[lb];
+        return;
+    }
+    if (S->it[0].kind == IT_LITS && lits_minlen(&S->it[0]) >= 1) {
+        *out = S->it[0];
+        out->trunc = 1;
+        out->min = mn;
+        out->max = mx;
+        return;
     }
     memset(out, 0, sizeof *out);
     out->kind = IT_GAP;
@@ -337,11 +438,23 @@ static int parse_group(parser *P, item *out) {
             first = 0;
         } else {
             int merged = 0;
-            if (out->kind == IT_LITS && alt.kind == IT_LITS) {
+            if (out->kind == IT_LB && alt.kind == IT_LB) {
+                merged = lb_union(out, &alt, P->ci);
+            } else if (out->kind == IT_LITS && alt.kind == IT_LITS) {
+                /* Prefixes of either alternative: the union, whose width
+                 * covers both when one of them is a prefix set. */
+                uint32_t a, b, c, d;
+                item_width(out, &a, &b);
+                item_width(&alt, &c, &d);
                 item tmp = *out;
                 merged = 1;
                 for (size_t i = 0; merged && i < alt.n; i++)
                     merged = lits_add(&tmp, alt.lit[i], alt.len[i], P->ci);
+                if (merged && (out->trunc || alt.trunc)) {
+                    tmp.trunc = 1;
+                    tmp.min = a < c ? a : c;
+                    tmp.max = b > d ? b : d;
+                }
                 if (merged) *out = tmp;
             }
             if (!merged) {
@@ -353,6 +466,84 @@ static int parse_group(parser *P, item *out) {
                 out->min = a < c ? a : c;
                 out->max = b > d ? b : d;
             }
+        }
+        if (r == R_CLOSE) break;
+    }
+    P->depth--;
+    free(S);
+    return ok;
+}
+
+/* The literal a lookbehind alternative offers: its most selective literal
+ * set whose distance to the alternative's end is known (every item after it
+ * has a bounded width), as an IT_LB item. 0 when there is none. */
+static int lb_candidate(const seq *S, int ci, item *out) {
+    uint32_t amin = 0, amax = 0; /* width of the items after index k */
+    int best = -1, best_score = 0;
+    int32_t bmin = 0, bmax = 0;
+    for (size_t k = S->n; k-- > 0;) {
+        const item *it = &S->it[k];
+        if (amax > 4096) break;
+        if (it->kind == IT_LITS && !it->trunc && lits_minlen(it) >= 1) {
+            int sc = lit_score(it);
+            if (best < 0 || sc > best_score) {
+                best = (int)k;
+                best_score = sc;
+                bmin = -(int32_t)amax;
+                bmax = -(int32_t)amin;
+            }
+        }
+        uint32_t a, b;
+        item_width(it, &a, &b);
+        amin = sat_add(amin, a);
+        amax = sat_add(amax, b);
+    }
+    if (best < 0) return 0;
+    const item *it = &S->it[best];
+    memset(out, 0, sizeof *out);
+    out->kind = IT_LB;
+    out->n = it->n;
+    memcpy(out->lit, it->lit, sizeof out->lit);
+    memcpy(out->len, it->len, sizeof out->len);
+    out->emin = bmin;
+    out->emax = bmax;
+    /* The byte after the literal, when the next item says what it is. */
+    const item *nx = (size_t)best + 1 < S->n ? &S->it[best + 1] : NULL;
+    if (nx && nx->kind == IT_CLASS && nx->min >= 1) {
+        memcpy(out->need, nx->set, 32);
+        out->has_need = 1;
+    } else if (nx && nx->kind == IT_LITS && lits_minlen(nx) >= 1) {
+        for (size_t i = 0; i < nx->n; i++) set_add(out->need, nx->lit[i][0]);
+        if (ci) set_close_case(out->need);
+        out->has_need = 1;
+    }
+    lb_cut(out, lits_minlen(out), ci);
+    return 1;
+}
+
+/* After "(?<=": the lookbehind up to its ')'. Every alternative must offer
+ * a literal (lb_candidate); the result is their union. 0 when not
+ * understood (the caller then skips the group as a plain assertion). */
+static int parse_lookbehind(parser *P, item *out) {
+    if (P->depth >= MAX_DEPTH) return 0;
+    seq *S = malloc(sizeof *S);
+    if (!S) return 0;
+    P->depth++;
+    int first = 1, ok = 1;
+    for (;;) {
+        S->n = 0;
+        int r = parse_seq(P, S);
+        item alt;
+        if (r == R_STOP || r == R_END || !lb_candidate(S, P->ci, &alt)) {
+            ok = 0;
+            break;
+        }
+        if (first) {
+            *out = alt;
+            first = 0;
+        } else if (!lb_union(out, &alt, P->ci)) {
+            ok = 0;
+            break;
         }
         if (r == R_CLOSE) break;
     }
@@ -433,7 +624,7 @@ static int parse_seq(parser *P, seq *S) {
         }
         item atom;
         memset(&atom, 0, sizeof atom);
-        int zero = 0, is_class = 0;
+        int zero = 0, is_class = 0, lb = 0;
         if (c == '^' || c == '$') {
             P->p++;
             zero = 1;
@@ -451,6 +642,8 @@ static int parse_seq(parser *P, seq *S) {
             if (r == 0) return R_STOP;
             if (r == 2) zero = 1;
             else {
+                /* "\x41" matches "a" too when caseless. */
+                if (P->ci) set_close_case(atom.set);
                 is_class = 1;
                 atom.exact = 1;
             }
@@ -465,8 +658,13 @@ static int parse_seq(parser *P, seq *S) {
                 } else if (*q == '=' || *q == '!' ||
                            (*q == '<' && q + 1 < P->end && (q[1] == '=' || q[1] == '!'))) {
                     P->p = q + (*q == '<' ? 2 : 1);
-                    if (!skip_group(P)) return R_STOP;
                     zero = 1;
+                    if (*q == '<' && q[1] == '=') {
+                        const uint8_t *body = P->p;
+                        if (parse_lookbehind(P, &atom)) lb = 1;
+                        else P->p = body;
+                    }
+                    if (!lb && !skip_group(P)) return R_STOP;
                 } else if (*q == '<' || *q == '\'' || (*q == 'P' && q + 1 < P->end && q[1] == '<')) {
                     uint8_t close = *q == '\'' ? '\'' : '>';
                     while (q < P->end && *q != close) q++;
@@ -503,6 +701,7 @@ static int parse_seq(parser *P, seq *S) {
         if (q < 0) return R_STOP;
         if (zero) {
             if (q > 0) return R_STOP;
+            if (lb && !seq_push(S, &atom, P->ci)) return R_STOP;
             continue;
         }
         item it;
@@ -519,9 +718,9 @@ static int parse_seq(parser *P, seq *S) {
                 it.min = qmin;
                 it.max = qmax;
             }
-        } else if (atom.kind == IT_LITS && q == 0) {
+        } else if ((atom.kind == IT_LITS || atom.kind == IT_LB) && q == 0) {
             it = atom;
-        } else if (atom.kind == IT_LITS && qmin == 0 && qmax == 1 &&
+        } else if (atom.kind == IT_LITS && !atom.trunc && qmin == 0 && qmax == 1 &&
                    lits_add(&atom, (const uint8_t *)"", 0, P->ci)) {
             it = atom;
         } else {
@@ -586,11 +785,6 @@ static int prescan(const uint8_t *p, size_t n, int *ci) {
     return alt;
 }
 
-static int lit_score(const item *it) {
-    size_t minl = lits_minlen(it);
-    return (int)(minl > 8 ? 8 : minl) * 16 - (int)it->n;
-}
-
 void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
     memset(out, 0, sizeof *out);
     int alt = prescan(pat, len, &ci);
@@ -623,6 +817,7 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             if (first) whole = a, first = 0;
             else
                 for (size_t i = 0; ok && i < a.n; i++) ok = lits_add(&whole, a.lit[i], a.len[i], ci);
+            whole.trunc |= a.trunc; /* nothing follows: the width does not matter */
             if (!ok || r == R_END) break;
         }
         S->n = 0;
@@ -633,12 +828,16 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
 
     uint32_t omin = 0, omax = 0;
     int best = -1, best_score = 0;
-    uint32_t bmin = 0, bmax = 0;
+    int64_t bmin = 0, bmax = 0;
     for (size_t k = 0; k < S->n; k++) {
         const item *it = &S->it[k];
-        if (it->kind == IT_LITS && lits_minlen(it) >= 2 && omax != OS_ANCHOR_INF && omax <= 4096) {
-            int sc = lit_score(it) - (omax - omin > 64 ? 8 : 0);
-            if (best < 0 || sc > best_score) best = (int)k, best_score = sc, bmin = omin, bmax = omax;
+        int lits = (it->kind == IT_LITS || it->kind == IT_LB) && lits_minlen(it) >= 2;
+        if (lits && omax != OS_ANCHOR_INF && omax <= 4096) {
+            /* A lookbehind's literal ends within [emin, emax] of here. */
+            int64_t lo = (int64_t)omin + (it->kind == IT_LB ? it->emin : 0);
+            int64_t hi = (int64_t)omax + (it->kind == IT_LB ? it->emax : 0);
+            int sc = lit_score(it) - (hi - lo > 64 ? 8 : 0);
+            if (best < 0 || sc > best_score) best = (int)k, best_score = sc, bmin = lo, bmax = hi;
         }
         uint32_t a, b;
         item_width(it, &a, &b);
@@ -652,11 +851,28 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         out->n = it->n;
         memcpy(out->lit, it->lit, sizeof out->lit);
         memcpy(out->len, it->len, sizeof out->len);
-        out->dmin = bmin;
-        out->dmax = bmax;
-        /* The byte check after the literal (see os_anchor). */
+        out->dmin = (int32_t)bmin;
+        out->dmax = (int32_t)bmax;
+        out->rel_end = it->kind == IT_LB;
+        int follows = !it->trunc; /* the next items follow the literal */
+        if (it->kind == IT_LB) {
+            item lb = *it;
+            lb_settle(&lb, ci);
+            out->n = lb.n;
+            memcpy(out->lit, lb.lit, sizeof out->lit);
+            memcpy(out->len, lb.len, sizeof out->len);
+            out->dmin = (int32_t)(bmin + (lb.emin - it->emin));
+            out->dmax = (int32_t)(bmax + (lb.emax - it->emax));
+            /* The byte check comes from inside the lookbehind, or, when the
+             * literal ends right at the assertion, from what follows it. */
+            out->has_need = lb.has_need;
+            memcpy(out->need, lb.need, 32);
+            follows = !lb.has_need && lb.emin == 0 && lb.emax == 0;
+        }
+        /* The byte check after the literal (see os_anchor); after a prefix
+         * set, the rest of its item comes first. */
         size_t k = (size_t)best + 1;
-        const item *nx = k < S->n ? &S->it[k] : NULL;
+        const item *nx = k < S->n && follows ? &S->it[k] : NULL;
         const item *nx2 = k + 1 < S->n ? &S->it[k + 1] : NULL;
         const item *needer = NULL;
         if (nx && nx->kind == IT_CLASS && nx->exact && nx2) {

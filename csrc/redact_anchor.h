@@ -3,7 +3,10 @@
  *
  * An anchor is a small set of literals plus the range of offsets, counted
  * from the match start, at which one of them must occur in EVERY match of the
- * pattern. The redaction engine scans text for the literals and runs the
+ * pattern. The offset is that of the literal's first byte, or, for a literal
+ * taken from a lookbehind (rel_end), that of the byte just after its last
+ * byte; then it is usually negative or zero: "(?<=key=)v" has the anchor
+ * "key=" ending at offset 0, i.e. right at the match start. The redaction engine scans text for the literals and runs the
  * pattern only in the windows they imply, so a wrong anchor would silently
  * miss secrets: the extractor is deliberately conservative and gives up
  * (found = 0) on any construct it does not fully understand.
@@ -24,7 +27,8 @@ typedef struct {
     size_t n;
     uint8_t lit[OS_ANCHOR_MAXV][OS_ANCHOR_MAXLEN];
     uint8_t len[OS_ANCHOR_MAXV];
-    uint32_t dmin, dmax; /* offset of the literal from the match start */
+    int rel_end;        /* dmin/dmax locate the literal's end, not its start */
+    int32_t dmin, dmax; /* offset of the literal from the match start */
     /* Optional cheap check on the bytes after the literal: skip_min to
      * skip_max bytes of class `skip`, then a byte of class `need` (the two
      * classes are disjoint, so the greedy count decides). */

@@ -65,9 +65,16 @@ size_t os_pattern_set_size(const os_pattern_set *set);
 /* The anchor of entry `index`: returns the number of literal variants (0 when
  * the entry has none and is searched by itself), with the range of offsets
  * from the match start at which one of them must occur; -EINVAL for a bad
- * index. */
+ * index. For an anchor taken from a lookbehind the offsets are those of the
+ * literal's end and may be negative (two's complement here): see
+ * os_pattern_set_anchor_ex. */
 int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
                           uint32_t *dmax);
+
+/* The same with signed offsets; *rel_end is 1 when they locate the end of
+ * the literal (the byte after it) instead of its start. */
+int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,
+                             int32_t *dmax, int *rel_end);
 
 /* Bytes fed but not yet decided (held back). */
 size_t os_redactor_held(const os_redactor *r);

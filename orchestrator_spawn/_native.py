@@ -217,13 +217,25 @@ class PatternSet:
 
     def anchor(self, index: int) -> tuple[int, int, int]:
         """(number of anchor literals, min offset, max offset) of entry ``index``;
-        0 literals means the entry is searched without a prefilter."""
-        dmin = ffi.new("uint32_t *")
-        dmax = ffi.new("uint32_t *")
-        n = lib.os_pattern_set_anchor(self._ptr, index, dmin, dmax)
+        0 literals means the entry is searched without a prefilter. The
+        offsets (bytes from the match start) are those of the literal's start,
+        or of its end for a literal taken from a lookbehind (then usually
+        <= 0): see :meth:`anchor_at_end`. ``IndexError`` for a bad index."""
+        return self._anchor(index)[:3]
+
+    def anchor_at_end(self, index: int) -> bool:
+        """Whether the offsets of :meth:`anchor` locate the end of the literal
+        (a lookbehind's literal, which precedes the match) rather than its start."""
+        return self._anchor(index)[3]
+
+    def _anchor(self, index: int) -> tuple[int, int, int, bool]:
+        dmin = ffi.new("int32_t *")
+        dmax = ffi.new("int32_t *")
+        rel_end = ffi.new("int *")
+        n = lib.os_pattern_set_anchor_ex(self._ptr, index, dmin, dmax, rel_end)
         if n < 0:
             raise IndexError(index)
-        return int(n), int(dmin[0]), int(dmax[0])
+        return int(n), int(dmin[0]), int(dmax[0]), bool(rel_end[0])
 
 
 def _raise_pattern_error(

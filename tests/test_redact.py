@@ -22,7 +22,9 @@ from benchmarks.redact_corpus import (
 )
 from orchestrator_spawn import Redactor, redact
 from orchestrator_spawn._native import REDACT_IGNORE_CASE, PatternSet
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
+PACK = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
 ROOT = Path(__file__).resolve().parent.parent
 REP = b"[REDACTED]"
 
@@ -127,6 +129,68 @@ def test_anchors_found_for_the_pattern_pack() -> None:
     # A construct the extractor does not understand leaves the pattern unanchored.
     unanchored = PatternSet([rb"(?x) a b c", rb"\Qabc\E", rb"a|b(?#c)"], [], 0)
     assert [unanchored.anchor(i)[0] for i in range(3)] == [0, 0, 0]
+
+
+def test_anchors_found_for_the_builtin_pack() -> None:
+    # Every built-in pattern runs behind the literal prefilter; the
+    # assignments, flags and headers through their lookbehinds' literals.
+    pset = PatternSet(PACK, [], REDACT_IGNORE_CASE)
+    anchors = {i: pset.anchor(i) for i in range(pset.size)}
+    assert all(n > 0 for n, _, _ in anchors.values()), anchors
+    by_end = [DEFAULT_REDACTION_PATTERNS[i] for i in anchors if pset.anchor_at_end(i)]
+    assert len(by_end) >= 9, by_end
+    for i in anchors:
+        _, dmin, dmax = anchors[i]
+        if pset.anchor_at_end(i):
+            # A lookbehind's literal ends at or before the match start.
+            assert dmin <= dmax <= 0, (DEFAULT_REDACTION_PATTERNS[i], anchors[i])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (rb"(?<=key=)\w+", (1, 0, 0)),
+        (rb"(?<=ab|cde)x", (2, -1, 0)),  # "ab", and "cd" ending 1 byte before
+        (rb"(?<=api_key[=:] )v", (2, 0, 0)),  # "api_key= ", "api_key: "
+        # "token=" and "token:" (cut from "token: ", so ending 1 byte before)
+        (rb"(?:(?<=token=)|(?<=token: ))v", (2, -1, 0)),
+        (rb"x{1,3}(?<=xyz)v", (1, 1, 3)),
+    ],
+)
+def test_lookbehind_anchor_offsets(pattern: bytes, expected: tuple[int, int, int]) -> None:
+    pset = PatternSet([pattern], [], REDACT_IGNORE_CASE)
+    assert pset.anchor(0) == expected
+    assert pset.anchor_at_end(0)
+
+
+def test_lookbehind_anchor_is_found_before_the_decision_point() -> None:
+    # The key arrives (and is emitted) in one chunk, its value in a later one:
+    # the anchor literal lies before everything still held.
+    pats = [rb"(?<=password=)\w+", rb"(?<=token: )\w+"]
+    for data, key in ((b"xx password=hunter2 yy", b"password="), (b"a token: abc;", b"token: ")):
+        expected = reference(data, pats)
+        assert expected != data
+        for size in range(1, len(data)):
+            assert stream(Redactor(pats), data, size) == expected, size
+        for cut in (data.index(key) + 3, data.index(key) + len(key)):
+            redactor = Redactor(pats)
+            first = redactor.feed(data[:cut])
+            assert first == data[:cut]  # no match can start before the cut: nothing held
+            assert first + redactor.feed(data[cut:]) + redactor.finish() == expected
+
+
+def test_builtin_pack_on_the_log_corpus_whole_and_streamed() -> None:
+    data = log_corpus(1 << 20, seed=9)
+    expected = reference(data, PACK)
+    assert expected.count(REP) > 30
+    assert redact(data, PACK) == expected
+    for size in (1 << 16, 4093, 333):
+        assert stream(Redactor(PACK), data, size) == expected
+
+
+def test_builtin_pack_on_the_adversarial_corpus() -> None:
+    data = adversarial_corpus(1 << 17)
+    assert redact(data, PACK) == reference(data, PACK)
 
 
 # --- streaming ---------------------------------------------------------------
@@ -279,8 +343,15 @@ from benchmarks.redact_corpus import LITERALS, PATTERNS, log_corpus, adversarial
 from orchestrator_spawn import Redactor, redact
 from tests.test_redact_props import SYNTH_PATTERNS, SYNTH_LITERALS
 import random
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
+PACK = [p.encode() for p in DEFAULT_REDACTION_PATTERNS]
 for data in (log_corpus(1 << 19, seed=3), adversarial_corpus(1 << 16)):
     assert redact(data, PATTERNS, literals=LITERALS) == reference(data, PATTERNS, LITERALS)
+    expected = reference(data, PACK)
+    assert redact(data, PACK) == expected
+    r = Redactor(PACK)
+    out = b"".join(r.feed(data[i:i + 777]) for i in range(0, len(data), 777)) + r.finish()
+    assert out == expected
 g = random.Random(4)
 for _ in range(300):
     pats = g.sample(SYNTH_PATTERNS, g.randrange(1, len(SYNTH_PATTERNS)))

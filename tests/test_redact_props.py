@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from benchmarks.redact_corpus import LITERALS, PATTERNS, log_lines, reference, secret_samples
 from orchestrator_spawn import Redactor, redact
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
 SECRETS = secret_samples(7, 120)
 LINES = log_lines(8, 300)
@@ -43,9 +44,65 @@ SYNTH_PATTERNS: tuple[bytes, ...] = (
     rb"(?:ab|cd|ef|gh|ij|kl|mn|op|qr|st|uv|wx|yz|AB|CD|EF|GH)_",
     rb"x[\x41-\x43]b",
     rb"[ab]+x[ab]+",
+    # Anchors taken from lookbehinds (the literal precedes the match).
+    rb"(?<=ab:)x+",
+    rb"(?:(?<=a=)|(?<=b_ ))[ab]{1,3}",
+    rb"(?:(?<=ab)|(?<=b:a))[:_]",
+    rb"x{1,2}(?<=_x)a",
 )
 SYNTH_LITERALS: tuple[bytes, ...] = (b"ab:", b"x-x", b"a.b", b"(a)")
 SYNTH_ALPHABET = b"ab:_-x= \nAB1.\xff"
+
+
+# The built-in pack (the runner's, CLI's and pump's default) and pieces that
+# assemble its key=value, flag and header forms, cut anywhere: most of its
+# patterns are anchored on literals inside lookbehinds, which precede the
+# match and may arrive in an earlier chunk than the value.
+PACK: tuple[bytes, ...] = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
+PACK_PIECES: tuple[bytes, ...] = (
+    b"password",
+    b"DB_PASSWORD",
+    b"passwd",
+    b"passphrase",
+    b"secret",
+    b"client_secret",
+    b"aws_secret_access_key",
+    b"private_key",
+    b"api_key",
+    b"x-api-key",
+    b"apikey",
+    b"access_key",
+    b"token",
+    b"GITHUB_TOKEN",
+    b"tokens",
+    b"=",
+    b":",
+    b" = ",
+    b": ",
+    b'":',
+    b"'=",
+    b"    ",
+    b'"',
+    b"'",
+    b"--password ",
+    b"--token ",
+    b"--api-key ",
+    b"--client-secret ",
+    b"-",
+    b"Authorization:",
+    b" Basic ",
+    b"Bearer ",
+    b"bearer\t",
+    b"https://",
+    b"alice:s3cr3t@",
+    b"AccountKey=",
+    b"SharedAccessKey=",
+    b"hunter2",
+    b"S3cr3t-Value_42",
+    b"abcdefghijklmnop0123456789",
+    b"&x=1",
+    b"\n",
+)
 
 
 def chunked(data: bytes, sizes: list[int]) -> list[bytes]:
@@ -102,6 +159,36 @@ def test_realistic_pack_matches_reference(
     expected = reference(data, patterns, literals)
     assert redact(data, patterns, literals=literals) == expected
     assert stream(Redactor(patterns, literals=literals), chunked(data, sizes)) == expected
+
+
+@st.composite
+def pack_corpus(draw: st.DrawFn) -> bytes:
+    piece = st.one_of(
+        st.sampled_from(PACK_PIECES),
+        st.sampled_from(PACK_PIECES).flatmap(lambda s: st.integers(0, len(s)).map(lambda n: s[:n])),
+        st.sampled_from(SECRETS),
+        st.sampled_from(LINES),
+        st.sampled_from(NOISE),
+        st.binary(max_size=6),
+    )
+    return b"".join(draw(st.lists(piece, max_size=40)))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    patterns=st.one_of(
+        st.just(list(PACK)),
+        st.lists(st.sampled_from(PACK), unique=True, min_size=1, max_size=len(PACK)),
+    ),
+    data=pack_corpus(),
+    sizes=chunk_sizes,
+)
+def test_builtin_pack_matches_reference(
+    patterns: list[bytes], data: bytes, sizes: list[int]
+) -> None:
+    expected = reference(data, patterns)
+    assert redact(data, patterns) == expected
+    assert stream(Redactor(patterns), chunked(data, sizes)) == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
