@@ -18,9 +18,9 @@ import errno as errno_codes
 import os
 import sys
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 from orchestrator_spawn.config import ResolvedExecutionProfile, RunnerConfig, RunnerPolicy
 from orchestrator_spawn.errors import (
@@ -30,10 +30,13 @@ from orchestrator_spawn.errors import (
     SpawnError,
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.pump import Redaction, start_capture
+from orchestrator_spawn.redact import Redactor
+from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
+from orchestrator_spawn.spawn import PIPE, spawn
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
-    from orchestrator_spawn.pump import Redaction
 
 __all__ = [
     "DAEMON_PID_ENV",
@@ -212,37 +215,10 @@ def _check_guard(command: str, extra_env: Mapping[str, str]) -> None:
     guard_daemon_pid_kill(command, int(text))
 
 
-class _PreparedSandbox(Protocol):
-    argv: list[str]
-    env_overrides: dict[str, str]
-    native_plan: Any
-    backend: str
-
-    def close(self) -> None: ...
-
-
-def _prepare_sandbox(profile: ResolvedExecutionProfile, argv: list[str]) -> _PreparedSandbox:
-    """Ask the sandbox backend to prepare ``argv``; fail closed if there is none."""
-    try:
-        from orchestrator_spawn.sandbox import prepare_sandbox
-    except ImportError as err:
-        raise _backend_unavailable(profile, f"no sandbox backend in this build ({err})") from err
-    try:
-        prepared: _PreparedSandbox = prepare_sandbox(profile, argv)
-    except NotImplementedError as err:
-        raise _backend_unavailable(profile, str(err)) from err
-    return prepared
-
-
-def _backend_unavailable(profile: ResolvedExecutionProfile, detail: str) -> SandboxBackendError:
-    return SandboxBackendError(
-        profile.name,
-        default_sandbox_backend(),
-        "sandbox_denied",
-        "sandbox_backend_unavailable",
-        None,
-        detail,
-    )
+def _prepare_sandbox(profile: ResolvedExecutionProfile, argv: list[str]) -> PreparedSandbox:
+    """Ask the sandbox backend to prepare ``argv``; it fails closed with
+    ``SandboxBackendError`` when it cannot enforce ``profile``."""
+    return prepare_sandbox(profile, argv)
 
 
 class _OpenedOutputs:
@@ -301,11 +277,9 @@ def _start(
 
     The policy checks (:func:`_preflight`) must have passed already.
     """
-    from orchestrator_spawn.spawn import PIPE, spawn
-
     env = build_child_env(runner, extra_env)
     argv = [runner.shell, runner.shell_arg, command]
-    prepared: _PreparedSandbox | None = None
+    prepared: PreparedSandbox | None = None
     options: dict[str, Any] = {}
     if profile.mode == "sandbox":
         prepared = _prepare_sandbox(profile, argv)
@@ -339,7 +313,7 @@ def _start(
     return child
 
 
-def _close_with_child(child: Child, prepared: _PreparedSandbox) -> None:
+def _close_with_child(child: Child, prepared: PreparedSandbox) -> None:
     # The prepared sandbox (e.g. the allowlist proxy) must outlive the child.
     # Child has no exit hook, so it is released with the Child handle (which
     # kills the group first if it still runs); a handle kept after exit keeps
@@ -436,7 +410,6 @@ def spawn_with_runner_and_capture(
     does not compile or can match the empty string (before anything runs).
     """
     _preflight(runner, command, extra_env or {})
-    start_capture = _pump()
     patterns: Sequence[str] | Redaction = (
         runner.redaction_patterns if redaction_patterns is None else redaction_patterns
     )
@@ -470,18 +443,6 @@ def spawn_with_runner_and_capture(
     return CapturedChild(child, capture)
 
 
-def _pump() -> Callable[..., Any]:
-    try:
-        from orchestrator_spawn.pump import start_capture
-    except ImportError as err:
-        raise NotImplementedError(
-            "orchestrator_spawn: spawn_with_runner_and_capture() needs the native "
-            f"output pump (orchestrator_spawn.pump), which is not in this build: {err}"
-        ) from err
-    result: Callable[..., Any] = start_capture
-    return result
-
-
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
     """The pump's :class:`Redaction` for ``patterns``, compiled once to validate it.
 
@@ -489,9 +450,6 @@ def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
     a pattern that does not compile or can match the empty string, and
     ``TypeError`` for a single string where a sequence belongs.
     """
-    from orchestrator_spawn.pump import Redaction
-    from orchestrator_spawn.redact import Redactor
-
     if isinstance(patterns, Redaction):
         config = patterns
     elif isinstance(patterns, (str, bytes)):
