@@ -8,8 +8,11 @@ its own section.
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from orchestrator_spawn.errors import SpawnError
 
@@ -180,9 +183,6 @@ def install_sigchld_wakeup(fd: int) -> None:
 
 # --- redaction ----------------------------------------------------------------
 
-import errno as _errno  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-
 REDACT_IGNORE_CASE: int = lib.OS_REDACT_IGNORE_CASE
 _REDACT_E_COMPILE: int = lib.OS_REDACT_E_COMPILE
 _REDACT_E_EMPTY_MATCH: int = lib.OS_REDACT_E_EMPTY_MATCH
@@ -241,7 +241,7 @@ class PatternSet:
 def _raise_pattern_error(
     rc: int, entries: list[bytes], n_patterns: int, index: int, offset: int, msg: bytes
 ) -> None:
-    if rc == -_errno.ENOMEM:
+    if rc == -errno.ENOMEM:
         raise MemoryError("orchestrator_spawn: out of memory compiling redaction patterns")
     kind = "pattern" if index < n_patterns else "literal"
     what = entries[index] if index < len(entries) else b"?"
@@ -251,7 +251,7 @@ def _raise_pattern_error(
         raise ValueError(f"redaction {kind} {what!r} can match the empty string{hint}")
     if rc == _REDACT_E_COMPILE:
         raise ValueError(f"redaction {kind} {what!r} does not compile: {text} (at offset {offset})")
-    raise OSError(-rc, f"os_pattern_set_new failed: {_errno.errorcode.get(-rc, rc)}")
+    raise OSError(-rc, f"os_pattern_set_new failed: {errno.errorcode.get(-rc, rc)}")
 
 
 class NativeRedactor:
@@ -272,9 +272,9 @@ class NativeRedactor:
         self._lenp = ffi.new("size_t *")
 
     def _take(self, rc: int, call: str) -> bytes:
-        if rc == -_errno.ENOMEM:
+        if rc == -errno.ENOMEM:
             raise MemoryError(f"orchestrator_spawn: out of memory in {call}")
-        if rc == -_errno.EINVAL:
+        if rc == -errno.EINVAL:
             raise ValueError(f"{call} after finish()")
         if rc != 0:
             raise OSError(-rc, f"{call} failed")
@@ -303,12 +303,6 @@ class NativeRedactor:
 
 
 # --- pump ---------------------------------------------------------------------
-
-# Imported here, not at the top, so each part's section stays self-contained.
-# (os, Any and Sequence are imported above.)
-import errno  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from typing import NamedTuple  # noqa: E402
 
 PUMP_SINK_DISCARD: int = lib.OS_PUMP_SINK_DISCARD
 PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY

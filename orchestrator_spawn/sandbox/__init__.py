@@ -195,6 +195,13 @@ def prepare_sandbox(profile: SandboxProfile, argv: Sequence[str]) -> PreparedSan
         raise
 
 
+def _unavailable(profile: SandboxProfile, backend: str, err: OSError) -> SandboxBackendError:
+    """Setting the sandbox up failed in the parent (proxy, plan): fail closed."""
+    return SandboxBackendError(
+        profile.name, backend, "sandbox_denied", "sandbox_backend_unavailable", detail=str(err)
+    )
+
+
 def _prepare_linux(
     profile: SandboxProfile, argv: list[str], backend: str, proxy: Any
 ) -> PreparedSandbox:
@@ -206,20 +213,12 @@ def _prepare_linux(
         try:
             handoff = proxy.listen_handoff()
         except OSError as err:
-            raise SandboxBackendError(
-                profile.name,
-                backend,
-                "sandbox_denied",
-                "sandbox_backend_unavailable",
-                detail=str(err),
-            ) from err
+            raise _unavailable(profile, backend, err) from err
         env = _proxy_env(PROXY_PORT_IN_NETNS)
     try:
         plan = linux.build_plan(profile, linux.probe_capabilities(), handoff_path=handoff)
     except OSError as err:
-        raise SandboxBackendError(
-            profile.name, backend, "sandbox_denied", "sandbox_backend_unavailable", detail=str(err)
-        ) from err
+        raise _unavailable(profile, backend, err) from err
     return PreparedSandbox(argv, env, plan, backend, proxy)
 
 
@@ -234,13 +233,7 @@ def _prepare_macos(
         try:
             port = proxy.listen_tcp()
         except OSError as err:
-            raise SandboxBackendError(
-                profile.name,
-                backend,
-                "sandbox_denied",
-                "sandbox_backend_unavailable",
-                detail=str(err),
-            ) from err
+            raise _unavailable(profile, backend, err) from err
         env = _proxy_env(port)
     try:
         text = macos.seatbelt_profile(profile, port)
