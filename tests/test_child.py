@@ -12,10 +12,10 @@ import threading
 import time
 from collections.abc import Iterator
 
-import psutil
 import pytest
 
 from orchestrator_spawn import PIPE, Child, _platform, spawn
+from tests.process_helpers import wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
@@ -39,20 +39,6 @@ def reaped(pid: int) -> bool:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:
         return True
-    return False
-
-
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` (not our child) is dead: gone, or a zombie its new
-    parent has not reaped yet. Polls: there is no event for a non-child."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.005)
     return False
 
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
-import psutil
 import pytest
 
 from orchestrator_spawn import PIPE, Child, _platform, kill_child_process_group, spawn
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from tests.process_helpers import wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]
@@ -55,20 +55,6 @@ def run(request: pytest.FixtureRequest, exit_path: str) -> Runner[Any]:
             loop.close()
 
     return runner
-
-
-def dead(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` (not our child) is gone or a zombie. Polls: there is
-    no event for a process that is not our child."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def reaped(pid: int) -> bool:
@@ -193,7 +179,7 @@ def test_kill_reaches_grandchildren(run: Runner[Any]) -> None:
     status, grandchild, pid = run(main)
     assert status == -signal.SIGKILL
     assert reaped(pid)
-    assert dead(grandchild)
+    assert wait_gone(grandchild)
 
 
 def test_kill_child_process_group(run: Runner[Any]) -> None:
@@ -204,7 +190,7 @@ def test_kill_child_process_group(run: Runner[Any]) -> None:
 
     status, grandchild = run(main)
     assert status == -signal.SIGKILL
-    assert dead(grandchild)
+    assert wait_gone(grandchild)
 
 
 IGNORE_TERM = (
@@ -249,7 +235,7 @@ def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
 
     child, grandchild = run(main)
     assert child.returncode == -signal.SIGKILL
-    assert dead(grandchild)
+    assert wait_gone(grandchild)
 
 
 # -- pipes ---------------------------------------------------------------------

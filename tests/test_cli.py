@@ -5,12 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import psutil
-
 from orchestrator_spawn.cli import main, parse_limit
+from tests.process_helpers import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -106,21 +104,7 @@ def test_forwards_sigterm_to_group() -> None:
     assert proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    assert dead_soon(grandchild)
-
-
-def dead_soon(pid: int, timeout: float = 10.0) -> bool:
-    """True once ``pid`` is gone or a zombie (its new parent reaps it later).
-    Polls: there is no event for a process that is not our child."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.NoSuchProcess:
-            return True
-        time.sleep(0.005)
-    return False
+    assert wait_gone(grandchild)
 
 
 def test_parse_limit_suffixes() -> None:

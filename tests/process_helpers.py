@@ -1,0 +1,21 @@
+"""Helpers for tests that watch processes which are not our children."""
+
+from __future__ import annotations
+
+import time
+
+import psutil
+
+
+def wait_gone(pid: int, timeout: float = 10.0) -> bool:
+    """True once ``pid`` (not our child) is dead: gone, or a zombie its new
+    parent has not reaped yet. Polls: there is no event for a non-child."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.005)
+    return False
