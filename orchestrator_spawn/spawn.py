@@ -78,7 +78,7 @@ class ResourceLimits:
 
 # The C-accelerated, exception-free form of asyncio.get_running_loop().
 _get_running_loop = asyncio._get_running_loop
-_INHERIT = _native.FD_INHERIT
+_NO_REDIRECTS = (_native.FD_INHERIT,) * 3
 _DEFPATH = os.fsencode(os.defpath)
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
@@ -317,8 +317,17 @@ def spawn(
     elif _platform.wants_pidfd():
         flags |= _native.WANT_PIDFD
 
-    if stdin is None and stdout is None and stderr is None:
-        # Nothing to set up or to close on failure: the common case.
+    # With nothing redirected (the common case) there is no plan to build or
+    # to clean up on failure.
+    plan = None
+    child_fds: Sequence[int] = _NO_REDIRECTS
+    try:
+        if stdin is not None or stdout is not None or stderr is not None:
+            plan = _StdioPlan()
+            plan.add(0, stdin, "stdin")
+            plan.add(1, stdout, "stdout")
+            plan.add(2, stderr, "stderr")
+            child_fds = plan.child_fds
         pid, pidfd = _native.spawn_packed(
             program,
             search_path,
@@ -327,47 +336,22 @@ def spawn(
             env_block,
             env_count,
             cwd_bytes,
-            _INHERIT,
-            _INHERIT,
-            _INHERIT,
+            child_fds[0],
+            child_fds[1],
+            child_fds[2],
             kept_fds,
             flags,
             rlimits,
             _sandbox_plan,
         )
-        child_stdin = child_stdout = child_stderr = None
-    else:
-        plan = _StdioPlan()
-        try:
-            if stdin is not None:
-                plan.add(0, stdin, "stdin")
-            if stdout is not None:
-                plan.add(1, stdout, "stdout")
-            if stderr is not None:
-                plan.add(2, stderr, "stderr")
-            pid, pidfd = _native.spawn_packed(
-                program,
-                search_path,
-                argv_block,
-                len(args),
-                env_block,
-                env_count,
-                cwd_bytes,
-                plan.child_fds[0],
-                plan.child_fds[1],
-                plan.child_fds[2],
-                kept_fds,
-                flags,
-                rlimits,
-                _sandbox_plan,
-            )
-        except BaseException:
+    except BaseException:
+        if plan is not None:
             plan.close_all()
-            raise
+        raise
+    child_stdin = child_stdout = child_stderr = None
+    if plan is not None:
         plan.close_child_ends()
-        if plan.parent_fds == [None, None, None]:
-            child_stdin = child_stdout = child_stderr = None
-        else:
+        if plan.parent_fds != [None, None, None]:
             child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
     if lazy_pidfd:
         notifier: _platform.ExitNotifier = _PidfdExit(pid, pidfd)

@@ -3,7 +3,6 @@ once on the pidfd/kqueue fast path and once through the SIGCHLD reaper."""
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import signal
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator_spawn import PIPE, Child, _platform, spawn
-from tests.process_helpers import wait_gone
+from tests.process_helpers import count_pidfds, wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
@@ -219,21 +218,14 @@ def test_many_children_waited_from_one_thread(exit_path: str) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfd is Linux only")
 def test_fast_path_uses_pidfd(exit_path: str) -> None:
-    def pidfds() -> int:
-        count = 0
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(FileNotFoundError):  # the listdir's own fd
-                count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
-        return count
-
-    before = pidfds()
+    before = count_pidfds()
     with spawn(["sleep", "30"]) as child:
         # Opened on first need (a timed wait here), not at spawn time.
-        assert pidfds() == before
+        assert count_pidfds() == before
         with pytest.raises(TimeoutError):
             child.wait_blocking(timeout=0.01)
-        assert pidfds() - before == (1 if exit_path == "fast" else 0)
-    assert pidfds() == before
+        assert count_pidfds() - before == (1 if exit_path == "fast" else 0)
+    assert count_pidfds() == before
 
 
 def test_blocking_waiters_pollers_and_a_timed_waiter_race() -> None:

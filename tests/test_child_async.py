@@ -7,7 +7,6 @@ pidfd/kqueue fast path and with the SIGCHLD-reaper fallback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
@@ -20,7 +19,7 @@ import pytest
 
 from orchestrator_spawn import PIPE, Child, _platform, kill_child_process_group, spawn
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
-from tests.process_helpers import wait_gone
+from tests.process_helpers import count_pidfds, wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]
@@ -379,14 +378,7 @@ def test_no_fd_leak_across_many_piped_children(run: Runner[Any]) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts pidfds in /proc")
 def test_wait_cancelled_by_closed_loop_does_not_leak_pidfd(exit_path: str) -> None:
-    def pidfds() -> int:
-        count = 0
-        for fd in os.listdir("/proc/self/fd"):
-            with contextlib.suppress(FileNotFoundError):  # the listdir's own fd
-                count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
-        return count
-
-    before = pidfds()
+    before = count_pidfds()
     child = spawn(["sh", "-c", "read x"], stdin=PIPE)
 
     async def give_up() -> None:
@@ -397,4 +389,4 @@ def test_wait_cancelled_by_closed_loop_does_not_leak_pidfd(exit_path: str) -> No
     assert child.returncode is None
     child.close()
     assert child.returncode == -signal.SIGKILL
-    assert pidfds() == before
+    assert count_pidfds() == before
