@@ -160,11 +160,14 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     ctx.request = req;
     ctx.path = path;
     ctx.report_fd = report_pipe[1];
+    ctx.shares_fd_table = use_vfork;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 
+    /* CLONE_FILES: no copy of the parent's fd table at clone time; the child
+     * takes a private copy of only the fds it needs (spawn_child.c). */
     if (use_vfork)
-        flags |= CLONE_VM | CLONE_VFORK;
+        flags |= CLONE_VM | CLONE_VFORK | CLONE_FILES;
     if (req->want_pidfd)
         flags |= CLONE_PIDFD;
 
@@ -229,6 +232,7 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
     ctx.request = req;
     ctx.path = path;
     ctx.report_fd = report_pipe[1];
+    ctx.shares_fd_table = 0;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 

@@ -20,6 +20,10 @@ typedef struct os_child_ctx {
      * vfork mode: -1, and the child stores its report in `shared` instead,
      * which the parent reads once the child has exec'd or exited. */
     int report_fd;
+    /* Linux vfork mode: the child was cloned with CLONE_FILES, so its fd
+     * table is still the parent's until it takes a private copy of just the
+     * fds it needs (see take_private_fd_table in spawn_child.c). */
+    int shares_fd_table;
     volatile os_child_report shared;
 } os_child_ctx;
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import errno
 import gc
 import os
+import resource
 import signal
 import sys
 import threading
@@ -585,3 +587,72 @@ def test_concurrent_spawns_do_not_leak_each_others_pipes() -> None:
     for t in threads:
         t.join(timeout=120)
     assert leaks == []
+
+
+# -- the child's private fd table (Linux: CLONE_FILES + CLOSE_RANGE_UNSHARE) --
+
+
+def _fd_identities() -> dict[int, tuple[int, int]]:
+    """Every fd of this process with the (device, inode) it refers to."""
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            st = os.fstat(int(name))
+        except OSError:
+            continue  # the listdir fd itself, closed by now
+        found[int(name)] = (st.st_dev, st.st_ino)
+    return found
+
+
+@linux_only
+def test_redirects_never_touch_the_parents_fd_table(tmp_path: Path) -> None:
+    # The child starts on the parent's own table and must copy it before its
+    # first dup2: otherwise our 0-2 would be replaced, or fds closed under us.
+    with (tmp_path / "out").open("wb") as out:
+        before = _fd_identities()
+        for _ in range(20):
+            child = spawn(["true"], stdin=DEVNULL, stdout=out, stderr=STDOUT)
+            with child:
+                assert child.wait_blocking(timeout=30) == 0
+            child = spawn(["true"], stdout=2, stderr=1)  # swapped low fds
+            with child:
+                assert child.wait_blocking(timeout=30) == 0
+        with pytest.raises(SpawnError):
+            spawn(["/nonexistent/program"], stdout=out)
+        assert _fd_identities() == before
+
+
+@linux_only
+def test_high_numbered_sources_and_pass_fds_with_many_fds_open() -> None:
+    # Thousands of fds in the parent (an orchestrator capturing many children):
+    # the child still gets its sources from the top of the table, a pass_fd
+    # far above them, and none of the others.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 8192)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held: list[int] = []
+    try:
+        for _ in range(1500):
+            held.extend(os.pipe())
+        os.set_inheritable(held[10], True)  # an inheritable one must not leak either
+        r, w = os.pipe()
+        high = os.dup2(w, wanted - 10, inheritable=False)
+        held.extend([r, w, high])
+        script = (
+            "import os, sys; os.write(int(sys.argv[1]), b'high'); "
+            "print(sorted(map(int, os.listdir('/proc/self/fd'))))"
+        )
+        child = spawn([sys.executable, "-c", script, str(high)], stdout=PIPE, pass_fds=[high])
+        with child:
+            assert child.stdout is not None
+            listed = child.stdout.read()
+            assert child.wait_blocking(timeout=30) == 0
+        # The child's listdir fd shows up as one more entry; drop it.
+        fds = set(ast.literal_eval(listed.decode())) - {0, 1, 2, high}
+        assert len(fds) <= 1, fds
+        assert os.read(r, 10) == b"high"
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
