@@ -4,7 +4,7 @@
     lines through the pump (redacting a token in every line) into a
     file, against the pipe floor ``generator | cat > file``.
 (b) many children: ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN children at once,
-    each printing 64 lines with a token (printf(1)), captured (and redacted) into files,
+    each printing 64 lines with a token, captured (and redacted) into files,
     against the stdlib way: asyncio.create_subprocess_exec + reading the pipes
     + Python ``re`` redaction + writing the files. Ours: start_capture(PIPE,
     PIPE, ...) (the pump makes the pipes and opens the files) + spawn(), one
@@ -13,7 +13,11 @@
     releases the GIL and is thread-safe, asyncio's subprocess creation cannot
     leave the loop thread). Also printed: the floor, the same children
     spawned straight into their files without any capture. Every round's
-    files are verified (complete, and redacted where captured).
+    files are verified (complete, and redacted where captured). Run twice:
+    with printf(1) as the child, and with benchmarks/lines_child.c (the same
+    lines from a static program without libc, whose start-up costs ~1/6 of
+    printf's CPU here; see that file): with printf, the children's own CPU
+    is most of what the 2 cores do, whatever the orchestrator.
 
 Smoke mode (``--benchmark-disable``, as in CI) uses small sizes; for numbers
 ((b) writes to /dev/shm unless ORCHESTRATOR_SPAWN_BENCH_PUMP_DIR names a dir):
@@ -120,12 +124,42 @@ def test_pump_throughput_vs_pipe_floor(benchmark: Any, tmp_path: Path) -> None:
 # ---- (b) many children at once ------------------------------------------------
 
 
-def _child_argv(index: int) -> list[str]:
+ChildArgv = Callable[[int], "list[str]"]
+
+
+def _printf_argv(index: int) -> list[str]:
     # printf(1) reuses its format for each argument pair: 64 lines from one
-    # small exec, so the children's own CPU time does not drown what is
-    # measured (spawning, capturing, redacting, writing).
+    # small exec.
     numbers = [str(i) for i in range(64) for _ in range(2)]
     return ["printf", f"child {index} line %s token=SECRET{index}x%s trailing text\\n", *numbers]
+
+
+def _build_lines_child(directory: Path) -> str | None:
+    """benchmarks/lines_child.c built static without libc (x86_64 Linux and
+    a C compiler only): the same 64 lines as printf(1) for ~1/6 of its CPU
+    (see the file for why that matters here). None where it cannot be built."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None or os.uname().sysname != "Linux" or os.uname().machine != "x86_64":
+        return None
+    program = directory / "lines_child"
+    source = Path(__file__).with_name("lines_child.c")
+    flags = ["-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector"]
+    built = subprocess.run(
+        [compiler, *flags, "-o", str(program), str(source)], capture_output=True, check=False
+    )
+    return str(program) if built.returncode == 0 else None
+
+
+@pytest.fixture(scope="module", params=["nolibc", "printf"])
+def child_argv(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> ChildArgv:
+    if request.param == "printf":
+        return _printf_argv
+    program = _build_lines_child(tmp_path_factory.mktemp("lines_child"))
+    if program is None:
+        pytest.skip("lines_child.c needs a C compiler on x86_64 Linux")
+    return lambda index: [program, str(index)]
 
 
 def _expected(index: int, redacted: bool) -> tuple[bytes, bytes]:
@@ -145,7 +179,9 @@ def _verify(directory: Path, count: int, redacted: bool) -> None:
         assert (directory / f"{index}.err").read_bytes() == err, index
 
 
-def _start_one(directory: Path, index: int, redaction: Redaction) -> tuple[Child, Capture]:
+def _start_one(
+    argv: ChildArgv, directory: Path, index: int, redaction: Redaction
+) -> tuple[Child, Capture]:
     # The pump makes both pipes and opens both files; the child gets the
     # write ends, which this process then closes.
     capture = start_capture(
@@ -157,7 +193,7 @@ def _start_one(directory: Path, index: int, redaction: Redaction) -> tuple[Child
     )
     try:
         child = spawn(
-            _child_argv(index),
+            argv(index),
             stdin=DEVNULL,
             stdout=capture.writer("stdout"),
             stderr=capture.writer("stderr"),
@@ -173,13 +209,13 @@ async def _finish(started: list[tuple[Child, Capture]]) -> None:
     assert codes == [0] * len(started)
 
 
-def _pump_many(directory: Path, count: int, redaction: Redaction) -> int:
+def _pump_many(argv: ChildArgv, directory: Path, count: int, redaction: Redaction) -> int:
     """spawn() + the pump, all children at once, started one after the other
     from the event loop; returns the peak extra threads."""
     baseline = thread_count()
 
     async def main() -> int:
-        started = [_start_one(directory, index, redaction) for index in range(count)]
+        started = [_start_one(argv, directory, index, redaction) for index in range(count)]
         peak = thread_count()
         await _finish(started)
         return max(peak, thread_count()) - baseline
@@ -190,7 +226,7 @@ def _pump_many(directory: Path, count: int, redaction: Redaction) -> int:
 SPAWN_WORKERS = 2
 
 
-def _pump_many_threaded(directory: Path, count: int, redaction: Redaction) -> int:
+def _pump_many_threaded(argv: ChildArgv, directory: Path, count: int, redaction: Redaction) -> int:
     """Like _pump_many, but the blocking spawn() + start_capture() calls run
     on SPAWN_WORKERS threads (both release the GIL while in C, and spawn() is
     thread-safe), so process creation overlaps; returns the peak extra threads
@@ -199,7 +235,7 @@ def _pump_many_threaded(directory: Path, count: int, redaction: Redaction) -> in
     peak = [0]
 
     def batch(indices: range) -> list[tuple[Child, Capture]]:
-        started = [_start_one(directory, index, redaction) for index in indices]
+        started = [_start_one(argv, directory, index, redaction) for index in indices]
         peak[0] = max(peak[0], thread_count())
         return started
 
@@ -218,7 +254,7 @@ def _pump_many_threaded(directory: Path, count: int, redaction: Redaction) -> in
     return asyncio.run(main())
 
 
-def _floor_many(directory: Path, count: int) -> None:
+def _floor_many(argv: ChildArgv, directory: Path, count: int) -> None:
     """The same children spawned the same way from the event loop, writing
     straight into their files: no pipes, no capture, no redaction (the files
     stay in clear). It shows what process creation alone costs here, so
@@ -231,7 +267,7 @@ def _floor_many(directory: Path, count: int) -> None:
             out = os.open(directory / f"{index}.out", flags, 0o666)
             err = os.open(directory / f"{index}.err", flags, 0o666)
             try:
-                children.append(spawn(_child_argv(index), stdin=DEVNULL, stdout=out, stderr=err))
+                children.append(spawn(argv(index), stdin=DEVNULL, stdout=out, stderr=err))
             finally:
                 os.close(out)
                 os.close(err)
@@ -241,9 +277,11 @@ def _floor_many(directory: Path, count: int) -> None:
     asyncio.run(main())
 
 
-async def _stdlib_one(index: int, directory: Path, pattern: re.Pattern[bytes]) -> None:
+async def _stdlib_one(
+    argv: ChildArgv, index: int, directory: Path, pattern: re.Pattern[bytes]
+) -> None:
     proc = await asyncio.create_subprocess_exec(
-        *_child_argv(index),
+        *argv(index),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -269,31 +307,42 @@ async def _stdlib_one(index: int, directory: Path, pattern: re.Pattern[bytes]) -
     assert await proc.wait() == 0
 
 
-def _stdlib_many(directory: Path, count: int) -> None:
+def _stdlib_many(argv: ChildArgv, directory: Path, count: int) -> None:
     pattern = re.compile(TOKEN_RE)
 
     async def main() -> None:
-        await asyncio.gather(*(_stdlib_one(i, directory, pattern) for i in range(count)))
+        await asyncio.gather(*(_stdlib_one(argv, i, directory, pattern) for i in range(count)))
 
     asyncio.run(main())
 
 
-def _cpu_seconds() -> float:
-    """CPU time of this process, all threads (the reactor included)."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+def _cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    """CPU time of this process, all threads (the reactor included), or of
+    its reaped children."""
+    usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 
 
-def _timed(fn: Callable[[], Any], times: list[float], cpu: list[float] | None = None) -> Any:
+def _timed(
+    fn: Callable[[], Any],
+    times: list[float],
+    cpu: list[float] | None = None,
+    children_cpu: list[float] | None = None,
+) -> Any:
     started, cpu_started = time.perf_counter(), _cpu_seconds()
+    children_started = _cpu_seconds(resource.RUSAGE_CHILDREN)
     result = fn()
     times.append(time.perf_counter() - started)
     if cpu is not None:
         cpu.append(_cpu_seconds() - cpu_started)
+    if children_cpu is not None:
+        children_cpu.append(_cpu_seconds(resource.RUSAGE_CHILDREN) - children_started)
     return result
 
 
-def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> None:
+def test_many_children_captured_vs_stdlib(
+    benchmark: Any, tmp_path: Path, child_argv: ChildArgv, request: pytest.FixtureRequest
+) -> None:
     count = _size(benchmark, "ORCHESTRATOR_SPAWN_BENCH_PUMP_CHILDREN", 20, 1000)
     rounds = _rounds(benchmark, 3)
     redactor, mode = _redaction()
@@ -312,7 +361,9 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         "/dev/shm" if os.path.isdir("/dev/shm") else str(tmp_path)
     )
     root = Path(tempfile.mkdtemp(dir=place))
-    mode = f"{mode}, files in {place}"
+    kind = request.node.callspec.params["child_argv"]
+    mode = f"{kind} child, {mode}, files in {place}"
+    children_cpu: list[float] = []
     dirs = {"pump": root}
     threaded_times: list[float] = []
     floor_times: list[float] = []
@@ -323,7 +374,12 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         return dirs[side]
 
     def pump_once() -> None:
-        extra = _timed(lambda: _pump_many(dirs["pump"], count, redactor), pump_times, pump_cpu)
+        extra = _timed(
+            lambda: _pump_many(child_argv, dirs["pump"], count, redactor),
+            pump_times,
+            pump_cpu,
+            children_cpu,
+        )
         extra_threads.append(extra)
 
     def other_contenders_then_new_dirs() -> None:
@@ -333,14 +389,17 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
         if dirs["pump"] is not root:
             _verify(dirs["pump"], count, redacted=True)
         stdlib_dir = new_dir("stdlib")
-        _timed(lambda: _stdlib_many(stdlib_dir, count), stdlib_times, stdlib_cpu)
+        _timed(lambda: _stdlib_many(child_argv, stdlib_dir, count), stdlib_times, stdlib_cpu)
         _verify(stdlib_dir, count, redacted=True)
         floor_dir = new_dir("floor")
-        _timed(lambda: _floor_many(floor_dir, count), floor_times)
+        _timed(lambda: _floor_many(child_argv, floor_dir, count), floor_times)
         _verify(floor_dir, count, redacted=False)
         threaded_dir = new_dir("threaded")
         threaded_extra.append(
-            _timed(lambda: _pump_many_threaded(threaded_dir, count, redactor), threaded_times)
+            _timed(
+                lambda: _pump_many_threaded(child_argv, threaded_dir, count, redactor),
+                threaded_times,
+            )
         )
         _verify(threaded_dir, count, redacted=True)
         new_dir("pump")
@@ -363,7 +422,8 @@ def test_many_children_captured_vs_stdlib(benchmark: Any, tmp_path: Path) -> Non
     print(
         f"parent CPU: pump median {statistics.median(pump_cpu):.3f} s, stdlib median "
         f"{statistics.median(stdlib_cpu):.3f} s, ratio stdlib/pump = {cpu_ratio:.2f}; "
-        f"extra threads {extra_threads}"
+        f"extra threads {extra_threads}; the children's own CPU: "
+        f"{statistics.median(children_cpu) / count * 1e6:.0f} us each"
     )
     stdlib_median = statistics.median(stdlib_times)
     floor_median = statistics.median(floor_times)
