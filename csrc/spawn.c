@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -471,4 +472,40 @@ int os_sigchld_install(int wakeup_fd)
         return -errno;
     }
     return 0;
+}
+
+/* ---- waiting and reaping (the blocking half of the Child handle) -------- */
+
+int os_wait_exit_nowait(int pid)
+{
+    siginfo_t info;
+
+    if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) < 0)
+        return -errno;
+    return 0;
+}
+
+int os_reap(int pid, long long *out)
+{
+    struct rusage usage;
+    int status;
+    pid_t got;
+
+    do {
+        got = wait4((pid_t)pid, &status, WNOHANG, &usage);
+    } while (got < 0 && errno == EINTR);
+    if (got < 0)
+        return -errno;
+    if (got == 0)
+        return 0;
+    if (WIFEXITED(status))
+        out[0] = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        out[0] = -(long long)WTERMSIG(status);
+    else
+        return -EINVAL; /* stopped/continued: wait4 was not asked for those */
+    out[1] = (long long)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec;
+    out[2] = (long long)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec;
+    out[3] = (long long)usage.ru_maxrss;
+    return 1;
 }

@@ -95,6 +95,19 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
  * which the caller compares with n to detect embedded NULs. */
 int os_split_strings(char *block, long long length, char **out, int n);
 
+/* Sleeps until the child `pid` has exited, without reaping it
+ * (waitid(P_PID, WEXITED | WNOWAIT)), so its pid cannot be recycled meanwhile.
+ * Returns 0, or -errno: -EINTR when a signal arrived (run the handlers, call
+ * again), -ECHILD when it is not (or no longer) a child of ours. */
+int os_wait_exit_nowait(int pid);
+
+/* Reaps the child `pid` if it has exited (wait4 WNOHANG). Returns 1 with
+ * out[0] = its exit code as subprocess reports it (negative signal number if
+ * a signal ended it), out[1]/out[2] = user/system CPU in microseconds,
+ * out[3] = ru_maxrss (KiB on Linux, bytes on macOS); 0 if it is still
+ * running; -errno on failure (-ECHILD: someone else reaped it). */
+int os_reap(int pid, long long *out);
+
 /* No-pidfd fallback: installs one SIGCHLD handler that writes a byte to
  * `wakeup_fd` (non-blocking) and chains to the previous handler. Idempotent;
  * returns 0 or -errno. */

@@ -173,6 +173,25 @@ def native_spawn(
     )
 
 
+# Sleeps until the child exited, without reaping it: 0 or -errno (see spawn_api.h).
+wait_exit_nowait: Any = lib.os_wait_exit_nowait
+_os_reap = lib.os_reap
+
+
+def reap(pid: int) -> tuple[int, int, int, int] | None:
+    """``wait4(pid, WNOHANG)``: None while the child runs, else its exit code
+    (negative signal number), user and system CPU in microseconds and
+    ``ru_maxrss``. Raises ``OSError`` (``ChildProcessError`` if it was reaped
+    elsewhere)."""
+    out = _new("long long[4]")
+    rc = _os_reap(pid, out)
+    if rc == 1:
+        return out[0], out[1], out[2], out[3]
+    if rc == 0:
+        return None
+    raise OSError(-rc, f"wait4({pid}) failed: {os.strerror(-rc)}")
+
+
 def install_sigchld_wakeup(fd: int) -> None:
     """Makes SIGCHLD write one byte to ``fd`` (non-blocking), chaining to the
     previous handler. Raises ``OSError`` if ``sigaction`` fails."""

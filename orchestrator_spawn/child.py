@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -22,13 +23,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, final
 
+from orchestrator_spawn._native import reap as _reap
+from orchestrator_spawn._native import wait_exit_nowait as _wait_exit_nowait
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
 from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
 
 # waitid flags of the pidfd-less blocking wait (Linux): exited, not reaped.
-_EXITED_NOWAIT = getattr(os, "WEXITED", 0) | getattr(os, "WNOWAIT", 0)
+_INTERRUPTED = -errno.EINTR
+_NOT_A_CHILD = -errno.ECHILD
 
 # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
@@ -149,7 +153,8 @@ class Child:
         usage = self._raw_rusage
         if usage is None:
             return None
-        return ResourceUsage(usage.ru_utime, usage.ru_stime, usage.ru_maxrss * _MAXRSS_UNIT)
+        user_us, system_us, maxrss = usage
+        return ResourceUsage(user_us / 1e6, system_us / 1e6, maxrss * _MAXRSS_UNIT)
 
     def __repr__(self) -> str:
         rc = self._returncode
@@ -181,15 +186,15 @@ class Child:
         """One ``wait4(WNOHANG)``; True if it reaped. Hold the lock, and call
         only while unreaped and nobody sleeps by pid."""
         try:
-            pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+            reaped = _reap(self.pid)
         except ChildProcessError:
             # Someone else reaped it (SIGCHLD set to SIG_IGN, or a stray
             # waitpid(-1)); like subprocess we cannot know the status.
             self._returncode = 0
             return True
-        if pid == 0:
+        if reaped is None:
             return False
-        self._returncode = os.waitstatus_to_exitcode(status)
+        self._returncode, *usage = reaped
         self._raw_rusage = usage
         return True
 
@@ -266,10 +271,15 @@ class Child:
     def _sleep_by_pid(self) -> None:
         reaped = False
         try:
-            # Does not reap (WNOWAIT); the pid stays ours while nobody reaps.
-            os.waitid(os.P_PID, self.pid, _EXITED_NOWAIT)
-        except ChildProcessError:
-            pass  # reaped behind our back (SIGCHLD ignored): _reap_locked says so
+            # Does not reap (WNOWAIT): the pid stays ours while nobody reaps.
+            # -EINTR: the loop's back edge runs Python's signal handlers
+            # (which may raise, KeyboardInterrupt say), then sleeps again.
+            while (rc := _wait_exit_nowait(self.pid)) == _INTERRUPTED:
+                pass
+            # -ECHILD: reaped behind our back (SIGCHLD ignored), which
+            # _reap_locked reports.
+            if rc < 0 and rc != _NOT_A_CHILD:
+                raise OSError(-rc, f"waitid({self.pid}) failed: {os.strerror(-rc)}")
         finally:
             with self._lock:
                 self._pid_waiting = False

@@ -331,3 +331,35 @@ def test_threads_waiting_many_children(exit_path: str) -> None:
     for t in threads:
         t.join(timeout=120)
     assert errors == []
+
+
+def test_signal_handler_runs_and_may_raise_during_wait_blocking() -> None:
+    # A signal interrupting the sleep runs the Python handler; if it raises,
+    # the exception leaves wait_blocking and the child can still be waited.
+    calls: list[int] = []
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum: int, frame: object) -> None:
+        calls.append(signum)
+        if len(calls) == 2:
+            raise Interrupted
+
+    old = signal.signal(signal.SIGALRM, handler)
+    child = spawn(["sleep", "0.6"])
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+        with pytest.raises(Interrupted):
+            child.wait_blocking()
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        assert calls == [signal.SIGALRM, signal.SIGALRM]
+        assert child.returncode is None  # not reaped, still ours
+        assert child.wait_blocking(timeout=30) == 0
+        usage = child.rusage
+        assert usage is not None
+        assert usage.max_rss_bytes > 0
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+        child.close()
