@@ -16,6 +16,7 @@
  * dead and its error recorded, but the source is still drained to its end so
  * the child never blocks on a full pipe.
  */
+#include "fdpark_api.h"
 #include "pump_api.h"
 
 #include <errno.h>
@@ -771,7 +772,7 @@ static int reopen_pipe(int fd, int access) {
 #if defined(__linux__)
     char path[64];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    return open(path, access | O_NONBLOCK | O_CLOEXEC);
+    return os_fd_park(open(path, access | O_NONBLOCK | O_CLOEXEC));
 #else
     (void)fd;
     (void)access;
@@ -902,6 +903,9 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     if (new_pipe) {
         if ((rc = make_pipe(&made->src, &made->pipe_w)) < 0)
             return rc;
+        /* The read end lives as long as the child: out of the low range the
+         * next children's pipes are taken from (fdpark_api.h). */
+        made->src = os_fd_park(made->src);
         s->src_fd = made->src;
         s->nonblock_later = true;
     } else {
@@ -929,6 +933,7 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     if (sink_fd == OS_PUMP_SINK_PATH) {
         if ((sink_fd = open_sink_path(c, index, specs)) < 0)
             return sink_fd;
+        sink_fd = os_fd_park(sink_fd);
         made->sink = sink_fd;
         owned = true;
     }

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fdpark_api.h"
 #include "spawn_internal.h"
 
 #ifdef __linux__
@@ -209,8 +210,9 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         return fail(result, report.stage, report.error);
     }
     result->pid = pid;
-    /* Kernels before 5.2 ignore CLONE_PIDFD and leave pidfd at -1. */
-    result->pidfd = pidfd;
+    /* Kernels before 5.2 ignore CLONE_PIDFD and leave pidfd at -1. Kept as
+     * long as the child is watched: parked (fdpark_api.h). */
+    result->pidfd = os_fd_park(pidfd);
     return 0;
 }
 #endif

@@ -173,6 +173,10 @@ def native_spawn(
     )
 
 
+# Moves an fd the library keeps for a child's lifetime above the range new fds
+# come from, so spawns stay cheap with thousands open (csrc/fdpark_api.h).
+park_fd: Any = lib.os_fd_park
+
 # Sleeps until the child exited, without reaping it: 0 or -errno (see spawn_api.h).
 wait_exit_nowait: Any = lib.os_wait_exit_nowait
 _os_reap = lib.os_reap

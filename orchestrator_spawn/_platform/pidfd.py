@@ -9,6 +9,8 @@ import select
 import threading
 from collections.abc import Callable
 
+from orchestrator_spawn._native import park_fd
+
 __all__ = ["PidfdExit"]
 
 _HAVE_WAITID_PIDFD = hasattr(os, "P_PIDFD")
@@ -39,7 +41,7 @@ class PidfdExit:
         ``pidfd_open`` fails (out of fds, say)."""
         with self._lock:
             if self._fd < 0 and not self._closing:
-                self._fd = os.pidfd_open(self._pid)
+                self._fd = park_fd(os.pidfd_open(self._pid))
 
     def can_wait_by_pid(self) -> bool:
         """True while no pidfd was opened: a blocking wait may then sleep in
