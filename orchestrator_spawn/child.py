@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, final
@@ -74,6 +75,7 @@ class Child:
         "_notifier",
         "_pid_waiting",
         "_raw_rusage",
+        "_reaped_callbacks",
         "_reaped_event",
         "_returncode",
         "_waiters",
@@ -102,6 +104,8 @@ class Child:
     # listed in _deferred_loops and called back.
     _pid_waiting: bool
     _reaped_event: threading.Event | None
+    # Internal hooks run once by the thread that reaps (see _call_when_reaped).
+    _reaped_callbacks: list[Callable[[], None]] | None
     _deferred_loops: list[asyncio.AbstractEventLoop] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -132,6 +136,7 @@ class Child:
         self._waiters = {}
         self._pid_waiting = False
         self._reaped_event = None
+        self._reaped_callbacks = None
         self._deferred_loops = None
         return self
 
@@ -202,6 +207,26 @@ class Child:
         if self._waiters:
             self._forget_closed_loops()
         self._notifier.close()
+        if self._reaped_callbacks is not None:
+            # Set only while unreaped, under the lock: the list is final now.
+            callbacks, self._reaped_callbacks = self._reaped_callbacks, None
+            for callback in callbacks:
+                with contextlib.suppress(Exception):
+                    callback()
+
+    def _call_when_reaped(self, callback: Callable[[], None]) -> None:
+        """Internal: runs ``callback()`` once the child has been reaped, in the
+        thread that reaps it (at once if it already was). It must not block;
+        its exceptions are swallowed. The runner releases a sandbox's
+        resources (its allowlist proxy) this way."""
+        with self._lock:
+            if self._returncode is None:
+                if self._reaped_callbacks is None:
+                    self._reaped_callbacks = []
+                self._reaped_callbacks.append(callback)
+                return
+        with contextlib.suppress(Exception):
+            callback()
 
     def _forget_closed_loops(self) -> None:
         # A loop closed while it watched us (asyncio.run ending with a

@@ -15,6 +15,7 @@ piped through the native redaction pump into the files.
 from __future__ import annotations
 
 import errno as errno_codes
+import functools
 import os
 import sys
 import weakref
@@ -314,11 +315,13 @@ def _start(
 
 
 def _close_with_child(child: Child, prepared: PreparedSandbox) -> None:
-    # The prepared sandbox (e.g. the allowlist proxy) must outlive the child.
-    # Child has no exit hook, so it is released with the Child handle (which
-    # kills the group first if it still runs); a handle kept after exit keeps
-    # the proxy until it is collected.
-    weakref.finalize(child, prepared.close)  # close() is idempotent
+    # The prepared sandbox (e.g. the allowlist proxy) must outlive the child:
+    # it is released once the child is reaped, without blocking the reaping
+    # thread (an event loop, maybe). A handle dropped while the child runs
+    # kills and reaps it, which releases it too; the finalizer is a backstop
+    # (close() is idempotent).
+    child._call_when_reaped(functools.partial(prepared.close, wait=False))
+    weakref.finalize(child, prepared.close)
 
 
 def spawn_with_runner(

@@ -3,6 +3,7 @@ once on the pidfd/kqueue fast path and once through the SIGCHLD reaper."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import signal
@@ -363,3 +364,38 @@ def test_signal_handler_runs_and_may_raise_during_wait_blocking() -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
         child.close()
+
+
+def test_reaped_callbacks_run_once_whoever_reaps() -> None:
+    # The internal hook the runner releases a sandbox with: run by the thread
+    # that reaps (blocking wait, try_wait or an event loop), exactly once, at
+    # once when already reaped; a failing callback does not stop the others.
+    calls: list[str] = []
+
+    def failing() -> None:
+        calls.append("failing")
+        raise RuntimeError("ignored")
+
+    blocking = spawn(["true"])
+    blocking._call_when_reaped(failing)
+    blocking._call_when_reaped(lambda: calls.append("blocking"))
+    assert blocking.wait_blocking(timeout=30) == 0
+    assert calls == ["failing", "blocking"]
+    blocking._call_when_reaped(lambda: calls.append("late"))
+    assert calls == ["failing", "blocking", "late"]
+    blocking.wait_blocking()
+    assert calls == ["failing", "blocking", "late"]
+
+    async def awaited() -> int:
+        child = spawn(["true"])
+        child._call_when_reaped(lambda: calls.append("async"))
+        return await child.wait()
+
+    assert asyncio.run(awaited()) == 0
+    assert calls[-1] == "async"
+
+    polled = spawn(["true"])
+    polled._call_when_reaped(lambda: calls.append("polled"))
+    while polled.try_wait() is None:
+        time.sleep(0.01)
+    assert calls.count("polled") == 1

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.server
+import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -151,3 +154,40 @@ def test_runner_allowlist_proxy_serves_while_the_callers_loop_is_blocked(
 
     code, out, err = asyncio.run(main())
     assert (code, out) == (0, "granted\n"), err
+
+
+def _socket_fds() -> set[int]:
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                found.add(int(name))
+    return found
+
+
+def test_allowlist_proxy_is_released_when_the_child_is_reaped(workspace: Path, origin: int) -> None:
+    # The handle stays referenced: the proxy's sockets (the listener handed
+    # over by the child, its connections) close once the child is reaped, not
+    # when the handle is collected.
+    needs("userns", "seccomp")
+    before = _socket_fds()
+    logs = workspace.parent / "logs"
+    child = spawn_with_runner(
+        RUNNER,
+        '"$PY" -c "import urllib.request as u; '
+        f"print(u.urlopen('http://127.0.0.1:{origin}/').read().decode())\"",
+        workspace,
+        logs / "stdout",
+        logs / "stderr",
+        {"PY": CHILD_PYTHON},
+        False,
+        profile(workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{origin}"]),
+    )
+    assert _socket_fds() - before, "the proxy holds no socket while the child runs"
+    assert child.wait_blocking(timeout=60) == 0
+    assert (logs / "stdout").read_text() == "granted\n"
+    deadline = time.monotonic() + 10
+    while _socket_fds() - before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _socket_fds() - before == set()
+    assert child.returncode == 0  # the handle is still alive

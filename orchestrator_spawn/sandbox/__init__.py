@@ -127,11 +127,13 @@ class PreparedSandbox:
         self.backend = backend
         self._proxy = proxy
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Release the plan and stop the proxy (idempotent); ``wait=False``
+        leaves the proxy's shutdown to its thread instead of waiting for it."""
         proxy, self._proxy = self._proxy, None
         plan, self.native_plan = self.native_plan, None
         if proxy is not None:
-            proxy.close()
+            proxy.close(wait=wait)
         if plan is not None:
             from orchestrator_spawn._native import ffi
 

@@ -172,14 +172,35 @@ class AllowlistProxy:
         self.handoff_path = path
         return path
 
-    def close(self) -> None:
-        """Stop serving, close every socket, remove the handoff directory."""
+    def close(self, *, wait: bool = True) -> None:
+        """Stop serving, close every socket, remove the handoff directory.
+
+        ``wait=False`` only asks the proxy thread to do it and returns at once
+        (for callers that must not block, such as the thread reaping the
+        sandboxed child)."""
         if self._closed:
             return
         self._closed = True
         if not self._loop.is_closed():
-            with contextlib.suppress(Exception):
-                self._call(self._shutdown())
+            if not wait:
+                shutdown = self._shutdown_and_close()
+                try:
+                    asyncio.run_coroutine_threadsafe(shutdown, self._loop)
+                    return
+                except RuntimeError:  # the loop closed meanwhile
+                    shutdown.close()
+            else:
+                with contextlib.suppress(Exception):
+                    self._call(self._shutdown())
+        self._close_sockets()
+
+    async def _shutdown_and_close(self) -> None:
+        try:
+            await self._shutdown()
+        finally:
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
         for sock in self._sockets:
             sock.close()
         self._remove_handoff_path()
