@@ -140,6 +140,11 @@ static char *child_stack(void)
     return stack;
 }
 
+/* Set once a child could not take a private fd table (see
+ * OS_STAGE_PRIVATE_FDS_UNAVAILABLE): from then on every vfork child gets a
+ * copy of the table from clone() itself. */
+static int clone_files_unusable;
+
 static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_result *result)
 {
     os_child_ctx ctx;
@@ -162,14 +167,17 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     ctx.request = req;
     ctx.path = path;
     ctx.report_fd = report_pipe[1];
-    ctx.shares_fd_table = use_vfork;
+    ctx.shares_fd_table =
+        use_vfork && !__atomic_load_n(&clone_files_unusable, __ATOMIC_RELAXED);
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 
     /* CLONE_FILES: no copy of the parent's fd table at clone time; the child
      * takes a private copy of only the fds it needs (spawn_child.c). */
     if (use_vfork)
-        flags |= CLONE_VM | CLONE_VFORK | CLONE_FILES;
+        flags |= CLONE_VM | CLONE_VFORK;
+    if (ctx.shares_fd_table)
+        flags |= CLONE_FILES;
     if (req->want_pidfd)
         flags |= CLONE_PIDFD;
 
@@ -207,6 +215,12 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         reap(pid);
         if (pidfd >= 0)
             close(pidfd);
+        if (report.stage == OS_STAGE_PRIVATE_FDS_UNAVAILABLE) {
+            /* That child only reset its own signal table (and maybe joined
+             * a new process group) before _exit: try again the old way. */
+            __atomic_store_n(&clone_files_unusable, 1, __ATOMIC_RELAXED);
+            return spawn_clone(req, path, result);
+        }
         return fail(result, report.stage, report.error);
     }
     result->pid = pid;

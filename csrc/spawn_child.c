@@ -311,7 +311,7 @@ int os_child_main(void *arg)
         report_and_exit(ctx, OS_STAGE_SETPGID, errno);
 #ifdef __linux__
     if (ctx->shares_fd_table && (err = take_private_fd_table(req)) != 0)
-        report_and_exit(ctx, OS_STAGE_DUP2, -err);
+        report_and_exit(ctx, OS_STAGE_PRIVATE_FDS_UNAVAILABLE, -err);
 #endif
     if ((err = apply_stdio(req)) != 0)
         report_and_exit(ctx, OS_STAGE_DUP2, -err);

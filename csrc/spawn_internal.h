@@ -13,6 +13,12 @@ typedef struct os_child_report {
     int error;
 } os_child_report;
 
+/* Internal stage (never reaches Python): the child could take no private fd
+ * table of its own (close_range(CLOSE_RANGE_UNSHARE) and unshare(CLONE_FILES)
+ * both refused, as a seccomp policy may do). The parent stops cloning with
+ * CLONE_FILES for the rest of the process and spawns again. */
+#define OS_STAGE_PRIVATE_FDS_UNAVAILABLE 100
+
 typedef struct os_child_ctx {
     const os_spawn_request *request;
     const char *path; /* the program to exec, resolved in the parent */
