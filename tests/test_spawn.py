@@ -594,15 +594,12 @@ def test_concurrent_spawns_do_not_leak_each_others_pipes() -> None:
 # -- the child's private fd table (Linux: CLONE_FILES + CLOSE_RANGE_UNSHARE) --
 
 
-def _fd_identities() -> dict[int, tuple[int, int]]:
-    """Every fd of this process with the (device, inode) it refers to."""
+def _fd_identities(fds: list[int]) -> dict[int, tuple[int, int]]:
+    """The (device, inode) each fd refers to."""
     found = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            st = os.fstat(int(name))
-        except OSError:
-            continue  # the listdir fd itself, closed by now
-        found[int(name)] = (st.st_dev, st.st_ino)
+    for fd in fds:
+        st = os.fstat(fd)
+        found[fd] = (st.st_dev, st.st_ino)
     return found
 
 
@@ -610,18 +607,29 @@ def _fd_identities() -> dict[int, tuple[int, int]]:
 def test_redirects_never_touch_the_parents_fd_table(tmp_path: Path) -> None:
     # The child starts on the parent's own table and must copy it before its
     # first dup2: otherwise our 0-2 would be replaced, or fds closed under us.
-    with (tmp_path / "out").open("wb") as out:
-        before = _fd_identities()
-        for _ in range(20):
-            child = spawn(["true"], stdin=DEVNULL, stdout=out, stderr=STDOUT)
-            with child:
-                assert child.wait_blocking(timeout=30) == 0
-            child = spawn(["true"], stdout=2, stderr=1)  # swapped low fds
-            with child:
-                assert child.wait_blocking(timeout=30) == 0
-        with pytest.raises(SpawnError):
-            spawn(["/nonexistent/program"], stdout=out)
-        assert _fd_identities() == before
+    # Watched: 0-2 and fds of this test's own (other threads of the test
+    # process may open and close theirs meanwhile).
+    own = [fd for _ in range(8) for fd in os.pipe()]
+    try:
+        with (tmp_path / "out").open("wb") as out:
+            watched = [0, 1, 2, out.fileno(), *own]
+            before = _fd_identities(watched)
+            for _ in range(20):
+                child = spawn(["true"], stdin=DEVNULL, stdout=out, stderr=STDOUT)
+                with child:
+                    assert child.wait_blocking(timeout=30) == 0
+                child = spawn(["true"], stdout=2, stderr=1)  # swapped low fds
+                with child:
+                    assert child.wait_blocking(timeout=30) == 0
+                child = spawn(["true"], stdin=own[0], stdout=own[-1], pass_fds=own[4:8])
+                with child:
+                    assert child.wait_blocking(timeout=30) == 0
+            with pytest.raises(SpawnError):
+                spawn(["/nonexistent/program"], stdout=out)
+            assert _fd_identities(watched) == before
+    finally:
+        for fd in own:
+            os.close(fd)
 
 
 @linux_only
