@@ -151,9 +151,10 @@ static int is_kept(const os_child_ctx *ctx, int fd)
  * the first fd operation the child takes a private table holding only the
  * fds below `end`, the ones the plan can refer to: close_range with
  * CLOSE_RANGE_UNSHARE copies just that prefix (Linux >= 5.9). Older kernels
- * get unshare(CLONE_FILES), a full copy, like a plain clone. Nothing before
- * this call touches an fd: the table is the parent's, live in its other
- * threads. */
+ * get unshare(CLONE_FILES), a full copy, like a plain clone. If both are
+ * refused (a seccomp policy), the parent is told and spawns again without
+ * CLONE_FILES (spawn.c). Nothing before this call touches an fd: the table
+ * is the parent's, live in its other threads. */
 static int take_private_fd_table(const os_spawn_request *req)
 {
     unsigned int end = 3;
