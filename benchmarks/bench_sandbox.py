@@ -1,14 +1,15 @@
 """Spawn + wait cost of each sandbox mode against host mode (Linux).
 
 Each round prepares the sandbox (builds the native plan; starts the proxy in
-allowlist mode), forks, applies the plan in the child, execs ``/bin/true``,
+allowlist mode), spawns, applies the plan in the child, execs ``/bin/true``,
 waits, and closes the sandbox. The kernel probes run once, before the timed
 rounds (``probe_capabilities`` is cached); ``test_probe_once`` shows what a
 spawn would cost if it probed every time.
 
-Host mode is a plain ``spawn`` (vfork path); a sandbox plan makes ``spawn``
-use a real fork plus the sandbox steps, so the ratios are what a user pays;
-``test_spawn_wait_fork_path_only`` (an empty plan) separates the two.
+Host mode is a plain ``spawn``; a sandbox plan adds its namespaces (made by
+``clone`` itself, still a vfork child) and the sandbox steps, so the ratios
+are what a user pays; ``test_spawn_wait_empty_plan`` (a plan with nothing to
+do) separates the two.
 Run for real numbers with
 ``python -m pytest benchmarks/bench_sandbox.py --benchmark-enable``.
 """
@@ -79,8 +80,8 @@ def test_spawn_wait(benchmark: Any, workspace: Path, mode: str) -> None:
     benchmark(_spawn_and_wait, resolved)
 
 
-def test_spawn_wait_fork_path_only(benchmark: Any) -> None:
-    """An empty plan: spawn's real-fork path with no sandbox step (the floor)."""
+def test_spawn_wait_empty_plan(benchmark: Any) -> None:
+    """An empty plan: the sandbox hooks with nothing to do (the floor)."""
     plan = _native.sandbox_plan_new()
 
     def spawn_and_wait() -> None:

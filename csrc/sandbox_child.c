@@ -68,9 +68,15 @@ static int write_file(const char *path, const char *text) {
     return err;
 }
 
-static int enter_namespaces(const struct os_sandbox_plan *plan, int *failed_step) {
-    int flags = CLONE_NEWUSER | CLONE_NEWNS | (plan->new_netns ? CLONE_NEWNET : 0);
-    if (unshare(flags) != 0)
+int os_sandbox_clone_flags(const os_sandbox_plan *plan) {
+    if (plan == NULL || !plan->use_userns)
+        return 0;
+    return CLONE_NEWUSER | CLONE_NEWNS | (plan->new_netns ? CLONE_NEWNET : 0);
+}
+
+/* `cloned`: clone() made the namespaces already (os_sandbox_clone_flags). */
+static int enter_namespaces(const struct os_sandbox_plan *plan, int cloned, int *failed_step) {
+    if (!cloned && unshare(os_sandbox_clone_flags(plan)) != 0)
         return fail(failed_step, OS_SANDBOX_STEP_UNSHARE, -errno);
     /* An unprivileged process may map only its own ids, and a gid map needs
      * setgroups denied first; kernels before 3.19 have no setgroups file. */
@@ -307,10 +313,10 @@ static int apply_landlock(const struct os_sandbox_plan *plan) {
     return err;
 }
 
-int os_sandbox_enter_steps(const struct os_sandbox_plan *plan, int *failed_step) {
+static int enter_steps(const struct os_sandbox_plan *plan, int cloned, int *failed_step) {
     int err;
     if (plan->use_userns) {
-        err = enter_namespaces(plan, failed_step);
+        err = enter_namespaces(plan, cloned, failed_step);
         if (err < 0)
             return err;
         for (int i = 0; i < plan->n_readonly_binds; i++) {
@@ -342,11 +348,22 @@ int os_sandbox_enter_steps(const struct os_sandbox_plan *plan, int *failed_step)
     return 0;
 }
 
+int os_sandbox_enter_steps(const struct os_sandbox_plan *plan, int *failed_step) {
+    return enter_steps(plan, 0, failed_step);
+}
+
 int os_sandbox_child_enter(const os_sandbox_plan *plan) {
     int failed_step = 0;
     if (plan == NULL)
         return -EINVAL;
-    return os_sandbox_enter_steps(plan, &failed_step);
+    return enter_steps(plan, 0, &failed_step);
+}
+
+int os_sandbox_child_enter_cloned(const os_sandbox_plan *plan) {
+    int failed_step = 0;
+    if (plan == NULL)
+        return -EINVAL;
+    return enter_steps(plan, 1, &failed_step);
 }
 
 int os_sandbox_child_seal(const os_sandbox_plan *plan) {
@@ -368,6 +385,10 @@ int os_sandbox_child_seal(const os_sandbox_plan *plan) {
 
 /* No Linux sandbox elsewhere: fail closed (macOS uses sandbox-exec instead). */
 int os_sandbox_child_enter(const os_sandbox_plan *plan) { return -ENOSYS; }
+
+int os_sandbox_clone_flags(const os_sandbox_plan *plan) { return 0; }
+
+int os_sandbox_child_enter_cloned(const os_sandbox_plan *plan) { return -ENOSYS; }
 
 int os_sandbox_child_seal(const os_sandbox_plan *plan) { return -ENOSYS; }
 

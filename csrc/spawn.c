@@ -3,9 +3,11 @@
  *
  * Linux: clone(CLONE_VM | CLONE_VFORK) on a stack of its own, so the cost does
  * not grow with the parent's memory; the child reports failures straight into
- * shared memory. With a sandbox plan it is a real fork (unshare of a user
- * namespace refuses a process that shares its mm) reporting over a
- * close-on-exec pipe. macOS: posix_spawn when nothing needs a fork, else fork.
+ * shared memory. A sandbox plan's namespaces are made by clone() itself
+ * (unshare of a user namespace refuses a process that shares its mm); if
+ * clone() refuses them, a real fork unshares them in the child and reports
+ * over a close-on-exec pipe. macOS: posix_spawn when nothing needs a fork,
+ * else fork.
  *
  * All signals are blocked in the calling thread around the fork, so no handler
  * of the parent runs in the child before it reset its dispositions.
@@ -151,7 +153,10 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     os_child_report report;
     sigset_t all, old;
     int report_pipe[2] = {-1, -1};
-    int use_vfork = req->sandbox == NULL && !req->force_fork;
+    int use_vfork = !req->force_fork;
+    /* A sandbox's namespaces come from clone() itself (a vfork child may not
+     * unshare a user namespace). */
+    int ns_flags = use_vfork ? os_sandbox_clone_flags(req->sandbox) : 0;
     int flags = SIGCHLD;
     int pidfd = -1;
     int clone_errno;
@@ -167,15 +172,16 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     ctx.request = req;
     ctx.path = path;
     ctx.report_fd = report_pipe[1];
-    ctx.shares_fd_table =
-        use_vfork && !__atomic_load_n(&clone_files_unusable, __ATOMIC_RELAXED);
+    ctx.shares_fd_table = use_vfork && req->sandbox == NULL &&
+                          !__atomic_load_n(&clone_files_unusable, __ATOMIC_RELAXED);
+    ctx.sandbox_cloned = ns_flags != 0;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 
     /* CLONE_FILES: no copy of the parent's fd table at clone time; the child
      * takes a private copy of only the fds it needs (spawn_child.c). */
     if (use_vfork)
-        flags |= CLONE_VM | CLONE_VFORK;
+        flags |= CLONE_VM | CLONE_VFORK | ns_flags;
     if (ctx.shares_fd_table)
         flags |= CLONE_FILES;
     if (req->want_pidfd)
@@ -194,6 +200,13 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         if (report_pipe[0] >= 0) {
             close(report_pipe[0]);
             close(report_pipe[1]);
+        }
+        if (ns_flags != 0) {
+            /* clone() refused the namespaces: a real fork unshares them in
+             * the child, which reports the exact error as stage "sandbox". */
+            os_spawn_request forked = *req;
+            forked.force_fork = 1;
+            return spawn_clone(&forked, path, result);
         }
         return fail(result, OS_STAGE_FORK, clone_errno);
     }
@@ -250,6 +263,7 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
     ctx.path = path;
     ctx.report_fd = report_pipe[1];
     ctx.shares_fd_table = 0;
+    ctx.sandbox_cloned = 0;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 

@@ -48,10 +48,11 @@ typedef struct os_spawn_request {
     /* RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE (soft = hard);
      * a negative value leaves that limit alone. */
     long long rlimits[4];
-    /* Optional sandbox plan (Linux); forces a real fork instead of vfork. */
+    /* Optional sandbox plan (Linux): its namespaces are made by clone(), the
+     * child runs its steps (see spawn.c). */
     const os_sandbox_plan *sandbox;
-    /* Linux: a real fork even without a sandbox plan, so that the tests can
-     * exercise the path a sandbox plan takes. */
+    /* Linux: a real fork (the fallback for a sandbox plan whose namespaces
+     * clone() refused), so that the tests can exercise that path. */
     int force_fork;
     int want_pidfd; /* Linux: return a pidfd for the child (CLONE_PIDFD) */
 } os_spawn_request;

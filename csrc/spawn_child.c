@@ -321,7 +321,9 @@ int os_child_main(void *arg)
     if (req->cwd != NULL && chdir(req->cwd) < 0)
         report_and_exit(ctx, OS_STAGE_CHDIR, errno);
 #ifdef __linux__
-    if (req->sandbox != NULL && (err = os_sandbox_child_enter(req->sandbox)) < 0)
+    if (req->sandbox != NULL &&
+        (err = ctx->sandbox_cloned ? os_sandbox_child_enter_cloned(req->sandbox)
+                                   : os_sandbox_child_enter(req->sandbox)) < 0)
         report_and_exit(ctx, OS_STAGE_SANDBOX, -err);
 #endif
     if ((err = apply_rlimits(req)) != 0)

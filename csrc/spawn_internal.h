@@ -30,6 +30,9 @@ typedef struct os_child_ctx {
      * table is still the parent's until it takes a private copy of just the
      * fds it needs (see take_private_fd_table in spawn_child.c). */
     int shares_fd_table;
+    /* Linux vfork mode with a sandbox plan: clone() made the plan's
+     * namespaces (os_sandbox_clone_flags), the child must not unshare them. */
+    int sandbox_cloned;
     volatile os_child_report shared;
 } os_child_ctx;
 

@@ -280,8 +280,10 @@ def spawn(
     - Only fds 0-2 and ``pass_fds`` are open in the new program; every signal
       disposition is default and the signal mask is empty there.
     - ``_sandbox_plan`` is PRIVATE: a cffi ``os_sandbox_plan *`` built by the
-      sandbox layer (the runner passes it). With a plan the child is a real
-      fork and runs the sandbox hooks; a failing hook is stage "sandbox".
+      sandbox layer (the runner passes it). With a plan, clone() makes its
+      namespaces and the child runs the sandbox hooks (a real fork that
+      unshares them where clone() may not); a failing hook is stage
+      "sandbox".
 
     Raises ``ValueError`` (before any fork) for an empty argv, NUL bytes in
     argv/env/cwd, ``=`` in an env name; ``SpawnError`` (an ``OSError`` with

@@ -7,7 +7,6 @@ import errno
 import gc
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from orchestrator_spawn import (
     _native,
     spawn,
 )
+from tests import seccomp_helper
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc of the child"
@@ -668,39 +668,6 @@ def test_high_numbered_sources_and_pass_fds_with_many_fds_open() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-SECCOMP_HELPER_C = r"""
-#include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-/* Runs argv[1..] with close_range(2) and unshare(2) failing with EPERM, as
- * under the seccomp profile of an older container runtime. */
-int main(int argc, char **argv)
-{
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 436 /* close_range */, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_unshare, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    };
-    struct sock_fprog program = {sizeof filter / sizeof filter[0], filter};
-    if (argc < 2 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0)
-        return 125;
-    execv(argv[1], argv + 1);
-    return 126;
-}
-"""
-
 SPAWN_UNDER_SECCOMP = r"""
 import os, sys
 from orchestrator_spawn import PIPE, spawn
@@ -721,20 +688,24 @@ print("ok")
 
 
 @linux_only
-@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the helper's filter is x86_64")
 def test_spawn_works_where_close_range_and_unshare_are_forbidden(tmp_path: Path) -> None:
     # A child that can neither close_range(CLOSE_RANGE_UNSHARE) nor
     # unshare(CLONE_FILES) cannot leave the parent's fd table: the parent
     # notices and clones with a copied table from then on; fds are closed by
     # walking /proc/self/fd instead.
-    compiler = shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        pytest.skip("no C compiler for the seccomp helper")
-    (tmp_path / "helper.c").write_text(SECCOMP_HELPER_C)
-    helper = tmp_path / "helper"
-    subprocess.run([compiler, "-o", str(helper), str(tmp_path / "helper.c")], check=True)
+    helper = seccomp_helper.build(tmp_path)
     result = subprocess.run(
-        [str(helper), sys.executable, "-c", SPAWN_UNDER_SECCOMP],
+        [
+            str(helper),
+            *seccomp_helper.deny(
+                (seccomp_helper.NR_CLOSE_RANGE, errno.EPERM),
+                (seccomp_helper.NR_UNSHARE, errno.EPERM),
+            ),
+            "--",
+            sys.executable,
+            "-c",
+            SPAWN_UNDER_SECCOMP,
+        ],
         capture_output=True,
         timeout=120,
         check=False,

@@ -1,4 +1,4 @@
-"""The real-fork path of the spawn core (the one a sandbox plan takes on Linux),
+"""The real-fork path of the spawn core (a sandbox plan's fallback on Linux),
 driven through the private ``force_fork`` switch of the native wrapper: the
 failure report crosses a close-on-exec pipe instead of shared memory."""
 
