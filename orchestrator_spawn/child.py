@@ -31,7 +31,8 @@ from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
 
-# waitid flags of the pidfd-less blocking wait (Linux): exited, not reaped.
+# What the native sleep (_wait_exit_nowait) returns when a signal interrupted
+# it, and when the child is not (or no longer) ours.
 _INTERRUPTED = -errno.EINTR
 _NOT_A_CHILD = -errno.ECHILD
 
@@ -96,7 +97,8 @@ class Child:
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
-    _raw_rusage: Any
+    # [user CPU us, system CPU us, ru_maxrss] once reaped (see _native.reap).
+    _raw_rusage: list[int] | None
     _waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[int]]]
     # True while a thread sleeps in waitid(P_PID, pid, WNOWAIT): only that
     # thread may reap then (reaping under it would let the pid be recycled
