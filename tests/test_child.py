@@ -10,26 +10,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from orchestrator_spawn import PIPE, Child, _platform, spawn
+from orchestrator_spawn import PIPE, Child, spawn
 from tests.process_helpers import count_pidfds, wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 
 
-@pytest.fixture(params=["fast", "sigchld"], autouse=True)
-def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Runs each test with the pidfd fast path on and off."""
-    saved = _platform.pidfd_enabled()
-    _platform.set_pidfd_enabled(request.param == "fast")
-    try:
-        yield str(request.param)
-    finally:
-        _platform.set_pidfd_enabled(saved)
+# Every test runs with the pidfd fast path on and off (conftest.exit_path).
+pytestmark = pytest.mark.usefixtures("exit_path")
 
 
 def reaped(pid: int) -> bool:

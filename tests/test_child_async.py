@@ -12,27 +12,17 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
 
-from orchestrator_spawn import PIPE, Child, _platform, kill_child_process_group, spawn
+from orchestrator_spawn import PIPE, Child, kill_child_process_group, spawn
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
 from tests.process_helpers import count_pidfds, wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]
-
-
-@pytest.fixture(params=["fast", "sigchld"])
-def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
-    saved = _platform.pidfd_enabled()
-    _platform.set_pidfd_enabled(request.param == "fast")
-    try:
-        yield str(request.param)
-    finally:
-        _platform.set_pidfd_enabled(saved)
 
 
 def _uvloop_factory() -> asyncio.AbstractEventLoop:
