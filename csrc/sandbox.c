@@ -25,15 +25,24 @@
 #include "sandbox_internal.h"
 
 os_sandbox_plan *os_sandbox_plan_new(void) {
-    return calloc(1, sizeof(struct os_sandbox_plan));
+    struct os_sandbox_plan *plan = calloc(1, sizeof(struct os_sandbox_plan));
+    if (plan != NULL)
+        plan->handoff_fd = -1;
+    return plan;
+}
+
+static void free_paths(char **paths, int n) {
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
 }
 
 void os_sandbox_plan_free(os_sandbox_plan *plan) {
     if (plan == NULL)
         return;
-    for (int i = 0; i < plan->n_readonly_binds; i++)
-        free(plan->readonly_binds[i]);
-    free(plan->readonly_binds);
+    free_paths(plan->readonly_binds, plan->n_readonly_binds);
+    free_paths(plan->pinned_dirs, plan->n_pinned_dirs);
+    free_paths(plan->writable_mounts, plan->n_writable_mounts);
     for (int i = 0; i < plan->n_path_rules; i++)
         free(plan->path_rules[i].path);
     free(plan->path_rules);
@@ -58,18 +67,57 @@ static int checked_path(const char *path) {
     return 0;
 }
 
-int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) {
-    if (plan == NULL || checked_path(path) < 0)
+/* Appends a copy of path to a plan's path list. */
+static int append_path(char ***paths, int *n, const char *path) {
+    if (checked_path(path) < 0)
         return -EINVAL;
-    char **grown = realloc(plan->readonly_binds, sizeof(char *) * (plan->n_readonly_binds + 1));
+    char **grown = realloc(*paths, sizeof(char *) * (*n + 1));
     if (grown == NULL)
         return -ENOMEM;
-    plan->readonly_binds = grown;
+    *paths = grown;
     char *copy = strdup(path);
     if (copy == NULL)
         return -ENOMEM;
-    plan->readonly_binds[plan->n_readonly_binds++] = copy;
+    (*paths)[(*n)++] = copy;
     return 0;
+}
+
+int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) {
+    if (plan == NULL)
+        return -EINVAL;
+    return append_path(&plan->readonly_binds, &plan->n_readonly_binds, path);
+}
+
+int os_sandbox_plan_add_pinned_dir(os_sandbox_plan *plan, const char *path) {
+    if (plan == NULL)
+        return -EINVAL;
+    return append_path(&plan->pinned_dirs, &plan->n_pinned_dirs, path);
+}
+
+int os_sandbox_plan_set_readonly_tree(os_sandbox_plan *plan) {
+    if (plan == NULL)
+        return -EINVAL;
+    plan->readonly_tree = 1;
+    return 0;
+}
+
+int os_sandbox_plan_add_writable_mount(os_sandbox_plan *plan, const char *path) {
+    if (plan == NULL)
+        return -EINVAL;
+    if (plan->n_writable_mounts >= OS_SANDBOX_MAX_WRITABLE_MOUNTS)
+        return -E2BIG;
+    return append_path(&plan->writable_mounts, &plan->n_writable_mounts, path);
+}
+
+int os_sandbox_plan_set_private_ptys(os_sandbox_plan *plan) {
+    if (plan == NULL)
+        return -EINVAL;
+    plan->private_ptys = 1;
+    return 0;
+}
+
+int os_sandbox_plan_inherited_fd(const os_sandbox_plan *plan) {
+    return plan == NULL ? -1 : plan->handoff_fd;
 }
 
 int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs) {
@@ -98,17 +146,14 @@ int os_sandbox_plan_add_path_rule(os_sandbox_plan *plan, const char *path, int a
     return 0;
 }
 
-int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
-                                const char *handoff_path) {
+int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port, int handoff_fd) {
     if (plan == NULL)
         return -EINVAL;
     if (mode == OS_SANDBOX_NET_ALLOWLIST) {
-        if (proxy_port <= 0 || proxy_port > 65535 || handoff_path == NULL)
+        /* Not 0-2: the child's stdio is set up before the handoff. */
+        if (proxy_port <= 0 || proxy_port > 65535 || handoff_fd <= 2)
             return -EINVAL;
-        if (strlen(handoff_path) >= sizeof(plan->handoff_path))
-            return -ENAMETOOLONG;
-        memset(plan->handoff_path, 0, sizeof(plan->handoff_path));
-        memcpy(plan->handoff_path, handoff_path, strlen(handoff_path));
+        plan->handoff_fd = handoff_fd;
         plan->proxy_port = proxy_port;
     } else if (mode != OS_SANDBOX_NET_INHERIT && mode != OS_SANDBOX_NET_DENY) {
         return -EINVAL;
@@ -117,10 +162,11 @@ int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
     return 0;
 }
 
-int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only) {
+int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only,
+                                int deny_metadata) {
     if (plan == NULL)
         return -EINVAL;
-    return os_sandbox_build_filter(plan, deny_ip_sockets, allow_inet_only);
+    return os_sandbox_build_filter(plan, deny_ip_sockets, allow_inet_only, deny_metadata);
 }
 
 int os_sandbox_landlock_abi(void) {
@@ -173,6 +219,16 @@ static void probe_child(int what, const struct os_sandbox_plan *plan, const char
                 err = os_sandbox_loopback_up();
                 step = OS_SANDBOX_STEP_LOOPBACK;
             }
+            /* And the mounts every sandbox makes: the read-only tree (with
+             * scratch_dir kept writable) and a private devpts. */
+            if (err == 0) {
+                err = os_sandbox_readonly_tree(plan);
+                step = OS_SANDBOX_STEP_READONLY_TREE;
+            }
+            if (err == 0) {
+                err = os_sandbox_private_ptys();
+                step = OS_SANDBOX_STEP_PRIVATE_PTYS;
+            }
         }
     } else {
         err = os_sandbox_enter_steps(plan, &step);
@@ -186,10 +242,14 @@ static void probe_child(int what, const struct os_sandbox_plan *plan, const char
     _exit(0);
 }
 
-static int build_probe_plan(int what, struct os_sandbox_plan *plan) {
+static int build_probe_plan(int what, struct os_sandbox_plan *plan, char **scratch) {
     memset(plan, 0, sizeof(*plan));
+    plan->handoff_fd = -1;
     switch (what) {
     case OS_SANDBOX_PROBE_USERNS:
+        plan->readonly_tree = 1;
+        plan->writable_mounts = scratch;
+        plan->n_writable_mounts = 1;
         return os_sandbox_plan_use_userns(plan, (unsigned)geteuid(), (unsigned)getegid(), 1);
     case OS_SANDBOX_PROBE_LANDLOCK: {
         int abi = os_sandbox_landlock_abi();
@@ -198,7 +258,7 @@ static int build_probe_plan(int what, struct os_sandbox_plan *plan) {
         return os_sandbox_plan_set_landlock(plan, abi, 1);
     }
     case OS_SANDBOX_PROBE_SECCOMP:
-        return os_sandbox_build_filter(plan, 1, 0);
+        return os_sandbox_build_filter(plan, 1, 0, 1);
     default:
         return -EINVAL;
     }
@@ -209,7 +269,8 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     *failed_step = 0;
     if (what == OS_SANDBOX_PROBE_USERNS && checked_path(scratch_dir) < 0)
         return -EINVAL;
-    int err = build_probe_plan(what, &plan);
+    char *scratch[1] = {(char *)scratch_dir};
+    int err = build_probe_plan(what, &plan, scratch);
     if (err < 0) {
         *failed_step = what == OS_SANDBOX_PROBE_SECCOMP ? OS_SANDBOX_STEP_SECCOMP
                                                         : OS_SANDBOX_STEP_LANDLOCK;
@@ -262,17 +323,24 @@ int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned
     return -ENOSYS;
 }
 int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
+int os_sandbox_plan_add_pinned_dir(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
+int os_sandbox_plan_set_readonly_tree(os_sandbox_plan *plan) { return -ENOSYS; }
+int os_sandbox_plan_add_writable_mount(os_sandbox_plan *plan, const char *path) {
+    return -ENOSYS;
+}
+int os_sandbox_plan_set_private_ptys(os_sandbox_plan *plan) { return -ENOSYS; }
+int os_sandbox_plan_inherited_fd(const os_sandbox_plan *plan) { return -1; }
 int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs) {
     return -ENOSYS;
 }
 int os_sandbox_plan_add_path_rule(os_sandbox_plan *plan, const char *path, int access) {
     return -ENOSYS;
 }
-int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port,
-                                const char *handoff_path) {
+int os_sandbox_plan_set_network(os_sandbox_plan *plan, int mode, int proxy_port, int handoff_fd) {
     return -ENOSYS;
 }
-int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only) {
+int os_sandbox_plan_set_seccomp(os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only,
+                                int deny_metadata) {
     return -ENOSYS;
 }
 int os_sandbox_landlock_abi(void) { return -ENOSYS; }

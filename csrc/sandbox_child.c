@@ -8,7 +8,10 @@
  *
  * Order (os_sandbox_enter_steps):
  *   1. user + mount (+ network) namespaces, identity uid/gid maps
- *   2. mounts private, readable paths bind-mounted read-only
+ *   2. mounts private; the whole tree read-only but the writable paths
+ *      (fs scoping), the directories above readable paths pinned, readable
+ *      paths bind-mounted read-only, a private devpts on /dev/pts; then the
+ *      working directory entered again, so that it is the new mounts' view
  *   3. network: loopback up and the proxy listener handed to the parent
  *   4. capability bounding set emptied (the child keeps no capability, even
  *      in its own user namespace, once it execs)
@@ -135,6 +138,54 @@ int os_sandbox_bind_readonly(const char *path) {
     return 0;
 }
 
+/* Self-bind: a mount point cannot be renamed or removed (EBUSY). */
+static int pin_dir(const char *path) {
+    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0)
+        return -errno;
+    return 0;
+}
+
+int os_sandbox_readonly_tree(const struct os_sandbox_plan *plan) {
+    int n = plan->n_writable_mounts, err = 0, i;
+    int clones[OS_SANDBOX_MAX_WRITABLE_MOUNTS];
+    if (n > OS_SANDBOX_MAX_WRITABLE_MOUNTS)
+        return -E2BIG;
+    /* Clone each writable subtree first: the clones keep their flags while
+     * the tree they came from turns read-only. */
+    for (i = 0; i < n; i++) {
+        clones[i] = (int)syscall(__NR_open_tree, AT_FDCWD, plan->writable_mounts[i],
+                                 OS_OPEN_TREE_CLONE | O_CLOEXEC | OS_AT_RECURSIVE);
+        if (clones[i] < 0 && errno != ENOENT) {
+            err = -errno;
+            break;
+        }
+    }
+    if (err == 0) {
+        struct os_mount_attr attr;
+        memset(&attr, 0, sizeof(attr));
+        attr.attr_set = OS_MOUNT_ATTR_RDONLY;
+        if (syscall(__NR_mount_setattr, AT_FDCWD, "/", OS_AT_RECURSIVE, &attr, sizeof(attr)) != 0)
+            err = -errno;
+    }
+    for (int j = 0; j < i; j++) { /* i == n unless a clone failed */
+        if (err == 0 && clones[j] >= 0 &&
+            syscall(__NR_move_mount, clones[j], "", AT_FDCWD, plan->writable_mounts[j],
+                    OS_MOVE_MOUNT_F_EMPTY_PATH) != 0)
+            err = -errno;
+        if (clones[j] >= 0)
+            close(clones[j]);
+    }
+    return err;
+}
+
+int os_sandbox_private_ptys(void) {
+    /* Opening /dev/ptmx finds the devpts instance at /dev/pts beside it. */
+    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=0620") != 0)
+        return -errno;
+    return 0;
+}
+
 int os_sandbox_loopback_up(void) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -155,33 +206,24 @@ int os_sandbox_loopback_up(void) {
 }
 
 /* Listens on 127.0.0.1:port in the child's network namespace and sends that
- * listening socket over the parent's unix socket (a filesystem socket, so it
- * is reachable across network namespaces). The parent's proxy then accepts
- * the connections made inside the namespace; no process is left behind. */
+ * listening socket over the inherited handoff fd (a socketpair end: fds
+ * cross network namespaces, and no other process can reach it). The
+ * parent's proxy then accepts the connections made inside the namespace; no
+ * process is left behind. The handoff fd is closed either way. */
 static int hand_proxy_listener_to_parent(const struct os_sandbox_plan *plan) {
-    int listener = -1, channel = -1, err = 0;
+    int listener = -1, channel = plan->handoff_fd, err = 0;
     listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (listener < 0)
-        return -errno;
+    if (listener < 0) {
+        err = -errno;
+        close(channel);
+        return err;
+    }
     struct sockaddr_in in;
     memset(&in, 0, sizeof(in));
     in.sin_family = AF_INET;
     in.sin_port = htons((unsigned short)plan->proxy_port);
     in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(listener, (struct sockaddr *)&in, sizeof(in)) != 0 || listen(listener, 128) != 0)
-        goto error;
-    channel = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (channel < 0)
-        goto error;
-    struct sockaddr_un un;
-    memset(&un, 0, sizeof(un));
-    un.sun_family = AF_UNIX;
-    memcpy(un.sun_path, plan->handoff_path, sizeof(un.sun_path));
-    int rc;
-    do
-        rc = connect(channel, (struct sockaddr *)&un, sizeof(un));
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0)
         goto error;
 
     char byte = 'L';
@@ -313,17 +355,38 @@ static int apply_landlock(const struct os_sandbox_plan *plan) {
     return err;
 }
 
+/* The mounts of the plan, in its fresh mount namespace. */
+static int make_mounts(const struct os_sandbox_plan *plan, int *failed_step) {
+    int err;
+    /* The working directory still points into the mounts below any mount
+     * made now: remember its path and walk it again afterwards. */
+    char cwd[4096];
+    long got = syscall(SYS_getcwd, cwd, sizeof(cwd));
+    int have_cwd = got > 0 && cwd[0] == '/';
+    if (plan->readonly_tree && (err = os_sandbox_readonly_tree(plan)) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_READONLY_TREE, err);
+    for (int i = 0; i < plan->n_pinned_dirs; i++)
+        if ((err = pin_dir(plan->pinned_dirs[i])) < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_PIN_DIR, err);
+    for (int i = 0; i < plan->n_readonly_binds; i++)
+        if ((err = os_sandbox_bind_readonly(plan->readonly_binds[i])) < 0)
+            return fail(failed_step, OS_SANDBOX_STEP_BIND_READONLY, err);
+    if (plan->private_ptys && (err = os_sandbox_private_ptys()) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_PRIVATE_PTYS, err);
+    if (have_cwd && chdir(cwd) != 0)
+        return fail(failed_step, OS_SANDBOX_STEP_READONLY_TREE, -errno);
+    return 0;
+}
+
 static int enter_steps(const struct os_sandbox_plan *plan, int cloned, int *failed_step) {
     int err;
     if (plan->use_userns) {
         err = enter_namespaces(plan, cloned, failed_step);
         if (err < 0)
             return err;
-        for (int i = 0; i < plan->n_readonly_binds; i++) {
-            err = os_sandbox_bind_readonly(plan->readonly_binds[i]);
-            if (err < 0)
-                return fail(failed_step, OS_SANDBOX_STEP_BIND_READONLY, err);
-        }
+        err = make_mounts(plan, failed_step);
+        if (err < 0)
+            return err;
     }
     if (plan->net_mode == OS_SANDBOX_NET_ALLOWLIST) {
         err = os_sandbox_loopback_up();

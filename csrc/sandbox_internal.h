@@ -80,6 +80,12 @@ struct os_sandbox_plan {
     char gid_map[32];
     char **readonly_binds;
     int n_readonly_binds;
+    char **pinned_dirs;
+    int n_pinned_dirs;
+    int readonly_tree;
+    char **writable_mounts;
+    int n_writable_mounts;
+    int private_ptys;
 
     /* Landlock. */
     int landlock_abi; /* 0: no Landlock */
@@ -90,7 +96,7 @@ struct os_sandbox_plan {
     /* Network. */
     int net_mode;
     int proxy_port;
-    char handoff_path[108]; /* sizeof(sockaddr_un.sun_path) */
+    int handoff_fd; /* -1: none */
 
     /* seccomp (built in the parent, installed by os_sandbox_child_seal). */
     struct sock_filter *filter;
@@ -106,7 +112,43 @@ int os_sandbox_loopback_up(void);
 
 /* Builds plan->filter (parent side). Returns 0 or -errno. */
 int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets,
-                            int allow_inet_only);
+                            int allow_inet_only, int deny_metadata);
+
+/* The new mount API (Linux >= 5.2 / 5.12); numbers are the same on every
+ * architecture. */
+#ifndef __NR_open_tree
+#define __NR_open_tree 428
+#define __NR_move_mount 429
+#define __NR_fsopen 430
+#define __NR_fsconfig 431
+#define __NR_fsmount 432
+#define __NR_fspick 433
+#endif
+#ifndef __NR_mount_setattr
+#define __NR_mount_setattr 442
+#endif
+#define OS_OPEN_TREE_CLONE 1U
+#define OS_AT_RECURSIVE 0x8000
+#define OS_MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#define OS_MOUNT_ATTR_RDONLY 0x00000001ULL
+
+struct os_mount_attr {
+    uint64_t attr_set;
+    uint64_t attr_clr;
+    uint64_t propagation;
+    uint64_t userns_fd;
+};
+
+/* The most writable mounts a plan may keep (the child holds their clones in
+ * a stack array). */
+#define OS_SANDBOX_MAX_WRITABLE_MOUNTS 64
+
+/* Makes the whole mount tree read-only except plan->writable_mounts (child
+ * side; needs the plan's mount namespace). 0 or -errno. */
+int os_sandbox_readonly_tree(const struct os_sandbox_plan *plan);
+
+/* Mounts a new devpts instance on /dev/pts. 0 or -errno. */
+int os_sandbox_private_ptys(void);
 
 /* Landlock rights of an ABI version: all filesystem rights it handles. */
 uint64_t os_sandbox_ll_fs_rights(int abi);

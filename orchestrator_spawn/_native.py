@@ -582,6 +582,9 @@ SANDBOX_STEPS: dict[int, str] = {
     lib.OS_SANDBOX_STEP_SECCOMP: "seccomp filter",
     lib.OS_SANDBOX_STEP_PROXY_HANDOFF: "hand the proxy listener to the parent",
     lib.OS_SANDBOX_STEP_CAPABILITIES: "drop capabilities",
+    lib.OS_SANDBOX_STEP_READONLY_TREE: "make the mount tree read-only (open_tree, mount_setattr)",
+    lib.OS_SANDBOX_STEP_PIN_DIR: "pin a directory above a readable path (bind mount)",
+    lib.OS_SANDBOX_STEP_PRIVATE_PTYS: "mount a private devpts on /dev/pts",
 }
 
 
@@ -634,6 +637,39 @@ def sandbox_plan_add_readonly_bind(plan: Any, path: str) -> None:
     )
 
 
+def sandbox_plan_add_pinned_dir(plan: Any, path: str) -> None:
+    """Bind-mount the absolute directory ``path`` onto itself (it cannot be renamed then)."""
+    _check_no_nul(path)
+    _sandbox_check(
+        lib.os_sandbox_plan_add_pinned_dir(plan, os.fsencode(path)),
+        f"sandbox plan: pinned directory {path!r}",
+    )
+
+
+def sandbox_plan_set_readonly_tree(plan: Any) -> None:
+    """Make every mount read-only in the child but the writable mounts added."""
+    _sandbox_check(lib.os_sandbox_plan_set_readonly_tree(plan), "sandbox plan: read-only tree")
+
+
+def sandbox_plan_add_writable_mount(plan: Any, path: str) -> None:
+    """Keep the absolute ``path`` (and beneath) writable under the read-only tree."""
+    _check_no_nul(path)
+    _sandbox_check(
+        lib.os_sandbox_plan_add_writable_mount(plan, os.fsencode(path)),
+        f"sandbox plan: writable mount {path!r}",
+    )
+
+
+def sandbox_plan_set_private_ptys(plan: Any) -> None:
+    """Mount a new devpts instance on /dev/pts in the child."""
+    _sandbox_check(lib.os_sandbox_plan_set_private_ptys(plan), "sandbox plan: private ptys")
+
+
+def sandbox_plan_inherited_fd(plan: Any) -> int:
+    """The fd the spawn must keep open in the child for the plan (-1: none)."""
+    return int(lib.os_sandbox_plan_inherited_fd(plan))
+
+
 def sandbox_plan_set_landlock(plan: Any, abi: int, *, restrict_fs: bool) -> None:
     """Apply a Landlock ruleset of ``abi``; with ``restrict_fs`` only path rules grant access."""
     _sandbox_check(
@@ -651,19 +687,24 @@ def sandbox_plan_add_path_rule(plan: Any, path: str, access: int) -> None:
 
 
 def sandbox_plan_set_network(
-    plan: Any, mode: int, *, proxy_port: int = 0, handoff_path: str | None = None
+    plan: Any, mode: int, *, proxy_port: int = 0, handoff_fd: int = -1
 ) -> None:
-    """Set the network mode (SANDBOX_NET_*); allowlist needs the port and handoff socket."""
-    path = ffi.NULL if handoff_path is None else os.fsencode(handoff_path)
+    """Set the network mode (SANDBOX_NET_*); allowlist needs the port and the
+    handoff fd (a socketpair end > 2, kept open in the child by the spawn)."""
     _sandbox_check(
-        lib.os_sandbox_plan_set_network(plan, mode, proxy_port, path), "sandbox plan: network"
+        lib.os_sandbox_plan_set_network(plan, mode, proxy_port, handoff_fd),
+        "sandbox plan: network",
     )
 
 
-def sandbox_plan_set_seccomp(plan: Any, *, deny_ip_sockets: bool, allow_inet_only: bool) -> None:
+def sandbox_plan_set_seccomp(
+    plan: Any, *, deny_ip_sockets: bool, allow_inet_only: bool, deny_metadata: bool = False
+) -> None:
     """Build the seccomp filter the child installs right before exec."""
     _sandbox_check(
-        lib.os_sandbox_plan_set_seccomp(plan, int(deny_ip_sockets), int(allow_inet_only)),
+        lib.os_sandbox_plan_set_seccomp(
+            plan, int(deny_ip_sockets), int(allow_inet_only), int(deny_metadata)
+        ),
         "sandbox plan: seccomp",
     )
 

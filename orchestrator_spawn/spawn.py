@@ -308,6 +308,12 @@ def spawn(
         search_path = env_path if env_path is not None else _DEFPATH
     rlimits = limits.as_rlimits() if limits is not None else _native.NO_LIMITS
     kept_fds = _pass_fds(pass_fds) if pass_fds else ()
+    if _sandbox_plan is not None:
+        # The plan's own fd (the allowlist proxy's handoff socketpair end):
+        # the child's sandbox step sends on it and closes it before exec.
+        sandbox_fd = _native.sandbox_plan_inherited_fd(_sandbox_plan)
+        if sandbox_fd > 2:
+            kept_fds = tuple(sorted({*kept_fds, sandbox_fd}))
     flags = _native.NEW_PROCESS_GROUP if process_group else 0
     lazy_pidfd = _platform.lazy_pidfd
     if lazy_pidfd:

@@ -54,10 +54,11 @@ def _missing(profile: SandboxProfile) -> list[tuple[str, str]]:
 def _allowlist_problems(profile: SandboxProfile) -> list[tuple[str, str]]:
     if profile.network_mode != "allowlist":
         return []
-    from orchestrator_spawn.sandbox.proxy import parse_allowlist
+    from orchestrator_spawn.sandbox.proxy import max_connections_setting, parse_allowlist
 
     try:
         parse_allowlist(profile.network_allowlist)
+        max_connections_setting()
     except ValueError as err:
         return [("unsupported_backend_feature", str(err))]
     return []
@@ -108,7 +109,8 @@ class PreparedSandbox:
     ``argv``: the command to run (rewritten under ``sandbox-exec`` on macOS).
     ``env_overrides``: variables to set in the child (the proxy in allowlist
     mode). ``native_plan``: the cffi ``os_sandbox_plan *`` to pass as
-    ``spawn(..., _sandbox_plan=...)``, or None. ``backend``: the backend name.
+    ``spawn(..., _sandbox_plan=...)``, or None (``spawn`` keeps the fd the
+    plan needs open in the child: the proxy handoff). ``backend``: the backend name.
     ``close()`` stops the proxy and frees the plan; it is idempotent, and the
     plan must not be used after it.
     """
@@ -210,7 +212,7 @@ def _prepare_linux(
     from orchestrator_spawn.sandbox import linux
 
     env: dict[str, str] = {}
-    handoff = None
+    handoff = -1
     if proxy is not None:
         try:
             handoff = proxy.listen_handoff()
@@ -218,7 +220,7 @@ def _prepare_linux(
             raise _unavailable(profile, backend, err) from err
         env = _proxy_env(PROXY_PORT_IN_NETNS)
     try:
-        plan = linux.build_plan(profile, linux.probe_capabilities(), handoff_path=handoff)
+        plan = linux.build_plan(profile, linux.probe_capabilities(), handoff_fd=handoff)
     except OSError as err:
         raise _unavailable(profile, backend, err) from err
     return PreparedSandbox(argv, env, plan, backend, proxy)

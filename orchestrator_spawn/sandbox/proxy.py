@@ -16,28 +16,49 @@ however many sandboxes run.
 
 How the child reaches it on Linux: the child's network namespace is empty,
 so the parent cannot listen inside it. Instead the child, before exec, listens
-on ``127.0.0.1:3128`` in its namespace and sends that listening socket over a
-filesystem unix socket (``handoff_path``, in a private 0700 directory; those
-cross network namespaces) to the parent, which then accepts and serves the
-connections made inside the namespace. On macOS the proxy simply listens on
-``127.0.0.1`` on an ephemeral port.
+on ``127.0.0.1:3128`` in its namespace and sends that listening socket over
+its end of a socketpair it inherited (``listen_handoff``; fds cross network
+namespaces, and no other process can reach an unnamed socketpair) to the
+parent, which then accepts and serves the connections made inside the
+namespace. On macOS the proxy simply listens on ``127.0.0.1`` on an ephemeral
+port.
+
+Resources: one proxy serves at most ``max_connections`` client connections
+at once (default ``DEFAULT_MAX_CONNECTIONS``, or the environment variable
+``ORCHESTRATOR_SPAWN_PROXY_MAX_CONNECTIONS``); each holds at most two fds of
+the orchestrator (client and upstream). A connection beyond the cap is
+accepted, answered ``503 Service Unavailable`` and closed at once, and the
+first refusal is logged once per proxy. When accepting itself fails (the
+orchestrator is out of fds), the proxy stops accepting for a moment instead of
+spinning, and says so once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import ipaddress
+import logging
 import os
 import socket
-import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["AllowlistProxy", "parse_allowlist"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "MAX_CONNECTIONS_ENV", "AllowlistProxy", "parse_allowlist"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_CONNECTIONS = 64
+MAX_CONNECTIONS_ENV = "ORCHESTRATOR_SPAWN_PROXY_MAX_CONNECTIONS"
+_ACCEPT_PAUSE = 0.5  # seconds without accepting after accept() itself failed
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n"
+)
 
 _MAX_HEAD = 64 * 1024
 _HEAD_TIMEOUT = 30.0  # seconds for a client to send its request head
@@ -126,22 +147,43 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_LoopThread.forget_after_fork)
 
 
+def max_connections_setting() -> int:
+    """The cap from ``ORCHESTRATOR_SPAWN_PROXY_MAX_CONNECTIONS`` (default
+    ``DEFAULT_MAX_CONNECTIONS``); raises ValueError naming the variable when
+    it is not a positive integer."""
+    text = os.environ.get(MAX_CONNECTIONS_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_CONNECTIONS
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{MAX_CONNECTIONS_ENV}={text!r} is not a positive integer")
+    return int(text)
+
+
 class AllowlistProxy:
     """One proxy serving one sandbox's allowlist; ``close()`` stops it (idempotent).
 
-    ``listen_tcp()`` (macOS) or ``listen_handoff()`` (Linux) start it. Raises
-    ValueError for a malformed allowlist.
+    ``listen_tcp()`` (macOS) or ``listen_handoff()`` (Linux) start it.
+    ``max_connections``: client connections served at once (None: the
+    environment's setting, see :func:`max_connections_setting`). Raises
+    ValueError for a malformed allowlist or cap.
     """
 
-    def __init__(self, allowlist: Iterable[str]) -> None:
+    def __init__(self, allowlist: Iterable[str], *, max_connections: int | None = None) -> None:
         self.allowed = parse_allowlist(allowlist)
+        if max_connections is None:
+            max_connections = max_connections_setting()
+        if isinstance(max_connections, bool) or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, not {max_connections!r}")
+        self.max_connections = max_connections
+        self.active = 0  # client connections being served
+        self.refused = 0  # client connections refused over the cap
         self._loop = _LoopThread.loop()
-        self._servers: list[asyncio.AbstractServer] = []
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tmpdir: str | None = None
         self._closed = False
-        self.handoff_path: str | None = None
+        self._said_refused = False
+        self._said_accept_failed = False
+        self._child_end: socket.socket | None = None
         self.port: int | None = None
 
     # -- setup (caller's thread) ------------------------------------------------
@@ -155,22 +197,23 @@ class AllowlistProxy:
         self._call(self._serve_listener(sock))
         return self.port
 
-    def listen_handoff(self) -> str:
-        """Create the unix socket children hand their listeners to; returns its path.
-
-        The socket listens before this returns, so a child forked afterwards can
-        connect at once even before the proxy thread gets to it.
-        """
-        self._tmpdir = tempfile.mkdtemp(prefix="osp-proxy-")  # mode 0700
-        path = os.path.join(self._tmpdir, "handoff")
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(path)
-        sock.listen(16)
-        sock.setblocking(False)
-        self._sockets.append(sock)
-        self._loop.call_soon_threadsafe(self._loop.add_reader, sock.fileno(), self._accept, sock)
-        self.handoff_path = path
-        return path
+    def listen_handoff(self) -> int:
+        """Make the socketpair the child hands its listener over; returns the
+        child's end (an fd > 2, close-on-exec in this process), which the
+        spawn must keep open in the child. The proxy closes it once the
+        listener arrived, or at ``close()``."""
+        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if child_end.fileno() <= 2:  # the child's stdio would be dup2'ed over it
+            moved = fcntl.fcntl(child_end.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+            child_end.close()
+            child_end = socket.socket(fileno=moved)
+        parent_end.setblocking(False)
+        self._sockets += [parent_end, child_end]
+        self._child_end = child_end
+        self._loop.call_soon_threadsafe(
+            self._loop.add_reader, parent_end.fileno(), self._receive_listener, parent_end
+        )
+        return child_end.fileno()
 
     def close(self, *, wait: bool = True) -> None:
         """Stop serving, close every socket, remove the handoff directory.
@@ -181,6 +224,12 @@ class AllowlistProxy:
         if self._closed:
             return
         self._closed = True
+        if self.refused:
+            logger.info(
+                "allowlist proxy: refused %d connection(s) over the cap of %d",
+                self.refused,
+                self.max_connections,
+            )
         if not self._loop.is_closed():
             if not wait:
                 shutdown = self._shutdown_and_close()
@@ -201,40 +250,14 @@ class AllowlistProxy:
             self._close_sockets()
 
     def _close_sockets(self) -> None:
-        for sock in self._sockets:
+        for sock in list(self._sockets):
             sock.close()
-        self._remove_handoff_path()
 
     def _call(self, coro: Any) -> Any:
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(timeout=30)
 
     # -- the proxy loop ------------------------------------------------------------
-
-    def _accept(self, listener: socket.socket) -> None:
-        try:
-            conn, _ = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return
-        # One sandbox, one child: the first connection is the child's, made
-        # before its exec. Take no other, and remove the path, so the program
-        # it runs cannot reach the parent through this socket later.
-        self._loop.remove_reader(listener.fileno())
-        self._sockets.remove(listener)
-        listener.close()
-        self._remove_handoff_path()
-        conn.setblocking(False)
-        self._sockets.append(conn)
-        self._loop.add_reader(conn.fileno(), self._receive_listener, conn)
-
-    def _remove_handoff_path(self) -> None:
-        if self._tmpdir is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._tmpdir, "handoff"))
-            with contextlib.suppress(OSError):
-                os.rmdir(self._tmpdir)
 
     def _receive_listener(self, conn: socket.socket) -> None:
         try:
@@ -243,9 +266,14 @@ class AllowlistProxy:
             return
         except OSError:
             fds = []
+        # One sandbox, one child: the first message is the child's, sent
+        # before its exec; take no other (the channel closes here).
         self._loop.remove_reader(conn.fileno())
-        self._sockets.remove(conn)
-        conn.close()
+        for end in (conn, self._child_end):
+            if end is not None and end in self._sockets:
+                self._sockets.remove(end)
+                end.close()
+        self._child_end = None
         for fd in fds:
             sock = socket.socket(fileno=fd)
             listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
@@ -263,29 +291,81 @@ class AllowlistProxy:
         if self._closed:
             sock.close()
             return
-        server = await asyncio.start_server(self._handle, sock=sock, limit=_MAX_HEAD)
-        self._servers.append(server)
+        sock.setblocking(False)
+        self._sockets.append(sock)
+        self._loop.add_reader(sock.fileno(), self._accept_clients, sock)
+
+    def _accept_clients(self, listener: socket.socket) -> None:
+        for _ in range(64):  # then let the other proxies' work run
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # EMFILE, ENFILE, ENOBUFS: no resources now
+                self._pause_accepting(listener, err)
+                return
+            if self._closed:
+                conn.close()
+                return
+            if self.active >= self.max_connections:
+                self._refuse(conn)
+                continue
+            self.active += 1
+            self._spawn_task(self._serve_client(conn))
+
+    def _refuse(self, conn: socket.socket) -> None:
+        self.refused += 1
+        with contextlib.suppress(OSError):
+            conn.setblocking(False)
+            conn.send(_REFUSAL)
+        conn.close()
+        if not self._said_refused:
+            self._said_refused = True
+            logger.warning(
+                "allowlist proxy: a sandboxed child holds %d connections (the cap); "
+                "refusing more (%s)",
+                self.max_connections,
+                MAX_CONNECTIONS_ENV,
+            )
+
+    def _pause_accepting(self, listener: socket.socket, err: OSError) -> None:
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(listener.fileno())
+        if not self._said_accept_failed:
+            self._said_accept_failed = True
+            logger.warning("allowlist proxy: accept() failed (%s); pausing", err)
+
+        def resume() -> None:
+            if not self._closed and listener in self._sockets:
+                self._loop.add_reader(listener.fileno(), self._accept_clients, listener)
+
+        self._loop.call_later(_ACCEPT_PAUSE, resume)
+
+    async def _serve_client(self, conn: socket.socket) -> None:
+        try:
+            try:
+                reader, writer = await asyncio.open_connection(sock=conn, limit=_MAX_HEAD)
+            except OSError:
+                conn.close()
+                return
+            await self._handle(reader, writer)
+        finally:
+            self.active -= 1
 
     async def _shutdown(self) -> None:
         for sock in self._sockets:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1.0)
+        if tasks:
+            await asyncio.wait(tasks, timeout=1.0)
 
     def _allows(self, host: str, port: int) -> bool:
         return (_normal_host(host), port) in self.allowed
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
         try:
             await self._handle_request(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
