@@ -28,6 +28,7 @@ SUITE = (
     "test_sandbox_proxy.py",
     "test_sandbox_runner.py",
     "test_sandbox_api.py",
+    "test_sandbox_hardening.py",
 )
 
 pytestmark = [
