@@ -568,27 +568,32 @@ for path in sys.argv[1:]:
 
 # --- 7. probe results after a transient failure -------------------------------------
 
-PROBE_AFTER_EAGAIN = """
-import ctypes, errno, os, pwd, resource, sys, tempfile
-from orchestrator_spawn.sandbox import linux
-if os.geteuid() == 0:  # root is exempt from RLIMIT_NPROC: become nobody
-    nobody = pwd.getpwnam("nobody")
-    os.setgroups([])
-    os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
-    os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
-    # Changing ids made it non-dumpable: /proc/self would stay root's.
-    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
-soft, hard = resource.getrlimit(resource.RLIMIT_NPROC)
-resource.setrlimit(resource.RLIMIT_NPROC, (1, hard))  # this process alone fills it
-first = linux.probe_capabilities()
-resource.setrlimit(resource.RLIMIT_NPROC, (hard, hard))
-second = linux.probe_capabilities()
-print(first)
-print(second)
-ok_first = first.seccomp is not None and "Resource temporarily unavailable" in first.seccomp
-ok_second = (second.seccomp, second.userns, second.landlock) == (None, None, None)
-sys.exit(0 if ok_first and ok_second else 3)
-"""
+def _probe_after_eagain() -> str:
+    """In a forked copy of this process: probe while no fork is possible, then
+    again once it is. Returns "ok" or what went wrong."""
+    import ctypes
+    import resource
+
+    from orchestrator_spawn.sandbox import linux
+
+    if os.geteuid() == 0:  # root is exempt from RLIMIT_NPROC: become nobody
+        nobody = pwd.getpwnam("nobody")
+        os.setgroups([])
+        os.setresgid(nobody.pw_gid, nobody.pw_gid, nobody.pw_gid)
+        os.setresuid(nobody.pw_uid, nobody.pw_uid, nobody.pw_uid)
+        # Changing ids made it non-dumpable: /proc/self would stay root's.
+        ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
+    linux._probed = None  # this copy starts as a fresh process would
+    _, hard = resource.getrlimit(resource.RLIMIT_NPROC)
+    resource.setrlimit(resource.RLIMIT_NPROC, (1, hard))  # this process alone fills it
+    first = linux.probe_capabilities()
+    resource.setrlimit(resource.RLIMIT_NPROC, (hard, hard))
+    second = linux.probe_capabilities()
+    if first.seccomp is None or "Resource temporarily unavailable" not in first.seccomp:
+        return f"the first probe did not meet EAGAIN: {first}"
+    if (second.seccomp, second.userns, second.landlock) != (None, None, None):
+        return f"the failure was cached: {second}"
+    return "ok"
 
 
 def test_a_transient_probe_failure_is_not_cached() -> None:
@@ -598,18 +603,20 @@ def test_a_transient_probe_failure_is_not_cached() -> None:
             pwd.getpwnam("nobody")
         except KeyError:
             pytest.skip("no user 'nobody' to be limited by RLIMIT_NPROC")
-    import orchestrator_spawn
-
-    package_parent = str(Path(orchestrator_spawn.__file__).resolve().parent.parent)
-    env = {**os.environ, "PYTHONPATH": package_parent}
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE_AFTER_EAGAIN],
-        env=env,
-        cwd="/",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
+    read_end, write_end = os.pipe()
+    pid = os.fork()  # a copy, not a new interpreter: nobody may not exec ours
+    if pid == 0:
+        try:
+            os.close(read_end)
+            try:
+                report = _probe_after_eagain()
+            except BaseException as err:  # report anything, never return into pytest
+                report = repr(err)
+            os.write(write_end, report.encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        report = reader.read().decode()
+    os.waitpid(pid, 0)
+    assert report == "ok"
