@@ -176,8 +176,7 @@ attempt_each([
     )
     with open(log, "w") as stdout:
         assert (
-            run_with_stdout(profile(workspace, fs_mode="workspace_readonly"), py(code), stdout)
-            == 0
+            run_with_stdout(profile(workspace, fs_mode="workspace_readonly"), py(code), stdout) == 0
         )
     results = _errnos(log.read_text())
     assert set(results) == {"fchmod", "proc_chmod", "futime", "fsetxattr"}
@@ -315,7 +314,7 @@ def test_the_job_still_sets_its_own_limits_and_priority(workspace: Path) -> None
     needs("seccomp", "userns")
     script = (
         'ulimit -n 64 && test "$(ulimit -n)" = 64 && '
-        'nice -n 5 sh -c \'test "$(nice)" = 5\' && '
+        "nice -n 5 sh -c 'test \"$(nice)\" = 5' && "
         "sh -c 'ulimit -t 100; test \"$(ulimit -t)\" = 100'"
     )
     assert run(profile(workspace), ["/bin/sh", "-c", script]) == 0
@@ -444,18 +443,20 @@ if pid == 0:  # a session of its own with the job's terminal as controlling tty
 os._exit(os.waitpid(pid, 0)[1] >> 8)
 """
     try:
-        with prepare_sandbox(profile(workspace), py(code)) as prepared:
-            with spawn(
+        with (
+            prepare_sandbox(profile(workspace), py(code)) as prepared,
+            spawn(
                 prepared.argv,
                 env=dict(os.environ),
                 stdin=own_slave,
                 stdout=own_slave,
                 _sandbox_plan=prepared.native_plan,
-            ) as child:
-                os.close(own_slave)
-                own_slave = -1
-                output = _read_all(own_master, 20).decode()
-                assert child.wait_blocking(timeout=30) == 0, output
+            ) as child,
+        ):
+            os.close(own_slave)
+            own_slave = -1
+            output = _read_all(own_master, 20).decode()
+            assert child.wait_blocking(timeout=30) == 0, output
     finally:
         for fd in (victim_master, victim_slave, own_master, own_slave):
             if fd >= 0:
@@ -491,21 +492,23 @@ print(refused)
 """
     _LoopThread.loop()  # the proxies' shared thread exists before counting
     fds_before = len(os.listdir("/proc/self/fd"))
-    with caplog.at_level(logging.INFO, logger="orchestrator_spawn.sandbox.proxy"):
-        with prepare_sandbox(prof, py(code)) as prepared:
-            proxy = prepared._proxy
-            env = {**os.environ, **prepared.env_overrides}
-            with spawn(
-                prepared.argv,
-                env=env,
-                stdout=subprocess.PIPE,
-                _sandbox_plan=prepared.native_plan,
-            ) as child:
-                assert child.stdout is not None
-                out = child.stdout.read().decode()
-                assert child.wait_blocking(timeout=60) == 0, out
-            assert int(out) == opened - cap
-            assert proxy.refused == opened - cap
+    with (
+        caplog.at_level(logging.INFO, logger="orchestrator_spawn.sandbox.proxy"),
+        prepare_sandbox(prof, py(code)) as prepared,
+    ):
+        proxy = prepared._proxy
+        env = {**os.environ, **prepared.env_overrides}
+        with spawn(
+            prepared.argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            _sandbox_plan=prepared.native_plan,
+        ) as child:
+            assert child.stdout is not None
+            out = child.stdout.read().decode()
+            assert child.wait_blocking(timeout=60) == 0, out
+        assert int(out) == opened - cap
+        assert proxy.refused == opened - cap
     assert len(os.listdir("/proc/self/fd")) == fds_before
     assert proxy.active == 0
     assert all(sock.fileno() == -1 for sock in proxy._sockets)
@@ -567,6 +570,7 @@ for path in sys.argv[1:]:
 
 
 # --- 7. probe results after a transient failure -------------------------------------
+
 
 def _probe_after_eagain() -> str:
     """In a forked copy of this process: probe while no fork is possible, then
