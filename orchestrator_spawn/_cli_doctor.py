@@ -50,7 +50,8 @@ SANDBOX_PROBES: dict[str, str] = {
     "landlock": "landlock_create_ruleset(VERSION); a filesystem ruleset in a throwaway child",
     "user_namespaces": (
         "unshare(NEWUSER|NEWNS|NEWNET), id maps, a read-only bind, loopback up, "
-        "in a throwaway child"
+        "the read-only mount tree (open_tree, mount_setattr, move_mount), a private "
+        "devpts, in a throwaway child"
     ),
     "seccomp": "no_new_privs + the sandbox's seccomp filter in a throwaway child",
 }
@@ -170,7 +171,20 @@ def _sandbox_modes() -> dict[str, Any]:
         for label, fields in SANDBOX_MODES.items():
             profile = ExecutionProfile(mode="sandbox", **fields).resolve(label, workspace)
             modes[label] = _preflight_state(sandbox_preflight(profile))
-    return {"backend": _backend_name(), "modes": modes}
+    return {"backend": _backend_name(), "modes": modes, "protections": _sandbox_protections()}
+
+
+def _sandbox_protections() -> dict[str, dict[str, Any]]:
+    """Which hardening of a sandboxed child this kernel gives (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return {}
+    from orchestrator_spawn.sandbox import linux
+
+    protections = linux.protections(linux.probe_capabilities())
+    return {
+        name: {"given": why is None, "detail": "yes" if why is None else why}
+        for name, why in protections.items()
+    }
 
 
 def _package() -> dict[str, Any]:
@@ -267,6 +281,12 @@ def render_text(report: dict[str, Any]) -> list[str]:
     for label, mode in sandbox["modes"].items():
         lines.append(f"  {label:<{width}}  {mode['state']}")
         lines.extend(f"      - {text}" for text in mode["missing"])
+    protections = sandbox.get("protections") or {}
+    if protections:
+        lines.append("sandbox protections (this kernel):")
+        width = max(len(name) for name in protections)
+        for name, given in protections.items():
+            lines.append(f"  {name:<{width}}  {given['detail']}")
     profile = report.get("profile")
     if profile is not None:
         source = f" from {profile['config']}" if profile["config"] else ""

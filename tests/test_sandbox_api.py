@@ -41,6 +41,25 @@ def test_doctor_reports_a_disabled_feature(monkeypatch: pytest.MonkeyPatch) -> N
     assert any("seccomp" in line and DISABLE_ENV in line for line in sandbox_doctor())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux probes")
+def test_doctor_reports_each_hardening_protection(monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator_spawn._cli_doctor import collect, render_text
+
+    monkeypatch.delenv(DISABLE_ENV, raising=False)
+    names = ("metadata", "other processes", "signals", "readable_paths", "terminals", "handoff")
+    report = collect()
+    protections = report["sandbox"]["protections"]
+    for name in names:
+        assert any(name in key for key in protections), (name, protections)
+    text = "\n".join(render_text(report))
+    assert "sandbox protections (this kernel):" in text
+    monkeypatch.setenv(DISABLE_ENV, "userns")
+    protections = collect()["sandbox"]["protections"]
+    terminals = next(v for k, v in protections.items() if "terminals" in k)
+    assert terminals["given"] is False
+    assert DISABLE_ENV in terminals["detail"]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux plan")
 def test_close_frees_the_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DISABLE_ENV, raising=False)
