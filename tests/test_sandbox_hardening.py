@@ -310,6 +310,29 @@ attempt_each([
     assert bystander.poll() is None
 
 
+def test_signals_through_a_pidfd_are_scoped_too(
+    workspace: Path, bystander: subprocess.Popen[bytes]
+) -> None:
+    needs("landlock", "seccomp", "userns")
+    if probe_capabilities().landlock_abi < 6:
+        pytest.skip("Landlock signal scoping needs ABI 6")
+    code = (
+        TRY
+        + f"""
+import signal
+fd = os.pidfd_open({bystander.pid})  # allowed: a pidfd alone changes nothing
+attempt_each([
+    ("pidfd_send_signal", lambda: signal.pidfd_send_signal(fd, signal.SIGKILL)),
+    ("kill", lambda: os.kill({os.getpid()}, signal.SIGKILL)),
+])
+"""
+    )
+    rc, out = _run_capture(profile(workspace), py(code))
+    assert rc == 0, out
+    assert _errnos(out) == {"pidfd_send_signal": errno.EPERM, "kill": errno.EPERM}, out
+    assert bystander.poll() is None
+
+
 def test_the_job_still_sets_its_own_limits_and_priority(workspace: Path) -> None:
     needs("seccomp", "userns")
     script = (
