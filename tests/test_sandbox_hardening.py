@@ -187,6 +187,30 @@ attempt_each([
     assert os.listxattr(log) == []
 
 
+def test_no_setuid_bit_on_an_inherited_file_under_rw_scoped(workspace: Path) -> None:
+    """rw_scoped leaves an inherited file's plain mode bits reachable (see the
+    threat model); the setuid/setgid bits never are."""
+    needs("landlock", "seccomp", "userns")
+    log = workspace.parent / "job.log"
+    log.write_text("")
+    mode = os.stat(log).st_mode
+    code = (
+        TRY
+        + """
+attempt_each([
+    ("fchmod_setuid", lambda: os.fchmod(1, 0o4755)),
+    ("proc_chmod_setgid", lambda: os.chmod("/proc/self/fd/1", 0o2755)),
+])
+"""
+    )
+    prof = profile(workspace, fs_mode="workspace_rw_scoped", writable_paths=["out"])
+    with open(log, "w") as stdout:
+        assert run_with_stdout(prof, py(code), stdout) == 0
+    results = _errnos(log.read_text())
+    assert results == {"fchmod_setuid": errno.EPERM, "proc_chmod_setgid": errno.EPERM}
+    assert os.stat(log).st_mode == mode
+
+
 def run_with_stdout(prof: object, argv: list[str], stdout: object) -> int:
     with prepare_sandbox(prof, argv) as prepared:  # type: ignore[arg-type]
         env = {**os.environ, **prepared.env_overrides}
