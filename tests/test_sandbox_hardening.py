@@ -564,6 +564,43 @@ print(refused)
     assert not any(r.exc_info for r in caplog.records)
 
 
+def test_proxy_stops_cleanly_while_connections_are_open(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    needs("seccomp", "userns")
+    prof = profile(workspace, network_mode="allowlist", network_allowlist=["127.0.0.1:9"])
+    code = """
+conns = [socket.create_connection(("127.0.0.1", 3128), timeout=10) for _ in range(5)]
+print("open", flush=True)
+time.sleep(60)
+"""
+    with caplog.at_level(logging.DEBUG):
+        prepared = prepare_sandbox(prof, py("import time\n" + code))
+        proxy = prepared._proxy
+        env = {**os.environ, **prepared.env_overrides}
+        with spawn(
+            prepared.argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            _sandbox_plan=prepared.native_plan,
+        ) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline() == b"open\n"
+            deadline = time.monotonic() + 10
+            while proxy.active < 5 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert proxy.active == 5
+            prepared.close()  # the proxy stops while the child holds 5 connections
+            assert proxy.active == 0
+            assert all(sock.fileno() == -1 for sock in proxy._sockets)
+            child.start_kill()
+            child.wait_blocking(timeout=30)
+        time.sleep(0.2)  # anything the loop would still log about those sockets
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], [
+        r.getMessage() for r in caplog.records
+    ]
+
+
 # --- 6. the proxy handoff ------------------------------------------------------------
 
 
