@@ -601,6 +601,53 @@ time.sleep(60)
     ]
 
 
+def test_proxy_out_of_fds_pauses_and_logs_once(
+    workspace: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """accept() failing with EMFILE (the orchestrator out of fds) neither spins
+    nor floods the log, and serving resumes once fds are available again."""
+    import resource
+
+    needs("seccomp", "userns")
+    prof = profile(workspace, network_mode="allowlist", network_allowlist=["127.0.0.1:9"])
+    code = """
+sys.stdin.readline()
+conns = [socket.create_connection(("127.0.0.1", 3128), timeout=30) for _ in range(20)]
+for c in conns:
+    c.sendall(b"GET http://not-allowed.invalid/ HTTP/1.1\\r\\n\\r\\n")
+print("sent", flush=True)
+print(sum(c.recv(100).startswith(b"HTTP/1.1 403") for c in conns), flush=True)
+"""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with caplog.at_level(logging.INFO), prepare_sandbox(prof, py(code)) as prepared:
+        env = {**os.environ, **prepared.env_overrides}
+        with spawn(
+            prepared.argv,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            _sandbox_plan=prepared.native_plan,
+        ) as child:
+            assert child.stdin is not None
+            assert child.stdout is not None
+            try:
+                # No fd can be opened in this process from now on.
+                resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+                child.stdin.write(b"go\n")
+                child.stdin.flush()
+                assert child.stdout.readline() == b"sent\n"
+                time.sleep(1.5)  # three accept() rounds fail meanwhile
+            finally:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            assert child.stdout.readline() == b"20\n"
+            assert child.wait_blocking(timeout=30) == 0
+    failures = [r for r in caplog.records if "accept() failed" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in caplog.records]
+    assert not any(r.name == "asyncio" for r in caplog.records), [
+        r.getMessage() for r in caplog.records
+    ]
+
+
 # --- 6. the proxy handoff ------------------------------------------------------------
 
 
