@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,10 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 @pytest.fixture(scope="module")
-def workspace() -> Path:
-    root = Path(tempfile.mkdtemp(prefix="osp-bench-"))
-    (root / "out" / "ro").mkdir(parents=True)
-    return root
+def workspace() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="osp-bench-") as root:
+        (Path(root) / "out" / "ro").mkdir(parents=True)
+        yield Path(root)
 
 
 def _spawn_and_wait(resolved: Any) -> None:
