@@ -669,6 +669,21 @@ int os_redactor_finish(os_redactor *r) {
     return r->failed;
 }
 
+int os_redactor_abort(os_redactor *r) {
+    if (r->failed) return r->failed;
+    if (r->finished) return 0;
+    /* Everything before pos is decided already; what follows may be the
+     * start of a secret whose end never came. */
+    uint64_t end = r->base + r->slen;
+    if (end > r->pos) {
+        emit(r, r->rep, r->rep_len);
+        r->pos = end;
+        drop_all(r, end);
+    }
+    r->finished = 1;
+    return r->failed;
+}
+
 const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
     *len = r->out_len - r->out_off;
     return r->out + r->out_off;

@@ -209,6 +209,14 @@ class RunOutput:
             profile,
         )
 
+    def mark_truncated(self) -> None:
+        """The program is about to be stopped by a signal: its output will
+        end early, so what the redactors hold when it ends fails closed (one
+        replacement, never the start of a secret in clear). Call it before
+        sending the signal."""
+        if self._capture is not None:
+            self._capture.mark_truncated()
+
     def exit_status(self, status: int) -> int:
         """Wait until all output is written; the CLI's exit status.
 

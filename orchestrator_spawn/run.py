@@ -86,6 +86,9 @@ async def _feed(child: Child, data: bytes) -> None:
 
 async def _stop(child: Child, capture: Capture) -> None:
     """Kill the group, reap the child, and end the capture."""
+    # Before the kill: the end of file it causes cuts a secret being printed
+    # short, so what the redactors hold then must fail closed.
+    capture.mark_truncated()
     await child.kill()
     try:
         await asyncio.wait_for(asyncio.shield(capture.wait()), _PIPE_GRACE)
