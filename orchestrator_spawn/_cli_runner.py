@@ -176,6 +176,9 @@ class RunOutput:
         finally:
             os.close(out_write)
             os.close(err_write)
+        # A forwarded SIGINT/SIGTERM cuts the output short: what the
+        # redactors hold then fails closed (one replacement, never clear).
+        child._call_before_stop(self._capture.mark_truncated)
         return child
 
     def _launch(
@@ -208,14 +211,6 @@ class RunOutput:
             False,
             profile,
         )
-
-    def mark_truncated(self) -> None:
-        """The program is about to be stopped by a signal: its output will
-        end early, so what the redactors hold when it ends fails closed (one
-        replacement, never the start of a secret in clear). Call it before
-        sending the signal."""
-        if self._capture is not None:
-            self._capture.mark_truncated()
 
     def exit_status(self, status: int) -> int:
         """Wait until all output is written; the CLI's exit status.

@@ -201,7 +201,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     def forward(signum: int, frame: FrameType | None) -> None:
         if children:
-            output.mark_truncated()  # before the signal cuts the output short
             children[0].send_signal(signum)
         else:
             pending.append(signum)
@@ -222,7 +221,6 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         with child:
             children.append(child)
             for signum in pending:
-                output.mark_truncated()
                 child.send_signal(signum)
             status = _exit_status(child.wait_blocking())
         return output.exit_status(status)

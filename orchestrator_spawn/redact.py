@@ -96,11 +96,9 @@ def check_options(
     if isinstance(max_hold, bool):
         raise TypeError("max_hold must be an int (bytes), not bool")
     try:
-        hold = operator.index(max_hold)  # type: ignore[call-overload]
+        hold = operator.index(max_hold)  # type: ignore[arg-type]
     except TypeError:
-        raise TypeError(
-            f"max_hold must be an int (bytes), not {type(max_hold).__name__}"
-        ) from None
+        raise TypeError(f"max_hold must be an int (bytes), not {type(max_hold).__name__}") from None
     if hold < 0:
         raise ValueError(f"max_hold must be >= 0 bytes, got {hold}")
     flags = REDACT_IGNORE_CASE if ignore_case else 0
@@ -131,8 +129,9 @@ class Redactor:
     Raises ``ValueError`` naming a pattern that does not compile (with the
     error offset) or that can match the empty string, or a negative
     ``max_hold``; ``TypeError`` for one ``str``/``bytes`` given where a
-    sequence belongs, or a setting of the wrong type (``max_hold=1.5``). A redactor serves one stream; different redactors may be
-    used from different threads at once (the engine runs without the GIL).
+    sequence belongs, or a setting of the wrong type (``max_hold=1.5``).
+    A redactor serves one stream; different redactors may be used from
+    different threads at once (the engine runs without the GIL).
     """
 
     __slots__ = ("_finished", "_lock", "_native")

@@ -448,6 +448,9 @@ def spawn_with_runner_and_capture(
         # if the spawn failed, EOF is what lets the capture finish).
         os.close(out_write)
         os.close(err_write)
+    # A kill through the handle cuts the output short: what the redactors
+    # hold then fails closed instead of being decided as at end of file.
+    child._call_before_stop(capture.mark_truncated)
     return CapturedChild(child, capture)
 
 
