@@ -123,8 +123,10 @@ class Redactor:
     for each match; ``ignore_case``: ASCII case-insensitive matching;
     ``max_hold``: the most bytes held back while a match may still be growing
     (bytes). More undecided bytes than that, or a regex hitting its match
-    limit, fail closed: those bytes become one ``replacement``, and matching
-    starts afresh after them.
+    limit, fail closed: those bytes become one ``replacement``, and the rest
+    of a match that outgrew ``max_hold`` is suppressed as it arrives (matched
+    over its first KiB and the last bytes suppressed: exact for a character
+    class run up to a terminator, the shape of a secret).
 
     Raises ``ValueError`` naming a pattern that does not compile (with the
     error offset) or that can match the empty string, or a negative

@@ -75,6 +75,23 @@ def test_redactor_dropped_without_finish_never_emits_what_it_holds() -> None:
     del redactor  # the held prefix is freed, never written anywhere
 
 
+@pytest.mark.parametrize("chunk", [1 << 20, 65536, 4096, 100])
+def test_a_secret_longer_than_max_hold_fails_closed_to_its_end(chunk: int) -> None:
+    # Past max_hold the engine cannot decide the match: it writes one
+    # replacement and suppresses the rest of that match as it arrives
+    # (before: matching started afresh and the tail came out in clear).
+    line = ("MIIEowIBAAKCAQEAx9Zr1+Kf/3bT" * 3)[:64]
+    body = "\n".join([line] * 1700)  # about 110 KiB, beyond the default 64 KiB
+    key = "-----BEGIN RSA " + f"PRIVATE KEY-----\n{body}\n-----END RSA " + "PRIVATE KEY-----"
+    long_value = "Zq9-" * 5000
+    data = f"before\n{key}\n!after password={long_value} next token=abc\n".encode()
+    for max_hold in (65536, 1024):
+        redactor = Redactor(DEFAULT_REDACTION_PATTERNS, max_hold=max_hold)
+        out = b"".join(redactor.feed(data[i : i + chunk]) for i in range(0, len(data), chunk))
+        out += redactor.finish()
+        assert out == b"before\n[REDACTED]\n!after password=[REDACTED] next token=[REDACTED]\n"
+
+
 # ---- the pump -----------------------------------------------------------------
 
 
