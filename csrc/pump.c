@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -112,6 +113,10 @@ struct os_pump_capture {
      * their end, held bytes become one replacement instead of being decided
      * as at end of file (see os_pump_capture_truncate). */
     int truncated;
+    /* The child whose output this is (0: unknown), and whether its owner
+     * said how it ended (os_pump_capture_child_exit). Atomic. */
+    int child_pid;
+    int exit_known;
     size_t n, n_finished;
     struct os_pump_capture *next_dead; /* reactor: released after the batch */
     pump_stream streams[];
@@ -456,6 +461,33 @@ static void stream_finish(pump_stream *s) {
         capture_complete(c);
 }
 
+/* How long a stream that ends holding bytes waits to learn whether its
+ * child was killed (see child_was_killed), in 100 us steps. */
+#define EXIT_VERDICT_STEPS 200
+
+/* End of file while the redactor holds bytes: was it the child dying from a
+ * signal (a secret cut short) rather than a real end? The pipes close during
+ * the child's exit, a moment before it can be waited for, so that moment is
+ * waited for (up to 20 ms, only in this case). WNOWAIT leaves the child to
+ * its owner to reap; once the owner has reaped it, its word counts. */
+static bool child_was_killed(os_pump_capture *c) {
+    int pid = __atomic_load_n(&c->child_pid, __ATOMIC_ACQUIRE);
+    for (int step = 0; pid > 0 && step < EXIT_VERDICT_STEPS; step++) {
+        if (__atomic_load_n(&c->exit_known, __ATOMIC_ACQUIRE))
+            return __atomic_load_n(&c->truncated, __ATOMIC_ACQUIRE) != 0;
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid)
+            return info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+        /* Still running, or reaped already (ECHILD: its owner is about to
+         * say how it ended). */
+        struct timespec pause = {0, 100000};
+        nanosleep(&pause, NULL);
+    }
+    return false; /* it closed the pipe and lives on: a real end of file */
+}
+
 /* The source is finished: at end of file (cut == false), or cut short by
  * an abort, a read error, or a capture marked truncated. */
 static void stream_end_of_input(pump_stream *s, bool cut) {
@@ -473,6 +505,8 @@ static void stream_end_of_input(pump_stream *s, bool cut) {
         /* Fail closed: what a cut-short stream still holds may be the start
          * of a secret whose end never came; it becomes one replacement. */
         cut = cut || __atomic_load_n(&s->capture->truncated, __ATOMIC_ACQUIRE);
+        if (!cut && os_redactor_held(s->redactor) > 0)
+            cut = child_was_killed(s->capture);
         int rc = cut ? os_redactor_abort(s->redactor) : os_redactor_finish(s->redactor);
         if (rc < 0)
             stream_fail_redactor(s, -rc);
@@ -1058,6 +1092,16 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
 
 void os_pump_capture_truncate(os_pump_capture *c) {
     __atomic_store_n(&c->truncated, 1, __ATOMIC_RELEASE);
+}
+
+void os_pump_capture_watch_child(os_pump_capture *c, int pid) {
+    __atomic_store_n(&c->child_pid, pid, __ATOMIC_RELEASE);
+}
+
+void os_pump_capture_child_exit(os_pump_capture *c, int killed) {
+    if (killed)
+        os_pump_capture_truncate(c);
+    __atomic_store_n(&c->exit_known, 1, __ATOMIC_RELEASE);
 }
 
 int os_pump_capture_abort(os_pump_capture *c) {

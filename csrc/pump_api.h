@@ -115,6 +115,19 @@ int os_pump_capture_abort(os_pump_capture *c);
  * that the end of file the kill causes is already cut short. */
 void os_pump_capture_truncate(os_pump_capture *c);
 
+/* The streams are the output of child `pid`. A stream that reaches end of
+ * file while its redactor holds bytes then checks (without reaping it, for
+ * up to 20 ms while the child finishes exiting) whether the child was killed
+ * by a signal, and if so ends cut short as above. Call it before the stream
+ * can reach end of file (before closing your copies of the pipes' write
+ * ends); pid 0 forgets the child. */
+void os_pump_capture_watch_child(os_pump_capture *c, int pid);
+
+/* The owner reaped the watched child: `killed` when a signal ended it (then
+ * as os_pump_capture_truncate). A stream waiting for the verdict (the child
+ * could not be waited for any more) takes it at once. */
+void os_pump_capture_child_exit(os_pump_capture *c, int killed);
+
 /* 1 when done, 0 while running. */
 int os_pump_capture_done(os_pump_capture *c);
 

@@ -420,6 +420,14 @@ class PumpCapture:
         """The streams will end early (see ``os_pump_capture_truncate``)."""
         lib.os_pump_capture_truncate(self._ptr)
 
+    def watch_child(self, pid: int) -> None:
+        """The streams are child ``pid``'s (see ``os_pump_capture_watch_child``)."""
+        lib.os_pump_capture_watch_child(self._ptr, pid)
+
+    def child_exit(self, killed: bool) -> None:
+        """The watched child was reaped (``os_pump_capture_child_exit``)."""
+        lib.os_pump_capture_child_exit(self._ptr, int(killed))
+
     def abort(self) -> None:
         """Stop waiting for end of file (see ``os_pump_capture_abort``)."""
         rc = lib.os_pump_capture_abort(self._ptr)

@@ -30,14 +30,18 @@ import os
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol, TypeAlias, final
+from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 from orchestrator_spawn.redact import RedactionOptions, check_options
+
+if TYPE_CHECKING:
+    from orchestrator_spawn.child import Child
 
 __all__ = [
     "BUILTIN",
@@ -338,6 +342,30 @@ class Capture:
         once done.
         """
         self._native.truncate()
+
+    def _follow_child(self, child: Child) -> None:
+        """Internal: the streams are ``child``'s output. Call it before the
+        streams can reach end of file (before closing this process's copies
+        of the pipes' write ends).
+
+        Then a stream cut short by the child's death fails closed: a kill or
+        stop signal sent through ``child`` marks the capture truncated
+        first; a child killed from elsewhere is recognised at end of file
+        (``os_pump_capture_watch_child``) or when it is reaped.
+        """
+        native = self._native
+        native.watch_child(child.pid)
+        child._call_before_stop(native.truncate)
+        # A weak reference: the handle's callbacks must not keep it alive
+        # (kill on drop).
+        ref = weakref.ref(child)
+
+        def reaped() -> None:
+            handle = ref()
+            code = handle._returncode if handle is not None else None
+            native.child_exit(code is not None and code < 0)
+
+        child._call_when_reaped(reaped)
 
     async def wait(self) -> CaptureStats:
         """Wait until every stream reached end of file and was fully written.

@@ -86,9 +86,6 @@ async def _feed(child: Child, data: bytes) -> None:
 
 async def _stop(child: Child, capture: Capture) -> None:
     """Kill the group, reap the child, and end the capture."""
-    # Before the kill: the end of file it causes cuts a secret being printed
-    # short, so what the redactors hold then must fail closed.
-    capture.mark_truncated()
     await child.kill()
     try:
         await asyncio.wait_for(asyncio.shield(capture.wait()), _PIPE_GRACE)
@@ -123,6 +120,9 @@ def _spawn_captured(
             process_group=True,
             limits=limits,
         )
+        # A kill (timeout, cancellation, or from elsewhere) cuts the output
+        # short: what the redactors hold then fails closed.
+        capture._follow_child(child)
     finally:
         # The child has its own copies; ours would keep the pipes from EOF.
         capture.close_writers()

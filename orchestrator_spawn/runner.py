@@ -443,14 +443,16 @@ def spawn_with_runner_and_capture(
         child = _start(
             runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
         )
+        # Before end of file can come: a kill of the child (through its
+        # handle or from elsewhere) cuts the output short, and what the
+        # redactors hold then fails closed instead of being decided as at a
+        # real end of file.
+        capture._follow_child(child)
     finally:
         # The child has its own copies; ours would keep the pipes from EOF (and
         # if the spawn failed, EOF is what lets the capture finish).
         os.close(out_write)
         os.close(err_write)
-    # A kill through the handle cuts the output short: what the redactors
-    # hold then fails closed instead of being decided as at end of file.
-    child._call_before_stop(capture.mark_truncated)
     return CapturedChild(child, capture)
 
 

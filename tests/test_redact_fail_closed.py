@@ -266,3 +266,71 @@ def test_cli_stream_cut_short_by_a_forwarded_signal_fails_closed(tmp_path: Path)
             cli.wait()
     assert rest == REPLACEMENT
     assert cli.returncode == 128 + signal.SIGTERM
+
+
+# ---- a child killed from outside the library ------------------------------------
+
+# The child prints the start of a secret, then a signal from elsewhere (here:
+# itself) kills it. Its end of file looks like any other; the pump learns from
+# the child's exit status that the stream was cut short.
+SELF_KILLED = f"printf '%s' 'pw {PREFIX}'; kill -9 $$"
+# The same start of a secret at a real end: re.sub semantics, no match.
+EXITS = f"printf '%s' 'pw {PREFIX}'; exit 3"
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"), [(SELF_KILLED, b"pw " + REPLACEMENT), (EXITS, f"pw {PREFIX}".encode())]
+)
+def test_runner_child_killed_from_elsewhere(tmp_path: Path, command: str, expected: bytes) -> None:
+    log = tmp_path / "out.log"
+
+    async def main() -> int:
+        captured = spawn_with_runner_and_capture(
+            RunnerConfig(policy="unsafe"),
+            command,
+            tmp_path,
+            log,
+            tmp_path / "err.log",
+            Redaction(literals=[SECRET]),
+        )
+        # The capture first: the verdict must not depend on who waits first.
+        await captured.output_capture.wait()
+        return await captured.child.wait()
+
+    returncode = asyncio.run(main())
+    assert returncode == (-signal.SIGKILL if command == SELF_KILLED else 3)
+    assert log.read_bytes() == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"), [(SELF_KILLED, b"pw " + REPLACEMENT), (EXITS, f"pw {PREFIX}".encode())]
+)
+def test_run_child_killed_from_elsewhere(command: str, expected: bytes) -> None:
+    result = asyncio.run(run(["sh", "-c", command], redact=Redaction(literals=[SECRET])))
+    assert result.returncode == (-signal.SIGKILL if command == SELF_KILLED else 3)
+    assert result.stdout == expected
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"), [(SELF_KILLED, b"pw " + REPLACEMENT), (EXITS, f"pw {PREFIX}".encode())]
+)
+def test_cli_child_killed_from_elsewhere(command: str, expected: bytes) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator_spawn",
+            "run",
+            "--secret",
+            SECRET,
+            "--",
+            "sh",
+            "-c",
+            command,
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout == expected
+    assert done.returncode == (128 + signal.SIGKILL if command == SELF_KILLED else 3)
