@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +109,14 @@ struct os_pump_capture {
     unsigned generation;
     int refs;  /* P.lock */
     bool done; /* P.lock */
+    /* Set (atomically, by any thread) when the streams will end early: at
+     * their end, held bytes become one replacement instead of being decided
+     * as at end of file (see os_pump_capture_truncate). */
+    int truncated;
+    /* The child whose output this is (0: unknown), and whether its owner
+     * said how it ended (os_pump_capture_child_exit). Atomic. */
+    int child_pid;
+    int exit_known;
     size_t n, n_finished;
     struct os_pump_capture *next_dead; /* reactor: released after the batch */
     pump_stream streams[];
@@ -452,7 +461,36 @@ static void stream_finish(pump_stream *s) {
         capture_complete(c);
 }
 
-static void stream_end_of_input(pump_stream *s) {
+/* How long a stream that ends holding bytes waits to learn whether its
+ * child was killed (see child_was_killed), in 100 us steps. */
+#define EXIT_VERDICT_STEPS 200
+
+/* End of file while the redactor holds bytes: was it the child dying from a
+ * signal (a secret cut short) rather than a real end? The pipes close during
+ * the child's exit, a moment before it can be waited for, so that moment is
+ * waited for (up to 20 ms, only in this case). WNOWAIT leaves the child to
+ * its owner to reap; once the owner has reaped it, its word counts. */
+static bool child_was_killed(os_pump_capture *c) {
+    int pid = __atomic_load_n(&c->child_pid, __ATOMIC_ACQUIRE);
+    for (int step = 0; pid > 0 && step < EXIT_VERDICT_STEPS; step++) {
+        if (__atomic_load_n(&c->exit_known, __ATOMIC_ACQUIRE))
+            return __atomic_load_n(&c->truncated, __ATOMIC_ACQUIRE) != 0;
+        siginfo_t info;
+        memset(&info, 0, sizeof info);
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid)
+            return info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
+        /* Still running, or reaped already (ECHILD: its owner is about to
+         * say how it ended). */
+        struct timespec pause = {0, 100000};
+        nanosleep(&pause, NULL);
+    }
+    return false; /* it closed the pipe and lives on: a real end of file */
+}
+
+/* The source is finished: at end of file (cut == false), or cut short by
+ * an abort, a read error, or a capture marked truncated. */
+static void stream_end_of_input(pump_stream *s, bool cut) {
     if (s->src_fd >= 0) {
         pump_poller_forget(&P.poller, s->src_fd);
         close_fd(&s->src_fd);
@@ -464,7 +502,12 @@ static void stream_end_of_input(pump_stream *s) {
     s->reading = false;
     s->eof = true;
     if (s->redactor != NULL && !s->redact_failed) {
-        int rc = os_redactor_finish(s->redactor);
+        /* Fail closed: what a cut-short stream still holds may be the start
+         * of a secret whose end never came; it becomes one replacement. */
+        cut = cut || __atomic_load_n(&s->capture->truncated, __ATOMIC_ACQUIRE);
+        if (!cut && os_redactor_held(s->redactor) > 0)
+            cut = child_was_killed(s->capture);
+        int rc = cut ? os_redactor_abort(s->redactor) : os_redactor_finish(s->redactor);
         if (rc < 0)
             stream_fail_redactor(s, -rc);
     }
@@ -510,13 +553,14 @@ static void stream_read(pump_stream *s, int budget) {
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (s->abort_pending)
-                stream_end_of_input(s);
+                stream_end_of_input(s, true);
             return;
         }
         /* A pty master reports the slave's close as EIO: that is EOF. */
-        if (n < 0 && errno != EIO)
+        bool failed = n < 0 && errno != EIO;
+        if (failed)
             stream_record_error(s, OS_PUMP_STAGE_READ, errno);
-        stream_end_of_input(s);
+        stream_end_of_input(s, failed);
         return;
     }
 }
@@ -539,7 +583,7 @@ static void stream_on_writable(pump_target *t) {
     else if (s->abort_pending)
         stream_read(s, INT32_MAX);
     else if (!stream_set_reading(s, true))
-        stream_end_of_input(s); /* cannot watch it any more: do not hang */
+        stream_end_of_input(s, true); /* cannot watch it any more: do not hang */
 }
 
 static void stream_start(pump_stream *s) {
@@ -553,7 +597,7 @@ static void stream_start(pump_stream *s) {
         rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
     if (rc < 0) {
         stream_record_error(s, OS_PUMP_STAGE_READ, -rc);
-        stream_end_of_input(s);
+        stream_end_of_input(s, true);
         return;
     }
     s->reading = true;
@@ -886,6 +930,32 @@ static int open_sink_path(os_pump_capture *c, size_t index, const os_pump_stream
     return fd < 0 ? -errno : fd;
 }
 
+/* Two names (or fds) for one regular file: two open files with two offsets
+ * would overwrite each other's bytes. Compared by device and inode after
+ * opening, the later stream takes a duplicate of the earlier one's fd. */
+static int share_same_file(os_pump_capture *c, size_t index, stream_made *made) {
+    pump_target *t = &c->streams[index].sink;
+    struct stat st, other;
+    if (t->kind != TARGET_FILE || fstat(t->fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return 0;
+    for (size_t j = 0; j < index; j++) {
+        const pump_target *u = &c->streams[j].sink;
+        if (u->kind != TARGET_FILE || fstat(u->fd, &other) < 0)
+            continue;
+        if (other.st_dev != st.st_dev || other.st_ino != st.st_ino)
+            continue;
+        int fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
+        if (fd < 0)
+            return -errno;
+        /* A fd this call made is closed now; a given one at success, as
+         * every given fd that was replaced (os_pump_capture_start). */
+        close_fd(&made->sink);
+        made->sink = t->fd = os_fd_park(fd);
+        return 0;
+    }
+    return 0;
+}
+
 static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec *specs,
                           stream_made *made) {
     os_pump_stream_spec *spec = &specs[index];
@@ -941,6 +1011,8 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     rc = target_prepare(&s->sink, sink_fd, false, owned, &reopened_sink);
     if (reopened_sink >= 0)
         made->sink = reopened_sink;
+    if (rc == 0)
+        rc = share_same_file(c, index, made);
     if (rc < 0 || new_pipe)
         goto out;
     spec->failed_part = OS_PUMP_PART_SOURCE;
@@ -1018,7 +1090,24 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
     return 0;
 }
 
+void os_pump_capture_truncate(os_pump_capture *c) {
+    __atomic_store_n(&c->truncated, 1, __ATOMIC_RELEASE);
+}
+
+void os_pump_capture_watch_child(os_pump_capture *c, int pid) {
+    __atomic_store_n(&c->child_pid, pid, __ATOMIC_RELEASE);
+}
+
+void os_pump_capture_child_exit(os_pump_capture *c, int killed) {
+    if (killed)
+        os_pump_capture_truncate(c);
+    __atomic_store_n(&c->exit_known, 1, __ATOMIC_RELEASE);
+}
+
 int os_pump_capture_abort(os_pump_capture *c) {
+    /* Before the command is queued: a stream that reaches end of file in
+     * the meantime is cut short as well. */
+    os_pump_capture_truncate(c);
     pthread_mutex_lock(&P.lock);
     int rc = 0;
     if (c->generation != P.generation)

@@ -55,8 +55,10 @@ typedef struct os_pump_stream_spec {
      * or OS_PUMP_SINK_PATH. */
     int sink_fd;
     /* OS_PUMP_SINK_PATH: the file to open (O_WRONLY | O_CREAT | O_TRUNC,
-     * mode 0666 before umask, close-on-exec) in the calling thread; a path
-     * equal to an earlier stream's of the same call shares that open file. */
+     * mode 0666 before umask, close-on-exec) in the calling thread. Sinks of
+     * the same call that are the same regular file (same device and inode,
+     * whatever the names or fds given) share one open file, so that their
+     * writes interleave instead of overwriting each other. */
     const char *sink_path;
     /* Out, OS_PUMP_SOURCE_PIPE only: the pipe's write end (blocking,
      * close-on-exec), owned by the caller on success. The stream reaches end
@@ -101,8 +103,30 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
                           os_pump_capture **out);
 
 /* Stop waiting for end of file: each stream takes what its pipe holds right
- * now, then finishes as if the writer had closed. The tee pipes are closed. */
+ * now, then finishes cut short (see os_pump_capture_truncate). The tee pipes
+ * are closed. */
 int os_pump_capture_abort(os_pump_capture *c);
+
+/* The streams will end early (the child is about to be killed, timed out,
+ * cancelled): from now on, whenever a stream ends, the bytes its redactor
+ * still holds because they may be the start of a match are written as one
+ * replacement, never in clear (os_redactor_abort). Reading goes on to end
+ * of file. Never blocks; callable from any thread, and before the kill so
+ * that the end of file the kill causes is already cut short. */
+void os_pump_capture_truncate(os_pump_capture *c);
+
+/* The streams are the output of child `pid`. A stream that reaches end of
+ * file while its redactor holds bytes then checks (without reaping it, for
+ * up to 20 ms while the child finishes exiting) whether the child was killed
+ * by a signal, and if so ends cut short as above. Call it before the stream
+ * can reach end of file (before closing your copies of the pipes' write
+ * ends); pid 0 forgets the child. */
+void os_pump_capture_watch_child(os_pump_capture *c, int pid);
+
+/* The owner reaped the watched child: `killed` when a signal ended it (then
+ * as os_pump_capture_truncate). A stream waiting for the verdict (the child
+ * could not be waited for any more) takes it at once. */
+void os_pump_capture_child_exit(os_pump_capture *c, int killed);
 
 /* 1 when done, 0 while running. */
 int os_pump_capture_done(os_pump_capture *c);

@@ -89,6 +89,14 @@ struct os_redactor {
     pcre2_jit_stack *js;
     int failed; /* sticky -ENOMEM */
     int finished;
+    /* After a partial match outgrew max_hold and failed closed, the rest of
+     * that match is suppressed too ("sticky"): stk holds the look-behind
+     * context and the first bytes of the match, then the last bytes
+     * suppressed, and each new piece of data is matched after them. */
+    int sticky;
+    size_t stk_idx, stk_ctx, stk_head, stk_tail;
+    uint8_t *stk;
+    size_t stk_cap;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -339,6 +347,7 @@ void os_redactor_free(os_redactor *r) {
     free(r->rep);
     free(r->buf);
     free(r->out);
+    free(r->stk);
     if (r->md) pcre2_match_data_free(r->md);
     if (r->mc) pcre2_match_context_free(r->mc);
     if (r->js) pcre2_jit_stack_free(r->js);
@@ -547,11 +556,92 @@ static void drop_all(os_redactor *r, uint64_t end) {
     }
 }
 
+/* How much of an outgrown match is kept to go on matching it (bytes): its
+ * start (what tells its pattern where it is) and the last bytes suppressed
+ * (a terminator may straddle two pieces of data). */
+#define OS_STICKY_HEAD ((size_t)1024)
+#define OS_STICKY_TAIL ((size_t)256)
+
+/* The partial match of pattern idx at s outgrew max_hold at end: remember
+ * its start so that the rest of it can be suppressed as it arrives. Without
+ * memory for that, matching starts afresh after end (as it always did). */
+static void sticky_start(os_redactor *r, size_t idx, uint64_t s, uint64_t end) {
+    size_t ctx = r->set->context;
+    if (ctx > s - r->base) ctx = (size_t)(s - r->base);
+    size_t head = end - s < OS_STICKY_HEAD ? (size_t)(end - s) : OS_STICKY_HEAD;
+    size_t tail = (size_t)(end - s) - head;
+    if (tail > OS_STICKY_TAIL) tail = OS_STICKY_TAIL;
+    if (grow(&r->stk, &r->stk_cap, ctx + head + tail)) return;
+    memcpy(r->stk, r->subj + (s - ctx - r->base), ctx + head);
+    memcpy(r->stk + ctx + head, r->subj + (end - tail - r->base), tail);
+    r->sticky = 1;
+    r->stk_idx = idx;
+    r->stk_ctx = ctx;
+    r->stk_head = head;
+    r->stk_tail = tail;
+}
+
+/* Match the outgrown pattern over its kept start, the last bytes suppressed
+ * and the new data [pos, end): while it still matches partially, the new
+ * data is suppressed (the one replacement written at the overflow covers
+ * it); once the match ends, pos moves past it and matching goes on as
+ * usual. Splicing out the middle of the match is exact for the repeats
+ * secrets are made of (a character class run, up to a terminator). Returns
+ * 1 while the match goes on. */
+static int sticky_step(os_redactor *r, int partial) {
+    uint64_t end = r->base + r->slen;
+    size_t fixed = r->stk_ctx + r->stk_head + r->stk_tail;
+    size_t fresh = (size_t)(end - r->pos);
+    if (grow(&r->stk, &r->stk_cap, fixed + fresh)) {
+        r->failed = -ENOMEM;
+        return 1;
+    }
+    memcpy(r->stk + fixed, r->subj + (r->pos - r->base), fresh);
+    const os_pat *pt = &r->set->pats[r->stk_idx];
+    if (pt->anchor.found) pcre2_set_offset_limit(r->mc, PCRE2_UNSET);
+    /* The interpreter: JIT code does not take PCRE2_ANCHORED at match time. */
+    int rc = pcre2_match(pt->code, r->stk, fixed + fresh, r->stk_ctx,
+                         PCRE2_ANCHORED | (partial ? PCRE2_PARTIAL_HARD : 0), r->md, r->mc);
+    if (rc == PCRE2_ERROR_PARTIAL || (rc < 0 && rc != PCRE2_ERROR_NOMATCH)) {
+        /* Still going (or the engine gave up: fail closed all the same). */
+        size_t have = r->stk_tail + fresh;
+        size_t keep = have < OS_STICKY_TAIL ? have : OS_STICKY_TAIL;
+        memmove(r->stk + r->stk_ctx + r->stk_head, r->stk + fixed + fresh - keep, keep);
+        r->stk_tail = keep;
+        r->pos = end;
+        drop_all(r, end);
+        if (rc == PCRE2_ERROR_PARTIAL) return 1;
+        r->sticky = 0;
+        return 1;
+    }
+    r->sticky = 0;
+    if (rc >= 0) {
+        size_t e = pcre2_get_ovector_pointer(r->md)[1];
+        if (e > fixed) {
+            r->pos += e - fixed;
+            drop_all(r, r->pos);
+        }
+    }
+    return 0;
+}
+
 static void process(os_redactor *r, int partial) {
     const os_pattern_set *set = r->set;
     uint64_t end = r->base + r->slen;
     for (size_t i = 0; i < set->n; i++)
         if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR) r->ps[i].ev = EV_NONE;
+
+    if (r->sticky && end > r->pos) {
+        if (sticky_step(r, partial)) {
+            r->seen_end = end; /* suppressed: no match starts before end */
+            goto trim;
+        }
+        /* Literals inside the suppressed bytes belonged to the secret; one
+         * that straddles pos may announce a match after it. */
+        uint64_t ml = set->scanner.maxlen;
+        uint64_t from = r->pos > ml ? r->pos - ml : 0;
+        if (from > r->seen_end) r->seen_end = from < r->base ? r->base : from;
+    }
 
     /* Literals ending after seen_end are new. A lookbehind's literal may
      * start before the decision point, so the scan starts up to one literal
@@ -576,8 +666,10 @@ static void process(os_redactor *r, int partial) {
         if (best->ev == EV_PARTIAL) {
             emit_clear(r, best->s);
             if (end - best->s > r->max_hold) {
-                /* Fail closed: too much undecided data. */
+                /* Fail closed: too much undecided data, and the rest of
+                 * this match as it arrives (sticky). */
                 emit(r, r->rep, r->rep_len);
+                sticky_start(r, (size_t)(best - r->ps), best->s, end);
                 r->pos = end;
                 drop_all(r, end);
             }
@@ -589,6 +681,7 @@ static void process(os_redactor *r, int partial) {
         r->pos = e;
     }
 
+trim:
     /* Keep only what later matching can look at. */
     if (r->inplace) return;
     uint64_t keep = r->pos > set->context ? r->pos - set->context : 0;
@@ -665,6 +758,21 @@ int os_redactor_finish(os_redactor *r) {
     if (r->failed) return r->failed;
     if (r->finished) return 0;
     process(r, 0);
+    r->finished = 1;
+    return r->failed;
+}
+
+int os_redactor_abort(os_redactor *r) {
+    if (r->failed) return r->failed;
+    if (r->finished) return 0;
+    /* Everything before pos is decided already; what follows may be the
+     * start of a secret whose end never came. */
+    uint64_t end = r->base + r->slen;
+    if (end > r->pos) {
+        emit(r, r->rep, r->rep_len);
+        r->pos = end;
+        drop_all(r, end);
+    }
     r->finished = 1;
     return r->failed;
 }

@@ -53,6 +53,11 @@ int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len);
 /* End of stream: everything held is decided and appended to the output. */
 int os_redactor_finish(os_redactor *r);
 
+/* The stream was cut short (aborted, killed, timed out, a read error): the
+ * bytes still held, which may be the start of a match, are appended to the
+ * output as one replacement, never in clear. Then like os_redactor_finish. */
+int os_redactor_abort(os_redactor *r);
+
 /* The pending output (valid until the next call on r) and its consumption. */
 const uint8_t *os_redactor_output(os_redactor *r, size_t *len);
 void os_redactor_consume(os_redactor *r, size_t n);

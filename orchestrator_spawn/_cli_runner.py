@@ -173,6 +173,9 @@ class RunOutput:
             raise
         try:
             child = self._launch(command, spawn_kwargs, out_write, err_write)
+            # A forwarded SIGINT/SIGTERM (or any kill) cuts the output short:
+            # what the redactors hold then fails closed, never in clear.
+            self._capture._follow_child(child)
         finally:
             os.close(out_write)
             os.close(err_write)

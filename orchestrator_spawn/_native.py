@@ -319,6 +319,11 @@ class NativeRedactor:
         """End of stream; returns the rest of the output."""
         return self._take(lib.os_redactor_finish(self._ptr), "os_redactor_finish")
 
+    def abort(self) -> bytes:
+        """The stream was cut short; returns the rest of the output, what is
+        still held becoming one replacement (``os_redactor_abort``)."""
+        return self._take(lib.os_redactor_abort(self._ptr), "os_redactor_abort")
+
     @property
     def held(self) -> int:
         """Bytes fed but not yet decided."""
@@ -410,6 +415,18 @@ class PumpCapture:
         self._keepalive = keepalive
         self.id = capture_id
         self.n_streams = n_streams
+
+    def truncate(self) -> None:
+        """The streams will end early (see ``os_pump_capture_truncate``)."""
+        lib.os_pump_capture_truncate(self._ptr)
+
+    def watch_child(self, pid: int) -> None:
+        """The streams are child ``pid``'s (see ``os_pump_capture_watch_child``)."""
+        lib.os_pump_capture_watch_child(self._ptr, pid)
+
+    def child_exit(self, killed: bool) -> None:
+        """The watched child was reaped (``os_pump_capture_child_exit``)."""
+        lib.os_pump_capture_child_exit(self._ptr, int(killed))
 
     def abort(self) -> None:
         """Stop waiting for end of file (see ``os_pump_capture_abort``)."""

@@ -38,6 +38,10 @@ _NOT_A_CHILD = -errno.ECHILD
 
 # ru_maxrss is in kibibytes on Linux and in bytes on macOS.
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
+# Signals after which a job's output may end cut short (see _call_before_stop).
+_STOP_SIGNALS = frozenset(
+    {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT}
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Child:
         "_reaped_callbacks",
         "_reaped_event",
         "_returncode",
+        "_stop_callbacks",
         "_waiters",
         "args",
         "pgid",
@@ -109,6 +114,9 @@ class Child:
     # Internal hooks run once by the thread that reaps (see _call_when_reaped).
     _reaped_callbacks: list[Callable[[], None]] | None
     _deferred_loops: list[asyncio.AbstractEventLoop] | None
+    # Internal hooks run before the library sends a signal that may end the
+    # job (see _call_before_stop).
+    _stop_callbacks: list[Callable[[], None]] | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
@@ -140,6 +148,7 @@ class Child:
         self._reaped_event = None
         self._reaped_callbacks = None
         self._deferred_loops = None
+        self._stop_callbacks = None
         return self
 
     # -- state ---------------------------------------------------------------
@@ -229,6 +238,26 @@ class Child:
                 return
         with contextlib.suppress(Exception):
             callback()
+
+    def _call_before_stop(self, callback: Callable[[], None]) -> None:
+        """Internal: runs ``callback()`` each time, before this handle sends
+        the job a signal that may end it (SIGKILL, SIGTERM, SIGINT, SIGHUP,
+        SIGQUIT: ``kill``, ``terminate``, kill on drop, ``send_signal``). It
+        must not block; its exceptions are swallowed. The output pump marks
+        a capture truncated this way, so that a secret cut short by the kill
+        fails closed."""
+        with self._lock:
+            if self._stop_callbacks is None:
+                self._stop_callbacks = []
+            self._stop_callbacks.append(callback)
+
+    def _before_signal(self, sig: int) -> None:
+        callbacks = self._stop_callbacks
+        if callbacks is None or sig not in _STOP_SIGNALS:
+            return
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()
 
     def _forget_closed_loops(self) -> None:
         # A loop closed while it watched us (asyncio.run ending with a
@@ -330,6 +359,7 @@ class Child:
         """Sends ``sig`` to the child's process group (``group=True`` and the
         child has one) or to the child alone. Does nothing once the child has
         been reaped, so a recycled pid is never signalled."""
+        self._before_signal(sig)
         with self._lock:
             if self._returncode is not None:
                 return
@@ -365,6 +395,7 @@ class Child:
             os.killpg(self.pgid, sig)
 
     def _signal_group_even_after_exit(self, sig: int) -> None:
+        self._before_signal(sig)
         with self._lock:
             running = self._returncode is None
             if running:

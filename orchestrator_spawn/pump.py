@@ -30,14 +30,21 @@ import os
 import subprocess
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol, TypeAlias, final
+from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
+from orchestrator_spawn.redact import RedactionOptions, check_options
+
+if TYPE_CHECKING:
+    from orchestrator_spawn.child import Child
 
 __all__ = [
+    "BUILTIN",
     "DISCARD",
     "MEMORY",
     "PIPE",
@@ -196,7 +203,8 @@ if hasattr(os, "register_at_fork"):
 @atexit.register
 def _stop_at_exit() -> None:
     # The reactor keeps running while the interpreter tears down; let running
-    # captures finish (aborted) before their redactors' pattern sets are freed.
+    # captures finish (aborted: what their redactors hold fails closed)
+    # before their redactors' pattern sets are freed.
     with _notifier.lock:
         running = list(_notifier.running.values())
     deadline = time.monotonic() + 2.0
@@ -315,12 +323,49 @@ class Capture:
     def abort(self) -> None:
         """Stop waiting for end of file.
 
-        Each stream takes what its pipe holds right now and then finishes as
-        if the child had closed it; live-output iterators end. Use it when a
-        process outside your control (a daemonised grandchild) keeps a pipe
+        Each stream takes what its pipe holds right now and then finishes cut
+        short (see ``mark_truncated``); live-output iterators end. Use it when
+        a process outside your control (a daemonised grandchild) keeps a pipe
         open. Harmless once done.
         """
         self._native.abort()
+
+    def mark_truncated(self) -> None:
+        """Say that the streams will end early: call it before killing the
+        child (timeout, cancellation, shutdown).
+
+        Reading goes on to end of file, but whenever a stream ends from now
+        on, the bytes its redactor still holds because they may be the start
+        of a secret become one replacement instead of being decided as at a
+        real end of file (where a prefix of a secret that never completed is
+        not a match, and would come out in clear). Never blocks; harmless
+        once done.
+        """
+        self._native.truncate()
+
+    def _follow_child(self, child: Child) -> None:
+        """Internal: the streams are ``child``'s output. Call it before the
+        streams can reach end of file (before closing this process's copies
+        of the pipes' write ends).
+
+        Then a stream cut short by the child's death fails closed: a kill or
+        stop signal sent through ``child`` marks the capture truncated
+        first; a child killed from elsewhere is recognised at end of file
+        (``os_pump_capture_watch_child``) or when it is reaped.
+        """
+        native = self._native
+        native.watch_child(child.pid)
+        child._call_before_stop(native.truncate)
+        # A weak reference: the handle's callbacks must not keep it alive
+        # (kill on drop).
+        ref = weakref.ref(child)
+
+        def reaped() -> None:
+            handle = ref()
+            code = handle._returncode if handle is not None else None
+            native.child_exit(code is not None and code < 0)
+
+        child._call_when_reaped(reaped)
 
     async def wait(self) -> CaptureStats:
         """Wait until every stream reached end of file and was fully written.
@@ -526,9 +571,14 @@ def _sink_spec(sink: SinkLike, opened: list[int]) -> tuple[int, bytes | None]:
 class Redaction:
     """How the pump redacts every captured stream.
 
-    The arguments mean what they mean for ``orchestrator_spawn.Redactor`` (patterns, literals,
-    replacement, ignore_case, max_hold in bytes); each stream gets its own
-    streaming redactor over one shared compiled pattern set.
+    The arguments mean what they mean for ``orchestrator_spawn.Redactor``
+    (patterns, literals, replacement, ignore_case, max_hold in bytes) and are
+    checked the same way when the object is made (``TypeError`` for one
+    ``str``/``bytes`` where a sequence belongs, ``max_hold=1.5``...; the
+    patterns compile when a capture starts). ``patterns`` and ``literals``
+    are kept as tuples. Each stream gets its own streaming redactor over one
+    shared compiled pattern set. ``Redaction(patterns=DEFAULT_REDACTION_PATTERNS,
+    literals=[...])`` adds secrets to the built-in pack.
     """
 
     patterns: Sequence[str | bytes] = ()
@@ -536,6 +586,16 @@ class Redaction:
     replacement: bytes = b"[REDACTED]"
     ignore_case: bool = True
     max_hold: int = 65536
+
+    def __post_init__(self) -> None:
+        self._options()  # raises for bad values now, not at the first capture
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "literals", tuple(self.literals))
+
+    def _options(self) -> RedactionOptions:
+        return check_options(
+            self.patterns, self.literals, self.replacement, self.ignore_case, self.max_hold
+        )
 
 
 @lru_cache(maxsize=64)
@@ -546,65 +606,58 @@ def _compiled(
     return _native.PatternSet(patterns, literals, flags)
 
 
-def _as_bytes(value: str | bytes) -> bytes:
-    return value.encode() if isinstance(value, str) else bytes(value)
+class _BuiltinPack(enum.Enum):
+    """The type of ``BUILTIN``: the default ``redact=`` of ``start_capture``."""
+
+    BUILTIN = "builtin"
 
 
-_DEFAULT_REDACTION = Redaction()
-
-_RedactionKey: TypeAlias = (
-    "tuple[tuple[str | bytes, ...], tuple[str | bytes, ...], bytes, bool, int]"
-)
+#: ``start_capture(redact=BUILTIN)`` (the default): the built-in pattern pack.
+BUILTIN = _BuiltinPack.BUILTIN
 
 
-def _build_redaction(key: _RedactionKey) -> _native.PumpRedaction | None:
-    patterns_given, literals_given, replacement, ignore_case, max_hold = key
-    if max_hold < 0:
-        raise ValueError(f"max_hold must be >= 0 bytes, got {max_hold}")
-    patterns = tuple(_as_bytes(p) for p in patterns_given)
-    literals = tuple(_as_bytes(x) for x in literals_given)
-    if not patterns and not literals:
+def _build_redaction(options: RedactionOptions) -> _native.PumpRedaction | None:
+    if not options.patterns and not options.literals:
         return None
-    flags = _native.REDACT_IGNORE_CASE if ignore_case else 0
-    pattern_set = _compiled(patterns, literals, flags)
-    return _native.PumpRedaction(pattern_set, pattern_set._ptr, replacement, max_hold)
+    pattern_set = _compiled(options.patterns, options.literals, options.flags)
+    return _native.PumpRedaction(
+        pattern_set, pattern_set._ptr, options.replacement, options.max_hold
+    )
 
 
 # Captures with the same configuration share one C-side setup; each capture
 # keeps its pattern set alive, so eviction is harmless.
 _cached_redaction = lru_cache(maxsize=64)(_build_redaction)
+_DEFAULT_REDACTION = Redaction()
 
 
-def _redaction(redact: RedactionLike) -> _native.PumpRedaction | None:
+def _redaction(redact: RedactionLike | _BuiltinPack) -> _native.PumpRedaction | None:
     """The shared C-side setup of ``redact`` (None: nothing to redact).
 
-    Raises ``TypeError`` for something that is not a configuration,
-    ``ValueError`` for a bad pattern (named) or a negative ``max_hold``.
+    Raises ``TypeError`` for something that is not a configuration (one
+    ``str``/``bytes``, a ``Redactor``), ``ValueError`` for a bad pattern
+    (named) or a negative ``max_hold``: the checks of ``Redactor``.
     """
     given: object = redact
-    if isinstance(given, (str, bytes)) or not isinstance(given, (Redaction, Sequence)):
+    if given is BUILTIN:
+        redact = Redaction(patterns=DEFAULT_REDACTION_PATTERNS)
+    elif isinstance(given, (str, bytes, bytearray, memoryview)) or not isinstance(
+        given, (Redaction, Sequence)
+    ):
         # A Redactor is one stream's state, not a configuration to copy.
         raise TypeError(
             "redact= must be a Redaction(...) or a sequence of patterns, not "
             f"{type(given).__name__}"
         )
     if isinstance(redact, Redaction):
-        # A key of plain tuples: lists in a Redaction are read as they are now.
-        key = (
-            tuple(redact.patterns),
-            tuple(redact.literals),
-            bytes(redact.replacement),
-            bool(redact.ignore_case),
-            int(redact.max_hold),
-        )
+        # Read as they are now (a list inside may have changed since).
+        options = redact._options()
     else:
         default = _DEFAULT_REDACTION
-        key = (tuple(redact), (), default.replacement, default.ignore_case, default.max_hold)
-    try:
-        hash(key)
-    except TypeError:  # e.g. bytearray patterns: build afresh (still compiled once)
-        return _build_redaction(key)
-    return _cached_redaction(key)
+        options = check_options(
+            redact, (), default.replacement, default.ignore_case, default.max_hold
+        )
+    return _cached_redaction(options)
 
 
 def start_capture(
@@ -613,7 +666,7 @@ def start_capture(
     *,
     stdout_sink: SinkLike = DISCARD,
     stderr_sink: SinkLike = DISCARD,
-    redact: RedactionLike | None = None,
+    redact: RedactionLike | _BuiltinPack | None = BUILTIN,
     live: Iterable[str] = (),
 ) -> Capture:
     """Pump a child's stdout and/or stderr pipes into sinks.
@@ -638,9 +691,11 @@ def start_capture(
     pipes and sockets are written without blocking the reactor), ``MEMORY``
     (see ``Capture.output``) or ``DISCARD``.
 
-    ``redact``: a ``Redaction`` or a sequence of patterns (the ``Redactor``
-    defaults then apply); each stream gets its own streaming redactor, fed in
-    C without the GIL. None passes bytes through unchanged. ``live``: stream names to
+    ``redact``: ``BUILTIN`` (the default: the built-in secret pattern pack,
+    the default of the CLI, the runner and ``run``), a ``Redaction`` or a
+    sequence of patterns (the ``Redactor`` defaults then apply); each stream
+    gets its own streaming redactor, fed in C without the GIL. ``None``
+    switches redaction off: bytes pass through unchanged. ``live``: stream names to
     also copy to a pipe read by ``Capture.chunks``/``Capture.lines``.
 
     Raises ``ValueError`` for no stream, an unknown live name or a pattern

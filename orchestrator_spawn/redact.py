@@ -20,10 +20,11 @@ closed instead of matching like ``re`` (see :class:`Redactor`).
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import final
+from typing import NamedTuple, final
 
 from orchestrator_spawn._native import REDACT_IGNORE_CASE, NativeRedactor, PatternSet
 
@@ -31,14 +32,77 @@ __all__ = ["Redactor", "redact"]
 
 _DEFAULT_REPLACEMENT = b"[REDACTED]"
 _DEFAULT_MAX_HOLD = 65536
+_BYTES_LIKE = (bytes, bytearray, memoryview)
 
 
-def _as_bytes(value: str | bytes, what: str) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-8")
-    raise TypeError(f"redaction {what} must be str or bytes, not {type(value).__name__}")
+class RedactionOptions(NamedTuple):
+    """Checked redaction settings, as the engine takes them (internal)."""
+
+    patterns: tuple[bytes, ...]
+    literals: tuple[bytes, ...]
+    replacement: bytes
+    flags: int
+    max_hold: int
+
+
+def _entries(values: object, what: str) -> tuple[bytes, ...]:
+    # A single str/bytes is iterable too (per character, or as ints): the
+    # classic type confusion that would silently redact nothing useful.
+    if isinstance(values, (str, *_BYTES_LIKE)):
+        raise TypeError(
+            f"redaction {what}s must be sequences of str or bytes, not one "
+            f"{type(values).__name__} (write [{what}] for a single one)"
+        )
+    if not isinstance(values, Iterable):
+        raise TypeError(
+            f"redaction {what}s must be a sequence of str or bytes, not {type(values).__name__}"
+        )
+    entries = []
+    for value in values:
+        if isinstance(value, str):
+            entries.append(value.encode("utf-8"))
+        elif isinstance(value, _BYTES_LIKE):
+            entries.append(bytes(value))
+        else:
+            raise TypeError(
+                f"each redaction {what} must be str or bytes, not {type(value).__name__}"
+            )
+    return tuple(entries)
+
+
+def check_options(
+    patterns: object,
+    literals: object,
+    replacement: object,
+    ignore_case: object,
+    max_hold: object,
+) -> RedactionOptions:
+    """The one validation of redaction settings, for every entry point
+    (``Redactor``, ``redact``, ``pump.Redaction``, ``start_capture``, the
+    runner and ``run``).
+
+    Raises ``TypeError`` for a single ``str``/``bytes`` where a sequence
+    belongs, an entry that is neither, a ``replacement`` that is not bytes,
+    an ``ignore_case`` that is not a bool or a ``max_hold`` that is not an
+    int (``1.5``, ``True``); ``ValueError`` for a negative ``max_hold``.
+    Patterns are not compiled here.
+    """
+    pats = _entries(patterns, "pattern")
+    lits = _entries(literals, "literal")
+    if not isinstance(replacement, _BYTES_LIKE):
+        raise TypeError(f"replacement must be bytes, not {type(replacement).__name__}")
+    if not isinstance(ignore_case, bool):
+        raise TypeError(f"ignore_case must be a bool, not {type(ignore_case).__name__}")
+    if isinstance(max_hold, bool):
+        raise TypeError("max_hold must be an int (bytes), not bool")
+    try:
+        hold = operator.index(max_hold)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"max_hold must be an int (bytes), not {type(max_hold).__name__}") from None
+    if hold < 0:
+        raise ValueError(f"max_hold must be >= 0 bytes, got {hold}")
+    flags = REDACT_IGNORE_CASE if ignore_case else 0
+    return RedactionOptions(pats, lits, bytes(replacement), flags, hold)
 
 
 @lru_cache(maxsize=64)
@@ -59,13 +123,17 @@ class Redactor:
     for each match; ``ignore_case``: ASCII case-insensitive matching;
     ``max_hold``: the most bytes held back while a match may still be growing
     (bytes). More undecided bytes than that, or a regex hitting its match
-    limit, fail closed: those bytes become one ``replacement``, and matching
-    starts afresh after them.
+    limit, fail closed: those bytes become one ``replacement``, and the rest
+    of a match that outgrew ``max_hold`` is suppressed as it arrives (matched
+    over its first KiB and the last bytes suppressed: exact for a character
+    class run up to a terminator, the shape of a secret).
 
     Raises ``ValueError`` naming a pattern that does not compile (with the
     error offset) or that can match the empty string, or a negative
-    ``max_hold``. A redactor serves one stream; different redactors may be
-    used from different threads at once (the engine runs without the GIL).
+    ``max_hold``; ``TypeError`` for one ``str``/``bytes`` given where a
+    sequence belongs, or a setting of the wrong type (``max_hold=1.5``).
+    A redactor serves one stream; different redactors may be used from
+    different threads at once (the engine runs without the GIL).
     """
 
     __slots__ = ("_finished", "_lock", "_native")
@@ -79,16 +147,9 @@ class Redactor:
         ignore_case: bool = True,
         max_hold: int = _DEFAULT_MAX_HOLD,
     ) -> None:
-        if isinstance(patterns, (str, bytes)) or isinstance(literals, (str, bytes)):
-            raise TypeError("patterns and literals must be sequences of str or bytes, not one")
-        pats = tuple(_as_bytes(p, "pattern") for p in patterns)
-        lits = tuple(_as_bytes(x, "literal") for x in literals)
-        if not isinstance(replacement, bytes):
-            raise TypeError("replacement must be bytes")
-        if max_hold < 0:
-            raise ValueError(f"max_hold must be >= 0 bytes, got {max_hold}")
-        flags = REDACT_IGNORE_CASE if ignore_case else 0
-        self._native = NativeRedactor(_pattern_set(pats, lits, flags), replacement, max_hold)
+        options = check_options(patterns, literals, replacement, ignore_case, max_hold)
+        pattern_set = _pattern_set(options.patterns, options.literals, options.flags)
+        self._native = NativeRedactor(pattern_set, options.replacement, options.max_hold)
         self._lock = threading.Lock()
         self._finished = False
 
@@ -101,12 +162,31 @@ class Redactor:
             return self._native.feed(chunk)
 
     def finish(self) -> bytes:
-        """End of stream: returns the rest of the output. Idempotent."""
+        """End of stream: returns the rest of the output, held bytes decided
+        as ``re.sub`` would at the real end. Idempotent. A stream that was
+        cut short must end with ``abort()`` instead."""
         with self._lock:
             if self._finished:
                 return b""
             self._finished = True
             return self._native.finish()
+
+    def abort(self) -> bytes:
+        """The stream was cut short (its writer was killed, timed out,
+        cancelled): returns the rest of the output, where the bytes still
+        held because they may be the start of a secret become one
+        ``replacement``, never clear text. Use it instead of ``finish()``
+        whenever the stream did not reach its real end. Idempotent, and
+        ``finish()`` after it returns nothing.
+
+        A redactor dropped without ``finish()``/``abort()`` never emits what
+        it holds.
+        """
+        with self._lock:
+            if self._finished:
+                return b""
+            self._finished = True
+            return self._native.abort()
 
     @property
     def held(self) -> int:

@@ -120,6 +120,9 @@ def _spawn_captured(
             process_group=True,
             limits=limits,
         )
+        # A kill (timeout, cancellation, or from elsewhere) cuts the output
+        # short: what the redactors hold then fails closed.
+        capture._follow_child(child)
     finally:
         # The child has its own copies; ours would keep the pipes from EOF.
         capture.close_writers()

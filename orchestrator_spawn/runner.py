@@ -227,7 +227,7 @@ class _OpenedOutputs:
 
     def __init__(self, stdout: OutputTarget, stderr: OutputTarget) -> None:
         self._owned: list[IO[bytes]] = []
-        self._by_path: dict[str, IO[bytes]] = {}
+        self._by_file: dict[tuple[int, int], IO[bytes]] = {}
         try:
             self.stdout = self._fd(stdout, "stdout")
             self.stderr = self._fd(stderr, "stderr")
@@ -241,14 +241,19 @@ class _OpenedOutputs:
         if isinstance(target, int):
             return target
         if isinstance(target, (str, os.PathLike)):
-            path = os.path.abspath(os.fspath(target))
-            # The same path for both streams shares one open file (and one
-            # offset), so the two streams interleave instead of overwriting.
-            if path not in self._by_path:
-                handle = open(path, "wb")  # noqa: SIM115 - closed in close()
-                self._owned.append(handle)
-                self._by_path[path] = handle
-            return self._by_path[path].fileno()
+            handle = open(target, "wb")  # noqa: SIM115 - closed in close()
+            # The same file for both streams (by device and inode, whatever
+            # the names: "out.log", "./out.log", a link) shares one open file
+            # and one offset, so the two streams interleave instead of
+            # overwriting each other.
+            info = os.fstat(handle.fileno())
+            shared = self._by_file.get((info.st_dev, info.st_ino))
+            if shared is not None:
+                handle.close()
+                return shared.fileno()
+            self._owned.append(handle)
+            self._by_file[(info.st_dev, info.st_ino)] = handle
+            return handle.fileno()
         fileno = getattr(target, "fileno", None)
         if fileno is None:
             raise TypeError(
@@ -438,6 +443,11 @@ def spawn_with_runner_and_capture(
         child = _start(
             runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
         )
+        # Before end of file can come: a kill of the child (through its
+        # handle or from elsewhere) cuts the output short, and what the
+        # redactors hold then fails closed instead of being decided as at a
+        # real end of file.
+        capture._follow_child(child)
     finally:
         # The child has its own copies; ours would keep the pipes from EOF (and
         # if the spawn failed, EOF is what lets the capture finish).

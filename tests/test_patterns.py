@@ -42,9 +42,14 @@ AGE_KEY = "AGE-SECRET-KEY-1" + ("QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L" * 2)[:58]
 PEM_BODY = "\n".join([B64 * 2, B64 * 2, B64[:20] + "=="])
 
 
-def pem(kind: str, end: bool = True) -> str:
-    text = f"-----BEGIN {kind}-----\n{PEM_BODY}\n"
+def pem(kind: str, end: bool = True, body: str = PEM_BODY) -> str:
+    text = f"-----BEGIN {kind}-----\n{body}\n"
     return text + (f"-----END {kind}-----" if end else "")
+
+
+# A 20 KiB body: longer than any fixed bound a pattern could have had.
+LONG_PEM_BODY = "\n".join([(B64 * 3)[:64]] * 320)
+LONG_PASSWORD = ("Zq9-" * 150)[:600]
 
 
 # name -> (positives as (text, exact secret that must be matched), negatives)
@@ -58,6 +63,15 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
             (pem("PGP PRIVATE KEY BLOCK"), pem("PGP PRIVATE KEY BLOCK")),
             # A truncated block is hidden up to the end of its base64 body.
             ("log: " + pem("EC PRIVATE KEY", end=False) + "!", pem("EC PRIVATE KEY", end=False)),
+            # However long the body (the redactor holds up to max_hold).
+            (
+                pem("RSA PRIVATE KEY", body=LONG_PEM_BODY),
+                pem("RSA PRIVATE KEY", body=LONG_PEM_BODY),
+            ),
+            (
+                pem("PRIVATE KEY", end=False, body=LONG_PEM_BODY) + "!",
+                pem("PRIVATE KEY", end=False, body=LONG_PEM_BODY),
+            ),
         ],
         [pem("PUBLIC KEY"), pem("CERTIFICATE"), "BEGIN RSA PRIVATE KEY without armour"],
     ),
@@ -81,6 +95,11 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
         [
             (f"token {GH}{alnum(36)} ok", GH + alnum(36)),
             (f"gh{'s'}_{alnum(36)}", f"ghs_{alnum(36)}"),
+            # An identifier character after the token does not hide it.
+            (f"x={GH}{alnum(36)}_suffix", GH + alnum(36)),
+            (f"{GH}{alnum(36)}-v2", GH + alnum(36)),
+            # Longer than any fixed bound: the whole of it.
+            (f"{GH}{alnum(300)} end", GH + alnum(300)),
         ],
         [GH + alnum(35), "ghx_" + alnum(36), "ghp-" + alnum(36)],
     ),
@@ -253,6 +272,9 @@ CASES: dict[str, tuple[list[tuple[str, str]], list[str]]] = {
             ("passwd = 'abc'", "'abc'"),
             ("Passphrase:   spaced", "   spaced"),
             ("GET /login?user=bob&password=xyz&x=1", "xyz"),
+            # However long the value.
+            (f"password={LONG_PASSWORD} next", LONG_PASSWORD),
+            (f'"password": "{LONG_PASSWORD}"', f'"{LONG_PASSWORD}"'),
         ],
         [
             "password is required",
@@ -433,3 +455,36 @@ def test_native_redactor_agrees_with_reference_in_any_chunking() -> None:
             at += size
         pieces.append(redactor.finish())
         assert b"".join(pieces) == expected
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param(pem("RSA PRIVATE KEY", body=LONG_PEM_BODY), id="pem-20KiB"),
+        pytest.param(
+            pem("PRIVATE KEY", end=False, body=LONG_PEM_BODY), id="pem-20KiB-unterminated"
+        ),
+        pytest.param("password=" + LONG_PASSWORD, id="password-600"),
+        pytest.param(GH + alnum(36) + "_suffix", id="ghp-then-identifier"),
+        pytest.param("AKIA" + "IOSFODNN7EXAMPLE_x", id="aws-then-identifier"),
+        pytest.param("hf" + "_" + alnum(34) + "_x", id="hf-then-identifier"),
+    ],
+)
+def test_streamed_pack_leaves_no_tail_of_a_long_secret(secret: str) -> None:
+    from orchestrator_spawn import Redactor
+
+    # "!" ends even an unterminated key block (its body swallows text).
+    data = f"before\n{secret}\n!after\n".encode()
+    for chunk in (1 << 20, 4096, 7):
+        redactor = Redactor(list(DEFAULT_REDACTION_PATTERNS))
+        out = b"".join(redactor.feed(data[i : i + chunk]) for i in range(0, len(data), chunk))
+        out += redactor.finish()
+        assert out == _reference_redact(data)
+        assert out.startswith(b"before\n")
+        assert out.endswith(b"!after\n")
+        # No 12-byte run of the secret's material survives.
+        body = secret.split("=", 1)[-1].replace("\n", "")
+        for at in range(0, len(body) - 12, 97):
+            piece = body[at : at + 12]
+            if re.fullmatch(r"[A-Za-z0-9_+/\-]{12}", piece) and "suffix" not in piece:
+                assert piece.encode() not in out.replace(b"\n", b""), piece
