@@ -71,7 +71,7 @@ def test_importing_the_package_leaves_the_gil_off() -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
     code = (
         "import warnings, sys\n"
-        "warnings.simplefilter('error')\n"
+        "warnings.simplefilter('error', RuntimeWarning)\n"
         "import orchestrator_spawn, orchestrator_spawn.cli, orchestrator_spawn.runner\n"
         "import orchestrator_spawn.sandbox, orchestrator_spawn.pump, psutil, yaml\n"
         "from orchestrator_spawn import _native\n"
