@@ -195,7 +195,7 @@ def test_one_child_awaited_from_many_event_loops(exit_path: str, contended: None
     # reaps looks through every loop's entry while the other loops' threads
     # remove theirs; a watch lost to a race would keep the pidfd open for
     # good, and an exception there would leave waiters waiting forever.
-    for _ in range(10):
+    for _ in range(5):
         child = spawn(["sh", "-c", "cat >/dev/null"], stdin=PIPE)
         go = threading.Barrier(THREADS)
         started = threading.Barrier(THREADS + 1)
