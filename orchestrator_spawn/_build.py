@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from cffi import FFI
@@ -86,6 +87,10 @@ ffibuilder.set_source(
         *_pcre2_cflags,
     ],
     extra_link_args=_pcre2_libs,
+    # Free-threaded interpreters have no stable ABI to target (setup.py gives
+    # their wheel the interpreter's own tag): compile against its full API.
+    # cffi does that by itself before 3.15; saying so keeps 3.15t the same.
+    **({"py_limited_api": False} if sysconfig.get_config_var("Py_GIL_DISABLED") else {}),
 )
 
 if __name__ == "__main__":

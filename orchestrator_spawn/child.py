@@ -262,9 +262,11 @@ class Child:
     def _forget_closed_loops(self) -> None:
         # A loop closed while it watched us (asyncio.run ending with a
         # cancelled wait) never calls back: drop its watch so the pidfd closes.
-        for loop in [loop for loop in self._waiters if loop.is_closed()]:
-            del self._waiters[loop]
-            self._notifier.unwatch(loop)
+        # Other loops' threads add and pop their entries meanwhile: iterate
+        # over a copy (list() of a dict is atomic) and pop, never del.
+        for loop in list(self._waiters):
+            if loop.is_closed() and self._waiters.pop(loop, None) is not None:
+                self._notifier.unwatch(loop)
 
     def try_wait(self) -> int | None:
         """The exit status if the child has exited (reaping it), else None.

@@ -220,16 +220,31 @@ def _stop_at_exit() -> None:
 
 
 class _Tee:
-    """The read end of a stream's live-output pipe."""
+    """The read end of a stream's live-output pipe.
+
+    One reader takes it, or a wait drops it; several threads may try at once
+    (without the GIL really at once), so taking and closing are atomic: the
+    fd is closed exactly once, never a number another thread got meanwhile.
+    """
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.taken = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        """Marks it taken; True for the one caller that did."""
+        with self._lock:
+            if self.taken or self.fd < 0:
+                return False
+            self.taken = True
+            return True
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        with self._lock:
+            fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 @final
@@ -464,15 +479,13 @@ class Capture:
         tee = self._tees.get(stream) if self._tees else None
         if tee is None:
             raise ValueError(f"{stream} was not captured with live=; no live output")
-        if tee.taken or tee.fd < 0:
+        if not tee.claim():
             raise RuntimeError(f"the live output of {stream} is already being read")
-        tee.taken = True
         return tee
 
     def _drop_untaken_tees(self) -> None:
         for tee in (self._tees or {}).values():
-            if not tee.taken:
-                tee.taken = True
+            if tee.claim():
                 tee.close()
 
     def _result(self) -> CaptureStats:

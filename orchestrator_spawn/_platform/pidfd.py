@@ -94,21 +94,29 @@ class PidfdExit:
             self._release()
 
     def watch(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
-        fd = self._acquire()
+        # Loops in different threads may watch at once: the set of watching
+        # loops is created and changed under the lock (a watch lost to a
+        # racing creation would never be released, keeping the pidfd open).
+        with self._lock:
+            fd = self._fd
+            if fd >= 0:
+                self._users += 1
+                if self._watched is None:
+                    self._watched = set()
+                self._watched.add(loop)
         if fd < 0:
             loop.call_soon(callback)
             return
-        if self._watched is None:
-            self._watched = set()
-        self._watched.add(loop)
         loop.add_reader(fd, callback)
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._watched is None or loop not in self._watched:
-            return
-        self._watched.discard(loop)
+        with self._lock:
+            if self._watched is None or loop not in self._watched:
+                return
+            self._watched.discard(loop)
+            fd = self._fd  # still open: this watch holds a use of it
         if not loop.is_closed():
-            loop.remove_reader(self._fd)
+            loop.remove_reader(fd)
         self._release()
 
     def close(self) -> None:
