@@ -26,6 +26,7 @@ engine result is checked byte for byte against ``re.sub`` on the same data.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +41,10 @@ from benchmarks.redact_corpus import (
     log_corpus,
     reference,
 )
+from benchmarks.redact_corpus_web import PATTERNS as WEB_PATTERNS
+from benchmarks.redact_corpus_web import UNANCHORED as WEB_UNANCHORED
+from benchmarks.redact_corpus_web import reference as web_reference
+from benchmarks.redact_corpus_web import web_corpus
 from orchestrator_spawn import Redactor, redact
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
@@ -222,6 +227,50 @@ def test_pack_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
     assert out == redact(data, PACK)
 
 
+# --- the independent web/config workload ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web(request: pytest.FixtureRequest) -> bytes:
+    return web_corpus(_size(request, "REDACT_BENCH_WEB_MB", 64, MIB))
+
+
+@pytest.fixture(scope="module")
+def web_expected(web: bytes) -> bytes:
+    return web_reference(web)
+
+
+def test_web_whole_buffer(benchmark: Any, web: bytes, web_expected: bytes) -> None:
+    out = _run(benchmark, "web whole", lambda: redact(web, WEB_PATTERNS), len(web), 9)
+    assert out == web_expected
+    assert out.count(REP) >= len(web) // 10_000
+
+
+def test_web_streamed_64k(benchmark: Any, web: bytes, web_expected: bytes) -> None:
+    written = benchmark.pedantic(
+        lambda: _stream_to_sink(web, WEB_PATTERNS, ()), rounds=9, iterations=1, warmup_rounds=1
+    )
+    if benchmark.stats is not None:
+        _results["web streamed 64 KiB"] = (benchmark.stats.stats.median, len(web))
+    assert written == len(web_expected)
+    assert _stream(web, WEB_PATTERNS, ()) == web_expected
+
+
+def test_web_with_unanchored_pattern(benchmark: Any, web: bytes) -> None:
+    patterns = (*WEB_PATTERNS, WEB_UNANCHORED)
+    out = _run(benchmark, "web whole + 1 unanchored", lambda: redact(web, patterns), len(web), 5)
+    assert out == web_reference(web, patterns)
+
+
+def test_web_python_re_whole_buffer(
+    benchmark: Any, request: pytest.FixtureRequest, web: bytes
+) -> None:
+    regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in WEB_PATTERNS))
+    data = web[: _size(request, "REDACT_BENCH_WEB_RE_MB", 4, 256 * 1024)]
+    out = _run(benchmark, "web python re whole", lambda: regex.sub(REP, data), len(data), 3)
+    assert out == redact(data, WEB_PATTERNS)
+
+
 def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     """Print MB/s (medians) and the ratios against Python ``re``."""
     with capsys.disabled():
@@ -244,3 +293,10 @@ def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture
                 print(f"  {name} / pack python re: {rate[name] / base:8.1f}x")
         if adv and "pack adversarial" in rate:
             print(f"  pack adversarial / pack python re: {rate['pack adversarial'] / adv:8.1f}x")
+        base = rate.get("web python re whole")
+        for name in ("web whole", "web streamed 64 KiB", "web whole + 1 unanchored"):
+            if base and name in rate:
+                print(f"  {name} / web python re: {rate[name] / base:8.1f}x")
+        whole, streamed = rate.get("web whole"), rate.get("web streamed 64 KiB")
+        if whole and streamed:
+            print(f"  web whole / web streamed: {whole / streamed:8.2f}")
