@@ -239,6 +239,12 @@ class PatternSet:
         self._ptr = ffi.gc(out[0], lib.os_pattern_set_free)
         self.size = len(entries)
 
+    @property
+    def scanner(self) -> str:
+        """The literal scan loop in use: ``scalar``, ``ssse3``, ``avx2`` or ``neon``
+        (chosen from the CPU; ``OS_REDACT_SCAN=<name>`` forces a supported one)."""
+        return str(ffi.string(lib.os_pattern_set_scanner(self._ptr)).decode())
+
     def anchor(self, index: int) -> tuple[int, int, int]:
         """(number of anchor literals, min offset, max offset) of entry ``index``;
         0 literals means the entry is searched without a prefilter. The
@@ -343,7 +349,8 @@ class NativeRedactor:
             if n < 2 or not _FILL_BYTES:
                 out = ffi.new("uint8_t[]", max(n, 1))
                 lib.os_redactor_write_plan(self._ptr, buf, out)
-                return ffi.buffer(out, n)[:]
+                small: bytes = ffi.buffer(out, n)[:]
+                return small
             # A fresh bytes object of n >= 2 bytes (never a shared singleton),
             # filled before anything else can see it: the one copy.
             result = bytes(n)
