@@ -341,7 +341,14 @@ class NativeRedactor:
         The engine first matches the whole buffer (in cache-sized pieces, in
         place) and records what the output is made of; the result is then
         allocated once at its final size and written once, instead of going
-        through the engine's buffer, a copy and a concatenation."""
+        through the engine's buffer, a copy and a concatenation.
+
+        Both steps read ``data``: a writable buffer is copied first, so that
+        a change to it in between cannot put unmatched bytes in the output."""
+        if not isinstance(data, bytes):
+            with memoryview(data) as view:
+                if not view.readonly:
+                    data = view.tobytes()
         with ffi.from_buffer(data) as buf:
             rc = lib.os_redactor_plan(self._ptr, buf, len(buf), self._lenp)
             self._check(rc, "os_redactor_plan")
