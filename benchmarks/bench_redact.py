@@ -6,7 +6,11 @@ per ~10 KiB, multi-line private keys) redacted with the 28-pattern pack plus
 The same corpora are also redacted with the built-in pack
 (``orchestrator_spawn.patterns``, the default of the runner, CLI and pump),
 whose key=value, flag and header patterns are anchored on literals inside
-lookbehinds: its own group, "pack ...".
+lookbehinds: its own group, "pack ...". A second workload written
+independently of both (``redact_corpus_web``: web and config logs, public
+token formats with short anchors such as ``sk``, ``eyJ`` and ``://``,
+URL credentials and query-string secrets, key=value lines) is the group
+"web ...", with and without one unanchored pattern.
 
 Real numbers (64 MiB corpus, Python ``re`` on an 8 MiB slice because it runs
 at a few MB/s)::
@@ -16,7 +20,10 @@ at a few MB/s)::
 Sizes: ``REDACT_BENCH_MB`` (engine corpus), ``REDACT_BENCH_RE_MB`` (Python
 ``re`` slice), ``REDACT_BENCH_PACK_RE_MB`` (Python ``re`` slice for the
 built-in pack, 2 MiB: it runs at ~2 MB/s), ``REDACT_BENCH_ADV_MB``
-(adversarial). The built-in pack's output is checked against ``re.sub`` on
+(adversarial), ``REDACT_BENCH_WEB_MB`` / ``REDACT_BENCH_WEB_RE_MB`` (the web
+workload, 64 MiB / 4 MiB). ``OS_REDACT_SCAN=scalar|ssse3|avx2|neon`` forces
+the engine's literal scan loop (the scalar one is what CPUs without the SIMD
+loops get). The built-in pack's output is checked against ``re.sub`` on
 the WHOLE corpus (about half a minute of Python ``re`` for 64 MiB, once per
 run). In the CI smoke mode
 (``--benchmark-disable``, the default) everything is 1 MiB or less. Every
