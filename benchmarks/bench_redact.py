@@ -6,7 +6,11 @@ per ~10 KiB, multi-line private keys) redacted with the 28-pattern pack plus
 The same corpora are also redacted with the built-in pack
 (``orchestrator_spawn.patterns``, the default of the runner, CLI and pump),
 whose key=value, flag and header patterns are anchored on literals inside
-lookbehinds: its own group, "pack ...".
+lookbehinds: its own group, "pack ...". A second workload written
+independently of both (``redact_corpus_web``: web and config logs, public
+token formats with short anchors such as ``sk``, ``eyJ`` and ``://``,
+URL credentials and query-string secrets, key=value lines) is the group
+"web ...", with and without one unanchored pattern.
 
 Real numbers (64 MiB corpus, Python ``re`` on an 8 MiB slice because it runs
 at a few MB/s)::
@@ -16,7 +20,10 @@ at a few MB/s)::
 Sizes: ``REDACT_BENCH_MB`` (engine corpus), ``REDACT_BENCH_RE_MB`` (Python
 ``re`` slice), ``REDACT_BENCH_PACK_RE_MB`` (Python ``re`` slice for the
 built-in pack, 2 MiB: it runs at ~2 MB/s), ``REDACT_BENCH_ADV_MB``
-(adversarial). The built-in pack's output is checked against ``re.sub`` on
+(adversarial), ``REDACT_BENCH_WEB_MB`` / ``REDACT_BENCH_WEB_RE_MB`` (the web
+workload, 64 MiB / 4 MiB). ``OS_REDACT_SCAN=scalar|ssse3|avx2|neon`` forces
+the engine's literal scan loop (the scalar one is what CPUs without the SIMD
+loops get). The built-in pack's output is checked against ``re.sub`` on
 the WHOLE corpus (about half a minute of Python ``re`` for 64 MiB, once per
 run). In the CI smoke mode
 (``--benchmark-disable``, the default) everything is 1 MiB or less. Every
@@ -26,6 +33,7 @@ engine result is checked byte for byte against ``re.sub`` on the same data.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -40,6 +48,10 @@ from benchmarks.redact_corpus import (
     log_corpus,
     reference,
 )
+from benchmarks.redact_corpus_web import PATTERNS as WEB_PATTERNS
+from benchmarks.redact_corpus_web import UNANCHORED as WEB_UNANCHORED
+from benchmarks.redact_corpus_web import reference as web_reference
+from benchmarks.redact_corpus_web import web_corpus
 from orchestrator_spawn import Redactor, redact
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
@@ -222,6 +234,50 @@ def test_pack_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
     assert out == redact(data, PACK)
 
 
+# --- the independent web/config workload ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def web(request: pytest.FixtureRequest) -> bytes:
+    return web_corpus(_size(request, "REDACT_BENCH_WEB_MB", 64, MIB))
+
+
+@pytest.fixture(scope="module")
+def web_expected(web: bytes) -> bytes:
+    return web_reference(web)
+
+
+def test_web_whole_buffer(benchmark: Any, web: bytes, web_expected: bytes) -> None:
+    out = _run(benchmark, "web whole", lambda: redact(web, WEB_PATTERNS), len(web), 9)
+    assert out == web_expected
+    assert out.count(REP) >= len(web) // 10_000
+
+
+def test_web_streamed_64k(benchmark: Any, web: bytes, web_expected: bytes) -> None:
+    written = benchmark.pedantic(
+        lambda: _stream_to_sink(web, WEB_PATTERNS, ()), rounds=9, iterations=1, warmup_rounds=1
+    )
+    if benchmark.stats is not None:
+        _results["web streamed 64 KiB"] = (benchmark.stats.stats.median, len(web))
+    assert written == len(web_expected)
+    assert _stream(web, WEB_PATTERNS, ()) == web_expected
+
+
+def test_web_with_unanchored_pattern(benchmark: Any, web: bytes) -> None:
+    patterns = (*WEB_PATTERNS, WEB_UNANCHORED)
+    out = _run(benchmark, "web whole + 1 unanchored", lambda: redact(web, patterns), len(web), 5)
+    assert out == web_reference(web, patterns)
+
+
+def test_web_python_re_whole_buffer(
+    benchmark: Any, request: pytest.FixtureRequest, web: bytes
+) -> None:
+    regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in WEB_PATTERNS))
+    data = web[: _size(request, "REDACT_BENCH_WEB_RE_MB", 4, 256 * 1024)]
+    out = _run(benchmark, "web python re whole", lambda: regex.sub(REP, data), len(data), 3)
+    assert out == redact(data, WEB_PATTERNS)
+
+
 def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
     """Print MB/s (medians) and the ratios against Python ``re``."""
     with capsys.disabled():
@@ -244,3 +300,10 @@ def test_zz_report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture
                 print(f"  {name} / pack python re: {rate[name] / base:8.1f}x")
         if adv and "pack adversarial" in rate:
             print(f"  pack adversarial / pack python re: {rate['pack adversarial'] / adv:8.1f}x")
+        base = rate.get("web python re whole")
+        for name in ("web whole", "web streamed 64 KiB", "web whole + 1 unanchored"):
+            if base and name in rate:
+                print(f"  {name} / web python re: {rate[name] / base:8.1f}x")
+        whole, streamed = rate.get("web whole"), rate.get("web streamed 64 KiB")
+        if whole and streamed:
+            print(f"  web whole / web streamed: {whole / streamed:8.2f}")

@@ -97,6 +97,13 @@ struct os_redactor {
     size_t stk_idx, stk_ctx, stk_head, stk_tail;
     uint8_t *stk;
     size_t stk_cap;
+    /* Whole-buffer mode (os_redactor_plan): the output is recorded as a
+     * plan (runs of the input, replacements) instead of copied; a clear run
+     * is pending in [plan_from, plan_to) until something else is emitted. */
+    int planning;
+    uint8_t *plan;
+    size_t plan_len, plan_cap, plan_out;
+    uint64_t plan_src, plan_from, plan_to;
 };
 
 /* ------------------------------------------------------------------------ */
@@ -241,6 +248,10 @@ void os_pattern_set_free(os_pattern_set *set) {
 
 size_t os_pattern_set_size(const os_pattern_set *set) { return set->n; }
 
+const char *os_pattern_set_scanner(const os_pattern_set *set) {
+    return os_scanner_impl_name(&set->scanner);
+}
+
 int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
                           uint32_t *dmax) {
     int32_t lo = 0, hi = 0;
@@ -297,8 +308,15 @@ static int grow_out(os_redactor *r, size_t need) {
     return 0;
 }
 
+static void plan_flush(os_redactor *r);
+static void plan_other(os_redactor *r, const uint8_t *p, size_t n);
+
 static void emit(os_redactor *r, const uint8_t *p, size_t n) {
     if (n == 0 || r->failed) return;
+    if (r->planning) {
+        plan_other(r, p, n);
+        return;
+    }
     if (r->out_off && r->out_off == r->out_len) r->out_off = r->out_len = 0;
     if (grow_out(r, r->out_len + n)) {
         r->failed = -ENOMEM;
@@ -310,8 +328,16 @@ static void emit(os_redactor *r, const uint8_t *p, size_t n) {
 
 /* Emit the clear bytes [pos, upto) of the stream. */
 static void emit_clear(os_redactor *r, uint64_t upto) {
-    if (upto > r->pos) emit(r, r->subj + (r->pos - r->base), (size_t)(upto - r->pos));
-    if (upto > r->pos) r->pos = upto;
+    if (upto <= r->pos) return;
+    if (r->planning) {
+        /* Stream offsets are offsets into the caller's buffer. */
+        if (r->plan_to != r->pos) plan_flush(r);
+        if (r->plan_to == r->plan_from) r->plan_from = r->pos;
+        r->plan_to = upto;
+    } else {
+        emit(r, r->subj + (r->pos - r->base), (size_t)(upto - r->pos));
+    }
+    r->pos = upto;
 }
 
 os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replacement,
@@ -348,6 +374,7 @@ void os_redactor_free(os_redactor *r) {
     free(r->buf);
     free(r->out);
     free(r->stk);
+    free(r->plan);
     if (r->md) pcre2_match_data_free(r->md);
     if (r->mc) pcre2_match_context_free(r->mc);
     if (r->js) pcre2_jit_stack_free(r->js);
@@ -739,7 +766,7 @@ int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) {
     uint64_t data_off = r->base + r->slen;
     size_t done = 0;
     /* Most of a feed comes out again: size the output once. */
-    if (grow_out(r, r->out_len + len + len / 16)) return r->failed = -ENOMEM;
+    if (!r->planning && grow_out(r, r->out_len + len + len / 16)) return r->failed = -ENOMEM;
     while (done < len) {
         size_t n = len - done < OS_REDACT_PIECE ? len - done : OS_REDACT_PIECE;
         int seam = done == 0 && len > 4 * OS_REDACT_SEAM;
@@ -797,3 +824,113 @@ void os_redactor_consume(os_redactor *r, size_t n) {
 }
 
 size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->slen - r->pos); }
+
+/* ------------------------------------------------------------------------ */
+/* Whole-buffer redaction                                                   */
+
+/* The plan is a byte string of operations, each a tag and LEB128 numbers:
+ * a run of the input (offset from the end of the previous run, length), the
+ * replacement, or other bytes (their length; the bytes are in r->out, in
+ * order). Its size is bounded by a few bytes per emitted piece. */
+enum { PLAN_INPUT = 0, PLAN_REPLACEMENT = 1, PLAN_OTHER = 2 };
+
+static void plan_put(os_redactor *r, const uint64_t *v, size_t nv, uint8_t tag) {
+    if (r->failed) return;
+    if (grow(&r->plan, &r->plan_cap, r->plan_len + 1 + 10 * nv)) {
+        r->failed = -ENOMEM;
+        return;
+    }
+    r->plan[r->plan_len++] = tag;
+    for (size_t i = 0; i < nv; i++) {
+        uint64_t x = v[i];
+        while (x >= 0x80) {
+            r->plan[r->plan_len++] = (uint8_t)(x | 0x80);
+            x >>= 7;
+        }
+        r->plan[r->plan_len++] = (uint8_t)x;
+    }
+}
+
+static void plan_flush(os_redactor *r) {
+    if (r->plan_to == r->plan_from) return;
+    uint64_t v[2] = {r->plan_from - r->plan_src, r->plan_to - r->plan_from};
+    plan_put(r, v, 2, PLAN_INPUT);
+    r->plan_out += (size_t)(r->plan_to - r->plan_from);
+    r->plan_src = r->plan_from = r->plan_to;
+}
+
+static void plan_other(os_redactor *r, const uint8_t *p, size_t n) {
+    plan_flush(r);
+    if (p == r->rep && n == r->rep_len) {
+        plan_put(r, NULL, 0, PLAN_REPLACEMENT);
+    } else {
+        uint64_t v = n;
+        plan_put(r, &v, 1, PLAN_OTHER);
+        if (!r->failed && grow(&r->out, &r->out_cap, r->out_len + n)) r->failed = -ENOMEM;
+        if (r->failed) return;
+        memcpy(r->out + r->out_len, p, n);
+        r->out_len += n;
+    }
+    r->plan_out += n;
+}
+
+static uint64_t plan_get(const uint8_t *plan, size_t *i) {
+    uint64_t x = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        uint8_t b = plan[(*i)++];
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return x;
+    }
+}
+
+int os_redactor_plan(os_redactor *r, const uint8_t *data, size_t len, size_t *out_len) {
+    *out_len = 0;
+    if (r->failed) return r->failed;
+    if (r->finished || r->base + r->slen != 0 || r->out_len != 0) return -EINVAL;
+    r->planning = 1;
+    r->plan_len = r->plan_out = 0;
+    r->plan_src = r->plan_from = r->plan_to = 0;
+    int rc = os_redactor_feed(r, data, len);
+    if (rc == 0) rc = os_redactor_finish(r);
+    if (rc == 0) plan_flush(r);
+    if (rc == 0 && r->failed) rc = r->failed;
+    r->planning = 0;
+    if (rc) return rc;
+    *out_len = r->plan_out;
+    return 0;
+}
+
+void os_redactor_write_plan(os_redactor *r, const uint8_t *data, uint8_t *out) {
+    /* A large output is fresh memory: huge pages save most of its faults. */
+#ifdef MADV_HUGEPAGE
+    if (r->plan_out >= 2 * OS_REDACT_HUGE) {
+        uintptr_t a = ((uintptr_t)out + 4095) & ~(uintptr_t)4095;
+        uintptr_t b = ((uintptr_t)out + r->plan_out) & ~(uintptr_t)4095;
+        if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+    }
+#endif
+    uint64_t src = 0;
+    size_t o = 0, other = 0;
+    for (size_t i = 0; i < r->plan_len;) {
+        uint8_t tag = r->plan[i++];
+        if (tag == PLAN_INPUT) {
+            src += plan_get(r->plan, &i);
+            size_t n = (size_t)plan_get(r->plan, &i);
+            memcpy(out + o, data + src, n);
+            src += n;
+            o += n;
+        } else if (tag == PLAN_REPLACEMENT) {
+            memcpy(out + o, r->rep, r->rep_len);
+            o += r->rep_len;
+        } else {
+            size_t n = (size_t)plan_get(r->plan, &i);
+            memcpy(out + o, r->out + other, n);
+            other += n;
+            o += n;
+        }
+    }
+    free(r->plan);
+    r->plan = NULL;
+    r->plan_len = r->plan_cap = r->plan_out = 0;
+    r->out_len = r->out_off = 0;
+}

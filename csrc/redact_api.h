@@ -84,4 +84,19 @@ int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *d
 /* Bytes fed but not yet decided (held back). */
 size_t os_redactor_held(const os_redactor *r);
 
+/* Whole-buffer redaction in two steps, so that the caller can allocate the
+ * result once at its final size and the output is copied once: on a fresh
+ * redactor, os_redactor_plan matches all of data[0, len) and ends the stream
+ * (as feed + finish would), recording what the output is made of, and sets
+ * *out_len; os_redactor_write_plan then writes exactly *out_len bytes to
+ * out, from the same data (which must not change in between). Returns 0,
+ * -ENOMEM, or -EINVAL when r has been used already. */
+int os_redactor_plan(os_redactor *r, const uint8_t *data, size_t len, size_t *out_len);
+void os_redactor_write_plan(os_redactor *r, const uint8_t *data, uint8_t *out);
+
+/* The scan loop of the set's literal scanner: "scalar", "ssse3", "avx2" or
+ * "neon" (OS_REDACT_SCAN=<name> in the environment forces a supported one
+ * when the set is compiled). */
+const char *os_pattern_set_scanner(const os_pattern_set *set);
+
 #endif

@@ -2,7 +2,13 @@
  * redact_scan.c: the multi-literal scanner (see redact_scan.h).
  *
  * The SIMD loops use target attributes and are chosen at run time, because
- * the extension is built for the baseline ISA (x86-64: SSE2 only).
+ * the extension is built for the baseline ISA (x86-64: SSE2 only). On
+ * aarch64, Advanced SIMD (NEON) is part of the baseline: it is always there.
+ * The scalar loop is the fallback for every other CPU.
+ *
+ * OS_REDACT_SCAN=scalar|ssse3|avx2|neon forces one loop when the CPU has it
+ * (the differential tests run every one of them); OS_REDACT_SCALAR_SCAN=1
+ * is the older spelling of OS_REDACT_SCAN=scalar.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -13,7 +19,43 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define OS_SCAN_X86 1
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define OS_SCAN_NEON 1
 #endif
+
+enum { IMPL_SCALAR, IMPL_SSSE3, IMPL_AVX2, IMPL_NEON, IMPL_COUNT };
+static const char *const impl_names[IMPL_COUNT] = {"scalar", "ssse3", "avx2", "neon"};
+
+static int impl_supported(int impl) {
+    switch (impl) {
+    case IMPL_SCALAR: return 1;
+#ifdef OS_SCAN_X86
+    case IMPL_SSSE3: __builtin_cpu_init(); return __builtin_cpu_supports("ssse3");
+    case IMPL_AVX2: __builtin_cpu_init(); return __builtin_cpu_supports("avx2");
+#endif
+#ifdef OS_SCAN_NEON
+    case IMPL_NEON: return 1;
+#endif
+    default: return 0;
+    }
+}
+
+/* The fastest loop this CPU has, unless the environment forces another. */
+static int choose_impl(void) {
+    const char *force = getenv("OS_REDACT_SCAN");
+    if (force && *force)
+        for (int i = 0; i < IMPL_COUNT; i++)
+            if (strcmp(force, impl_names[i]) == 0 && impl_supported(i)) return i;
+    const char *scalar = getenv("OS_REDACT_SCALAR_SCAN");
+    if (scalar && *scalar && strcmp(scalar, "0") != 0) return IMPL_SCALAR;
+    static const int order[] = {IMPL_AVX2, IMPL_NEON, IMPL_SSSE3};
+    for (size_t i = 0; i < sizeof order / sizeof *order; i++)
+        if (impl_supported(order[i])) return order[i];
+    return IMPL_SCALAR;
+}
+
+const char *os_scanner_impl_name(const os_scanner *sc) { return impl_names[sc->impl]; }
 
 /* Rough byte frequencies in log text (relative). */
 static double byte_freq(uint8_t c) {
@@ -225,16 +267,12 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
                     if (set[c >> 3] >> (c & 7) & 1) {
                         sc->lo[j][c & 15] |= bit;
                         sc->hi[j][c >> 4] |= bit;
+                        sc->exact[j][c] |= bit;
                     }
             }
         }
     }
-#ifdef OS_SCAN_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2")) sc->impl = 2;
-    else if (__builtin_cpu_supports("ssse3")) sc->impl = 1;
-#endif
-    if (getenv("OS_REDACT_SCALAR_SCAN")) sc->impl = 0;
+    sc->impl = choose_impl();
     return 0;
 }
 
@@ -295,7 +333,9 @@ static inline void verify(const scan_job *J, size_t c, unsigned mask) {
     if (lm) verify_lits(J, c, lm);
 }
 
-static void scan_scalar(const scan_job *J, size_t c) {
+/* The last positions, whose fingerprint runs past the end (any byte may
+ * follow there): the nibble masks byte by byte. */
+static void scan_tail(const scan_job *J, size_t c) {
     const os_scanner *sc = J->sc;
     const uint8_t *p = J->buf;
     for (; c < J->end; c++) {
@@ -307,6 +347,29 @@ static void scan_scalar(const scan_job *J, size_t c) {
         }
         if (m) verify(J, c, m);
     }
+}
+
+/* Without SIMD: the exact per-byte bucket tables (a subset of what the
+ * nibble masks let through), 8 positions per step without a branch, and one
+ * test of their union. A candidate is then the same as for the SIMD loops:
+ * verify() sees the same bucket bits or fewer, and decides exactly. */
+static size_t scan_scalar(const scan_job *J, size_t c) {
+    const os_scanner *sc = J->sc;
+    const uint8_t *p = J->buf;
+    const uint8_t *t0 = sc->exact[0], *t1 = sc->exact[1], *t2 = sc->exact[2];
+    for (; c + 8 + 2 <= J->end; c += 8) {
+        const uint8_t *q = p + c;
+        uint8_t m[8];
+        unsigned any = 0;
+        for (int k = 0; k < 8; k++) {
+            m[k] = (uint8_t)(t0[q[k]] & t1[q[k + 1]] & t2[q[k + 2]]);
+            any |= m[k];
+        }
+        if (__builtin_expect(any != 0, 0))
+            for (int k = 0; k < 8; k++)
+                if (m[k]) verify(J, c + (size_t)k, m[k]);
+    }
+    return c;
 }
 
 #ifdef OS_SCAN_X86
@@ -377,14 +440,65 @@ __attribute__((target("avx2"))) static size_t scan_avx2(const scan_job *J, size_
 }
 #endif
 
+#ifdef OS_SCAN_NEON
+/* The SSSE3 loop with NEON table lookups (vqtbl1q_u8 is pshufb for indices
+ * below 16), 32 positions per step; the positions that pass come from a
+ * 4-bits-per-byte mask made by a narrowing shift. */
+static size_t scan_neon(const scan_job *J, size_t c) {
+    const os_scanner *sc = J->sc;
+    const uint8_t *p = J->buf;
+    const uint8x16_t nib = vdupq_n_u8(0x0f);
+    uint8x16_t lo[3], hi[3];
+    for (int j = 0; j < 3; j++) {
+        lo[j] = vld1q_u8(sc->lo[j]);
+        hi[j] = vld1q_u8(sc->hi[j]);
+    }
+#define OS_NEON_MASK(m, at)                                                                   \
+    do {                                                                                      \
+        uint8x16_t v0 = vld1q_u8(p + (at)), v1 = vld1q_u8(p + (at) + 1),                      \
+                   v2 = vld1q_u8(p + (at) + 2);                                               \
+        m = vandq_u8(vqtbl1q_u8(lo[0], vandq_u8(v0, nib)), vqtbl1q_u8(hi[0], vshrq_n_u8(v0, 4))); \
+        m = vandq_u8(m, vqtbl1q_u8(lo[1], vandq_u8(v1, nib)));                                \
+        m = vandq_u8(m, vqtbl1q_u8(hi[1], vshrq_n_u8(v1, 4)));                                \
+        m = vandq_u8(m, vqtbl1q_u8(lo[2], vandq_u8(v2, nib)));                                \
+        m = vandq_u8(m, vqtbl1q_u8(hi[2], vshrq_n_u8(v2, 4)));                                \
+    } while (0)
+    for (; c + 32 + 2 <= J->end; c += 32) {
+        uint8x16_t ma, mb;
+        OS_NEON_MASK(ma, c);
+        OS_NEON_MASK(mb, c + 16);
+        if (__builtin_expect(vmaxvq_u8(vorrq_u8(ma, mb)) == 0, 1)) continue;
+        for (int half = 0; half < 2; half++) {
+            uint8x16_t m = half ? mb : ma;
+            uint64_t bits = vget_lane_u64(
+                vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(vtstq_u8(m, m)), 4)), 0);
+            if (!bits) continue;
+            uint8_t tmp[16];
+            vst1q_u8(tmp, m);
+            while (bits) {
+                unsigned i = (unsigned)__builtin_ctzll(bits) >> 2;
+                bits &= ~(0xfull << (4 * i));
+                verify(J, c + 16 * (size_t)half + i, tmp[i]);
+            }
+        }
+    }
+#undef OS_NEON_MASK
+    return c;
+}
+#endif
+
 void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
              os_scan_hit_fn hit, void *ctx) {
     if (sc->nlits == 0 || from >= end) return;
     scan_job J = {sc, buf, from, end, seen_end, hit, ctx};
     size_t c = from;
 #ifdef OS_SCAN_X86
-    if (sc->impl == 2) c = scan_avx2(&J, c);
-    else if (sc->impl == 1) c = scan_ssse3(&J, c);
+    if (sc->impl == IMPL_AVX2) c = scan_avx2(&J, c);
+    else if (sc->impl == IMPL_SSSE3) c = scan_ssse3(&J, c);
 #endif
-    scan_scalar(&J, c);
+#ifdef OS_SCAN_NEON
+    if (sc->impl == IMPL_NEON) c = scan_neon(&J, c);
+#endif
+    if (sc->impl == IMPL_SCALAR) c = scan_scalar(&J, c);
+    scan_tail(&J, c);
 }

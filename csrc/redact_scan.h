@@ -28,11 +28,12 @@ typedef struct {
 
 typedef struct {
     uint8_t lo[3][16], hi[3][16]; /* bucket bits by low / high nibble */
+    uint8_t exact[3][256];        /* bucket bits by byte (the scalar loop) */
     uint32_t bstart[9];           /* lits of bucket b: [bstart[b], bstart[b+1]) */
     os_scan_lit *lits;
     size_t nlits;
     uint32_t maxlen;
-    int impl; /* 0 scalar, 1 ssse3, 2 avx2 */
+    int impl; /* 0 scalar, 1 ssse3, 2 avx2, 3 neon: see os_scanner_impl_name */
     /* Second filter behind the nibble masks: literal bits (index mod 64) by
      * a hash of the 3 case-folded fingerprint bytes, plus the literals whose
      * fingerprint is not 3 exact bytes, plus the literals of each bucket. */
@@ -44,6 +45,10 @@ typedef struct {
 /* Build from literals (copied); 0 or -ENOMEM. */
 int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n);
 void os_scanner_free(os_scanner *sc);
+
+/* The scan loop the scanner uses: "scalar", "ssse3", "avx2" or "neon"
+ * (chosen from the CPU at init; OS_REDACT_SCAN forces a supported one). */
+const char *os_scanner_impl_name(const os_scanner *sc);
 
 /* Report every literal occurrence starting at t in [from, end) with
  * t + len <= end and t + len > seen_end (occurrences ending at or before

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -238,6 +239,12 @@ class PatternSet:
         self._ptr = ffi.gc(out[0], lib.os_pattern_set_free)
         self.size = len(entries)
 
+    @property
+    def scanner(self) -> str:
+        """The literal scan loop in use: ``scalar``, ``ssse3``, ``avx2`` or ``neon``
+        (chosen from the CPU; ``OS_REDACT_SCAN=<name>`` forces a supported one)."""
+        return str(ffi.string(lib.os_pattern_set_scanner(self._ptr)).decode())
+
     def anchor(self, index: int) -> tuple[int, int, int]:
         """(number of anchor literals, min offset, max offset) of entry ``index``;
         0 literals means the entry is searched without a prefilter. The
@@ -277,6 +284,11 @@ def _raise_pattern_error(
     raise OSError(-rc, f"os_pattern_set_new failed: {errno.errorcode.get(-rc, rc)}")
 
 
+# CPython's bytes keep their data inline and fixed, so C may fill a fresh one
+# through ffi.from_buffer; elsewhere the result goes through a cffi buffer.
+_FILL_BYTES = sys.implementation.name == "cpython"
+
+
 class NativeRedactor:
     """One stream's redactor (``os_redactor``): one thread at a time.
 
@@ -294,13 +306,17 @@ class NativeRedactor:
         self._set = pattern_set  # the set must outlive the redactor
         self._lenp = ffi.new("size_t *")
 
-    def _take(self, rc: int, call: str) -> bytes:
+    @staticmethod
+    def _check(rc: int, call: str) -> None:
         if rc == -errno.ENOMEM:
             raise MemoryError(f"orchestrator_spawn: out of memory in {call}")
         if rc == -errno.EINVAL:
             raise ValueError(f"{call} after finish()")
         if rc != 0:
             raise OSError(-rc, f"{call} failed")
+
+    def _take(self, rc: int, call: str) -> bytes:
+        self._check(rc, call)
         ptr = lib.os_redactor_output(self._ptr, self._lenp)
         n = self._lenp[0]
         if n == 0:
@@ -323,6 +339,36 @@ class NativeRedactor:
         """The stream was cut short; returns the rest of the output, what is
         still held becoming one replacement (``os_redactor_abort``)."""
         return self._take(lib.os_redactor_abort(self._ptr), "os_redactor_abort")
+
+    def redact_whole(self, data: Any) -> bytes:
+        """Redact all of ``data`` and end the stream, on a fresh redactor.
+
+        The engine first matches the whole buffer (in cache-sized pieces, in
+        place) and records what the output is made of; the result is then
+        allocated once at its final size and written once, instead of going
+        through the engine's buffer, a copy and a concatenation.
+
+        Both steps read ``data``: a writable buffer is copied first, so that
+        a change to it in between cannot put unmatched bytes in the output."""
+        if not isinstance(data, bytes):
+            with memoryview(data) as view:
+                if not view.readonly:
+                    data = view.tobytes()
+        with ffi.from_buffer(data) as buf:
+            rc = lib.os_redactor_plan(self._ptr, buf, len(buf), self._lenp)
+            self._check(rc, "os_redactor_plan")
+            n = self._lenp[0]
+            if n < 2 or not _FILL_BYTES:
+                out = ffi.new("uint8_t[]", max(n, 1))
+                lib.os_redactor_write_plan(self._ptr, buf, out)
+                small: bytes = ffi.buffer(out, n)[:]
+                return small
+            # A fresh bytes object of n >= 2 bytes (never a shared singleton),
+            # filled before anything else can see it: the one copy.
+            result = bytes(n)
+            with ffi.from_buffer(result) as dst:
+                lib.os_redactor_write_plan(self._ptr, buf, dst)
+            return result
 
     @property
     def held(self) -> int:

@@ -188,6 +188,14 @@ class Redactor:
             self._finished = True
             return self._native.abort()
 
+    def _redact_whole(self, data: bytes | bytearray | memoryview) -> bytes:
+        # redact(): all of data on this fresh redactor, then finished.
+        with self._lock:
+            if self._finished:
+                raise ValueError("Redactor.feed() after finish()")
+            self._finished = True
+            return self._native.redact_whole(data)
+
     @property
     def held(self) -> int:
         """Bytes fed but not yet emitted, because a match may still cover them."""
@@ -215,4 +223,4 @@ def redact(
         ignore_case=ignore_case,
         max_hold=max_hold,
     )
-    return redactor.feed(data) + redactor.finish()
+    return redactor._redact_whole(data)

@@ -1,0 +1,191 @@
+"""The literal scan loops and the whole-buffer path of the redaction engine.
+
+Every scan loop the CPU has (forced through ``OS_REDACT_SCAN``) must give
+the ``re.sub`` result; the C-level differential test (``tests/native``, also
+run for aarch64 under qemu by ``scripts/test-aarch64``) runs natively here;
+``redact()`` (which writes its result once, into the final ``bytes``) gives
+the same bytes as streaming and ``re.sub``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.redact_corpus_web import PATTERNS, UNANCHORED, reference, web_corpus
+from orchestrator_spawn import Redactor, redact
+from orchestrator_spawn._native import PatternSet
+
+ROOT = Path(__file__).resolve().parent.parent
+REP = b"[REDACTED]"
+
+
+def _available_scanners() -> list[str]:
+    found = []
+    for name in ("scalar", "ssse3", "avx2", "neon"):
+        code = (
+            "from orchestrator_spawn._native import PatternSet;"
+            "print(PatternSet((b'abc',), (), 1).scanner)"
+        )
+        env = {**os.environ, "OS_REDACT_SCAN": name}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        if out.stdout.strip() == name:
+            found.append(name)
+    return found
+
+
+SCANNERS = _available_scanners()
+
+
+def test_the_default_scanner_is_the_fastest_the_cpu_has() -> None:
+    scanner = PatternSet((b"abc",), (), 1).scanner
+    assert scanner in SCANNERS
+    assert "scalar" in SCANNERS
+    if "avx2" in SCANNERS:
+        assert scanner == "avx2" or "OS_REDACT_SCAN" in os.environ
+    if "neon" in SCANNERS:
+        assert scanner == "neon" or "OS_REDACT_SCAN" in os.environ
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_every_scanner_gives_the_re_sub_result(scanner: str) -> None:
+    # A separate process: the scan loop is chosen when a set is compiled,
+    # and this process caches compiled sets.
+    code = f"""
+import sys
+from benchmarks.redact_corpus_web import PATTERNS, UNANCHORED, reference, web_corpus
+from orchestrator_spawn import Redactor, redact
+from orchestrator_spawn._native import PatternSet
+assert PatternSet(PATTERNS, (), 1).scanner == {scanner!r}
+data = web_corpus(300_000, seed=5)
+for patterns in (PATTERNS, (*PATTERNS, UNANCHORED)):
+    expected = reference(data, patterns)
+    assert redact(data, patterns) == expected
+    for size in (1000, 4096 + 3, 65536):
+        r = Redactor(patterns)
+        out = b"".join(r.feed(data[i : i + size]) for i in range(0, len(data), size))
+        assert out + r.finish() == expected, size
+print("ok")
+"""
+    env = {**os.environ, "OS_REDACT_SCAN": scanner}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def _pcre2_flags() -> tuple[list[str], list[str]]:
+    for cfg, libs in (
+        (["pcre2-config", "--cflags"], ["pcre2-config", "--libs8"]),
+        (["pkg-config", "--cflags", "libpcre2-8"], ["pkg-config", "--libs", "libpcre2-8"]),
+    ):
+        try:
+            return (
+                subprocess.check_output(cfg, text=True).split(),
+                subprocess.check_output(libs, text=True).split(),
+            )
+        except (OSError, subprocess.CalledProcessError):
+            continue
+    return [], ["-lpcre2-8"]
+
+
+def test_native_differential_all_scanners_and_chunkings(tmp_path: Path) -> None:
+    """tests/native/redact_diff.c: every scan loop of this CPU, the whole-buffer
+    path and 8 chunkings give byte-identical outputs (the same program runs
+    for aarch64 under qemu in scripts/test-aarch64)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    cflags, libs = _pcre2_flags()
+    exe = tmp_path / "redact_diff"
+    sources = ["tests/native/redact_diff.c"] + [
+        f"csrc/{name}.c" for name in ("redact", "redact_anchor", "redact_scan")
+    ]
+    subprocess.run(
+        [
+            cc,
+            "-O2",
+            "-std=gnu11",
+            "-D_GNU_SOURCE",
+            "-Icsrc",
+            *cflags,
+            "-o",
+            str(exe),
+            *sources,
+            *libs,
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    proc = subprocess.run(
+        [str(exe), "tests/native/redact_diff_patterns.txt"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    used = proc.stderr.split("scanners:")[1].split("\n")[0].split()
+    assert used == SCANNERS
+    lines = proc.stdout.splitlines()
+    # 5 sets x 6 inputs x 8 chunkings, less byte-at-a-time feeds of the
+    # largest input
+    assert len(lines) == 5 * 6 * 8 - 5
+    assert all(line.startswith("set ") and " fnv " in line for line in lines)
+
+
+# --- the whole-buffer path ------------------------------------------------------
+
+
+@pytest.mark.parametrize("replacement", [b"", b"#", REP, b"<" * 300])
+def test_whole_buffer_equals_re_sub_and_streaming(replacement: bytes) -> None:
+    import re
+
+    data = web_corpus(200_000, seed=9)
+    regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in PATTERNS))
+    expected = regex.sub(replacement, data)
+    assert redact(data, PATTERNS, replacement=replacement) == expected
+    assert redact(bytearray(data), PATTERNS, replacement=replacement) == expected
+    assert redact(memoryview(data)[1000:], PATTERNS, replacement=replacement) == regex.sub(
+        replacement, data[1000:]
+    )
+    r = Redactor(PATTERNS, replacement=replacement)
+    assert r.feed(data) + r.finish() == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [(b"", b""), (b"x", b"x"), (b"ghp_" + b"a" * 36, b"R"), (b"ab", b"ab")],
+)
+def test_whole_buffer_tiny_outputs(data: bytes, expected: bytes) -> None:
+    # Outputs of 0 and 1 bytes do not go through a fresh bytes object
+    # (CPython shares those).
+    out = redact(data, PATTERNS, replacement=b"R")
+    assert out == expected
+    assert type(out) is bytes
+
+
+def test_whole_buffer_fails_closed_like_one_feed() -> None:
+    # A match growing past max_hold: the whole-buffer path fails closed the
+    # way one feed of the same buffer does.
+    data = b"start password=" + b"x" * 5000 + b" end\n" + b"eyJ" + b"a" * 40 + b".eyJ" + b"b" * 9000
+    for hold in (0, 16, 1000):
+        r = Redactor([rb"password=\S+", rb"eyJ[a-z]{8,}\.eyJ[a-z]*"], max_hold=hold)
+        expected = r.feed(data) + r.finish()
+        assert redact(data, [rb"password=\S+", rb"eyJ[a-z]{8,}\.eyJ[a-z]*"], max_hold=hold) == (
+            expected
+        )
+        assert b"x" * 20 not in expected
+
+
+def test_whole_buffer_unanchored() -> None:
+    data = web_corpus(150_000, seed=3)
+    patterns = (*PATTERNS, UNANCHORED)
+    assert redact(data, patterns) == reference(data, patterns)
