@@ -85,9 +85,9 @@ async def job_spawn(directory: Path, index: int) -> None:
 
 async def job_spawn_files(directory: Path, index: int) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    out = os.open(directory / f"{index}.out", flags, 0o644)
+    out = os.open(f"{directory}/{index}.out", flags, 0o644)
     try:
-        err = os.open(directory / f"{index}.err", flags, 0o644)
+        err = os.open(f"{directory}/{index}.err", flags, 0o644)
         try:
             child = spawn(ARGV, stdout=out, stderr=err)
         finally:
@@ -102,8 +102,8 @@ async def job_runner(directory: Path, index: int) -> None:
         RUNNER,
         COMMAND,
         directory,
-        stdout=directory / f"{index}.out",
-        stderr=directory / f"{index}.err",
+        stdout=f"{directory}/{index}.out",
+        stderr=f"{directory}/{index}.err",
     )
     assert await child.wait() == 0
 
@@ -113,8 +113,8 @@ async def job_runner_capture(directory: Path, index: int) -> None:
         RUNNER,
         COMMAND,
         directory,
-        stdout=directory / f"{index}.out",
-        stderr=directory / f"{index}.err",
+        stdout=f"{directory}/{index}.out",
+        stderr=f"{directory}/{index}.err",
     )
     assert await captured.child.wait() == 0
     await captured.output_capture.wait()
@@ -136,7 +136,7 @@ async def job_asyncio_exec(directory: Path, index: int) -> None:
     out, err = await proc.communicate()
     assert proc.returncode == 0
     for suffix, data in ((".out", out), (".err", err)):
-        with open(directory / f"{index}{suffix}", "wb") as sink:
+        with open(f"{directory}/{index}{suffix}", "wb") as sink:
             sink.write(_PYTHON_RE.sub(REPLACEMENT, data))
 
 
