@@ -31,6 +31,7 @@ from orchestrator_spawn.errors import (
     SpawnError,
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.pump import PIPE as PUMP_PIPE
 from orchestrator_spawn.pump import Redaction, start_capture
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
@@ -523,31 +524,31 @@ def spawn_with_runner_and_capture(
     )
     redaction = redaction_config(patterns)
     profile = execution_profile or _host_profile(cwd)
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
     # The capture starts first: a sink that cannot be opened then fails the
-    # call before the command ran at all.
-    try:
-        capture = start_capture(
-            stdout=out_read,
-            stderr=err_read,
-            stdout_sink=stdout,
-            stderr_sink=stderr,
-            redact=redaction,
-        )
-    except BaseException:
-        for fd in (out_read, err_read, out_write, err_write):
-            os.close(fd)
-        raise
+    # call before the command ran at all. The pump makes both pipes (the
+    # cheapest way: no pipe of ours to reopen non-blocking for its reactor).
+    capture = start_capture(
+        stdout=PUMP_PIPE,
+        stderr=PUMP_PIPE,
+        stdout_sink=stdout,
+        stderr_sink=stderr,
+        redact=redaction,
+    )
     try:
         child = _start(
-            runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
+            runner,
+            command,
+            cwd,
+            capture.writer("stdout"),
+            capture.writer("stderr"),
+            extra_env or {},
+            pipe_stdin,
+            profile,
         )
     finally:
         # The child has its own copies; ours would keep the pipes from EOF (and
         # if the spawn failed, EOF is what lets the capture finish).
-        os.close(out_write)
-        os.close(err_write)
+        capture.close_writers()
     return CapturedChild(child, capture)
 
 
