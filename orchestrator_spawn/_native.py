@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from orchestrator_spawn.errors import SpawnError
@@ -389,9 +388,11 @@ class PumpStreamSpec(NamedTuple):
     sink_path: bytes | None = None
 
 
-@dataclass(frozen=True)
-class PumpStreamStats:
-    """Counters of one pumped stream (bytes); ``error`` is an errno or 0."""
+class PumpStreamStats(NamedTuple):
+    """Counters of one pumped stream (bytes); ``error`` is an errno or 0.
+
+    A named tuple: one is made per stream of every finished capture.
+    """
 
     bytes_read: int
     bytes_written: int
@@ -452,16 +453,20 @@ class PumpCapture:
         """Counters of every stream, in order (one consistent call)."""
         out = ffi.new("os_pump_stream_stats[]", self.n_streams)
         n = lib.os_pump_capture_stats_all(self._ptr, out)
-        return [
-            PumpStreamStats(
-                bytes_read=out[i].bytes_read,
-                bytes_written=out[i].bytes_written,
-                bytes_teed=out[i].bytes_teed,
-                error=out[i].error,
-                stage=PUMP_STAGES.get(out[i].stage, str(out[i].stage)),
+        stats = []
+        for i in range(n):
+            raw = out[i]
+            stage = raw.stage
+            stats.append(
+                PumpStreamStats(
+                    raw.bytes_read,
+                    raw.bytes_written,
+                    raw.bytes_teed,
+                    raw.error,
+                    PUMP_STAGES[stage] if stage in PUMP_STAGES else str(stage),
+                )
             )
-            for i in range(n)
-        ]
+        return stats
 
     def memory(self, index: int) -> bytes:
         """The bytes kept by a ``PUMP_SINK_MEMORY`` stream (once done)."""

@@ -280,6 +280,12 @@ class Capture:
         return self._stats(self._native.stats_all())
 
     def _stats(self, raws: list[_native.PumpStreamStats]) -> CaptureStats:
+        if self._names is _STREAM_NAMES:  # both streams, the common case
+            out, err = raws
+            return CaptureStats(
+                StreamStats(out.bytes_read, out.bytes_written, out.bytes_teed),
+                StreamStats(err.bytes_read, err.bytes_written, err.bytes_teed),
+            )
         found = {
             name: StreamStats(raw.bytes_read, raw.bytes_written, raw.bytes_teed)
             for name, raw in zip(self._names, raws, strict=True)
@@ -656,8 +662,8 @@ def start_capture(
         names = tuple(name for name in _STREAM_NAMES if sources[name] is not None)
     if not names:
         raise ValueError("start_capture: give at least one of stdout=, stderr=")
-    live_names = set(live) if live else set()
-    if not live_names <= set(names):
+    live_names = set(live) if live else ()
+    if live_names and not live_names <= set(names):
         raise ValueError(
             f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
         )
