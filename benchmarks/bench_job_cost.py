@@ -72,18 +72,18 @@ BATCH = 100  # jobs per timed sample
 IN_FLIGHT = 4  # jobs running at once
 SMOKE_BATCH = 4
 
-Job = Callable[[Path, int], Awaitable[None]]
+Job = Callable[[str, int], Awaitable[None]]
 
 
 # -- the contenders: one job each, started and awaited to the end -------------
 
 
-async def job_spawn(directory: Path, index: int) -> None:
+async def job_spawn(directory: str, index: int) -> None:
     child = spawn(ARGV, stdout=DEVNULL, stderr=DEVNULL)
     assert await child.wait() == 0
 
 
-async def job_spawn_files(directory: Path, index: int) -> None:
+async def job_spawn_files(directory: str, index: int) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
     out = os.open(f"{directory}/{index}.out", flags, 0o644)
     try:
@@ -97,7 +97,7 @@ async def job_spawn_files(directory: Path, index: int) -> None:
     assert await child.wait() == 0
 
 
-async def job_runner(directory: Path, index: int) -> None:
+async def job_runner(directory: str, index: int) -> None:
     child = spawn_with_runner(
         RUNNER,
         COMMAND,
@@ -108,7 +108,7 @@ async def job_runner(directory: Path, index: int) -> None:
     assert await child.wait() == 0
 
 
-async def job_runner_capture(directory: Path, index: int) -> None:
+async def job_runner_capture(directory: str, index: int) -> None:
     captured = spawn_with_runner_and_capture(
         RUNNER,
         COMMAND,
@@ -120,12 +120,12 @@ async def job_runner_capture(directory: Path, index: int) -> None:
     await captured.output_capture.wait()
 
 
-async def job_run(directory: Path, index: int) -> None:
+async def job_run(directory: str, index: int) -> None:
     result = await run(ARGV, redact=PATTERNS)
     assert result.returncode == 0
 
 
-async def job_asyncio_exec(directory: Path, index: int) -> None:
+async def job_asyncio_exec(directory: str, index: int) -> None:
     proc = await asyncio.create_subprocess_exec(
         *ARGV,
         stdin=asyncio.subprocess.DEVNULL,
@@ -156,7 +156,7 @@ SAMPLES: dict[str, list[float]] = {}
 # -- batches -------------------------------------------------------------------
 
 
-async def _batch(job: Job, directory: Path, jobs: int) -> None:
+async def _batch(job: Job, directory: str, jobs: int) -> None:
     counter = iter(range(jobs))
 
     async def worker() -> None:
@@ -169,7 +169,7 @@ async def _batch(job: Job, directory: Path, jobs: int) -> None:
 def timed_batch(loop: asyncio.AbstractEventLoop, job: Job, root: Path, jobs: int) -> float:
     """Main-thread CPU seconds per job over one batch; its files are removed
     (untimed) afterwards."""
-    directory = Path(tempfile.mkdtemp(prefix="batch-", dir=root))
+    directory = tempfile.mkdtemp(prefix="batch-", dir=root)
     try:
         gc.collect()
         started = time.thread_time()
@@ -203,11 +203,13 @@ def _disabled(config: pytest.Config) -> bool:
 def format_table(samples: dict[str, list[float]], jobs: int) -> list[str]:
     lines = [
         f"main-thread CPU per job of `{' '.join(ARGV)}` ({jobs} jobs each, "
-        f"{IN_FLIGHT} in flight): median [IQR of {BATCH}-job batches]; ratio = x / spawn"
+        f"{IN_FLIGHT} in flight): median [IQR of {BATCH}-job batches]; "
+        "ratios x / spawn and x / spawn_files"
     ]
-    if "spawn" not in samples:
+    if "spawn" not in samples or "spawn_files" not in samples:
         return lines
     base = statistics.median(samples["spawn"])
+    base_files = statistics.median(samples["spawn_files"])
     for name, values in samples.items():
         median = statistics.median(values)
         if len(values) >= 2:
@@ -216,7 +218,8 @@ def format_table(samples: dict[str, list[float]], jobs: int) -> list[str]:
         else:
             spread = ""
         lines.append(
-            f"  {name:31s} {median * 1e6:7.1f} us {spread:17s} ratio {median / base:5.2f}x"
+            f"  {name:31s} {median * 1e6:7.1f} us {spread:17s} "
+            f"{median / base:5.2f}x {median / base_files:5.2f}x"
         )
     return lines
 
@@ -241,7 +244,7 @@ def test_job_cost(
     benchmark.extra_info["jobs_per_round"] = jobs
 
     def one_batch() -> None:
-        directory = Path(tempfile.mkdtemp(prefix="bench-", dir=tmpfs_root))
+        directory = tempfile.mkdtemp(prefix="bench-", dir=tmpfs_root)
         loop.run_until_complete(_batch(job, directory, jobs))
 
     benchmark.pedantic(one_batch, rounds=3, iterations=1, warmup_rounds=1)

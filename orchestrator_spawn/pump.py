@@ -99,6 +99,10 @@ class CaptureStats:
 # ---- finished-capture notification ------------------------------------------
 
 
+# start_capture forgets finished captures once this many are waiting.
+_DRAIN_BATCH = 32
+
+
 class _Notifier:
     """Routes the reactor's "capture done" events to asyncio waiters.
 
@@ -120,7 +124,10 @@ class _Notifier:
         return self.fd
 
     def drain_if_pending(self) -> None:
-        if _native.pump_done_pending():
+        # In batches: a drain costs a read of the notification fd and a lock,
+        # and each id waits only to be forgotten (a waiter's loop drains it
+        # at once, and a capture's result forgets it).
+        if _native.pump_done_pending() >= _DRAIN_BATCH:
             self.drain()
 
     def drain(self) -> None:
