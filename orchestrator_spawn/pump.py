@@ -514,16 +514,18 @@ def _source_fd(source: SourceLike, opened: list[int]) -> int:
 
 def _sink_spec(sink: SinkLike, opened: list[int]) -> tuple[int, bytes | None]:
     """An fd for the pump to own, a PUMP_SINK_* value, or a path for it to open."""
+    # The sinks that are no file first: os.PathLike is an ABC, and an
+    # isinstance() miss against it runs Python code.
+    if sink is Sink.MEMORY:
+        return _native.PUMP_SINK_MEMORY, None
+    if sink is Sink.DISCARD:
+        return _native.PUMP_SINK_DISCARD, None
     if isinstance(sink, (str, bytes, os.PathLike)):
         path = os.fsencode(sink)
         if b"\0" in path:
             raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
         # Opened (created or truncated) by the pump in C, in this thread.
         return _native.PUMP_SINK_PATH, path
-    if sink is Sink.MEMORY:
-        return _native.PUMP_SINK_MEMORY, None
-    if sink is Sink.DISCARD:
-        return _native.PUMP_SINK_DISCARD, None
     if isinstance(sink, int):
         fd = os.dup(sink)
     else:
