@@ -257,3 +257,31 @@ def test_default_host_profile_follows_a_relative_cwd(
     assert first.workspace_root == tmp_path / "a"
     assert second.workspace_root == tmp_path / "b"
     assert runner_module._host_profile(str(tmp_path)) is runner_module._host_profile(str(tmp_path))
+
+
+def test_a_redaction_config_is_checked_once_and_a_bad_one_every_time(tmp_path: Path) -> None:
+    from orchestrator_spawn.pump import Redaction
+
+    good = Redaction(patterns=("tok_[a-z]+",), max_hold=64)
+    runner_module._checked_redaction.cache_clear()
+    assert runner_module.redaction_config(good) is good
+    assert runner_module.redaction_config(Redaction(patterns=("tok_[a-z]+",), max_hold=64))
+    assert runner_module._checked_redaction.cache_info().hits == 1
+    # Equal to the checked key but of other types: checked again, and refused.
+    with pytest.raises(TypeError):
+        runner_module.redaction_config(Redaction(patterns=("tok_[a-z]+",), max_hold=64.0))  # type: ignore[arg-type]
+    for _ in range(2):  # a failure is not remembered as a pass
+        with pytest.raises(ValueError, match="unbalanced|missing|parenthes"):
+            runner_module.redaction_config(["tok_(["])
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    captured = spawn_with_runner_and_capture(
+        RunnerConfig(shell="/bin/sh", shell_arg="-c"),
+        "echo tok_secret",
+        tmp_path,
+        out,
+        err,
+        redaction_patterns=good,
+    )
+    assert captured.child.wait_blocking(timeout=30) == 0
+    captured.output_capture.wait_blocking(timeout=30)
+    assert out.read_text() == "[REDACTED]\n"
