@@ -352,14 +352,15 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
     r->ps = calloc(set->n ? set->n : 1, sizeof *r->ps);
     r->md = pcre2_match_data_create(1, NULL);
     r->mc = pcre2_match_context_create(NULL);
-    r->js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
-    if (!r->rep || !r->ps || !r->md || !r->mc || !r->js) {
+    /* The JIT stack (a 1 MiB mapping) is made by the first match (see
+     * search()): a stream with nothing to match, like a quiet child's, never
+     * maps it, and a pump start does not pay for it in the caller's thread. */
+    if (!r->rep || !r->ps || !r->md || !r->mc) {
         os_redactor_free(r);
         return NULL;
     }
     memcpy(r->rep, replacement, replacement_len);
     pcre2_set_match_limit(r->mc, OS_REDACT_MATCH_LIMIT);
-    pcre2_jit_stack_assign(r->mc, NULL, r->js);
     return r;
 }
 
@@ -464,6 +465,12 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
 static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limited, int partial,
                   uint64_t *s, uint64_t *e) {
     const os_pat *pt = &r->set->pats[idx];
+    if (pt->jit && r->js == NULL) {
+        r->js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
+        /* Fail closed, as when a match overflows the JIT stack. */
+        if (r->js == NULL) return EV_ERROR;
+        pcre2_jit_stack_assign(r->mc, NULL, r->js);
+    }
     if (pt->anchor.found)
         pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
     /* pcre2_jit_match skips the generic entry checks: same results. */

@@ -12,7 +12,6 @@ import errno
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from orchestrator_spawn.errors import SpawnError
@@ -440,9 +439,11 @@ class PumpStreamSpec(NamedTuple):
     sink_path: bytes | None = None
 
 
-@dataclass(frozen=True)
-class PumpStreamStats:
-    """Counters of one pumped stream (bytes); ``error`` is an errno or 0."""
+class PumpStreamStats(NamedTuple):
+    """Counters of one pumped stream (bytes); ``error`` is an errno or 0.
+
+    A named tuple: one is made per stream of every finished capture.
+    """
 
     bytes_read: int
     bytes_written: int
@@ -515,16 +516,20 @@ class PumpCapture:
         """Counters of every stream, in order (one consistent call)."""
         out = ffi.new("os_pump_stream_stats[]", self.n_streams)
         n = lib.os_pump_capture_stats_all(self._ptr, out)
-        return [
-            PumpStreamStats(
-                bytes_read=out[i].bytes_read,
-                bytes_written=out[i].bytes_written,
-                bytes_teed=out[i].bytes_teed,
-                error=out[i].error,
-                stage=PUMP_STAGES.get(out[i].stage, str(out[i].stage)),
+        stats = []
+        for i in range(n):
+            raw = out[i]
+            stage = raw.stage
+            stats.append(
+                PumpStreamStats(
+                    raw.bytes_read,
+                    raw.bytes_written,
+                    raw.bytes_teed,
+                    raw.error,
+                    PUMP_STAGES[stage] if stage in PUMP_STAGES else str(stage),
+                )
             )
-            for i in range(n)
-        ]
+        return stats
 
     def memory(self, index: int) -> bytes:
         """The bytes kept by a ``PUMP_SINK_MEMORY`` stream (once done)."""
@@ -548,21 +553,27 @@ def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, li
     if not 1 <= n <= PUMP_MAX_STREAMS:
         raise ValueError(f"pump: 1 to {PUMP_MAX_STREAMS} streams per capture, got {n}")
     c_specs = ffi.new("os_pump_stream_spec[]", n)
-    keepalive: list[Any] = []
-    for c_spec, spec in zip(c_specs, specs, strict=True):
-        c_spec.src_fd = spec.src_fd
-        c_spec.sink_fd = spec.sink_fd
-        c_spec.tee_fd = spec.tee_fd
-        if spec.sink_path is not None:
-            path = ffi.new("char[]", spec.sink_path)
-            keepalive.append(path)  # only for the call
+    keepalive: list[Any] = []  # the paths' C strings, only for the call
+    # The pattern sets must outlive the capture (the redactors use them):
+    # the one they all share, or the list of them.
+    owner: Any = None
+    for c_spec, (src_fd, sink_fd, tee_fd, redaction, sink_path) in zip(c_specs, specs, strict=True):
+        c_spec.src_fd = src_fd
+        c_spec.sink_fd = sink_fd
+        c_spec.tee_fd = tee_fd
+        if sink_path is not None:
+            path = ffi.new("char[]", sink_path)
+            keepalive.append(path)
             c_spec.sink_path = path
-        redaction = spec.redaction
         if redaction is not None:
             c_spec.patterns = redaction.patterns
             c_spec.replacement = redaction.replacement
             c_spec.replacement_len = redaction.replacement_len
             c_spec.max_hold = redaction.max_hold
+            if owner is None:
+                owner = redaction.owner
+            elif owner is not redaction.owner:
+                owner = [spec.redaction.owner for spec in specs if spec.redaction is not None]
     capture_id = ffi.new("uint64_t *")
     out = ffi.new("os_pump_capture **")
     rc = lib.os_pump_capture_start(c_specs, n, capture_id, out)
@@ -576,10 +587,7 @@ def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, li
                 what = _PUMP_PARTS.get(part, "a stream")
                 raise _pump_os_error(rc, f"starting a capture ({what} of stream {spec.src_fd})")
         raise _pump_os_error(rc, "starting a capture")
-    # The pattern sets must outlive the capture (the redactors use them).
-    owners = [spec.redaction.owner for spec in specs if spec.redaction is not None]
-    same = all(owner is owners[0] for owner in owners)
-    capture = PumpCapture(out[0], capture_id[0], n, owners[0] if owners and same else owners)
+    capture = PumpCapture(out[0], capture_id[0], n, owner if owner is not None else [])
     return capture, [
         c_spec.pipe_w if spec.src_fd == PUMP_SOURCE_PIPE else -1
         for c_spec, spec in zip(c_specs, specs, strict=True)

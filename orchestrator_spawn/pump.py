@@ -106,6 +106,10 @@ class CaptureStats:
 # ---- finished-capture notification ------------------------------------------
 
 
+# start_capture forgets finished captures once this many are waiting.
+_DRAIN_BATCH = 32
+
+
 class _Notifier:
     """Routes the reactor's "capture done" events to asyncio waiters.
 
@@ -127,7 +131,10 @@ class _Notifier:
         return self.fd
 
     def drain_if_pending(self) -> None:
-        if _native.pump_done_pending():
+        # In batches: a drain costs a read of the notification fd and a lock,
+        # and each id waits only to be forgotten (a waiter's loop drains it
+        # at once, and a capture's result forgets it).
+        if _native.pump_done_pending() >= _DRAIN_BATCH:
             self.drain()
 
     def drain(self) -> None:
@@ -303,6 +310,12 @@ class Capture:
         return self._stats(self._native.stats_all())
 
     def _stats(self, raws: list[_native.PumpStreamStats]) -> CaptureStats:
+        if self._names is _STREAM_NAMES:  # both streams, the common case
+            out, err = raws
+            return CaptureStats(
+                StreamStats(out.bytes_read, out.bytes_written, out.bytes_teed),
+                StreamStats(err.bytes_read, err.bytes_written, err.bytes_teed),
+            )
         found = {
             name: StreamStats(raw.bytes_read, raw.bytes_written, raw.bytes_teed)
             for name, raw in zip(self._names, raws, strict=True)
@@ -559,16 +572,18 @@ def _source_fd(source: SourceLike, opened: list[int]) -> int:
 
 def _sink_spec(sink: SinkLike, opened: list[int]) -> tuple[int, bytes | None]:
     """An fd for the pump to own, a PUMP_SINK_* value, or a path for it to open."""
+    # The sinks that are no file first: os.PathLike is an ABC, and an
+    # isinstance() miss against it runs Python code.
+    if sink is Sink.MEMORY:
+        return _native.PUMP_SINK_MEMORY, None
+    if sink is Sink.DISCARD:
+        return _native.PUMP_SINK_DISCARD, None
     if isinstance(sink, (str, bytes, os.PathLike)):
         path = os.fsencode(sink)
         if b"\0" in path:
             raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
         # Opened (created or truncated) by the pump in C, in this thread.
         return _native.PUMP_SINK_PATH, path
-    if sink is Sink.MEMORY:
-        return _native.PUMP_SINK_MEMORY, None
-    if sink is Sink.DISCARD:
-        return _native.PUMP_SINK_DISCARD, None
     if isinstance(sink, int):
         fd = os.dup(sink)
     else:
@@ -724,8 +739,8 @@ def start_capture(
         names = tuple(name for name in _STREAM_NAMES if sources[name] is not None)
     if not names:
         raise ValueError("start_capture: give at least one of stdout=, stderr=")
-    live_names = set(live) if live else set()
-    if not live_names <= set(names):
+    live_names = set(live) if live else ()
+    if live_names and not live_names <= set(names):
         raise ValueError(
             f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
         )

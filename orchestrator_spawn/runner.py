@@ -31,10 +31,18 @@ from orchestrator_spawn.errors import (
     SpawnError,
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.pump import PIPE as PUMP_PIPE
 from orchestrator_spawn.pump import Redaction, start_capture
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
-from orchestrator_spawn.spawn import PIPE, spawn
+from orchestrator_spawn.spawn import (
+    PIPE,
+    _env_entry,
+    _environ_entries,
+    _pack_entries,
+    _PackedEnv,
+    spawn,
+)
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
@@ -198,6 +206,100 @@ def build_child_env(
     return env
 
 
+# The runner's environments from the cached encoding of os.environ: for one
+# encoding (compared by identity), (allowlist or None, env_remove) -> (the
+# entries before extra_env, the env_remove names encoded, the packed
+# environment without extra_env).
+_EnvKey = tuple[tuple[str, ...] | None, tuple[str, ...]]
+_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], _PackedEnv]
+_env_bases: tuple[dict[bytes, bytes], dict[_EnvKey, _EnvBase]] | None = None
+_ENV_BASES_MAX = 32
+
+
+def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[str, str]:
+    """:func:`build_child_env` ``(runner, extra_env)``, ready for ``spawn``.
+
+    The same variables, values and order, but built from the encoding of
+    ``os.environ`` that ``spawn`` keeps until ``os.environ`` changes, so a
+    job pays for encoding ``extra_env`` only. Falls back to
+    :func:`build_child_env` for what the fast path does not cover (an
+    ``os.environ`` replaced by another mapping, non-str names).
+    """
+    global _env_bases
+    entries = _environ_entries()
+    if entries is None:
+        return build_child_env(runner, extra_env)
+    allowlist = (
+        tuple(runner.env_allowlist)
+        if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST
+        else None
+    )
+    key: _EnvKey = (allowlist, tuple(runner.env_remove))
+    bases = _env_bases
+    if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:
+        bases = _env_bases = (entries, {})
+    found = bases[1].get(key)
+    if found is None:
+        found = _env_base(entries, *key)
+        if found is None:
+            return build_child_env(runner, extra_env)
+        bases[1][key] = found
+    base, remove, packed = found
+    if not extra_env:
+        return packed
+    env = dict(base)
+    removed = key[1]
+    for name, value in extra_env.items():
+        if type(name) is not str:
+            return build_child_env(runner, extra_env)
+        if name in removed:
+            continue  # dropped below anyway, unread as before
+        encoded, entry = _env_entry(name, value)
+        env[encoded] = entry
+    for encoded in remove:
+        env.pop(encoded, None)
+    return _pack_entries(env)
+
+
+def _env_base(
+    entries: dict[bytes, bytes], allowlist: tuple[str, ...] | None, env_remove: tuple[str, ...]
+) -> _EnvBase | None:
+    if any(type(name) is not str for name in (*(allowlist or ()), *env_remove)):
+        return None
+    base: Mapping[bytes, bytes]
+    if allowlist is None:
+        base = entries  # never modified: copied before extra_env goes in
+    else:
+        base = {}
+        for name in allowlist:
+            encoded = os.fsencode(name)
+            entry = entries.get(encoded)
+            if entry is not None:
+                base.setdefault(encoded, entry)
+    remove = tuple(os.fsencode(name) for name in env_remove)
+    final = {name: entry for name, entry in base.items() if name not in remove}
+    return base, remove, _pack_entries(final)
+
+
+def _host_profile(cwd: str | os.PathLike[str]) -> ResolvedExecutionProfile:
+    """``ResolvedExecutionProfile.host(cwd)``, made once per directory.
+
+    The profile is immutable and, for an absolute ``cwd`` with nothing to
+    expand (no ``~`` prefix, no ``$``), depends on that string alone; any
+    other ``cwd`` depends on the current directory or the environment and
+    is resolved afresh.
+    """
+    path = os.fspath(cwd)
+    if type(path) is str and path.startswith("/") and "$" not in path:
+        return _host_profile_of(path)
+    return ResolvedExecutionProfile.host(cwd)
+
+
+@functools.lru_cache(maxsize=64)
+def _host_profile_of(path: str) -> ResolvedExecutionProfile:
+    return ResolvedExecutionProfile.host(path)
+
+
 def _preflight(runner: RunnerConfig, command: str, extra_env: Mapping[str, str]) -> None:
     """Policy and guard, before anything with a side effect (like truncating files)."""
     enforce_runner_policy(runner, command)
@@ -283,16 +385,20 @@ def _start(
 
     The policy checks (:func:`_preflight`) must have passed already.
     """
-    env = build_child_env(runner, extra_env)
     argv = [runner.shell, runner.shell_arg, command]
     prepared: PreparedSandbox | None = None
     options: dict[str, Any] = {}
+    env: Mapping[str, str]
     if profile.mode == "sandbox":
+        sandbox_env = build_child_env(runner, extra_env)
         prepared = _prepare_sandbox(profile, argv)
         argv = list(prepared.argv)
-        env.update(prepared.env_overrides)
+        sandbox_env.update(prepared.env_overrides)
+        env = sandbox_env
         if prepared.native_plan is not None:
             options["_sandbox_plan"] = prepared.native_plan
+    else:
+        env = _child_env(runner, extra_env)
     try:
         child: Child = spawn(
             argv,
@@ -359,7 +465,7 @@ def spawn_with_runner(
     output path cannot be opened, ``TypeError`` for a bad output target.
     """
     _preflight(runner, command, extra_env or {})
-    profile = execution_profile or ResolvedExecutionProfile.host(cwd)
+    profile = execution_profile or _host_profile(cwd)
     outputs = _OpenedOutputs(stdout, stderr)
     try:
         return _start(
@@ -422,26 +528,27 @@ def spawn_with_runner_and_capture(
         runner.redaction_patterns if redaction_patterns is None else redaction_patterns
     )
     redaction = redaction_config(patterns)
-    profile = execution_profile or ResolvedExecutionProfile.host(cwd)
-    out_read, out_write = os.pipe()
-    err_read, err_write = os.pipe()
+    profile = execution_profile or _host_profile(cwd)
     # The capture starts first: a sink that cannot be opened then fails the
-    # call before the command ran at all.
-    try:
-        capture = start_capture(
-            stdout=out_read,
-            stderr=err_read,
-            stdout_sink=stdout,
-            stderr_sink=stderr,
-            redact=redaction,
-        )
-    except BaseException:
-        for fd in (out_read, err_read, out_write, err_write):
-            os.close(fd)
-        raise
+    # call before the command ran at all. The pump makes both pipes (the
+    # cheapest way: no pipe of ours to reopen non-blocking for its reactor).
+    capture = start_capture(
+        stdout=PUMP_PIPE,
+        stderr=PUMP_PIPE,
+        stdout_sink=stdout,
+        stderr_sink=stderr,
+        redact=redaction,
+    )
     try:
         child = _start(
-            runner, command, cwd, out_write, err_write, extra_env or {}, pipe_stdin, profile
+            runner,
+            command,
+            cwd,
+            capture.writer("stdout"),
+            capture.writer("stderr"),
+            extra_env or {},
+            pipe_stdin,
+            profile,
         )
         # Before end of file can come: a kill of the child (through its
         # handle or from elsewhere) cuts the output short, and what the
@@ -451,8 +558,7 @@ def spawn_with_runner_and_capture(
     finally:
         # The child has its own copies; ours would keep the pipes from EOF (and
         # if the spawn failed, EOF is what lets the capture finish).
-        os.close(out_write)
-        os.close(err_write)
+        capture.close_writers()
     return CapturedChild(child, capture)
 
 
@@ -472,12 +578,39 @@ def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
     if not config.patterns and not config.literals:
         return None
     # The pump compiles the same set again (cached); doing it here first makes
-    # a bad pattern fail before the command runs rather than after.
-    Redactor(
-        config.patterns,
-        literals=config.literals,
-        replacement=config.replacement,
-        ignore_case=config.ignore_case,
-        max_hold=config.max_hold,
+    # a bad pattern fail before the command runs rather than after. A
+    # configuration that passed once passes again: each is checked once.
+    # The key holds the scalars' types too (1 == True == 1.0, yet only some
+    # of them are accepted).
+    key = (
+        tuple(config.patterns),
+        tuple(config.literals),
+        config.replacement,
+        config.ignore_case,
+        config.max_hold,
+        type(config.replacement),
+        type(config.ignore_case),
+        type(config.max_hold),
     )
+    try:
+        hash(key)
+    except TypeError:  # e.g. a bytearray pattern: checked afresh every time
+        _check_redaction(key)
+    else:
+        _checked_redaction(key)
     return config
+
+
+def _check_redaction(key: tuple[Any, ...]) -> None:
+    patterns, literals, replacement, ignore_case, max_hold = key[:5]
+    Redactor(
+        patterns,
+        literals=literals,
+        replacement=replacement,
+        ignore_case=ignore_case,
+        max_hold=max_hold,
+    )
+
+
+# Remembers the configurations that passed (a failure raises, so is not kept).
+_checked_redaction = functools.lru_cache(maxsize=64)(_check_redaction)

@@ -12,7 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, Protocol, TypeAlias
 
@@ -123,23 +123,77 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> tuple[list[bytes], bytes]:
     return args, block
 
 
+def _env_entry(raw_key: Any, raw_value: Any) -> tuple[bytes, bytes]:
+    """One variable as (its encoded name, ``b"name=value"``), checked as the
+    C core needs it; ``ValueError`` names a variable it would refuse."""
+    key, value = _fsencode(raw_key), _fsencode(raw_value)
+    if b"=" in key or b"\0" in key:
+        raise ValueError(f"illegal environment variable name {os.fsdecode(key)!r}")
+    if b"\0" in value:
+        raise ValueError(f"environment variable {os.fsdecode(key)!r} contains a NUL byte")
+    return key, key + b"=" + value
+
+
 def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes | None, int, bytes | None]:
     """The child's environment packed for the C core (None: inherit the
     process's environment as is), its entry count, and the PATH it holds."""
     if env is None:
         return None, 0, _inherited_path()
+    if type(env) is _PackedEnv:
+        return env.block, env.count, env.path
     envp = []
     path = None
     for raw_key, raw_value in env.items():
-        key, value = os.fsencode(raw_key), os.fsencode(raw_value)
-        if b"=" in key or b"\0" in key:
-            raise ValueError(f"illegal environment variable name {os.fsdecode(key)!r}")
-        if b"\0" in value:
-            raise ValueError(f"environment variable {os.fsdecode(key)!r} contains a NUL byte")
+        key, entry = _env_entry(raw_key, raw_value)
         if key == b"PATH":
-            path = value
-        envp.append(key + b"=" + value)
+            path = entry[5:]
+        envp.append(entry)
     return _pack(envp), len(envp), path
+
+
+class _PackedEnv(Mapping[str, str]):
+    """A child environment already encoded for the C core.
+
+    Built by :func:`_pack_entries` from checked ``b"name=value"`` entries
+    (the runner builds these from the cached encoding of ``os.environ``);
+    ``spawn`` hands its block to the C core as is. As a mapping it reads
+    like the dict it was made from (decoded on first use).
+    """
+
+    __slots__ = ("_decoded", "block", "count", "path")
+
+    def __init__(self, block: bytes, count: int, path: bytes | None) -> None:
+        self.block = block
+        self.count = count
+        self.path = path
+        self._decoded: dict[str, str] | None = None
+
+    def _mapping(self) -> dict[str, str]:
+        if self._decoded is None:
+            entries = self.block.split(b"\0")[:-1]
+            pairs = (entry.partition(b"=") for entry in entries)
+            self._decoded = {os.fsdecode(key): os.fsdecode(value) for key, _, value in pairs}
+        return self._decoded
+
+    def __getitem__(self, key: str) -> str:
+        return self._mapping()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _pack_entries(entries: Mapping[bytes, bytes]) -> _PackedEnv:
+    """name -> ``b"name=value"`` entries (checked by :func:`_env_entry`) as
+    an environment ``spawn`` passes to the C core without encoding it again."""
+    path_entry = entries.get(b"PATH")
+    return _PackedEnv(
+        _pack(list(entries.values())),
+        len(entries),
+        None if path_entry is None else path_entry[5:],
+    )
 
 
 # os.environ keeps its data encoded in ``_data`` (bytes on POSIX): one dict
@@ -153,6 +207,50 @@ def _inherited_path() -> bytes | None:
         path = data.get(b"PATH")
         return path if type(path) is bytes else None
     return os.environb.get(b"PATH")  # pragma: no cover - another Python
+
+
+# (os.environ's data dict, a copy of it, its key order, the entries): the
+# last encoding of os.environ, replaced as a whole (threads see either).
+_environ_encoded: tuple[dict[Any, Any], dict[Any, Any], list[Any], dict[bytes, bytes]] | None = None
+
+
+def _environ_entries() -> dict[bytes, bytes] | None:
+    """``os.environ`` encoded for the C core: name -> ``b"name=value"``, in
+    ``os.environ``'s order. The caller must not modify the dict.
+
+    Encoded once and reused for as long as ``os.environ`` holds the same
+    variables with the same values in the same order: every change made
+    through ``os.environ`` (``[]=``, ``del``, ``update``, ``pop``, ``clear``,
+    ``setdefault``) shows in its data dict, which is compared with a copy
+    (C-speed, about a microsecond for a few dozen variables). ``os.putenv``
+    and C code calling ``setenv`` change the C environment only, which
+    ``os.environ`` (and so the runner's environment) never saw before either.
+
+    None when ``os.environ`` is not the process's own mapping (a test may
+    replace it) or holds a variable the C core would refuse: the caller then
+    takes the general path, which reads it as before and names the culprit.
+    """
+    global _environ_encoded
+    data = getattr(os.environ, "_data", None)
+    if type(data) is not dict:
+        return None
+    cached = _environ_encoded
+    if cached is not None and cached[0] is data and data == cached[1] and list(data) == cached[2]:
+        return cached[3]
+    snapshot = dict(data)
+    entries: dict[bytes, bytes] = {}
+    for key, value in snapshot.items():
+        if (
+            type(key) is not bytes
+            or type(value) is not bytes
+            or b"=" in key
+            or b"\0" in key
+            or b"\0" in value
+        ):
+            return None
+        entries[key] = key + b"=" + value
+    _environ_encoded = (data, snapshot, list(snapshot), entries)
+    return entries
 
 
 def _fd_of(spec: Any, name: str) -> int:
