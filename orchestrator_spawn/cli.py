@@ -22,20 +22,23 @@ way to this terminal, so a token the program prints never shows in clear.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import re
+import resource
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
+from orchestrator_spawn import __version__
 from orchestrator_spawn._cli_bench import EPILOG as BENCH_EPILOG
 from orchestrator_spawn._cli_bench import add_bench_options
 from orchestrator_spawn._cli_doctor import EPILOG as DOCTOR_EPILOG
 from orchestrator_spawn._cli_doctor import add_doctor_options
+from orchestrator_spawn._cli_job import JobOutcome, run_job
 from orchestrator_spawn._cli_runner import RunOutput, add_runner_options
-from orchestrator_spawn.child import Child
 from orchestrator_spawn.errors import OrchestratorSpawnError, SpawnError
 from orchestrator_spawn.spawn import ResourceLimits
 
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EPILOG,
         formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run",
@@ -179,11 +183,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run_bench(args)
 
 
-def _exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _run_job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JobOutcome:
     command: list[str] = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -193,45 +193,53 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         output = RunOutput.from_args(args)
     except (ValueError, OSError, KeyError) as err:
         print(f"orchestrator-spawn: {RunOutput.describe(err)}", file=sys.stderr)
-        return 2
-    # The handlers go in before the spawn so that a signal arriving in
-    # between is not lost: it is remembered and forwarded once the child exists.
-    children: list[Child] = []
-    pending: list[int] = []
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if children:
-            children[0].send_signal(signum)
-        else:
-            pending.append(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return JobOutcome(2, None)
     try:
-        try:
-            child = output.spawn(command, run_spawn_kwargs(args))
-        except SpawnError as err:
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 127 if err.errno == errno.ENOENT else 126
-        except OrchestratorSpawnError as err:  # policy, daemon-PID guard, sandbox
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 126
-        except ValueError as err:
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 2
-        with child:
-            children.append(child)
-            for signum in pending:
-                child.send_signal(signum)
-            status = _exit_status(child.wait_blocking())
-        return output.exit_status(status)
+        return run_job(output, command, run_spawn_kwargs(args))
+    except SpawnError as err:
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(127 if err.errno == errno.ENOENT else 126, None)
+    except OrchestratorSpawnError as err:  # policy, daemon-PID guard, sandbox
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(126, None)
+    except ValueError as err:
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(2, None)
+    except OSError as err:  # no pty, the pump could not start
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(126, None)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        output.close()
+
+
+def _die_of(signum: int) -> None:
+    """Ends this process by ``signum`` (default action, no core file), so the
+    parent sees what it would have seen from the program itself: a shell
+    script stops on an interrupted command, ``pipefail`` sees SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+        os.kill(os.getpid(), signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    As the program itself (``argv`` None: the console script, ``python -m``),
+    when a signal killed the command ``run`` ran, the CLI ends by that same
+    signal after cleaning up, as the command would have; the status returned
+    otherwise (and in-process) is 128 + N.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"run": _run, "doctor": _doctor, "bench": _bench}
+    if args.subcommand == "run":
+        outcome = _run_job(args, parser)
+        if outcome.signal is not None and argv is None:
+            _die_of(outcome.signal)
+        return outcome.status
+    commands = {"doctor": _doctor, "bench": _bench}
     return commands[args.subcommand](args, parser)
