@@ -57,7 +57,12 @@ def open_output_pty(like_fd: int) -> tuple[int, int]:
     master, slave = os.openpty()
     try:
         with contextlib.suppress(termios.error):
-            termios.tcsetattr(slave, termios.TCSANOW, termios.tcgetattr(like_fd))
+            modes = termios.tcgetattr(like_fd)
+            # No output processing on the pty: the bytes the job writes reach
+            # the real terminal as written, and its own processing (\n ->
+            # \r\n) applies once, as without the wrapper.
+            modes[1] &= ~termios.OPOST
+            termios.tcsetattr(slave, termios.TCSANOW, modes)
         copy_window_size(window_size(like_fd), slave)
     except BaseException:
         os.close(master)
