@@ -1,10 +1,13 @@
 """The command-line front end: ``orchestrator-spawn`` / ``python -m orchestrator_spawn``.
 
 ``orchestrator-spawn run [--limit KEY=VALUE ...] -- PROGRAM ARGS...`` runs a
-program in its own process group with the given resource limits, its output
-going straight to this terminal (inherited stdio), forwards SIGINT/SIGTERM to
-the group, and exits with the program's status (128 + N if signal N killed it,
-like a shell; 127 if it could not be found, 126 if it could not be executed).
+program in its own process group with the given resource limits and, apart
+from the redaction of its output, behaves as the program run from the same
+shell would (``_cli_job``): it holds the terminal while it runs, Ctrl-C/Ctrl-Z
+and every signal a shell delivers reach it, a closed pipeline stops it, and
+the CLI exits with the program's status (ends by the same signal if one
+killed it; 127 if it could not be found, 126 if it could not be executed, 2
+for bad options, before anything runs).
 
 The ``run`` options live in :func:`add_run_options` and are turned into spawn
 arguments in :func:`run_spawn_kwargs`, so later options slot in there.
@@ -13,8 +16,9 @@ arguments in :func:`run_spawn_kwargs`, so later options slot in there.
 offers and whether a profile can be enforced; ``orchestrator-spawn bench``
 (``_cli_bench``) measures spawn, redaction and the pump against the stdlib.
 
-The runner options (``--config``, ``--profile``, ``--redact``, ``--secret``,
-``--no-redact``, ``--stdout``, ``--stderr``) live in ``_cli_runner``: by
+The runner options (``--config``, ``--profile``, ``--redact``, ``--secret-env``,
+``--secret-file``, ``--secret``, ``--no-redact``, ``--no-pty``, ``--stdout``,
+``--stderr``) live in ``_cli_runner``: by
 default the output passes through the built-in secret pattern pack on its
 way to this terminal, so a token the program prints never shows in clear.
 """
@@ -107,7 +111,8 @@ RUN_EPILOG = """\
 examples:
   orchestrator-spawn run -- make -j4
   orchestrator-spawn run --limit memory_bytes=1G --limit cpu_seconds=60 -- ./build.sh
-  orchestrator-spawn run --secret "$DB_PASSWORD" --stdout out.log -- ./deploy.sh
+  orchestrator-spawn run --secret-env DB_PASSWORD --stdout out.log -- ./deploy.sh
+  orchestrator-spawn run --secret-file ~/.deploy-secrets -- ./deploy.sh
   orchestrator-spawn run --config runner.yaml --profile sandbox_write -- 'make test'
 """
 
@@ -135,10 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a program in its own process group and exit with its status",
         description=(
-            "Run PROGRAM in its own process group with the given limits. Its "
-            "output goes straight to this terminal; SIGINT and SIGTERM are "
-            "forwarded to its whole group; the exit status is the program's "
-            "(128+N when signal N killed it, 127 not found, 126 not executable)."
+            "Run PROGRAM in its own process group with the given limits, as if "
+            "run from this shell, its output redacted on the way. It gets the "
+            "terminal while it runs (Ctrl-C, Ctrl-Z and fg work as without the "
+            "wrapper; its stdout and stderr are a pseudo-terminal when stdout is "
+            "one); every signal a shell delivers is forwarded to its whole "
+            "group, a second SIGINT within 3 s kills it; when the reader of the "
+            "output goes away it gets SIGPIPE. The CLI returns when PROGRAM "
+            "exits (background processes it left keep running, their later "
+            "output is dropped) with PROGRAM's status, or ends by the signal "
+            "that killed it (127 not found, 126 not executable, 2 bad options)."
         ),
         epilog=RUN_EPILOG,
         formatter_class=_HelpFormatter,
