@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.process_helpers import wait_gone
@@ -116,18 +117,24 @@ def test_second_interrupt_kills_a_job_that_ignores_it() -> None:
 
 
 def test_sigtstp_stops_job_and_cli_sigcont_resumes_both() -> None:
-    code = "import time\nfor i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
+    code = (
+        "import os, time\nprint(os.getpid(), flush=True)\n"
+        "for i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
+    )
     proc = popen("run", "--", sys.executable, "-c", code)
     assert proc.stdout is not None
     try:
+        job = psutil.Process(int(proc.stdout.readline()))
         proc.stdout.readline()
         proc.send_signal(signal.SIGTSTP)
         _, status = os.waitpid(proc.pid, os.WUNTRACED)
         assert os.WIFSTOPPED(status)
         assert os.WSTOPSIG(status) == signal.SIGTSTP
+        assert job.status() == psutil.STATUS_STOPPED  # the job first, then the CLI
         proc.send_signal(signal.SIGCONT)
         before = int(proc.stdout.readline())
         assert int(proc.stdout.readline()) == before + 1
+        assert job.status() != psutil.STATUS_STOPPED
     finally:
         proc.kill()
         proc.wait()
