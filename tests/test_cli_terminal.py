@@ -238,3 +238,25 @@ def test_closing_the_terminal_ends_the_job(shell: Shell, tmp_path: Path) -> None
     job = int(pid_file.read_text())
     shell.close()  # the terminal goes away: bash gets SIGHUP and passes it on
     assert wait_gone(job), "the job survived its terminal"
+
+
+def test_pump_reads_a_pty_master_to_the_end() -> None:
+    # The slave's last close shows as EIO on the master: end of file, with
+    # every byte written before it delivered and no error recorded.
+    from orchestrator_spawn import spawn
+    from orchestrator_spawn.pump import MEMORY, start_capture
+
+    master, slave = os.openpty()
+    attributes = termios.tcgetattr(slave)
+    attributes[1] &= ~termios.OPOST
+    termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    capture = start_capture(stdout=master, stdout_sink=MEMORY, redact=[r"ghp_[A-Za-z0-9]{36}"])
+    try:
+        child = spawn(["sh", "-c", f"seq 1 3000; echo {GITHUB_TOKEN}"], stdout=slave, stderr=slave)
+    finally:
+        os.close(slave)
+    with child:
+        assert child.wait_blocking(timeout=30) == 0
+    capture.wait_blocking(timeout=30)
+    expected = "".join(f"{i}\n" for i in range(1, 3001)) + "[REDACTED]\n"
+    assert capture.output("stdout") == expected.encode()
