@@ -277,7 +277,7 @@ def run_job(
         os.set_blocking(fd, False)
     previous: dict[int, Any] = {}
     old_wakeup = -1
-    watching = False
+    watchers: list[threading.Thread] = []
     try:
         # Handlers before the spawn: a signal that comes in between is kept
         # in the wake-up pipe and forwarded once the job exists.
@@ -291,12 +291,12 @@ def run_job(
             if terminal is not None and child.pgid is not None:
                 terminal.give_to(child.pgid)
             job.sync_window(notify=False)
-            watching = True
-            threading.Thread(target=_watch_exit, args=(child, events_w), daemon=True).start()
+            watchers.append(threading.Thread(target=_watch_exit, args=(child, events_w)))
             if hasattr(os, "waitid"):
-                threading.Thread(
-                    target=_watch_stops, args=(child.pid, events_w), daemon=True
-                ).start()
+                watchers.append(threading.Thread(target=_watch_stops, args=(child.pid, events_w)))
+            for watcher in watchers:
+                watcher.daemon = True
+                watcher.start()
             job.wait(wake, events_r)
             if terminal is not None:
                 terminal.take_back()
@@ -313,8 +313,10 @@ def run_job(
             signal.signal(number, handler)
         for fd in (wake, wake_w, events_r):
             os.close(fd)
-        if not watching:
+        # The watchers end once the child is reaped (waitid: ECHILD); one
+        # that does not is left its pipe end rather than a number that could
+        # be reused under it.
+        for watcher in watchers:
+            watcher.join(timeout=1.0)
+        if not any(watcher.is_alive() for watcher in watchers):
             os.close(events_w)
-        # Otherwise events_w stays open (one fd per job): the stop watcher may still be
-        # in waitid, and a closed number could be reused by then; with the
-        # read end closed its write would only fail with EPIPE.
