@@ -58,8 +58,11 @@ class Shell:
             os.chdir(ROOT)
             os.execve("/bin/bash", ["bash", "--norc", "--noprofile", "-i"], env)
         self.pid, self.fd = pid, fd
-        set_window(fd, 30, 100)
+        # Wide enough that bash never scrolls a command line (it would redraw
+        # the prompt in the middle of the echo).
+        set_window(fd, 40, 250)
         self.seen = b""
+        self.last_status = -1
         self.expect(PROMPT)
 
     def send(self, data: bytes | str) -> None:
@@ -92,12 +95,18 @@ class Shell:
                 self.seen += chunk
 
     def run(self, command: str, timeout: float = 20.0) -> bytes:
-        """Runs ``command``, returns its output up to the next prompt."""
-        self.line(command)
-        return self.expect(b"(?s)(.*?)" + re.escape(PROMPT), timeout).group(1)
+        """Runs ``command``, returns what it printed (and the echo of the line);
+        ``self.last_status`` is its exit status."""
+        # The marker is spelled differently in the echo of the line.
+        self.line(f'{command}; echo "@do""ne@$?"')
+        found = self.expect(rb"(?s)(.*?)@done@(\d+)", timeout)
+        self.last_status = int(found.group(2))
+        self.expect(re.escape(PROMPT))
+        return found.group(1)
 
     def status(self) -> int:
-        return int(self.run("echo status=$?").split(b"status=")[-1].split()[0])
+        self.run("(exit $?)")
+        return self.last_status
 
     def close(self) -> None:
         if self.fd < 0:
@@ -126,7 +135,7 @@ def shell() -> Iterator[Shell]:
 
 
 def test_job_reads_the_terminal_as_foreground(shell: Shell) -> None:
-    code = "import os; print(os.getpgrp() == os.tcgetpgrp(0), input('say: ')[::-1])"
+    code = "import os; print(os.getpgrp() == os.tcgetpgrp(0), input('sa' + 'y: ')[::-1])"
     shell.line(f'{CLI} run -- {sys.executable} -c "{code}"')
     shell.expect(b"say: ")
     shell.line("olleh")
@@ -179,7 +188,7 @@ def test_terminal_modes_restored_after_a_job_killed_in_raw_mode(shell: Shell) ->
     code = "import os, signal, tty; tty.setraw(0); os.kill(os.getpid(), signal.SIGKILL)"
     before = shell.run("stty -g")
     shell.run(f'{CLI} run -- {sys.executable} -c "{code}"')
-    assert shell.status() == 128 + signal.SIGKILL
+    assert shell.last_status == 128 + signal.SIGKILL
     assert shell.run("stty -g") == before
 
 
@@ -190,7 +199,7 @@ def test_stdout_and_stderr_are_a_terminal_with_the_window_size(shell: Shell) -> 
         "file=sys.stderr)"
     )
     out = shell.run(f'{CLI} run -- {sys.executable} -c "{code}" {GITHUB_TOKEN[4:]}')
-    assert b"True True 100 30" in out, out
+    assert b"True True 250 40" in out, out
     assert b"tok [REDACTED]" in out, out
     assert GITHUB_TOKEN.encode() not in out
     code = "import sys; print(sys.stdout.isatty(), sys.stderr.isatty())"
@@ -221,9 +230,9 @@ def test_window_size_change_reaches_the_job(shell: Shell) -> None:
     )
     shell.line(f"{CLI} run -- {sys.executable} -c {shlex.quote(code)}")
     shell.expect(b"ready")
-    set_window(shell.fd, 40, 132)
+    set_window(shell.fd, 41, 132)
     os.killpg(os.tcgetpgrp(shell.fd), signal.SIGWINCH)  # what the terminal emulator does
-    shell.expect(b"size 132 40", timeout=10)
+    shell.expect(b"size 132 41", timeout=10)
     shell.send(b"\x03")
     shell.expect(PROMPT)
 
