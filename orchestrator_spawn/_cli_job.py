@@ -313,10 +313,9 @@ def run_job(
             signal.signal(number, handler)
         for fd in (wake, wake_w, events_r):
             os.close(fd)
-        # The watchers end once the child is reaped (waitid: ECHILD); one
-        # that does not is left its pipe end rather than a number that could
-        # be reused under it.
-        for watcher in watchers:
-            watcher.join(timeout=1.0)
+        # The exit watcher is done once the job was reaped. The stop watcher
+        # may sleep in waitid(WSTOPPED) until this process's next child event
+        # (a reap by another thread does not wake it): it is not waited for,
+        # and keeps its pipe end rather than a number that could be reused.
         if not any(watcher.is_alive() for watcher in watchers):
             os.close(events_w)
