@@ -205,3 +205,22 @@ def test_output_file_that_cannot_be_opened_is_one_line_and_nothing_runs(
         error = f"cannot open {option} /nonexistent/o.log: No such file or directory"
         assert done.stderr.decode().splitlines() == [f"orchestrator-spawn: {error}"]
         assert not marker.exists()
+
+
+@pytest.mark.xfail(
+    reason="the pump's abort still flushes held bytes in clear (issue 12, item 1); "
+    "the CLI cuts leftovers off with abort, so this passes once that fix is in",
+    strict=False,
+)
+def test_held_bytes_of_a_leftover_are_not_shown_in_clear_when_cut_off() -> None:
+    # A background process has printed the start of a token when the command
+    # exits: the CLI cuts it off, and what the redactor held must not appear.
+    partial = GITHUB_TOKEN[:26]
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", f"(printf 'x {partial}'; sleep 5) & sleep 0.3"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert partial[4:].encode() not in done.stdout, done.stdout
