@@ -148,13 +148,32 @@ def _pcre2() -> dict[str, Any]:
 
 
 def _exit_notification() -> str:
-    from orchestrator_spawn import _platform
+    """The exit-notification mechanism a child spawned now actually gets.
 
-    if sys.platform == "darwin":
+    Read off a real child (``/bin/true`` or ``true`` on PATH), not guessed
+    from the settings: what the kernel gives decides too."""
+    from orchestrator_spawn import _platform
+    from orchestrator_spawn.spawn import spawn
+
+    try:
+        child = spawn(["true"])
+    except OSError:
+        kind = None
+    else:
+        with child:
+            kind = type(child._notifier).__name__
+            child.wait_blocking()
+    if kind == "KqueueExit":
         return "kqueue (EVFILT_PROC)"
-    if _platform.wants_pidfd():
-        return "pidfd (clone CLONE_PIDFD), SIGCHLD reaper thread if the kernel gives none"
-    return f"SIGCHLD reaper thread (pidfd disabled by {_platform.DISABLE_PIDFD_ENV})"
+    if kind == "PidfdExit":
+        if _platform.lazy_pidfd:
+            return "pidfd (opened with pidfd_open when a wait needs one)"
+        return "pidfd (clone CLONE_PIDFD)"
+    if _platform.pidfd_enabled():
+        why = "the kernel gives no pidfd" if kind is not None else "no child could be spawned"
+    else:
+        why = f"pidfd disabled by {_platform.DISABLE_PIDFD_ENV}"
+    return f"SIGCHLD reaper thread ({why})"
 
 
 def _preflight_state(missing: list[str]) -> dict[str, Any]:

@@ -1,10 +1,13 @@
 """The command-line front end: ``orchestrator-spawn`` / ``python -m orchestrator_spawn``.
 
 ``orchestrator-spawn run [--limit KEY=VALUE ...] -- PROGRAM ARGS...`` runs a
-program in its own process group with the given resource limits, its output
-going straight to this terminal (inherited stdio), forwards SIGINT/SIGTERM to
-the group, and exits with the program's status (128 + N if signal N killed it,
-like a shell; 127 if it could not be found, 126 if it could not be executed).
+program in its own process group with the given resource limits and, apart
+from the redaction of its output, behaves as the program run from the same
+shell would (``_cli_job``): it holds the terminal while it runs, Ctrl-C/Ctrl-Z
+and every signal a shell delivers reach it, a closed pipeline stops it, and
+the CLI exits with the program's status (ends by the same signal if one
+killed it; 127 if it could not be found, 126 if it could not be executed, 2
+for bad options, before anything runs).
 
 The ``run`` options live in :func:`add_run_options` and are turned into spawn
 arguments in :func:`run_spawn_kwargs`, so later options slot in there.
@@ -13,8 +16,9 @@ arguments in :func:`run_spawn_kwargs`, so later options slot in there.
 offers and whether a profile can be enforced; ``orchestrator-spawn bench``
 (``_cli_bench``) measures spawn, redaction and the pump against the stdlib.
 
-The runner options (``--config``, ``--profile``, ``--redact``, ``--secret``,
-``--no-redact``, ``--stdout``, ``--stderr``) live in ``_cli_runner``: by
+The runner options (``--config``, ``--profile``, ``--redact``, ``--secret-env``,
+``--secret-file``, ``--secret``, ``--no-redact``, ``--no-pty``, ``--stdout``,
+``--stderr``) live in ``_cli_runner``: by
 default the output passes through the built-in secret pattern pack on its
 way to this terminal, so a token the program prints never shows in clear.
 """
@@ -22,20 +26,23 @@ way to this terminal, so a token the program prints never shows in clear.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import re
+import resource
 import signal
 import sys
 from collections.abc import Sequence
-from types import FrameType
 from typing import Any
 
+from orchestrator_spawn import __version__
 from orchestrator_spawn._cli_bench import EPILOG as BENCH_EPILOG
 from orchestrator_spawn._cli_bench import add_bench_options
 from orchestrator_spawn._cli_doctor import EPILOG as DOCTOR_EPILOG
 from orchestrator_spawn._cli_doctor import add_doctor_options
+from orchestrator_spawn._cli_job import JobOutcome, run_job
 from orchestrator_spawn._cli_runner import RunOutput, add_runner_options
-from orchestrator_spawn.child import Child
 from orchestrator_spawn.errors import OrchestratorSpawnError, SpawnError
 from orchestrator_spawn.spawn import ResourceLimits
 
@@ -104,7 +111,8 @@ RUN_EPILOG = """\
 examples:
   orchestrator-spawn run -- make -j4
   orchestrator-spawn run --limit memory_bytes=1G --limit cpu_seconds=60 -- ./build.sh
-  orchestrator-spawn run --secret "$DB_PASSWORD" --stdout out.log -- ./deploy.sh
+  orchestrator-spawn run --secret-env DB_PASSWORD --stdout out.log -- ./deploy.sh
+  orchestrator-spawn run --secret-file ~/.deploy-secrets -- ./deploy.sh
   orchestrator-spawn run --config runner.yaml --profile sandbox_write -- 'make test'
 """
 
@@ -126,15 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=MAIN_EPILOG,
         formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     run = commands.add_parser(
         "run",
         help="run a program in its own process group and exit with its status",
         description=(
-            "Run PROGRAM in its own process group with the given limits. Its "
-            "output goes straight to this terminal; SIGINT and SIGTERM are "
-            "forwarded to its whole group; the exit status is the program's "
-            "(128+N when signal N killed it, 127 not found, 126 not executable)."
+            "Run PROGRAM in its own process group with the given limits, as if "
+            "run from this shell, its output redacted on the way. It gets the "
+            "terminal while it runs (Ctrl-C, Ctrl-Z and fg work as without the "
+            "wrapper; its stdout and stderr are a pseudo-terminal when stdout is "
+            "one); every signal a shell delivers is forwarded to its whole "
+            "group, a second SIGINT within 3 s kills it; when the reader of the "
+            "output goes away it gets SIGPIPE. The CLI returns when PROGRAM "
+            "exits (background processes it left keep running, their later "
+            "output is dropped) with PROGRAM's status, or ends by the signal "
+            "that killed it (127 not found, 126 not executable, 2 bad options)."
         ),
         epilog=RUN_EPILOG,
         formatter_class=_HelpFormatter,
@@ -179,11 +194,7 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return run_bench(args)
 
 
-def _exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _run_job(args: argparse.Namespace, parser: argparse.ArgumentParser) -> JobOutcome:
     command: list[str] = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -193,45 +204,55 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         output = RunOutput.from_args(args)
     except (ValueError, OSError, KeyError) as err:
         print(f"orchestrator-spawn: {RunOutput.describe(err)}", file=sys.stderr)
-        return 2
-    # The handlers go in before the spawn so that a signal arriving in
-    # between is not lost: it is remembered and forwarded once the child exists.
-    children: list[Child] = []
-    pending: list[int] = []
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if children:
-            children[0].send_signal(signum)
-        else:
-            pending.append(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return JobOutcome(2, None)
     try:
-        try:
-            child = output.spawn(command, run_spawn_kwargs(args))
-        except SpawnError as err:
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 127 if err.errno == errno.ENOENT else 126
-        except OrchestratorSpawnError as err:  # policy, daemon-PID guard, sandbox
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 126
-        except ValueError as err:
-            print(f"orchestrator-spawn: {err}", file=sys.stderr)
-            return 2
-        with child:
-            children.append(child)
-            for signum in pending:
-                child.send_signal(signum)
-            status = _exit_status(child.wait_blocking())
-        return output.exit_status(status)
+        return run_job(output, command, run_spawn_kwargs(args))
+    except SpawnError as err:
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(127 if err.errno == errno.ENOENT else 126, None)
+    except OrchestratorSpawnError as err:  # policy, daemon-PID guard, sandbox
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(126, None)
+    except ValueError as err:
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(2, None)
+    except OSError as err:  # no pty, the pump could not start
+        print(f"orchestrator-spawn: {err}", file=sys.stderr)
+        return JobOutcome(126, None)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        output.close()
+
+
+def _die_of(signum: int) -> None:
+    """Ends this process by ``signum`` (default action, no core file), so the
+    parent sees what it would have seen from the program itself: a shell
+    script stops on an interrupted command, ``pipefail`` sees SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    if signum not in (signal.SIGKILL, signal.SIGSTOP):
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(signum, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signum])
+    os.kill(os.getpid(), signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    """Runs the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    As the program itself (``argv`` None: the console script, ``python -m``),
+    when a signal killed the command ``run`` ran, the CLI ends by that same
+    signal after cleaning up, as the command would have; the status returned
+    otherwise (and in-process) is 128 + N.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"run": _run, "doctor": _doctor, "bench": _bench}
+    if args.subcommand == "run":
+        outcome = _run_job(args, parser)
+        if outcome.signal is not None and argv is None:
+            _die_of(outcome.signal)
+        return outcome.status
+    commands = {"doctor": _doctor, "bench": _bench}
     return commands[args.subcommand](args, parser)

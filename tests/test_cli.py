@@ -30,9 +30,20 @@ def test_exit_status_and_output_pass_through() -> None:
     assert done.stderr == b"err\n"
 
 
-def test_signal_death_is_128_plus_n() -> None:
+KILL_SELF = "sh -c 'kill -TERM $$'"
+
+
+def test_signal_death_is_the_same_signal_death() -> None:
+    # As the command itself: killed by SIGTERM (a shell shows 128 + 15).
     done = cli("run", "--", "sh", "-c", "kill -TERM $$")
-    assert done.returncode == 128 + signal.SIGTERM
+    assert done.returncode == -signal.SIGTERM
+    in_shell = subprocess.run(
+        ["sh", "-c", f"{sys.executable} -m orchestrator_spawn run -- {KILL_SELF}; echo $?"],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert in_shell.stdout == b"143\n"
 
 
 def test_limits_applied() -> None:
@@ -103,7 +114,7 @@ def test_forwards_sigterm_to_group() -> None:
     grandchild = int(proc.stdout.readline())
     assert proc.stdout.readline() == b"ready\n"
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert proc.wait(timeout=30) == -signal.SIGTERM
     assert wait_gone(grandchild)
 
 

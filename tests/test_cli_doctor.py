@@ -204,3 +204,37 @@ def test_help_shows_examples(command: tuple[str, ...]) -> None:
     assert "examples:" in done.stdout
     examples = done.stdout.split("examples:", 1)[1]
     assert re.search(rf"^  orchestrator-spawn {' '.join(command)}", examples, re.M)
+
+
+def _doctor_exit_notification(disable_pidfd: str | None) -> str:
+    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
+    env.pop("ORCHESTRATOR_SPAWN_DISABLE_PIDFD", None)
+    if disable_pidfd is not None:
+        env["ORCHESTRATOR_SPAWN_DISABLE_PIDFD"] = disable_pidfd
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator_spawn", "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=PACKAGE_PARENT,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    mechanism: str = json.loads(done.stdout)["exit_notification"]
+    return mechanism
+
+
+@pytest.mark.skipif(not LINUX or not hasattr(os, "pidfd_open"), reason="needs Linux pidfds")
+def test_exit_notification_is_pidfd_when_pidfds_are_used() -> None:
+    # The mechanism the children really got (their notifier), both ways.
+    for unset_or_zero in (None, "0"):
+        mechanism = _doctor_exit_notification(unset_or_zero)
+        assert mechanism.startswith("pidfd ("), mechanism
+        assert "disabled" not in mechanism
+
+
+@pytest.mark.skipif(not LINUX, reason="the SIGCHLD fallback is the Linux one")
+def test_exit_notification_is_the_reaper_when_pidfd_is_disabled() -> None:
+    mechanism = _doctor_exit_notification("1")
+    assert mechanism == "SIGCHLD reaper thread (pidfd disabled by ORCHESTRATOR_SPAWN_DISABLE_PIDFD)"

@@ -156,3 +156,87 @@ def test_output_write_failure_is_reported() -> None:
     done = cli("--stdout", "/dev/full", "--", "sh", "-c", "echo hello")
     assert done.returncode == 1
     assert b"writing the output failed" in done.stderr
+
+
+def cli_env(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator_spawn", "run", *args],
+        capture_output=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        timeout=60,
+        check=False,
+    )
+
+
+SHOW_ENV = 'echo "value: $DB_PASSWORD_I13"; echo "said: correct-horse-i13"'
+
+
+def test_secret_env_is_redacted_and_not_passed_on() -> None:
+    done = cli_env(
+        "--secret-env", "DB_PASSWORD_I13", "--", "sh", "-c", SHOW_ENV,
+        env={"DB_PASSWORD_I13": "correct-horse-i13"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"value: \nsaid: [REDACTED]\n"
+    assert done.stderr == b""  # no warning: nothing secret is on the command line
+
+
+def test_keep_secret_env_passes_it_on_still_redacted() -> None:
+    done = cli_env(
+        "--secret-env", "DB_PASSWORD_I13", "--keep-secret-env", "--", "sh", "-c", SHOW_ENV,
+        env={"DB_PASSWORD_I13": "correct-horse-i13"},
+    )  # fmt: skip
+    assert done.stdout == b"value: [REDACTED]\nsaid: [REDACTED]\n"
+
+
+def test_secret_env_not_set_is_2_before_anything_runs(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    done = cli_env("--secret-env", "NO_SUCH_VAR_I13", "--", "touch", str(marker), env={})
+    assert done.returncode == 2
+    assert done.stderr == (
+        b"orchestrator-spawn: --secret-env NO_SUCH_VAR_I13: the environment variable is not set\n"
+    )
+    assert not marker.exists()
+
+
+def test_secret_file_one_secret_per_line(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.write_bytes(b"first secret\r\n\nsecond-one\nthird\n")
+    done = cli(
+        "--secret-file", str(secrets), "--",
+        "sh", "-c", "echo 'a first secret b second-one c third d'",
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, b"a [REDACTED] b [REDACTED] c [REDACTED] d\n")
+    assert done.stderr == b""
+
+
+def test_secret_file_unreadable_is_2(tmp_path: Path) -> None:
+    done = cli("--secret-file", str(tmp_path / "missing"), "--", "true")
+    assert done.returncode == 2
+    assert done.stderr.startswith(b"orchestrator-spawn: cannot read --secret-file ")
+
+
+def test_secret_on_the_command_line_warns() -> None:
+    done = cli("--secret", "hunter2-i13", "--", "echo", "hunter2-i13")
+    assert done.stdout == b"[REDACTED]\n"
+    assert b"warning: --secret puts the value on the command line" in done.stderr
+    assert b"--secret-env NAME or --secret-file PATH" in done.stderr
+
+
+def test_no_redact_refuses_secret_options(tmp_path: Path) -> None:
+    for option, value in (("--secret-env", "HOME"), ("--secret-file", str(tmp_path))):
+        done = cli("--no-redact", option, value, "--", "true")
+        assert done.returncode == 2
+        assert b"--no-redact cannot be combined" in done.stderr
+
+
+def test_same_file_under_two_names_keeps_every_line(tmp_path: Path) -> None:
+    script = "for i in 1 2 3 4 5; do echo out$i; echo err$i >&2; done"
+    done = cli(
+        "--stdout", "same.log", "--stderr", "./same.log", "--", "sh", "-c", script, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    lines = sorted((tmp_path / "same.log").read_bytes().splitlines())
+    assert lines == sorted([f"out{i}".encode() for i in range(1, 6)] +
+                           [f"err{i}".encode() for i in range(1, 6)])  # fmt: skip

@@ -1,0 +1,221 @@
+"""``orchestrator-spawn run`` behaves like the command run from a shell, in
+pipelines and under signals (no terminal here: see test_cli_terminal.py)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.process_helpers import wait_gone
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "orchestrator_spawn"]
+GITHUB_TOKEN = "gh" + "p_" + "Z9y8X7w6V5" * 3 + "u4T3s2"  # ghp_ + 36 alnum, assembled
+REDACTION = pytest.mark.parametrize("redaction", [[], ["--no-redact"]], ids=["redact", "no-redact"])
+
+# Reports each signal it gets (by name) on stdout; "ready" once all are set.
+SIGNAL_REPORTER = """
+import signal, sys, time
+names = sys.argv[1:]
+def report(number, frame):
+    print('got', signal.Signals(number).name, flush=True)
+for name in names:
+    signal.signal(getattr(signal, name), report)
+print('ready', flush=True)
+while True:
+    time.sleep(1)
+"""
+
+
+def popen(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+        [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, **kwargs
+    )
+
+
+def in_shell(script: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "CLI": " ".join(CLI)}
+    return subprocess.run(
+        ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=timeout
+    )
+
+
+@REDACTION
+def test_downstream_close_stops_the_job_with_sigpipe(redaction: list[str]) -> None:
+    started = time.monotonic()
+    done = in_shell(f"$CLI run {' '.join(redaction)} -- yes | head -2; echo ${{PIPESTATUS[0]}}")
+    assert done.stdout == b"y\ny\n141\n", done.stderr
+    assert b"Broken pipe" not in done.stderr
+    assert time.monotonic() - started < 20
+
+
+@REDACTION
+def test_downstream_close_is_the_childs_own_sigpipe_death(redaction: list[str]) -> None:
+    proc = popen("run", *redaction, "--", "yes")
+    assert proc.stdout is not None
+    assert proc.stdout.read(4) == b"y\ny\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=20) == -signal.SIGPIPE
+
+
+def test_downstream_close_reaches_a_child_that_ignores_sigpipe() -> None:
+    # Python ignores SIGPIPE: it must see EPIPE on its own write, as without
+    # the wrapper, and exit by itself.
+    code = (
+        "import sys\ntry:\n    while True: print('x' * 100, flush=True)\n"
+        "except BrokenPipeError:\n    sys.exit(7)"
+    )
+    proc = popen("run", "--", sys.executable, "-c", code)
+    assert proc.stdout is not None
+    proc.stdout.read(10)
+    proc.stdout.close()
+    assert proc.wait(timeout=20) == 7
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGWINCH"],
+)
+def test_every_shell_signal_reaches_the_job(name: str) -> None:
+    proc = popen("run", "--", sys.executable, "-c", SIGNAL_REPORTER, name)
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.send_signal(getattr(signal, name))
+        assert proc.stdout.readline() == f"got {name}\n".encode()
+        assert proc.poll() is None  # the CLI survived it too
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_sighup_ends_the_job_and_its_group() -> None:
+    proc = popen("run", "--", "sh", "-c", "sleep 43 & echo $!; wait")
+    assert proc.stdout is not None
+    grandchild = int(proc.stdout.readline())
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=20) == -signal.SIGHUP
+    assert wait_gone(grandchild)
+
+
+def test_second_interrupt_kills_a_job_that_ignores_it() -> None:
+    proc = popen("run", "--", "sh", "-c", "trap '' INT; echo ready; sleep 60 & wait")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    assert proc.poll() is None  # the first one is only forwarded
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == -signal.SIGKILL
+
+
+def test_sigtstp_stops_job_and_cli_sigcont_resumes_both() -> None:
+    code = (
+        "import os, time\nprint(os.getpid(), flush=True)\n"
+        "for i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
+    )
+    proc = popen("run", "--", sys.executable, "-c", code)
+    assert proc.stdout is not None
+    try:
+        job = psutil.Process(int(proc.stdout.readline()))
+        proc.stdout.readline()
+        proc.send_signal(signal.SIGTSTP)
+        _, status = os.waitpid(proc.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status)
+        assert os.WSTOPSIG(status) == signal.SIGTSTP
+        assert job.status() == psutil.STATUS_STOPPED  # the job first, then the CLI
+        proc.send_signal(signal.SIGCONT)
+        before = int(proc.stdout.readline())
+        assert int(proc.stdout.readline()) == before + 1
+        assert job.status() != psutil.STATUS_STOPPED
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@REDACTION
+def test_returns_when_the_command_exits_leaving_background_work(redaction: list[str]) -> None:
+    # As in the shell: the background job keeps running, the CLI does not
+    # wait for it, and its later output never shows (let alone unredacted).
+    late = f"sleep 8; echo late {GITHUB_TOKEN}"
+    started = time.monotonic()
+    proc = popen(
+        "run",
+        *redaction,
+        "--",
+        "sh",
+        "-c",
+        f"({late}) & echo $!; echo leader-exits",
+        stderr=subprocess.DEVNULL,
+    )
+    out, _ = proc.communicate(timeout=30)
+    took = time.monotonic() - started
+    background, line = out.splitlines()[:2]
+    assert line == b"leader-exits"
+    assert proc.returncode == 0
+    if redaction:
+        # Without redaction the background job holds the caller's own pipe,
+        # exactly as in the shell: only the return is immediate.
+        assert took < 20
+        return
+    assert took < 6, took  # not the 8 s of the background job (generous: a loaded CI)
+    assert wait_gone(int(background), timeout=15)
+    assert GITHUB_TOKEN.encode() not in out
+
+
+def test_leader_output_just_before_exit_is_kept() -> None:
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", f"sleep 5 & seq 1 20000; echo {GITHUB_TOKEN}"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
+    lines = done.stdout.splitlines()
+    assert lines[:-1] == [str(i).encode() for i in range(1, 20001)]
+    assert lines[-1] == b"[REDACTED]"
+
+
+def test_version() -> None:
+    from orchestrator_spawn import __version__
+
+    done = subprocess.run([*CLI, "--version"], cwd=ROOT, capture_output=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, f"orchestrator-spawn {__version__}\n".encode())
+
+
+@REDACTION
+def test_output_file_that_cannot_be_opened_is_one_line_and_nothing_runs(
+    tmp_path: Path, redaction: list[str]
+) -> None:
+    marker = tmp_path / "ran"
+    for option in ("--stdout", "--stderr"):
+        done = subprocess.run(
+            [*CLI, "run", *redaction, option, "/nonexistent/o.log", "--", "touch", str(marker)],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        error = f"cannot open {option} /nonexistent/o.log: No such file or directory"
+        assert done.stderr.decode().splitlines() == [f"orchestrator-spawn: {error}"]
+        assert not marker.exists()
+
+
+def test_held_bytes_of_a_leftover_are_not_shown_in_clear_when_cut_off() -> None:
+    # A background process has printed the start of a token when the command
+    # exits: the CLI cuts it off, and what the redactor held must not appear.
+    partial = GITHUB_TOKEN[:26]
+    done = subprocess.run(
+        [*CLI, "run", "--", "sh", "-c", f"(printf 'x {partial}'; sleep 5) & sleep 0.3"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0
+    assert partial[4:].encode() not in done.stdout, done.stdout
