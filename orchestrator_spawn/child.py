@@ -81,9 +81,8 @@ class Child:
     ``stdin``/``stdout``/``stderr`` (see ``spawn()``); ``args``.
 
     Kill on drop: ``close()``, leaving ``with``/``async with``, or garbage
-    collection while the process still runs SIGKILLs its job (see
-    ``containment``) and reaps it; with a cgroup, what the job left running
-    after the child exited is killed as well.
+    collection while the process still runs SIGKILLs its whole job (see
+    ``containment``) and reaps it.
 
     ``containment`` says what holds the job: ``"cgroup"`` (its own cgroup v2:
     every kill reaches all it started, ``setsid``'d and double-forked
@@ -512,23 +511,24 @@ class Child:
             os.close(fd)
         self._remove_cgroup()
 
-    def _finish_job_blocking(self) -> None:
-        """Kill on drop after the child was reaped: SIGKILLs what its cgroup
-        still holds, waits (at most a second) until that is gone, removes the
-        cgroup. A process stuck in the kernel longer keeps the cgroup until
-        the keeper removes it."""
-        path = self._cgroup
-        if path is None:
-            return
-        _cgroup.kill_job(path)
-        with contextlib.suppress(TimeoutError):
-            self._wait_job_blocking(1.0)
-
-    async def _finish_job(self) -> None:
+    def _settle_killed_job(self) -> None:
+        """After a kill and the reap: waits (at most a second) until the
+        killed job's cgroup is empty and removes it. A process stuck in the
+        kernel longer leaves the cgroup to be removed later."""
         if self._cgroup is None:
             return
-        self._kill_job()
-        await self._wait_job()
+        with contextlib.suppress(TimeoutError):
+            self._wait_job_blocking(1.0)
+        self._release_cgroup()
+
+    def _release_cgroup(self) -> None:
+        """The handle is done with its job: removes the cgroup, or, while
+        processes the job left behind still run in it (the child exited on
+        its own; close() does not kill those), hands it to the sweep that
+        removes it once empty."""
+        path = self._cgroup
+        if path is not None and not self._remove_cgroup():
+            _cgroup.remove_later(path)
 
     def job_usage(self) -> JobUsage:
         """CPU seconds and live processes of the whole job (see
@@ -614,9 +614,10 @@ class Child:
                 stream.close()
 
     def close(self) -> None:
-        """Kills the job if the child still runs (with a cgroup: also what the
-        job left running after the child exited), reaps it, removes the
-        job's cgroup, and closes the parent's pipe ends. Idempotent.
+        """Kills the whole job if the child still runs, reaps it, removes the
+        job's cgroup (once empty: a child that exited on its own may have
+        left processes running, which close() leaves alone), and closes the
+        parent's pipe ends. Idempotent.
 
         It blocks until the killed child is reaped (normally well under a
         millisecond); in async code prefer ``await child.kill()`` or
@@ -624,7 +625,9 @@ class Child:
         if not self._try_reap():
             self._kill_job(after_exit=False)
             self.wait_blocking()
-        self._finish_job_blocking()
+            self._settle_killed_job()
+        else:
+            self._release_cgroup()
         self._close_pipes()
 
     def __enter__(self) -> Child:
@@ -650,7 +653,7 @@ class Child:
         if not self._try_reap():
             await self.kill()
         else:
-            await self._finish_job()
+            self._release_cgroup()
         self._close_pipes()
 
     def __del__(self) -> None:
@@ -661,7 +664,9 @@ class Child:
             if not self._try_reap():
                 self._kill_job(after_exit=False)
                 self.wait_blocking()
-            self._finish_job_blocking()
+                self._settle_killed_job()
+            else:
+                self._release_cgroup()
         except Exception:  # nothing sensible to do in a finalizer
             pass
 

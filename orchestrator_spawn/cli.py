@@ -198,8 +198,10 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # between is not lost: it is remembered and forwarded once the child exists.
     children: list[Child] = []
     pending: list[int] = []
+    interrupted: list[int] = []
 
     def forward(signum: int, frame: FrameType | None) -> None:
+        interrupted.append(signum)
         if children:
             children[0].send_signal(signum)
         else:
@@ -223,6 +225,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             for signum in pending:
                 child.send_signal(signum)
             status = _exit_status(child.wait_blocking())
+            if interrupted:
+                # Interrupted: once the child has exited, nothing of its job
+                # may run on (a setsid'd daemon would also hold the output
+                # pipes open); with a cgroup this reaches all of it.
+                child._kill_job()
         return output.exit_status(status)
     finally:
         for sig, handler in previous.items():

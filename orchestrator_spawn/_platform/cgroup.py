@@ -51,6 +51,7 @@ __all__ = [
     "job_process_count",
     "kill_job",
     "new_job",
+    "remove_later",
     "remove_job",
     "set_enabled",
     "status",
@@ -86,6 +87,10 @@ _lock = threading.Lock()
 _base: _Base | None = None
 _status: Status | None = None
 _job_numbers = itertools.count(1)
+# Job cgroups whose handle is done but which still hold processes the job
+# left behind: retried every _SWEEP_EVERY jobs (the keeper removes the rest).
+_lingering: set[str] = set()
+_SWEEP_EVERY = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -258,6 +263,7 @@ def _after_fork_in_child() -> None:
     global _base, _status, _lock
     _base = None
     _status = None
+    _lingering.clear()
     _lock = threading.Lock()
 
 
@@ -282,7 +288,10 @@ def new_job(die_with_parent: bool) -> tuple[str, int] | None:
     base = _current_base()
     if base is None:
         return None
-    path = f"{base.path}/{'jobs' if die_with_parent else 'detached'}/{next(_job_numbers)}"
+    number = next(_job_numbers)
+    if _lingering and number % _SWEEP_EVERY == 0:
+        _sweep_lingering()
+    path = f"{base.path}/{'jobs' if die_with_parent else 'detached'}/{number}"
     try:
         os.mkdir(path)
         return path, os.open(path, _DIR_FLAGS)
@@ -290,6 +299,21 @@ def new_job(die_with_parent: bool) -> tuple[str, int] | None:
         with contextlib.suppress(OSError):
             os.rmdir(path)
         return None
+
+
+def remove_later(path: str) -> None:
+    """Removes the job cgroup ``path`` once its last process is gone."""
+    _lingering.add(path)
+
+
+def _sweep_lingering() -> None:
+    for path in list(_lingering):
+        try:
+            done = remove_job(path)
+        except OSError:
+            done = True  # not ours to fix: stop trying
+        if done:
+            _lingering.discard(path)
 
 
 def _with_dir(path: str, call: Callable[[int], Any]) -> Any:
