@@ -545,7 +545,9 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
             "from orchestrator_spawn import spawn\n"
             "from orchestrator_spawn._platform import cgroup\n"
             "c = spawn(['true']); c.wait_blocking(); print(c.containment)\n"
-            "print(cgroup.status().reason)"
+            "print(cgroup.status().reason)\n"
+            "from orchestrator_spawn._cli_doctor import _containment\n"
+            "print(*_containment()['missing'])"
         )
         done = subprocess.run(
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -559,8 +561,30 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
         if done.returncode != 0 and b"ModuleNotFoundError" in done.stderr:
             pytest.skip("this interpreter's packages are not readable by nobody")
         assert done.returncode == 0, done.stderr
-        containment, reason = done.stdout.decode().splitlines()
+        containment, reason, missing = done.stdout.decode().splitlines()
         assert containment == "process_group"
-        assert "cannot create a cgroup" in reason or "not mounted" in reason
+        assert "cannot create a cgroup" in reason, reason
+        assert "systemd-run --user --scope -p Delegate=yes" in missing  # the doctor's advice
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+def test_doctor_says_how_jobs_are_held_and_what_is_missing() -> None:
+    def doctor(env: dict[str, str]) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator_spawn", "doctor"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout.decode()
+
+    off = doctor({**os.environ, cgroup.DISABLE_CGROUP_ENV: "1"})
+    assert "job containment: process_group" in off
+    assert f"missing: unset {cgroup.DISABLE_CGROUP_ENV}" in off
+    if _cgroup_reason() is None:
+        on = doctor({k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV})
+        assert "job containment: cgroup" in on
+        assert "keeper process" in on

@@ -145,9 +145,9 @@ def own_cgroup_dir() -> tuple[str | None, str]:
         fields = left.split()
         root, mount_point = _unescape_mount_path(fields[3]), _unescape_mount_path(fields[4])
         if root == "/":
-            return mount_point.rstrip("/") + relative, ""
+            return os.path.normpath(mount_point + relative), ""
         if relative == root or relative.startswith(root.rstrip("/") + "/"):
-            return mount_point.rstrip("/") + relative[len(root.rstrip("/")) :], ""
+            return os.path.normpath(mount_point + relative[len(root.rstrip("/")) :]), ""
     return None, "cgroup v2 is not mounted (no cgroup2 line in /proc/self/mountinfo)"
 
 
