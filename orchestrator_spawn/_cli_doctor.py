@@ -174,7 +174,9 @@ def _containment() -> dict[str, Any]:
         base = cgroup._base
         if base is not None and not os.path.exists(os.path.join(base.path, "jobs", "cgroup.kill")):
             detail += "; no cgroup.kill (Linux < 5.14): kills freeze, signal and thaw"
-        die_with_parent = f"a keeper process (pid {base.keeper_pid if base else '?'}) kills the jobs"
+        die_with_parent = (
+            f"a keeper process (pid {base.keeper_pid if base else '?'}) kills the jobs"
+        )
     else:
         mechanism = "process_group"
         detail = status.reason

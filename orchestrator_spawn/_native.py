@@ -250,7 +250,7 @@ def cgroup_count_procs(dirfd: int) -> int:
 def cgroup_wait_empty(dirfd: int, timeout_ms: int) -> int:
     """Sleeps in poll() until the cgroup is unpopulated (1) or ``timeout_ms``
     passed (0; negative waits forever); -EINTR when a signal arrived."""
-    rc = lib.os_cgroup_wait_empty(dirfd, timeout_ms)
+    rc: int = lib.os_cgroup_wait_empty(dirfd, timeout_ms)
     if rc == -errno.EINTR:
         return rc
     return _cgroup_check(rc, "waiting on cgroup.events")

@@ -97,8 +97,8 @@ class Child:
     __slots__ = (
         "__weakref__",
         "_cgroup",
-        "_job_cpu",
         "_deferred_loops",
+        "_job_cpu",
         "_lock",
         "_notifier",
         "_pid_waiting",

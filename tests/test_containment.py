@@ -9,6 +9,7 @@ cgroup v2 directory (root here); the fallback tests switch cgroups off.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import pwd
@@ -97,10 +98,8 @@ def _spawn_escapees(**kwargs: object) -> tuple[Child, list[int]]:
 
 def _kill_leftovers(pids: list[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
@@ -125,7 +124,8 @@ def test_kill_ends_setsid_and_double_forked_descendants(cgroups: None) -> None:
 def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> None:
     child, pids = _spawn_escapees()
     path = child._cgroup
-    assert path is not None and os.path.isdir(path)
+    assert path is not None
+    assert os.path.isdir(path)
 
     async def main() -> int:
         return await child.kill()
@@ -286,7 +286,9 @@ def test_keeper_removes_the_orchestrators_cgroups(cgroups: None) -> None:
     assert own is not None
     proc, pids, detached, _, _ = _run_orchestrator()
     try:
-        mine = [name for name in os.listdir(own) if name.startswith(f"orchestrator-spawn.{proc.pid}.")]
+        mine = [
+            name for name in os.listdir(own) if name.startswith(f"orchestrator-spawn.{proc.pid}.")
+        ]
         assert len(mine) == 1
         proc.kill()
         proc.wait()
@@ -445,7 +447,7 @@ def test_child_joins_its_cgroup_itself_on_the_fork_path(cgroups: None) -> None:
     path, fd = job
     try:
         read_end, write_end = os.pipe()
-        pid, pidfd = _native.native_spawn(
+        pid, _pidfd = _native.native_spawn(
             program=b"/bin/sh",
             search_path=None,
             argv_block=b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
@@ -466,7 +468,8 @@ def test_child_joins_its_cgroup_itself_on_the_fork_path(cgroups: None) -> None:
         with os.fdopen(read_end, "rb") as out:
             # What the child saw of its own cgroup, before it exec'd sleep.
             own = out.readline().decode().strip()
-        assert own.startswith("0::") and path.endswith(own[3:])
+        assert own.startswith("0::")
+        assert path.endswith(own[3:])
         assert str(pid) in Path(path, "cgroup.procs").read_text().split()
         assert cgroup.kill_job(path)
         assert os.waitpid(pid, 0)[1] == signal.SIGKILL
@@ -488,7 +491,8 @@ def test_spawn_from_many_threads_with_containment(cgroups: None) -> None:
                     fds = sorted(int(x) for x in child.stdout.read().split())
                     assert child.wait_blocking(timeout=30) == 0
                     # 0-2 and the fd ls itself opens on /proc/self/fd.
-                    assert fds[:3] == [0, 1, 2] and len(fds) <= 4, fds
+                    assert fds[:3] == [0, 1, 2], fds
+                    assert len(fds) <= 4, fds
         except BaseException as err:
             errors.append(err)
 
@@ -550,8 +554,15 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
             "print(*_containment()['missing'])"
         )
         done = subprocess.run(
-            ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-            + [sys.executable, "-c", code],
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                code,
+            ],
             cwd=top,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(top)},
             capture_output=True,

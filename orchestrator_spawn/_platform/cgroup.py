@@ -51,8 +51,8 @@ __all__ = [
     "job_process_count",
     "kill_job",
     "new_job",
-    "remove_later",
     "remove_job",
+    "remove_later",
     "set_enabled",
     "status",
 ]
