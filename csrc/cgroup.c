@@ -116,8 +116,9 @@ struct linux_dirent64 {
     char d_name[];
 };
 
-/* Calls visit(dirfd, child_dirfd, name) for each subdirectory of dirfd. */
-static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int), int depth)
+/* Calls visit(dirfd, child_dirfd, name, depth, arg) for each subdirectory. */
+static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int, int), int depth,
+                            int arg)
 {
     char buf[2048];
     long n;
@@ -135,7 +136,7 @@ static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int
             int sub = openat(dir, entry->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
             if (sub < 0)
                 continue;
-            visit(dir, sub, entry->d_name, depth);
+            visit(dir, sub, entry->d_name, depth, arg);
             close(sub);
         }
     }
@@ -146,11 +147,24 @@ static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int
  * child cgroups when it runs as root). */
 #define MAX_DEPTH 16
 
-static void kill_procs_below(int parent, int dirfd, const char *name, int depth)
+static void signal_procs_below(int parent, int dirfd, const char *name, int depth, int sig)
 {
-    (void)signal_procs(dirfd, SIGKILL);
+    (void)signal_procs(dirfd, sig);
     if (depth < MAX_DEPTH)
-        for_each_subdir(dirfd, kill_procs_below, depth + 1);
+        for_each_subdir(dirfd, signal_procs_below, depth + 1, sig);
+}
+
+int os_cgroup_signal(int dirfd, int sig)
+{
+    int err = os_cgroup_populated(dirfd);
+
+    if (err < 0)
+        return err;
+    /* A pid read from cgroup.procs belongs to a live member; for it to name
+     * another process by the time kill() runs, it would have to exit and
+     * the pid counter wrap around to it within those microseconds. */
+    signal_procs_below(-1, dirfd, ".", 0, sig);
+    return 0;
 }
 
 int os_cgroup_kill(int dirfd)
@@ -166,7 +180,7 @@ int os_cgroup_kill(int dirfd)
     err = write_at(dirfd, "cgroup.freeze", "1");
     if (err < 0)
         return err;
-    kill_procs_below(-1, dirfd, ".", 0);
+    signal_procs_below(-1, dirfd, ".", 0, SIGKILL);
     return write_at(dirfd, "cgroup.freeze", "0");
 }
 
@@ -265,10 +279,10 @@ void os_cgroup_events_drain(int fd)
     }
 }
 
-static void remove_below(int parent, int dirfd, const char *name, int depth)
+static void remove_below(int parent, int dirfd, const char *name, int depth, int unused)
 {
     if (depth < MAX_DEPTH)
-        for_each_subdir(dirfd, remove_below, depth + 1);
+        for_each_subdir(dirfd, remove_below, depth + 1, 0);
     (void)unlinkat(parent, name, AT_REMOVEDIR);
 }
 
@@ -343,7 +357,7 @@ static void keeper_main(int watch_fd, int own_dirfd, const char *name)
      * outlives them only to remove their cgroups once they are done. */
     while (os_cgroup_wait_empty(base, -1) == -EINTR) {
     }
-    for_each_subdir(base, remove_below, 0);
+    for_each_subdir(base, remove_below, 0, 0);
     close(base);
     (void)unlinkat(4, name, AT_REMOVEDIR);
     _exit(0);
@@ -393,6 +407,7 @@ int os_keeper_start(int watch_fd, int own_dirfd, const char *name)
 #else /* not Linux */
 
 int os_cgroup_kill(int dirfd) { return -ENOSYS; }
+int os_cgroup_signal(int dirfd, int sig) { return -ENOSYS; }
 int os_cgroup_populated(int dirfd) { return -ENOSYS; }
 int os_cgroup_count_procs(int dirfd) { return -ENOSYS; }
 int os_cgroup_wait_empty(int dirfd, int timeout_ms) { return -ENOSYS; }

@@ -16,6 +16,10 @@
  * 0, or -errno (-ENOENT: the cgroup was already removed). */
 int os_cgroup_kill(int dirfd);
 
+/* Sends `sig` to every process of the cgroup `dirfd` and its descendants
+ * (read from each cgroup.procs). Returns 0 or -errno (-ENOENT: removed). */
+int os_cgroup_signal(int dirfd, int sig);
+
 /* Whether the cgroup `dirfd` (with its descendants) still holds a live
  * process, from the "populated" line of cgroup.events: 1, 0, or -errno. */
 int os_cgroup_populated(int dirfd);

@@ -237,6 +237,11 @@ def cgroup_kill(dirfd: int) -> None:
     _cgroup_check(lib.os_cgroup_kill(dirfd), "cgroup.kill")
 
 
+def cgroup_signal(dirfd: int, sig: int) -> None:
+    """Sends ``sig`` to every process of the cgroup and its descendants."""
+    _cgroup_check(lib.os_cgroup_signal(dirfd, sig), f"signalling a cgroup with {sig}")
+
+
 def cgroup_populated(dirfd: int) -> bool:
     """Whether a live process remains in the cgroup or below (cgroup.events)."""
     return _cgroup_check(lib.os_cgroup_populated(dirfd), "reading cgroup.events") == 1

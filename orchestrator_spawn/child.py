@@ -418,6 +418,16 @@ class Child:
 
     # -- the whole job -------------------------------------------------------
 
+    def _signal_job(self, sig: int) -> None:
+        """Sends ``sig`` to every process of the job: with a cgroup, each
+        member (``setsid``'d ones included) while the cgroup exists; else the
+        process group, as ``send_signal``."""
+        path = self._cgroup
+        if path is not None:
+            _cgroup.signal_job(path, sig)
+        else:
+            self.send_signal(sig)
+
     def _remove_cgroup(self) -> bool:
         """Removes the job's cgroup if nothing lives in it any more (keeping
         its CPU total for ``job_usage``); True once it is gone."""
@@ -765,12 +775,17 @@ class Child:
         return returncode
 
     async def terminate(self, grace: float = 5.0) -> int:
-        """SIGTERMs the process group; if the child has not exited after
-        ``grace`` seconds, SIGKILLs the whole job. Reaps; returns
-        ``returncode``."""
-        self.send_signal(signal.SIGTERM)
+        """SIGTERMs the job; SIGKILLs it if it has not ended after ``grace``
+        seconds. Reaps; returns ``returncode``.
+
+        With a cgroup, every process of the job gets the SIGTERM and the job
+        has ended once all of them exited (a daemon it started that ignores
+        SIGTERM is killed at the grace, even when the child itself exited);
+        otherwise the process group gets it and the job has ended when the
+        child exited."""
+        self._signal_job(signal.SIGTERM)
         try:
-            return await asyncio.wait_for(self.wait(), grace)
+            return await asyncio.wait_for(self.wait(whole_job=self._cgroup is not None), grace)
         except asyncio.TimeoutError:
             return await self.kill()
 

@@ -154,6 +154,35 @@ def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
         child.close()
 
 
+def test_terminate_reaches_every_process_of_the_job(cgroups: None) -> None:
+    # SIGTERM goes to each member, setsid'd ones included: the job ends
+    # well before the grace when every process obeys it ...
+    child, pids = _spawn_escapees()
+    try:
+        started = time.monotonic()
+        assert asyncio.run(child.terminate(grace=20)) == -signal.SIGTERM
+        assert time.monotonic() - started < 10
+        assert _all_gone(pids, timeout=0.5)
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+    # ... and a daemon that ignores it is killed at the grace, although the
+    # child itself exited at once.
+    script = "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 300' &\nsleep 0.05; echo ready\n"
+    child = spawn(["sh", "-c", script + "exec sleep 302"], stdout=PIPE)
+    assert child.stdout is not None
+    pids = _escapee_pids(child.stdout)
+    try:
+        started = time.monotonic()
+        assert asyncio.run(child.terminate(grace=0.5)) == -signal.SIGTERM
+        assert time.monotonic() - started >= 0.45
+        assert _all_gone(pids, timeout=0.5)
+        assert child._cgroup is None
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+
+
 def test_drop_ends_descendants(cgroups: None) -> None:
     child, pids = _spawn_escapees()
     assert child.stdout is not None

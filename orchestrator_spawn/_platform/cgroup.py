@@ -54,6 +54,7 @@ __all__ = [
     "remove_job",
     "remove_later",
     "set_enabled",
+    "signal_job",
     "status",
 ]
 
@@ -333,6 +334,15 @@ def kill_job(path: str) -> bool:
     return True
 
 
+def signal_job(path: str, sig: int) -> bool:
+    """Sends ``sig`` to every process of the job's cgroup; False if it is gone."""
+    try:
+        _with_dir(path, lambda fd: _native.cgroup_signal(fd, sig))
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def job_populated(path: str) -> bool:
     """Whether a live process remains in the job's cgroup (False: gone)."""
     try:
@@ -372,7 +382,12 @@ def remove_job(path: str) -> bool:
     except OSError as err:
         if err.errno != errno.EBUSY:
             raise
-        return False
+        # Busy: a process still lives in it, or the job made cgroups of its
+        # own below it (a nested orchestrator does), which go first.
+        if job_populated(path):
+            return False
+        _remove_tree(path)
+        return not os.path.exists(path)
     return True
 
 
