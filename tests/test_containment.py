@@ -29,6 +29,7 @@ import pytest
 import orchestrator_spawn
 from orchestrator_spawn import PIPE, Child, _native, spawn
 from orchestrator_spawn._platform import cgroup
+from orchestrator_spawn.run import run as run_job
 from tests.process_helpers import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -438,6 +439,17 @@ def test_wait_whole_job(mode: str) -> None:
         assert child._cgroup is None
     finally:
         cgroup.set_enabled(saved)
+
+
+def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
+    # The daemon closes its output, so only whole_job makes run() wait for it.
+    argv = ["sh", "-c", "setsid sh -c 'exec >/dev/null 2>&1; sleep 0.4' &"]
+    started = time.monotonic()
+    assert asyncio.run(run_job(argv)).returncode == 0
+    assert time.monotonic() - started < 0.35
+    started = time.monotonic()
+    assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
+    assert time.monotonic() - started >= 0.35
 
 
 @pytest.mark.parametrize("mode", ["cgroup", "process_group"])
