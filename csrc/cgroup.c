@@ -167,21 +167,24 @@ int os_cgroup_signal(int dirfd, int sig)
     return 0;
 }
 
-int os_cgroup_kill(int dirfd)
+int os_cgroup_kill_frozen(int dirfd)
 {
-    int err = write_at(dirfd, "cgroup.kill", "1");
-
-    if (err != -ENOENT)
-        return err;
-    /* Before Linux 5.14: freeze (recursive, so nothing forks meanwhile),
-     * SIGKILL every member (a fatal signal gets through the v2 freezer),
-     * thaw. If cgroup.freeze is missing too (before 5.2), the directory
-     * itself may be gone: report that. */
-    err = write_at(dirfd, "cgroup.freeze", "1");
+    /* Freeze (recursive, so nothing forks meanwhile), SIGKILL every member
+     * (a fatal signal gets through the v2 freezer), thaw. */
+    int err = write_at(dirfd, "cgroup.freeze", "1");
     if (err < 0)
         return err;
     signal_procs_below(-1, dirfd, ".", 0, SIGKILL);
     return write_at(dirfd, "cgroup.freeze", "0");
+}
+
+int os_cgroup_kill(int dirfd)
+{
+    int err = write_at(dirfd, "cgroup.kill", "1");
+
+    /* No cgroup.kill before Linux 5.14. If cgroup.freeze is missing too
+     * (before 5.2), the directory itself may be gone: that is reported. */
+    return err == -ENOENT ? os_cgroup_kill_frozen(dirfd) : err;
 }
 
 int os_cgroup_populated(int dirfd)
@@ -407,6 +410,7 @@ int os_keeper_start(int watch_fd, int own_dirfd, const char *name)
 #else /* not Linux */
 
 int os_cgroup_kill(int dirfd) { return -ENOSYS; }
+int os_cgroup_kill_frozen(int dirfd) { return -ENOSYS; }
 int os_cgroup_signal(int dirfd, int sig) { return -ENOSYS; }
 int os_cgroup_populated(int dirfd) { return -ENOSYS; }
 int os_cgroup_count_procs(int dirfd) { return -ENOSYS; }

@@ -16,6 +16,10 @@
  * 0, or -errno (-ENOENT: the cgroup was already removed). */
 int os_cgroup_kill(int dirfd);
 
+/* The fallback of os_cgroup_kill on its own (for the tests on kernels that
+ * have cgroup.kill): freeze, SIGKILL each member, thaw. 0 or -errno. */
+int os_cgroup_kill_frozen(int dirfd);
+
 /* Sends `sig` to every process of the cgroup `dirfd` and its descendants
  * (read from each cgroup.procs). Returns 0 or -errno (-ENOENT: removed). */
 int os_cgroup_signal(int dirfd, int sig);

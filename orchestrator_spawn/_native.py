@@ -237,6 +237,11 @@ def cgroup_kill(dirfd: int) -> None:
     _cgroup_check(lib.os_cgroup_kill(dirfd), "cgroup.kill")
 
 
+def cgroup_kill_frozen(dirfd: int) -> None:
+    """``cgroup_kill``'s fallback for kernels before 5.14, on its own (tests)."""
+    _cgroup_check(lib.os_cgroup_kill_frozen(dirfd), "freeze + SIGKILL + thaw")
+
+
 def cgroup_signal(dirfd: int, sig: int) -> None:
     """Sends ``sig`` to every process of the cgroup and its descendants."""
     _cgroup_check(lib.os_cgroup_signal(dirfd, sig), f"signalling a cgroup with {sig}")

@@ -206,6 +206,26 @@ def test_with_block_ends_descendants(cgroups: None) -> None:
         _kill_leftovers(pids)
 
 
+def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
+    # Kernels before 5.14 have no cgroup.kill: freeze, SIGKILL each member, thaw.
+    child, pids = _spawn_escapees()
+    try:
+        path = child._cgroup
+        assert path is not None
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _native.cgroup_kill_frozen(fd)
+        finally:
+            os.close(fd)
+        assert Path(path, "cgroup.freeze").read_text() == "0\n"  # thawed again
+        assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
+        assert _all_gone(pids)
+        assert not os.path.exists(path)
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+
+
 def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
     # The leader exits on its own; close() leaves its daemons alone (as with
     # a process group), kill() ends them: the cgroup names this job only.
