@@ -304,50 +304,109 @@ static void keeper_reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Leaves the keeper with stdio on /dev/null, `watch_fd` on 3 and the
- * cgroup directory on 4, nothing else. */
-static int keeper_fds(int watch_fd, int own_dirfd)
+/* Leaves the keeper with stdio on /dev/null, `watch_fd` on 3, the cgroup
+ * directory on 4 and the group registrations on 5 (each may be -1: then
+ * /dev/null sits there), nothing else. */
+static int keeper_fds(int watch_fd, int own_dirfd, int groups_fd)
 {
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int keep[3] = {watch_fd, own_dirfd, groups_fd};
     int i;
 
     if (null_fd < 0)
         return -1;
-    /* Move both out of the way of 0-4 first. */
-    watch_fd = fcntl(watch_fd, F_DUPFD_CLOEXEC, 10);
-    own_dirfd = fcntl(own_dirfd, F_DUPFD_CLOEXEC, 10);
+    /* Move them all out of the way of 0-5 first. */
     null_fd = fcntl(null_fd, F_DUPFD_CLOEXEC, 10);
-    if (watch_fd < 0 || own_dirfd < 0 || null_fd < 0)
+    if (null_fd < 0)
         return -1;
-    for (i = 0; i < 3; i++)
-        if (dup2(null_fd, i) < 0)
+    for (i = 0; i < 3; i++) {
+        keep[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : null_fd;
+        if (keep[i] < 0)
             return -1;
-    if (dup2(watch_fd, 3) < 0 || dup2(own_dirfd, 4) < 0)
-        return -1;
-    if (syscall(SYS_close_range, 5, ~0U, 0) < 0) {
+    }
+    for (i = 0; i < 3; i++)
+        if (dup2(null_fd, i) < 0 || dup2(keep[i], 3 + i) < 0)
+            return -1;
+    if (syscall(SYS_close_range, 6, ~0U, 0) < 0) {
         int fd;
-        for (fd = 5; fd < 4096; fd++)
+        for (fd = 6; fd < 4096; fd++)
             close(fd);
     }
     return 0;
 }
 
-static void keeper_main(int watch_fd, int own_dirfd, const char *name)
+/* Process groups of jobs that are not in a cgroup (the orchestrator has
+ * none it may write), one bit per pgid up to the kernel's largest pid_max:
+ * 512 KiB of zero pages in the library's bss, touched only in the keeper. */
+#define KEEPER_PID_LIMIT (1 << 22)
+static unsigned long long keeper_groups[KEEPER_PID_LIMIT / 64];
+
+/* Applies the registrations waiting on fd 5: a positive int32 adds that
+ * process group, a negative one removes it. Returns 0 at end of file. */
+static int keeper_read_groups(void)
 {
-    struct pollfd pfd;
+    int buf[256];
+    ssize_t n = read(5, buf, sizeof buf);
+
+    if (n <= 0)
+        return n < 0 && (errno == EINTR || errno == EAGAIN) ? 1 : 0;
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof buf[0]; i++) {
+        int pgid = buf[i] < 0 ? -buf[i] : buf[i];
+        if (pgid <= 0 || pgid >= KEEPER_PID_LIMIT)
+            continue;
+        if (buf[i] > 0)
+            keeper_groups[pgid / 64] |= 1ULL << (pgid % 64);
+        else
+            keeper_groups[pgid / 64] &= ~(1ULL << (pgid % 64));
+    }
+    return 1;
+}
+
+static void keeper_kill_groups(void)
+{
+    (void)fcntl(5, F_SETFL, O_NONBLOCK);
+    /* What the orchestrator registered before it died and we did not read. */
+    for (;;) {
+        errno = 0;
+        if (!keeper_read_groups() || errno == EAGAIN)
+            break;
+    }
+    for (int word = 0; word < KEEPER_PID_LIMIT / 64; word++)
+        for (int bit = 0; keeper_groups[word] != 0 && bit < 64; bit++)
+            if (keeper_groups[word] & (1ULL << bit))
+                (void)kill(-(word * 64 + bit), SIGKILL);
+}
+
+static void keeper_main(int watch_fd, int own_dirfd, int groups_fd, const char *name)
+{
+    struct pollfd pfd[2];
+    int nfds = groups_fd >= 0 ? 2 : 1;
     int base, jobs;
 
     (void)setsid();
     keeper_reset_signals();
     (void)prctl(PR_SET_NAME, "os-spawn-keeper", 0, 0, 0);
-    if (keeper_fds(watch_fd, own_dirfd) < 0)
+    if (keeper_fds(watch_fd, own_dirfd, groups_fd) < 0)
         _exit(1);
-    pfd.fd = 3;
-    pfd.events = POLLIN;
-    /* POLLIN: the pidfd's process exited (or the pipe reached EOF);
-     * POLLHUP/POLLERR end the wait as well. */
-    while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    pfd[0].fd = 3;
+    pfd[0].events = POLLIN;
+    pfd[1].fd = 5;
+    pfd[1].events = POLLIN;
+    /* fd 3: POLLIN once the pidfd's process exited (or the pipe reached
+     * EOF); POLLHUP/POLLERR end the wait as well. */
+    for (;;) {
+        pfd[0].revents = pfd[1].revents = 0;
+        if (poll(pfd, (nfds_t)nfds, -1) < 0)
+            continue; /* EINTR */
+        if (pfd[0].revents != 0)
+            break;
+        if (pfd[1].revents != 0 && !keeper_read_groups())
+            nfds = 1; /* every writer closed: only fd 3 tells now */
     }
+    if (groups_fd >= 0)
+        keeper_kill_groups();
+    if (own_dirfd < 0)
+        _exit(0);
     base = openat(4, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (base < 0)
         _exit(0);
@@ -366,7 +425,7 @@ static void keeper_main(int watch_fd, int own_dirfd, const char *name)
     _exit(0);
 }
 
-int os_keeper_start(int watch_fd, int own_dirfd, const char *name)
+int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name)
 {
     int pipe_fds[2];
     pid_t middle, keeper = -1;
@@ -388,7 +447,7 @@ int os_keeper_start(int watch_fd, int own_dirfd, const char *name)
         if (pid == 0) {
             close(pipe_fds[0]);
             close(pipe_fds[1]);
-            keeper_main(watch_fd, own_dirfd, name);
+            keeper_main(watch_fd, own_dirfd, groups_fd, name);
         }
         do {
             n = write(pipe_fds[1], &pid, sizeof pid);
@@ -417,6 +476,9 @@ int os_cgroup_count_procs(int dirfd) { return -ENOSYS; }
 int os_cgroup_wait_empty(int dirfd, int timeout_ms) { return -ENOSYS; }
 int os_cgroup_events_watch(int dirfd) { return -ENOSYS; }
 void os_cgroup_events_drain(int fd) {}
-int os_keeper_start(int watch_fd, int own_dirfd, const char *name) { return -ENOSYS; }
+int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name)
+{
+    return -ENOSYS;
+}
 
 #endif

@@ -46,13 +46,16 @@ int os_cgroup_events_watch(int dirfd);
 void os_cgroup_events_drain(int fd);
 
 /* Starts the keeper: a grandchild (so no one of ours ever reaps it) in a
- * session of its own, with only `watch_fd` and `own_dirfd` open (stdio on
- * /dev/null). It sleeps until `watch_fd` is readable or hung up (a pidfd of
- * the orchestrator, or the read end of a pipe whose write end only the
- * orchestrator holds), then kills the cgroup `<own_dirfd>/<name>/jobs` (the
+ * session of its own, with only the fds below open (stdio on /dev/null). It
+ * sleeps until `watch_fd` is readable or hung up (a pidfd of the
+ * orchestrator, or the read end of a pipe whose write end only the
+ * orchestrator holds). Meanwhile it reads `groups_fd` (-1: none), a pipe of
+ * native int32s: +pgid registers a job's process group, -pgid forgets it.
+ * Once the orchestrator is gone it SIGKILLs every registered group, then,
+ * with `own_dirfd` >= 0, kills the cgroup `<own_dirfd>/<name>/jobs` (the
  * jobs that die with their parent), waits until `<own_dirfd>/<name>` is
  * unpopulated (jobs spawned with die_with_parent=False included), removes
- * the cgroups below it and it, and exits. Returns the keeper's pid or -errno. */
-int os_keeper_start(int watch_fd, int own_dirfd, const char *name);
+ * the cgroups below it and it, and exits. Returns its pid or -errno. */
+int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name);
 
 #endif

@@ -274,9 +274,11 @@ def cgroup_events_watch(dirfd: int) -> int:
 cgroup_events_drain: Any = lib.os_cgroup_events_drain
 
 
-def keeper_start(watch_fd: int, own_dirfd: int, name: bytes) -> int:
-    """Forks the keeper (csrc/cgroup.c); returns its pid."""
-    return _cgroup_check(lib.os_keeper_start(watch_fd, own_dirfd, name), "starting the keeper")
+def keeper_start(watch_fd: int, groups_fd: int, own_dirfd: int, name: bytes | None) -> int:
+    """Forks the keeper (csrc/cgroup.c); returns its pid. ``own_dirfd`` -1
+    (and ``name`` None): no cgroups, only registered process groups."""
+    rc = lib.os_keeper_start(watch_fd, groups_fd, own_dirfd, _NULL if name is None else name)
+    return _cgroup_check(rc, "starting the keeper")
 
 
 # --- redaction ----------------------------------------------------------------

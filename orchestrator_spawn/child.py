@@ -99,6 +99,7 @@ class Child:
         "_cgroup",
         "_deferred_loops",
         "_job_cpu",
+        "_keeper_group",
         "_lock",
         "_notifier",
         "_pid_waiting",
@@ -142,6 +143,9 @@ class Child:
     # and the job's CPU seconds read just before removing it.
     _cgroup: str | None
     _job_cpu: float | None
+    # The process group the keeper kills if the orchestrator dies (a job
+    # without a cgroup), forgotten at reap.
+    _keeper_group: int | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
@@ -158,10 +162,12 @@ class Child:
         stderr: PipeStreamReader | IO[bytes] | None,
         containment: str = "process_group",
         cgroup: str | None = None,
+        keeper_group: int | None = None,
     ) -> Child:
         self = object.__new__(cls)
         self.containment = containment
         self._cgroup = cgroup
+        self._keeper_group = keeper_group
         self._job_cpu = None
         self.pid = pid
         self.pgid = pgid
@@ -249,6 +255,8 @@ class Child:
         self._notifier.close()
         if self._cgroup is not None:
             self._remove_cgroup()
+        if self._keeper_group is not None:
+            _cgroup.forget_group(self._keeper_group)
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None

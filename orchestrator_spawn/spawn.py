@@ -384,6 +384,12 @@ def spawn(
         containment = "pid_namespace"
     else:
         containment = "process_group"
+    keeper_group = None
+    if cgroup_path is None and die_with_parent and process_group and _cgroup.register_group(pid):
+        # No cgroup: the keeper SIGKILLs the job's process group if this
+        # process dies first (PR_SET_PDEATHSIG covers the main thread's
+        # spawns only, and the child itself only).
+        keeper_group = pid
     child_stdin = child_stdout = child_stderr = None
     if plan is not None:
         plan.close_child_ends()
@@ -403,4 +409,5 @@ def spawn(
         child_stderr,
         containment,
         cgroup_path,
+        keeper_group,
     )

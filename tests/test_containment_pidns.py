@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,8 +81,11 @@ def test_sandboxed_job_is_init_of_its_pid_namespace(tmp_path: Path) -> None:
         assert child.stdout.readline() == b"1\n"
         assert child.stdout.readline() == b"ready\n"
         assert child.containment == "pid_namespace"
-        members = _namespace_members(child)
-        assert len(members) == 3  # init (sleep 302) and the two escapees
+        # init (sleep 302) and the two escapees, once the double fork is done
+        deadline = time.monotonic() + 10
+        while len(members := _namespace_members(child)) != 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(members) == 3, members
         assert asyncio.run(child.kill()) == -signal.SIGKILL
         assert all(wait_gone(pid, timeout=2.0) for pid in members)
     finally:

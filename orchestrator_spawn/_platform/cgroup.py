@@ -35,6 +35,7 @@ import errno
 import itertools
 import os
 import secrets
+import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -47,10 +48,12 @@ __all__ = [
     "DISABLE_CGROUP_ENV",
     "Status",
     "enabled",
+    "forget_group",
     "job_cpu_seconds",
     "job_process_count",
     "kill_job",
     "new_job",
+    "register_group",
     "remove_job",
     "remove_later",
     "set_enabled",
@@ -81,6 +84,17 @@ class _Base:
     path: str  # <own cgroup>/orchestrator-spawn.<pid>.<token>
     keeper_pid: int
     # The pipe's write end when the keeper watches a pipe (no pidfd_open).
+    keeper_pipe: int
+
+
+@dataclass
+class _GroupKeeper:
+    """The keeper of the jobs that have no cgroup: it SIGKILLs the process
+    groups registered through ``groups_fd`` once this process died."""
+
+    pid: int  # the process that started it
+    keeper_pid: int
+    groups_fd: int  # write end of the registration pipe (blocking)
     keeper_pipe: int
 
 
@@ -193,7 +207,7 @@ def _sweep_stale(own: str) -> None:
             _remove_tree(entry.path)
 
 
-def _start_keeper(own: str, name: str) -> tuple[int, int]:
+def _start_keeper(own: str | None, name: str | None, groups_fd: int = -1) -> tuple[int, int]:
     """Forks the keeper; returns (its pid, the pipe write end we keep or -1)."""
     pipe_write = -1
     try:
@@ -202,15 +216,17 @@ def _start_keeper(own: str, name: str) -> tuple[int, int]:
         # No pidfd_open (Linux < 5.3): the keeper waits for EOF on a pipe
         # whose write end only this process holds (close-on-exec).
         watch, pipe_write = os.pipe()
-    own_fd = os.open(own, _DIR_FLAGS)
+    own_fd = os.open(own, _DIR_FLAGS) if own is not None else -1
     try:
-        keeper = _native.keeper_start(watch, own_fd, os.fsencode(name))
+        encoded = os.fsencode(name) if name is not None else None
+        keeper = _native.keeper_start(watch, groups_fd, own_fd, encoded)
     except OSError:
         if pipe_write >= 0:
             os.close(pipe_write)
         raise
     finally:
-        os.close(own_fd)
+        if own_fd >= 0:
+            os.close(own_fd)
         os.close(watch)
     if pipe_write >= 0:
         pipe_write = _native.park_fd(pipe_write)
@@ -259,11 +275,65 @@ def _current_base() -> _Base | None:
         return _base
 
 
+_group_keeper: _GroupKeeper | None = None
+_GROUP_RECORD = struct.Struct("=i")
+
+
+def _current_group_keeper() -> _GroupKeeper | None:
+    global _group_keeper
+    keeper = _group_keeper
+    if keeper is not None and keeper.pid == os.getpid():
+        return keeper
+    with _lock:
+        if _group_keeper is None or _group_keeper.pid != os.getpid():
+            read_end, write_end = os.pipe()
+            try:
+                keeper_pid, keeper_pipe = _start_keeper(None, None, read_end)
+            except OSError:
+                os.close(write_end)
+                return None
+            finally:
+                os.close(read_end)
+            _group_keeper = _GroupKeeper(
+                os.getpid(), keeper_pid, _native.park_fd(write_end), keeper_pipe
+            )
+        return _group_keeper
+
+
+def register_group(pgid: int) -> bool:
+    """Has the keeper SIGKILL process group ``pgid`` if this process dies
+    first (a job without a cgroup, spawned with die_with_parent). False when
+    no keeper could be started (then only PR_SET_PDEATHSIG applies)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    keeper = _current_group_keeper()
+    if keeper is None:
+        return False
+    try:
+        os.write(keeper.groups_fd, _GROUP_RECORD.pack(pgid))
+    except OSError:
+        return False  # the keeper is gone
+    return True
+
+
+def forget_group(pgid: int) -> None:
+    """The job of process group ``pgid`` was reaped: the keeper forgets it
+    (its number may be reused)."""
+    keeper = _group_keeper
+    if keeper is not None and keeper.pid == os.getpid():
+        with contextlib.suppress(OSError):
+            os.write(keeper.groups_fd, _GROUP_RECORD.pack(-pgid))
+
+
 def _after_fork_in_child() -> None:
     # A forked child makes a base (and keeper) of its own on its first spawn.
-    global _base, _status, _lock
+    global _base, _status, _lock, _group_keeper
+    if _group_keeper is not None:
+        with contextlib.suppress(OSError):
+            os.close(_group_keeper.groups_fd)
     _base = None
     _status = None
+    _group_keeper = None
     _lingering.clear()
     _lock = threading.Lock()
 
