@@ -36,6 +36,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/inotify.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -304,106 +305,101 @@ static void keeper_reset_signals(void)
     sigprocmask(SIG_SETMASK, &none, NULL);
 }
 
-/* Leaves the keeper with stdio on /dev/null, `watch_fd` on 3, the cgroup
- * directory on 4 and the group registrations on 5 (each may be -1: then
- * /dev/null sits there), nothing else. */
-static int keeper_fds(int watch_fd, int own_dirfd, int groups_fd)
+/* Leaves the keeper with stdio on /dev/null, `watch_fd` on 3 and the cgroup
+ * directory on 4 (-1: /dev/null sits there), nothing else. */
+static int keeper_fds(int watch_fd, int own_dirfd)
 {
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    int keep[3] = {watch_fd, own_dirfd, groups_fd};
+    int keep[2] = {watch_fd, own_dirfd};
     int i;
 
     if (null_fd < 0)
         return -1;
-    /* Move them all out of the way of 0-5 first. */
+    /* Move them all out of the way of 0-4 first. */
     null_fd = fcntl(null_fd, F_DUPFD_CLOEXEC, 10);
     if (null_fd < 0)
         return -1;
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 2; i++) {
         keep[i] = keep[i] >= 0 ? fcntl(keep[i], F_DUPFD_CLOEXEC, 10) : null_fd;
         if (keep[i] < 0)
             return -1;
     }
     for (i = 0; i < 3; i++)
-        if (dup2(null_fd, i) < 0 || dup2(keep[i], 3 + i) < 0)
+        if (dup2(null_fd, i) < 0)
             return -1;
-    if (syscall(SYS_close_range, 6, ~0U, 0) < 0) {
+    if (dup2(keep[0], 3) < 0 || dup2(keep[1], 4) < 0)
+        return -1;
+    if (syscall(SYS_close_range, 5, ~0U, 0) < 0) {
         int fd;
-        for (fd = 6; fd < 4096; fd++)
+        for (fd = 5; fd < 4096; fd++)
             close(fd);
     }
     return 0;
 }
 
-/* Process groups of jobs that are not in a cgroup (the orchestrator has
- * none it may write), one bit per pgid up to the kernel's largest pid_max:
- * 512 KiB of zero pages in the library's bss, touched only in the keeper. */
+/* Process groups of jobs that have no cgroup (this process may write none),
+ * one bit per pgid up to the kernel's largest pid_max, in memory shared
+ * with the keeper: registering a job costs one atomic OR, no system call
+ * and no fd. 512 KiB of address space; only the pages that pids land on are
+ * ever allocated. */
 #define KEEPER_PID_LIMIT (1 << 22)
-static unsigned long long keeper_groups[KEEPER_PID_LIMIT / 64];
+static unsigned long long *keeper_groups;
 
-/* Applies the registrations waiting on fd 5: a positive int32 adds that
- * process group, a negative one removes it. Returns 0 at end of file. */
-static int keeper_read_groups(void)
+int os_keeper_groups_new(void)
 {
-    int buf[256];
-    ssize_t n = read(5, buf, sizeof buf);
+    void *map = mmap(NULL, KEEPER_PID_LIMIT / 8, PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED)
+        return -errno;
+    /* A forked child of an orchestrator starts a table (and keeper) of its
+     * own; the old mapping stays with the parent's keeper. */
+    if (keeper_groups != NULL)
+        munmap(keeper_groups, KEEPER_PID_LIMIT / 8);
+    __atomic_store_n(&keeper_groups, map, __ATOMIC_RELEASE);
+    return 0;
+}
 
-    if (n <= 0)
-        return n < 0 && (errno == EINTR || errno == EAGAIN) ? 1 : 0;
-    for (ssize_t i = 0; i < n / (ssize_t)sizeof buf[0]; i++) {
-        int pgid = buf[i] < 0 ? -buf[i] : buf[i];
-        if (pgid <= 0 || pgid >= KEEPER_PID_LIMIT)
-            continue;
-        if (buf[i] > 0)
-            keeper_groups[pgid / 64] |= 1ULL << (pgid % 64);
-        else
-            keeper_groups[pgid / 64] &= ~(1ULL << (pgid % 64));
-    }
-    return 1;
+void os_keeper_group_set(int pgid, int registered)
+{
+    unsigned long long *groups = __atomic_load_n(&keeper_groups, __ATOMIC_ACQUIRE);
+    unsigned long long bit;
+
+    if (groups == NULL || pgid <= 0 || pgid >= KEEPER_PID_LIMIT)
+        return;
+    bit = 1ULL << (pgid % 64);
+    if (registered)
+        __atomic_fetch_or(&groups[pgid / 64], bit, __ATOMIC_RELAXED);
+    else
+        __atomic_fetch_and(&groups[pgid / 64], ~bit, __ATOMIC_RELAXED);
 }
 
 static void keeper_kill_groups(void)
 {
-    (void)fcntl(5, F_SETFL, O_NONBLOCK);
-    /* What the orchestrator registered before it died and we did not read. */
-    for (;;) {
-        errno = 0;
-        if (!keeper_read_groups() || errno == EAGAIN)
-            break;
-    }
-    for (int word = 0; word < KEEPER_PID_LIMIT / 64; word++)
-        for (int bit = 0; keeper_groups[word] != 0 && bit < 64; bit++)
-            if (keeper_groups[word] & (1ULL << bit))
+    for (int word = 0; word < KEEPER_PID_LIMIT / 64; word++) {
+        unsigned long long bits = __atomic_load_n(&keeper_groups[word], __ATOMIC_RELAXED);
+        for (int bit = 0; bits != 0 && bit < 64; bit++)
+            if (bits & (1ULL << bit))
                 (void)kill(-(word * 64 + bit), SIGKILL);
+    }
 }
 
-static void keeper_main(int watch_fd, int own_dirfd, int groups_fd, const char *name)
+static void keeper_main(int watch_fd, int own_dirfd, int kill_groups, const char *name)
 {
-    struct pollfd pfd[2];
-    int nfds = groups_fd >= 0 ? 2 : 1;
+    struct pollfd pfd;
     int base, jobs;
 
     (void)setsid();
     keeper_reset_signals();
     (void)prctl(PR_SET_NAME, "os-spawn-keeper", 0, 0, 0);
-    if (keeper_fds(watch_fd, own_dirfd, groups_fd) < 0)
+    if (keeper_fds(watch_fd, own_dirfd) < 0)
         _exit(1);
-    pfd[0].fd = 3;
-    pfd[0].events = POLLIN;
-    pfd[1].fd = 5;
-    pfd[1].events = POLLIN;
-    /* fd 3: POLLIN once the pidfd's process exited (or the pipe reached
-     * EOF); POLLHUP/POLLERR end the wait as well. */
-    for (;;) {
-        pfd[0].revents = pfd[1].revents = 0;
-        if (poll(pfd, (nfds_t)nfds, -1) < 0)
-            continue; /* EINTR */
-        if (pfd[0].revents != 0)
-            break;
-        if (pfd[1].revents != 0 && !keeper_read_groups())
-            nfds = 1; /* every writer closed: only fd 3 tells now */
+    pfd.fd = 3;
+    pfd.events = POLLIN;
+    /* POLLIN: the pidfd's process exited (or the pipe reached EOF);
+     * POLLHUP/POLLERR end the wait as well. */
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
     }
-    if (groups_fd >= 0)
+    if (kill_groups && keeper_groups != NULL)
         keeper_kill_groups();
     if (own_dirfd < 0)
         _exit(0);
@@ -425,7 +421,7 @@ static void keeper_main(int watch_fd, int own_dirfd, int groups_fd, const char *
     _exit(0);
 }
 
-int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name)
+int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name)
 {
     int pipe_fds[2];
     pid_t middle, keeper = -1;
@@ -447,7 +443,7 @@ int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name
         if (pid == 0) {
             close(pipe_fds[0]);
             close(pipe_fds[1]);
-            keeper_main(watch_fd, own_dirfd, groups_fd, name);
+            keeper_main(watch_fd, own_dirfd, kill_groups, name);
         }
         do {
             n = write(pipe_fds[1], &pid, sizeof pid);
@@ -476,9 +472,11 @@ int os_cgroup_count_procs(int dirfd) { return -ENOSYS; }
 int os_cgroup_wait_empty(int dirfd, int timeout_ms) { return -ENOSYS; }
 int os_cgroup_events_watch(int dirfd) { return -ENOSYS; }
 void os_cgroup_events_drain(int fd) {}
-int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name)
+int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name)
 {
     return -ENOSYS;
 }
+int os_keeper_groups_new(void) { return -ENOSYS; }
+void os_keeper_group_set(int pgid, int registered) {}
 
 #endif

@@ -49,13 +49,21 @@ void os_cgroup_events_drain(int fd);
  * session of its own, with only the fds below open (stdio on /dev/null). It
  * sleeps until `watch_fd` is readable or hung up (a pidfd of the
  * orchestrator, or the read end of a pipe whose write end only the
- * orchestrator holds). Meanwhile it reads `groups_fd` (-1: none), a pipe of
- * native int32s: +pgid registers a job's process group, -pgid forgets it.
- * Once the orchestrator is gone it SIGKILLs every registered group, then,
- * with `own_dirfd` >= 0, kills the cgroup `<own_dirfd>/<name>/jobs` (the
- * jobs that die with their parent), waits until `<own_dirfd>/<name>` is
- * unpopulated (jobs spawned with die_with_parent=False included), removes
- * the cgroups below it and it, and exits. Returns its pid or -errno. */
-int os_keeper_start(int watch_fd, int groups_fd, int own_dirfd, const char *name);
+ * orchestrator holds). Then, with `kill_groups`, it SIGKILLs every process
+ * group registered by os_keeper_group_set; with `own_dirfd` >= 0, it kills
+ * the cgroup `<own_dirfd>/<name>/jobs` (the jobs that die with their
+ * parent), waits until `<own_dirfd>/<name>` is unpopulated (jobs spawned
+ * with die_with_parent=False included), removes the cgroups below it and
+ * it. Returns the keeper's pid or -errno. */
+int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name);
+
+/* A new, empty table of registered process groups, in memory that a keeper
+ * started afterwards shares (call before os_keeper_start with kill_groups).
+ * 0 or -errno. */
+int os_keeper_groups_new(void);
+
+/* Registers (registered = 1) or forgets (0) process group `pgid` for the
+ * keeper: one atomic operation on the shared table; no-op without one. */
+void os_keeper_group_set(int pgid, int registered);
 
 #endif

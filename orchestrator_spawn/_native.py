@@ -274,11 +274,20 @@ def cgroup_events_watch(dirfd: int) -> int:
 cgroup_events_drain: Any = lib.os_cgroup_events_drain
 
 
-def keeper_start(watch_fd: int, groups_fd: int, own_dirfd: int, name: bytes | None) -> int:
+def keeper_start(watch_fd: int, kill_groups: bool, own_dirfd: int, name: bytes | None) -> int:
     """Forks the keeper (csrc/cgroup.c); returns its pid. ``own_dirfd`` -1
-    (and ``name`` None): no cgroups, only registered process groups."""
-    rc = lib.os_keeper_start(watch_fd, groups_fd, own_dirfd, _NULL if name is None else name)
+    (and ``name`` None): no cgroups, only the registered process groups."""
+    rc = lib.os_keeper_start(watch_fd, int(kill_groups), own_dirfd, _NULL if name is None else name)
     return _cgroup_check(rc, "starting the keeper")
+
+
+def keeper_groups_new() -> None:
+    """A fresh table of process groups for the next keeper to kill."""
+    _cgroup_check(lib.os_keeper_groups_new(), "mapping the keeper's table")
+
+
+# (pgid, 1) registers a process group with the keeper, (pgid, 0) forgets it.
+keeper_group_set: Any = lib.os_keeper_group_set
 
 
 # --- redaction ----------------------------------------------------------------

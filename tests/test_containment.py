@@ -81,6 +81,11 @@ def no_cgroups() -> Iterator[None]:
         cgroup.set_enabled(saved)
 
 
+def _env_with_cgroups() -> dict[str, str]:
+    """This environment without the off switch (for child orchestrators)."""
+    return {k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV}
+
+
 def _escapee_pids(stream: object, expected: int = 2) -> list[int]:
     """Reads the escapees' pids (they may come after "ready": the double
     fork runs on its own schedule) up to "ready" and ``expected`` pids."""
@@ -254,6 +259,7 @@ def test_cli_ctrl_c_ends_descendants(cgroups: None) -> None:
         [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", ESCAPEES + "wait"],
         stdout=subprocess.PIPE,
         cwd=ROOT,
+        env=_env_with_cgroups(),
     )
     assert proc.stdout is not None
     pids = _escapee_pids(proc.stdout)
@@ -308,7 +314,7 @@ def _run_orchestrator(
         [sys.executable, "-c", ORCHESTRATOR, ESCAPEES],
         stdout=subprocess.PIPE,
         cwd=ROOT,
-        env=env,
+        env=_env_with_cgroups() if env is None else env,
     )
     assert proc.stdout is not None
     pids: list[int] = []
@@ -670,6 +676,6 @@ def test_doctor_says_how_jobs_are_held_and_what_is_missing() -> None:
     assert "job containment: process_group" in off
     assert f"missing: unset {cgroup.DISABLE_CGROUP_ENV}" in off
     if _cgroup_reason() is None:
-        on = doctor({k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV})
+        on = doctor(_env_with_cgroups())
         assert "job containment: cgroup" in on
         assert "keeper process" in on

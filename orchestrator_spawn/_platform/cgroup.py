@@ -35,7 +35,6 @@ import errno
 import itertools
 import os
 import secrets
-import struct
 import sys
 import threading
 from collections.abc import Callable
@@ -90,11 +89,11 @@ class _Base:
 @dataclass
 class _GroupKeeper:
     """The keeper of the jobs that have no cgroup: it SIGKILLs the process
-    groups registered through ``groups_fd`` once this process died."""
+    groups registered in the table it shares with us (csrc/cgroup.c) once
+    this process died."""
 
     pid: int  # the process that started it
     keeper_pid: int
-    groups_fd: int  # write end of the registration pipe (blocking)
     keeper_pipe: int
 
 
@@ -207,7 +206,7 @@ def _sweep_stale(own: str) -> None:
             _remove_tree(entry.path)
 
 
-def _start_keeper(own: str | None, name: str | None, groups_fd: int = -1) -> tuple[int, int]:
+def _start_keeper(own: str | None, name: str | None, kill_groups: bool = False) -> tuple[int, int]:
     """Forks the keeper; returns (its pid, the pipe write end we keep or -1)."""
     pipe_write = -1
     try:
@@ -219,7 +218,7 @@ def _start_keeper(own: str | None, name: str | None, groups_fd: int = -1) -> tup
     own_fd = os.open(own, _DIR_FLAGS) if own is not None else -1
     try:
         encoded = os.fsencode(name) if name is not None else None
-        keeper = _native.keeper_start(watch, groups_fd, own_fd, encoded)
+        keeper = _native.keeper_start(watch, kill_groups, own_fd, encoded)
     except OSError:
         if pipe_write >= 0:
             os.close(pipe_write)
@@ -276,7 +275,6 @@ def _current_base() -> _Base | None:
 
 
 _group_keeper: _GroupKeeper | None = None
-_GROUP_RECORD = struct.Struct("=i")
 
 
 def _current_group_keeper() -> _GroupKeeper | None:
@@ -286,17 +284,12 @@ def _current_group_keeper() -> _GroupKeeper | None:
         return keeper
     with _lock:
         if _group_keeper is None or _group_keeper.pid != os.getpid():
-            read_end, write_end = os.pipe()
             try:
-                keeper_pid, keeper_pipe = _start_keeper(None, None, read_end)
+                _native.keeper_groups_new()
+                keeper_pid, keeper_pipe = _start_keeper(None, None, kill_groups=True)
             except OSError:
-                os.close(write_end)
                 return None
-            finally:
-                os.close(read_end)
-            _group_keeper = _GroupKeeper(
-                os.getpid(), keeper_pid, _native.park_fd(write_end), keeper_pipe
-            )
+            _group_keeper = _GroupKeeper(os.getpid(), keeper_pid, keeper_pipe)
         return _group_keeper
 
 
@@ -306,13 +299,9 @@ def register_group(pgid: int) -> bool:
     no keeper could be started (then only PR_SET_PDEATHSIG applies)."""
     if not sys.platform.startswith("linux"):
         return False
-    keeper = _current_group_keeper()
-    if keeper is None:
+    if _current_group_keeper() is None:
         return False
-    try:
-        os.write(keeper.groups_fd, _GROUP_RECORD.pack(pgid))
-    except OSError:
-        return False  # the keeper is gone
+    _native.keeper_group_set(pgid, 1)
     return True
 
 
@@ -321,16 +310,12 @@ def forget_group(pgid: int) -> None:
     (its number may be reused)."""
     keeper = _group_keeper
     if keeper is not None and keeper.pid == os.getpid():
-        with contextlib.suppress(OSError):
-            os.write(keeper.groups_fd, _GROUP_RECORD.pack(-pgid))
+        _native.keeper_group_set(pgid, 0)
 
 
 def _after_fork_in_child() -> None:
     # A forked child makes a base (and keeper) of its own on its first spawn.
     global _base, _status, _lock, _group_keeper
-    if _group_keeper is not None:
-        with contextlib.suppress(OSError):
-            os.close(_group_keeper.groups_fd)
     _base = None
     _status = None
     _group_keeper = None
