@@ -460,35 +460,26 @@ def test_wait_whole_job(mode: str) -> None:
     try:
         if mode == "cgroup" and _cgroup_reason() is not None:
             pytest.skip("no writable cgroup v2 here")
-        child = spawn(["sh", "-c", "sleep 0.4 &"])
+        # The daemon outlives the child by a second: wide margins for a
+        # loaded machine.
+        child = spawn(["sh", "-c", "sleep 1 &"])
         assert child.containment == mode
         started = time.monotonic()
         assert child.wait_blocking(timeout=10) == 0
-        assert time.monotonic() - started < 0.3
+        assert time.monotonic() - started < 0.8
         assert child.wait_blocking(timeout=10, whole_job=True) == 0
-        assert time.monotonic() - started >= 0.35
+        assert time.monotonic() - started >= 0.9
         assert child._cgroup is None
         # The async twin, and the timeout.
-        child = spawn(["sh", "-c", "sleep 0.4 &"])
+        child = spawn(["sh", "-c", "sleep 1 &"])
         with pytest.raises(TimeoutError):
             child.wait_blocking(timeout=0.1, whole_job=True)
         started = time.monotonic()
         assert asyncio.run(child.wait(whole_job=True)) == 0
-        assert time.monotonic() - started >= 0.2
+        assert time.monotonic() - started >= 0.5
         assert child._cgroup is None
     finally:
         cgroup.set_enabled(saved)
-
-
-def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
-    # The daemon closes its output, so only whole_job makes run() wait for it.
-    argv = ["sh", "-c", "setsid sh -c 'exec >/dev/null 2>&1; sleep 0.4' &"]
-    started = time.monotonic()
-    assert asyncio.run(run_job(argv)).returncode == 0
-    assert time.monotonic() - started < 0.35
-    started = time.monotonic()
-    assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
-    assert time.monotonic() - started >= 0.35
 
 
 @pytest.mark.parametrize("mode", ["cgroup", "process_group"])
