@@ -482,6 +482,17 @@ def test_wait_whole_job(mode: str) -> None:
         cgroup.set_enabled(saved)
 
 
+def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
+    # The daemon closes its output, so only whole_job makes run() wait for it.
+    argv = ["sh", "-c", "setsid sh -c 'exec >/dev/null 2>&1; sleep 1' &"]
+    started = time.monotonic()
+    assert asyncio.run(run_job(argv)).returncode == 0
+    assert time.monotonic() - started < 0.8
+    started = time.monotonic()
+    assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
+    assert time.monotonic() - started >= 0.9
+
+
 @pytest.mark.parametrize("mode", ["cgroup", "process_group"])
 def test_job_usage(mode: str) -> None:
     saved = cgroup.enabled()
