@@ -191,8 +191,8 @@ def _containment() -> dict[str, Any]:
             else:
                 missing.append(f"a writable cgroup v2 directory: {DELEGATION_HINT}")
             die_with_parent = (
-                "PR_SET_PDEATHSIG on jobs spawned from the main thread only (the job's "
-                "descendants and jobs spawned from other threads survive the orchestrator)"
+                "a keeper process kills the jobs' process groups (descendants that "
+                "called setsid survive the orchestrator)"
             )
         else:
             missing.append(f"nothing better exists on {sys.platform}: jobs are process groups")

@@ -288,9 +288,10 @@ def spawn(
       there is no cgroup); elsewhere it is its process group
       (``"process_group"``). See ``orchestrator_spawn._platform.cgroup``.
     - ``die_with_parent=True``: when this process dies, SIGKILL included,
-      the job dies too (the keeper kills the job's cgroup; without a cgroup,
-      ``PR_SET_PDEATHSIG`` on the child when spawned from the main thread).
-      A job spawned from a thread that later exits is not affected.
+      the job dies too: the keeper (one small process per orchestrator, see
+      ``_platform/cgroup.py``) kills the job's cgroup, or without one its
+      process group; ``PR_SET_PDEATHSIG`` is added for spawns from the main
+      thread. A job spawned from a thread that later exits is not affected.
     - ``_sandbox_plan`` is PRIVATE: a cffi ``os_sandbox_plan *`` built by the
       sandbox layer (the runner passes it). With a plan, clone() makes its
       namespaces and the child runs the sandbox hooks (a real fork that

@@ -24,6 +24,11 @@ together with the keeper (``csrc/cgroup.c``): a small process that kills
 ``jobs/`` once this process died, SIGKILL included, and removes the
 directories. A job's cgroup is removed when the job is reaped and empty.
 
+Without a writable cgroup, jobs are process groups, and a keeper started
+on the first such spawn kills the groups registered with it (a bitmap in
+memory shared with it: one atomic write per spawn and per reap) when this
+process dies.
+
 Off switch: ``ORCHESTRATOR_SPAWN_DISABLE_CGROUP=1`` in the environment (read
 at import) or :func:`set_enabled`; jobs are then process groups, as on macOS.
 """
