@@ -23,6 +23,14 @@
  * session (a terminal's Ctrl-C does not reach it), keeps only the two fds it
  * needs (it must not hold the orchestrator's pipes open) and runs only
  * async-signal-safe code after the fork (raw system calls, no malloc).
+ *
+ * Without a writable cgroup the jobs are process groups. A keeper started
+ * with kill_groups shares a bitmap of process group ids with the
+ * orchestrator (MAP_SHARED, mapped before the fork), where each spawn sets
+ * and each reap clears its job's bit, and SIGKILLs every group still set
+ * once the orchestrator died. (The spawn core adds PR_SET_PDEATHSIG for
+ * children of the main thread, the one thread that lives as long as the
+ * process.)
  */
 #include <errno.h>
 
