@@ -11,6 +11,12 @@ and with the parent holding 2 GiB of touched memory:
 
 In CI they run once each with ``--benchmark-disable`` as a smoke test.
 Ratios are alternative_median / orchestrator_median (> 1: we are faster).
+
+Containment: where a writable cgroup v2 exists (root here), ``orch_spawn``
+gives every job a cgroup of its own (mkdir, clone3 CLONE_INTO_CGROUP, rmdir
+at reap); ``orch_spawn_no_cgroup`` is the same spawn with cgroup containment
+switched off (a process group). The table prints what the cgroup costs per
+job.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from typing import Any
 import pytest
 
 from orchestrator_spawn import ResourceLimits, spawn
+from orchestrator_spawn._platform import cgroup
 
 TRUE = "/bin/true"
 BIG_PARENT_ENV = "ORCHESTRATOR_SPAWN_BENCH_BIG_PARENT"
@@ -126,6 +133,7 @@ def format_ratio_table() -> list[str]:
                 "c_vfork_floor",
             ],
         ),
+        ("containment", "orch_spawn", ["orch_spawn_no_cgroup"]),
         ("four limits", "orch_spawn_limits", ["popen_preexec_limits", "c_vfork_floor"]),
         ("asyncio", "orch_async", ["asyncio_exec"]),
         ("uvloop", "orch_async_uvloop", ["asyncio_exec_uvloop"]),
@@ -142,6 +150,11 @@ def format_ratio_table() -> list[str]:
                     f"      {other:24s} {value * 1e6:9.1f} us  ratio {value / base:6.2f}x"
                     f"{_iqr(other)}"
                 )
+    if "orch_spawn" in MEDIANS and "orch_spawn_no_cgroup" in MEDIANS:
+        cost = MEDIANS["orch_spawn"] - MEDIANS["orch_spawn_no_cgroup"]
+        state = cgroup.status()
+        what = "cgroup per job" if state.available else f"no cgroup here: {state.reason}"
+        lines.append(f"  containment cost ({what}): {cost * 1e6:+.1f} us per job (median diff)")
     return lines
 
 
@@ -174,6 +187,16 @@ def _apply_limits() -> None:
 
 def orch_spawn() -> int:
     return spawn([TRUE]).wait_blocking()
+
+
+def orch_spawn_no_cgroup() -> int:
+    # The same spawn with cgroup containment off: the job is a process group.
+    saved = cgroup.enabled()
+    cgroup.set_enabled(False)
+    try:
+        return spawn([TRUE]).wait_blocking()
+    finally:
+        cgroup.set_enabled(saved)
 
 
 def orch_spawn_limits() -> int:
@@ -238,6 +261,7 @@ def contenders(
         }
     return on_uvloop | {
         "orch_spawn": orch_spawn,
+        "orch_spawn_no_cgroup": orch_spawn_no_cgroup,
         "orch_spawn_limits": orch_spawn_limits,
         "popen_plain": popen_plain,
         "popen_process_group": popen_process_group,
@@ -254,6 +278,7 @@ def contenders(
     "name",
     [
         "orch_spawn",
+        "orch_spawn_no_cgroup",
         "popen_plain",
         "popen_process_group",
         "posix_spawn",
@@ -272,7 +297,15 @@ def test_spawn_wait(
 ) -> None:
     """pytest-benchmark, one contender per test (sequential: load drift on a
     shared machine shows up in the ratios; see the interleaved test)."""
-    group = "limits" if "limits" in name else "async" if "async" in name else "plain"
+    group = (
+        "limits"
+        if "limits" in name
+        else "async"
+        if "async" in name
+        else "containment"
+        if name.startswith("orch_spawn") and "limits" not in name
+        else "plain"
+    )
     benchmark.group = f"spawn-wait-{group}"
     assert benchmark(contenders(floor, loop)[name]) == 0
     record(benchmark, name)

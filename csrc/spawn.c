@@ -31,8 +31,16 @@
 
 #ifdef __linux__
 #include <sched.h>
+#include <stdint.h>
+#include <sys/syscall.h>
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_NEWPID
+#define CLONE_NEWPID 0x20000000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
 #endif
 #endif
 
@@ -147,6 +155,117 @@ static char *child_stack(void)
  * copy of the table from clone() itself. */
 static int clone_files_unusable;
 
+
+/* ---- clone3 with CLONE_INTO_CGROUP --------------------------------------
+ *
+ * A job's child must be in its cgroup before it runs a single instruction of
+ * the new program (else a fast fork escapes). clone3(CLONE_INTO_CGROUP)
+ * (Linux >= 5.7) creates it there, which is also cheaper than migrating it
+ * afterwards. glibc has no public clone3 wrapper, and the vfork-style child
+ * must run on a stack of its own (it returns from the system call into a
+ * function call of its own, which would overwrite the suspended parent's
+ * frames), so a few instructions of assembly do what glibc's clone() does:
+ * the system call, then, in the child, fn(arg) on the new stack and
+ * exit_group. Other architectures (and kernels or seccomp policies that
+ * refuse clone3) take the fallback: clone(), and the child writes itself
+ * into cgroup.procs first thing (spawn_child.c). */
+struct os_clone_args {
+    uint64_t flags;
+    uint64_t pidfd;
+    uint64_t child_tid;
+    uint64_t parent_tid;
+    uint64_t exit_signal;
+    uint64_t stack;
+    uint64_t stack_size;
+    uint64_t tls;
+    uint64_t set_tid;
+    uint64_t set_tid_size;
+    uint64_t cgroup;
+};
+
+#if defined(__x86_64__)
+#define HAVE_CLONE3_RUN 1
+/* long os_clone3_run(args, size, fn, arg): the child's pid or -errno. The
+ * system call keeps every register but rax, rcx and r11, so fn and arg ride
+ * in r8/r9 into the child, whose stack pointer the kernel set. */
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".type os_clone3_run,@function\n"
+        "os_clone3_run:\n"
+        "    mov %rdx, %r8\n"
+        "    mov %rcx, %r9\n"
+        "    mov $435, %eax\n"
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jnz 1f\n"
+        "    xor %ebp, %ebp\n"
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $231, %eax\n"
+        "    syscall\n"
+        "    hlt\n"
+        "1:  ret\n"
+        ".size os_clone3_run, .-os_clone3_run\n");
+#elif defined(__aarch64__)
+#define HAVE_CLONE3_RUN 1
+/* The same on arm64: svc keeps every register but x0. */
+__asm__(".text\n"
+        ".p2align 2\n"
+        ".type os_clone3_run,%function\n"
+        "os_clone3_run:\n"
+        "    mov x9, x2\n"
+        "    mov x10, x3\n"
+        "    mov x8, #435\n"
+        "    svc #0\n"
+        "    cbnz x0, 1f\n"
+        "    mov x29, xzr\n"
+        "    mov x0, x10\n"
+        "    blr x9\n"
+        "    mov x8, #94\n"
+        "    svc #0\n"
+        "    brk #0\n"
+        "1:  ret\n"
+        ".size os_clone3_run, .-os_clone3_run\n");
+#else
+#define HAVE_CLONE3_RUN 0
+#endif
+
+#if HAVE_CLONE3_RUN
+long os_clone3_run(struct os_clone_args *args, size_t size, int (*fn)(void *), void *arg);
+#endif
+
+/* Set once clone3 was refused as a whole (ENOSYS: an old kernel or a seccomp
+ * policy; E2BIG: no CLONE_INTO_CGROUP): from then on the child joins its
+ * cgroup itself. */
+static int clone3_unusable = !HAVE_CLONE3_RUN;
+
+/* clone3 of os_child_main into the cgroup `cgroup_fd`: the child's pid, or
+ * -errno with nothing started. */
+static pid_t clone3_into_cgroup(int flags, int cgroup_fd, char *stack, os_child_ctx *ctx,
+                                int *pidfd)
+{
+#if HAVE_CLONE3_RUN
+    struct os_clone_args args;
+    long pid;
+
+    memset(&args, 0, sizeof args);
+    /* clone3 takes the exit signal apart from the flags. */
+    args.flags = ((uint64_t)(unsigned int)flags & ~(uint64_t)0xff) | CLONE_INTO_CGROUP;
+    args.exit_signal = (uint64_t)(flags & 0xff);
+    args.pidfd = (uint64_t)(uintptr_t)pidfd;
+    args.stack = (uint64_t)(uintptr_t)stack;
+    args.stack_size = CHILD_STACK_SIZE;
+    args.cgroup = (uint64_t)cgroup_fd;
+    pid = os_clone3_run(&args, sizeof args, os_child_main, ctx);
+    if (pid == -ENOSYS || pid == -E2BIG)
+        __atomic_store_n(&clone3_unusable, 1, __ATOMIC_RELAXED);
+    return (pid_t)pid;
+#else
+    return -ENOSYS;
+#endif
+}
+
 static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_result *result)
 {
     os_child_ctx ctx;
@@ -158,6 +277,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
      * unshare a user namespace). */
     int ns_flags = use_vfork ? os_sandbox_clone_flags(req->sandbox) : 0;
     int flags = SIGCHLD;
+    int in_cgroup = 0;
     int pidfd = -1;
     int clone_errno;
     char *stack;
@@ -177,6 +297,13 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     ctx.sandbox_cloned = ns_flags != 0;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
+    ctx.join_cgroup_fd = -1;
+    /* PR_SET_PDEATHSIG follows the spawning thread: only the main thread
+     * lives as long as the process (Python never ends it early). */
+    ctx.pdeathsig_parent = req->die_with_parent && (pid_t)syscall(SYS_gettid) == getpid() ? getpid() : 0;
+    /* The pid namespace needs the user namespace of the same clone(). */
+    if (ns_flags != 0 && req->new_pid_ns)
+        ns_flags |= CLONE_NEWPID;
 
     /* CLONE_FILES: no copy of the parent's fd table at clone time; the child
      * takes a private copy of only the fds it needs (spawn_child.c). */
@@ -189,9 +316,27 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
 
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    /* The stack grows down on every architecture we support. */
-    pid = clone(os_child_main, stack + CHILD_STACK_SIZE, flags, &ctx, &pidfd);
-    clone_errno = errno;
+    pid = -1;
+    clone_errno = ENOSYS;
+    if (req->cgroup_fd >= 0 && use_vfork &&
+        !__atomic_load_n(&clone3_unusable, __ATOMIC_RELAXED)) {
+        pid = clone3_into_cgroup(flags, req->cgroup_fd, stack, &ctx, &pidfd);
+        if (pid < 0) {
+            clone_errno = -pid;
+            pid = -1;
+        } else {
+            in_cgroup = 1;
+        }
+    }
+    if (pid < 0) {
+        /* Without clone3, or refused (it may refuse what clone() accepts):
+         * the child writes itself into the cgroup before anything else. */
+        ctx.join_cgroup_fd = req->cgroup_fd;
+        /* The stack grows down on every architecture we support. */
+        pid = clone(os_child_main, stack + CHILD_STACK_SIZE, flags, &ctx, &pidfd);
+        clone_errno = errno;
+        in_cgroup = pid >= 0 && req->cgroup_fd >= 0;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* vfork: the child has exec'd or exited, its stack is free again.
      * fork: the child has its own copy. Either way it can be reused. */
@@ -200,6 +345,13 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         if (report_pipe[0] >= 0) {
             close(report_pipe[0]);
             close(report_pipe[1]);
+        }
+        if (ns_flags & CLONE_NEWPID) {
+            /* A pid namespace refused (its nesting limit, say): the job
+             * stays contained by its cgroup or process group. */
+            os_spawn_request without_pidns = *req;
+            without_pidns.new_pid_ns = 0;
+            return spawn_clone(&without_pidns, path, result);
         }
         if (ns_flags != 0) {
             /* clone() refused the namespaces: a real fork unshares them in
@@ -237,6 +389,8 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         return fail(result, report.stage, report.error);
     }
     result->pid = pid;
+    result->contained =
+        (in_cgroup ? OS_CONTAINED_CGROUP : 0) | (ns_flags & CLONE_NEWPID ? OS_CONTAINED_PID_NS : 0);
     /* Kernels before 5.2 ignore CLONE_PIDFD and leave pidfd at -1. Kept as
      * long as the child is watched: parked (fdpark_api.h). */
     result->pidfd = os_fd_park(pidfd);
@@ -264,6 +418,8 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
     ctx.report_fd = report_pipe[1];
     ctx.shares_fd_table = 0;
     ctx.sandbox_cloned = 0;
+    ctx.join_cgroup_fd = -1;
+    ctx.pdeathsig_parent = 0;
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 
@@ -364,6 +520,7 @@ int os_spawn(const os_spawn_request *req, os_spawn_result *result)
     result->pidfd = -1;
     result->stage = OS_STAGE_NONE;
     result->error = 0;
+    result->contained = 0;
 
     if (req->search_path != NULL && strchr(req->file, '/') == NULL) {
         int err = resolve_program(req->file, req->search_path, resolved, sizeof resolved);
@@ -389,7 +546,7 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
                     long long argv_len, int argc, const char *env_block, long long env_len,
                     int envc, const char *cwd, int stdin_fd, int stdout_fd, int stderr_fd,
                     const int *pass_fds, int n_pass_fds, int flags, const long long *rlimits,
-                    const os_sandbox_plan *sandbox, int *out)
+                    int cgroup_fd, const os_sandbox_plan *sandbox, int *out)
 {
     os_spawn_request req;
     os_spawn_result result;
@@ -409,6 +566,7 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
             out[0] = out[1] = -1;
             out[2] = OS_STAGE_FORK;
             out[3] = ENOMEM;
+            out[4] = 0;
             return -ENOMEM;
         }
     }
@@ -435,6 +593,9 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
     req.new_process_group = (flags & OS_SPAWN_NEW_PROCESS_GROUP) != 0;
     req.want_pidfd = (flags & OS_SPAWN_WANT_PIDFD) != 0;
     req.force_fork = (flags & OS_SPAWN_FORCE_FORK) != 0;
+    req.die_with_parent = (flags & OS_SPAWN_DIE_WITH_PARENT) != 0;
+    req.new_pid_ns = (flags & OS_SPAWN_NEW_PID_NS) != 0;
+    req.cgroup_fd = cgroup_fd;
     for (i = 0; i < 4; i++)
         req.rlimits[i] = rlimits != NULL ? rlimits[i] : -1;
     req.sandbox = sandbox;
@@ -443,6 +604,7 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
     out[1] = result.pidfd;
     out[2] = result.stage;
     out[3] = result.error;
+    out[4] = result.contained;
 done:
     if (arrays != small)
         free(arrays);

@@ -24,6 +24,7 @@
 #define OS_STAGE_SANDBOX 5
 #define OS_STAGE_EXEC 6
 #define OS_STAGE_FORK 7
+#define OS_STAGE_CGROUP 8
 
 /* Indexes into os_spawn_request.rlimits. */
 #define OS_LIMIT_MEMORY_BYTES 0
@@ -55,13 +56,30 @@ typedef struct os_spawn_request {
      * clone() refused), so that the tests can exercise that path. */
     int force_fork;
     int want_pidfd; /* Linux: return a pidfd for the child (CLONE_PIDFD) */
+    /* Linux: a directory fd of the (empty) cgroup v2 the child starts in
+     * (clone3 CLONE_INTO_CGROUP, else the child writes its pid to
+     * cgroup.procs before anything else); -1 for none. */
+    int cgroup_fd;
+    /* Linux: PR_SET_PDEATHSIG(SIGKILL) in the child, but only when the
+     * calling thread is the main thread: the signal fires when the spawning
+     * *thread* exits (see cgroup.c for what covers the other threads). */
+    int die_with_parent;
+    /* Linux: with a sandbox plan whose namespaces clone() makes, a new pid
+     * namespace too (the child is its init; when it exits, the kernel kills
+     * everything left in it). Not on the real-fork fallback. */
+    int new_pid_ns;
 } os_spawn_request;
+
+/* Bits of os_spawn_result.contained: what holds the job. */
+#define OS_CONTAINED_CGROUP 1
+#define OS_CONTAINED_PID_NS 2
 
 typedef struct os_spawn_result {
     int pid;   /* the child's pid, or -1 */
     int pidfd; /* a close-on-exec pidfd, or -1 (not asked / not supported) */
     int stage; /* OS_STAGE_* of the failure, OS_STAGE_NONE on success */
     int error; /* errno of the failure, 0 on success */
+    int contained; /* OS_CONTAINED_* bits */
 } os_spawn_result;
 
 /* Spawns the child. Returns 0, or -errno with result->stage set; on failure no
@@ -73,6 +91,8 @@ int os_spawn(const os_spawn_request *request, os_spawn_result *result);
 #define OS_SPAWN_NEW_PROCESS_GROUP 1
 #define OS_SPAWN_WANT_PIDFD 2
 #define OS_SPAWN_FORCE_FORK 4
+#define OS_SPAWN_DIE_WITH_PARENT 8
+#define OS_SPAWN_NEW_PID_NS 16
 
 /* Returned by os_spawn_packed() when argv_block/env_block do not hold exactly
  * argc/envc strings (one of them had an embedded NUL); nothing was forked. */
@@ -81,15 +101,15 @@ int os_spawn(const os_spawn_request *request, os_spawn_result *result);
 /* os_spawn() over packed inputs, so that Python makes one foreign call (and
  * allocates nothing but `out`) per spawn. argv_block/env_block hold argc/envc
  * NUL-terminated strings back to back; env_block NULL passes the process's
- * own environ. rlimits[4] and the fds are as in os_spawn_request; flags are
- * OS_SPAWN_* bits. out[0..3] receive pid, pidfd, stage, error (as in
- * os_spawn_result). Returns 0, -errno (stage in out[2]) or
+ * own environ. rlimits[4], the fds and cgroup_fd are as in os_spawn_request;
+ * flags are OS_SPAWN_* bits. out[0..4] receive pid, pidfd, stage, error,
+ * contained (as in os_spawn_result). Returns 0, -errno (stage in out[2]) or
  * OS_SPAWN_BAD_STRINGS. */
 int os_spawn_packed(const char *file, const char *search_path, const char *argv_block,
                     long long argv_len, int argc, const char *env_block, long long env_len,
                     int envc, const char *cwd, int stdin_fd, int stdout_fd, int stderr_fd,
                     const int *pass_fds, int n_pass_fds, int flags, const long long *rlimits,
-                    const os_sandbox_plan *sandbox, int *out);
+                    int cgroup_fd, const os_sandbox_plan *sandbox, int *out);
 
 /* Points out[0..n-1] at the n NUL-terminated strings packed in block
  * (each followed by one NUL) and sets out[n] = NULL. Returns the number found,

@@ -23,6 +23,7 @@ extern char **environ;
 
 #ifdef __linux__
 #include <dirent.h>
+#include <sys/prctl.h>
 #endif
 
 static void report_and_exit(os_child_ctx *ctx, int stage, int error)
@@ -297,6 +298,29 @@ static int apply_rlimits(const os_spawn_request *req)
     return 0;
 }
 
+#ifdef __linux__
+/* clone3 could not start us in the job's cgroup: move in now, before any
+ * code of the new program runs ("0" names the writer). */
+static int join_cgroup(int dirfd)
+{
+    int fd, err = 0;
+    ssize_t n;
+
+    do {
+        fd = openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    do {
+        n = write(fd, "0", 1);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        err = -errno;
+    close(fd);
+    return err;
+}
+#endif
+
 int os_child_main(void *arg)
 {
     os_child_ctx *ctx = arg;
@@ -313,6 +337,16 @@ int os_child_main(void *arg)
 #ifdef __linux__
     if (ctx->shares_fd_table && (err = take_private_fd_table(req)) != 0)
         report_and_exit(ctx, OS_STAGE_PRIVATE_FDS_UNAVAILABLE, -err);
+    /* Before the sandbox: inside a user namespace the write may be refused. */
+    if (ctx->join_cgroup_fd >= 0 && (err = join_cgroup(ctx->join_cgroup_fd)) != 0)
+        report_and_exit(ctx, OS_STAGE_CGROUP, -err);
+    if (ctx->pdeathsig_parent != 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        /* The parent may have died before the prctl took effect. */
+        pid_t parent = getppid(); /* 0 in a new pid namespace */
+        if (parent != 0 && parent != ctx->pdeathsig_parent)
+            report_and_exit(ctx, OS_STAGE_FORK, ESRCH);
+    }
 #endif
     if ((err = apply_stdio(req)) != 0)
         report_and_exit(ctx, OS_STAGE_DUP2, -err);

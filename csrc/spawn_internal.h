@@ -33,6 +33,11 @@ typedef struct os_child_ctx {
     /* Linux vfork mode with a sandbox plan: clone() made the plan's
      * namespaces (os_sandbox_clone_flags), the child must not unshare them. */
     int sandbox_cloned;
+    /* Linux: the cgroup directory fd whose cgroup.procs the child writes
+     * itself into (clone3 with CLONE_INTO_CGROUP was not available), or -1. */
+    int join_cgroup_fd;
+    /* Linux: the parent's pid when the child sets PR_SET_PDEATHSIG, else 0. */
+    int pdeathsig_parent;
     volatile os_child_report shared;
 } os_child_ctx;
 

@@ -6,7 +6,7 @@ The public API is listed in ``__all__``; see README.md for a tour.
 
 from __future__ import annotations
 
-from orchestrator_spawn.child import Child, kill_child_process_group
+from orchestrator_spawn.child import Child, JobUsage, kill_child_process_group
 from orchestrator_spawn.config import (
     ExecutionProfile,
     ResolvedExecutionProfile,
@@ -41,6 +41,7 @@ __all__ = [
     "Child",
     "DaemonPidGuardBlocked",
     "ExecutionProfile",
+    "JobUsage",
     "OrchestratorSpawnError",
     "PolicyError",
     "Redactor",

@@ -176,6 +176,62 @@ def _exit_notification() -> str:
     return f"SIGCHLD reaper thread ({why})"
 
 
+DELEGATION_HINT = (
+    "run as root, or inside a cgroup delegated to your user, e.g. "
+    "`systemd-run --user --scope -p Delegate=yes <command>`"
+)
+
+
+def _containment() -> dict[str, Any]:
+    """How jobs are held together here (CONTRACT §7), and what is missing."""
+    from orchestrator_spawn._platform import cgroup
+
+    status = cgroup.status()
+    missing: list[str] = []
+    if status.available:
+        mechanism = "cgroup"
+        detail = f"one cgroup v2 per job below {status.own_cgroup}"
+        base = cgroup._base
+        if base is not None and not os.path.exists(os.path.join(base.path, "jobs", "cgroup.kill")):
+            detail += "; no cgroup.kill (Linux < 5.14): kills freeze, signal and thaw"
+        die_with_parent = (
+            f"a keeper process (pid {base.keeper_pid if base else '?'}) kills the jobs"
+        )
+    else:
+        mechanism = "process_group"
+        detail = status.reason
+        if sys.platform.startswith("linux"):
+            if cgroup.DISABLE_CGROUP_ENV in status.reason:
+                missing.append(f"unset {cgroup.DISABLE_CGROUP_ENV}")
+            elif status.own_cgroup is None:
+                missing.append(
+                    "a cgroup v2 hierarchy (boot with systemd.unified_cgroup_hierarchy=1, or "
+                    "mount -t cgroup2 none /sys/fs/cgroup/unified)"
+                )
+            else:
+                missing.append(f"a writable cgroup v2 directory: {DELEGATION_HINT}")
+            die_with_parent = (
+                "a keeper process kills the jobs' process groups (descendants that "
+                "called setsid survive the orchestrator)"
+            )
+        else:
+            missing.append(f"nothing better exists on {sys.platform}: jobs are process groups")
+            die_with_parent = "not available"
+    sandbox_pidns = "no (Linux only)"
+    if sys.platform.startswith("linux"):
+        from orchestrator_spawn.sandbox import linux
+
+        userns = linux.probe_capabilities().userns
+        sandbox_pidns = "yes" if userns is None else f"no: {userns}"
+    return {
+        "mechanism": mechanism,
+        "detail": detail,
+        "die_with_parent": die_with_parent,
+        "sandboxed_jobs_pid_namespace": sandbox_pidns,
+        "missing": missing,
+    }
+
+
 def _preflight_state(missing: list[str]) -> dict[str, Any]:
     return {"state": "refused" if missing else "enforced", "missing": missing}
 
@@ -264,6 +320,7 @@ def collect() -> dict[str, Any]:
         "platform": _platform_info(),
         "features": {**_kernel_features(), **_sandbox_features()},
         "exit_notification": _exit_notification(),
+        "containment": _containment(),
         "pcre2": _pcre2(),
         "sandbox": _sandbox_modes(),
     }
@@ -288,6 +345,14 @@ def render_text(report: dict[str, Any]) -> list[str]:
         lines.append(f"  {name:<{width}}  {_yes(feature['available']):<3}  {feature['detail']}")
         lines.append(f"  {'':<{width}}       probe: {feature['probe']}")
     lines.append(f"  exit notification: {report['exit_notification']}")
+    containment = report["containment"]
+    lines += [
+        "",
+        f"job containment: {containment['mechanism']} ({containment['detail']})",
+        f"  die with parent: {containment['die_with_parent']}",
+        f"  sandboxed jobs in a pid namespace: {containment['sandboxed_jobs_pid_namespace']}",
+    ]
+    lines.extend(f"  missing: {text}" for text in containment["missing"])
     pcre2 = report["pcre2"]
     jit = "not built in"
     if pcre2["jit_built"]:

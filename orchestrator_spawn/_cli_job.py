@@ -140,6 +140,9 @@ class _Job:
         self.terminal = terminal
         self.child: Child | None = None
         self.last_interrupt = -1e9
+        # The job was told to end (INT, TERM, HUP, QUIT): once the command has
+        # exited, nothing of its job may run on.
+        self.interrupted = False
         self.skip_continue = False
         self.window: bytes | None = None
 
@@ -149,12 +152,12 @@ class _Job:
         child = self.child
         if child is None:
             return
+        if child.containment == "cgroup" and signum not in (signal.SIGTSTP, signal.SIGCONT):
+            # Every process of the job, setsid'd ones included.
+            child._signal_job(signum)
+            return
         # Also once the direct child was reaped: what is left of its group.
-        to_group = getattr(child, "_signal_group_even_after_exit", None)
-        if to_group is not None:
-            to_group(signum)
-        else:
-            child.send_signal(signum)
+        child._signal_group_even_after_exit(signum)
 
     def kill(self) -> None:
         child = self.child
@@ -176,6 +179,8 @@ class _Job:
                 self.kill()
                 return
             self.last_interrupt = now
+        if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+            self.interrupted = True
         self.signal_group(signum)
 
     # -- the terminal ---------------------------------------------------------
@@ -301,6 +306,10 @@ def run_job(
             if terminal is not None:
                 terminal.take_back()
             returncode = child.wait_blocking()
+            if job.interrupted:
+                # A setsid'd daemon would also hold the output pipes open;
+                # with a cgroup this reaches all of the job.
+                child._kill_job()
             status = 128 - returncode if returncode < 0 else returncode
             status = output.finish(status, EXIT_GRACE_SECONDS)
             job.take_signals(wake)  # what came in meanwhile goes to the leftovers

@@ -46,6 +46,7 @@ _STAGE_NAMES = {
     lib.OS_STAGE_SANDBOX: "sandbox",
     lib.OS_STAGE_EXEC: "exec",
     lib.OS_STAGE_FORK: "fork",
+    lib.OS_STAGE_CGROUP: "cgroup",
 }
 
 FD_INHERIT: int = lib.OS_SPAWN_FD_INHERIT
@@ -55,6 +56,10 @@ FD_DEVNULL: int = lib.OS_SPAWN_FD_DEVNULL
 NEW_PROCESS_GROUP: int = lib.OS_SPAWN_NEW_PROCESS_GROUP
 WANT_PIDFD: int = lib.OS_SPAWN_WANT_PIDFD
 FORCE_FORK: int = lib.OS_SPAWN_FORCE_FORK
+DIE_WITH_PARENT: int = lib.OS_SPAWN_DIE_WITH_PARENT
+NEW_PID_NS: int = lib.OS_SPAWN_NEW_PID_NS
+CONTAINED_CGROUP: int = lib.OS_CONTAINED_CGROUP
+CONTAINED_PID_NS: int = lib.OS_CONTAINED_PID_NS
 NO_LIMITS = (-1, -1, -1, -1)
 
 _BAD_STRINGS: int = lib.OS_SPAWN_BAD_STRINGS
@@ -77,14 +82,18 @@ def spawn_packed(
     pass_fds: tuple[int, ...],
     flags: int,
     rlimits: tuple[int, int, int, int],
+    cgroup_fd: int,
     sandbox_plan: Any,
-) -> tuple[int, int]:
+) -> tuple[int, int, int]:
     """The hot path of :func:`native_spawn`: positional arguments, one foreign
     call (``os_spawn_packed``, GIL released), the bytes passed without copies.
 
-    ``flags`` ORs ``NEW_PROCESS_GROUP``, ``WANT_PIDFD``, ``FORCE_FORK``.
-    Returns ``(pid, pidfd)``; raises as :func:`native_spawn` does."""
-    out = _new("int[4]")
+    ``flags`` ORs ``NEW_PROCESS_GROUP``, ``WANT_PIDFD``, ``FORCE_FORK``,
+    ``DIE_WITH_PARENT``, ``NEW_PID_NS``; ``cgroup_fd`` is a directory fd of
+    the job's (empty) cgroup v2, or -1. Returns ``(pid, pidfd, contained)``
+    (``CONTAINED_*`` bits: what holds the job); raises as :func:`native_spawn`
+    does."""
+    out = _new("int[5]")
     rc = _os_spawn_packed(
         program,
         _NULL if search_path is None else search_path,
@@ -102,11 +111,12 @@ def spawn_packed(
         len(pass_fds),
         flags,
         _NULL if rlimits is NO_LIMITS else list(rlimits),
+        cgroup_fd,
         _NULL if sandbox_plan is None else sandbox_plan,
         out,
     )
     if rc == 0:
-        return out[0], out[1]
+        return out[0], out[1], out[4]
     if rc == _BAD_STRINGS:
         raise ValueError("embedded null byte")
     stage = _STAGE_NAMES.get(out[2], "exec")
@@ -136,6 +146,8 @@ def native_spawn(
     sandbox_plan: Any,
     want_pidfd: bool,
     force_fork: bool = False,
+    cgroup_fd: int = -1,
+    die_with_parent: bool = False,
 ) -> tuple[int, int]:
     """Forks and execs through ``os_spawn`` (GIL released); returns ``(pid, pidfd)``.
 
@@ -144,7 +156,8 @@ def native_spawn(
     own C ``environ`` (what ``os.environ`` writes through to), like subprocess.
 
     ``pidfd`` is -1 when not asked for or not supported by the kernel.
-    ``force_fork`` (tests) takes the real-fork path a sandbox plan takes. Raises
+    ``force_fork`` (tests) takes the real-fork path a sandbox plan takes;
+    ``cgroup_fd``/``die_with_parent`` as in :func:`spawn_packed`. Raises
     ``ValueError`` if a block holds another number of strings (an embedded NUL
     byte), ``SpawnError`` (with ``.stage``, ``.errno``, ``.program``) when the
     child failed before exec or the fork itself failed; no child is left
@@ -154,8 +167,9 @@ def native_spawn(
         (NEW_PROCESS_GROUP if new_process_group else 0)
         | (WANT_PIDFD if want_pidfd else 0)
         | (FORCE_FORK if force_fork else 0)
+        | (DIE_WITH_PARENT if die_with_parent else 0)
     )
-    return spawn_packed(
+    pid, pidfd, _contained = spawn_packed(
         program,
         search_path,
         argv_block,
@@ -169,8 +183,10 @@ def native_spawn(
         pass_fds,
         flags,
         rlimits,
+        cgroup_fd,
         sandbox_plan,
     )
+    return pid, pidfd
 
 
 # Moves an fd the library keeps for a child's lifetime above the range new fds
@@ -202,6 +218,76 @@ def install_sigchld_wakeup(fd: int) -> None:
     rc = lib.os_sigchld_install(fd)
     if rc != 0:
         raise OSError(-rc, f"cannot install the SIGCHLD handler: {os.strerror(-rc)}")
+
+
+# --- cgroup containment -------------------------------------------------------
+# Thin wrappers over csrc/cgroup_api.h: each takes a directory fd of a cgroup
+# v2 and raises OSError (naming the call) where the C side returned -errno.
+
+
+def _cgroup_check(rc: int, what: str) -> int:
+    if rc < 0:
+        raise OSError(-rc, f"{what} failed: {os.strerror(-rc)}")
+    return rc
+
+
+def cgroup_kill(dirfd: int) -> None:
+    """SIGKILLs every process of the cgroup and its descendants (cgroup.kill,
+    or freeze + kill + thaw before Linux 5.14)."""
+    _cgroup_check(lib.os_cgroup_kill(dirfd), "cgroup.kill")
+
+
+def cgroup_kill_frozen(dirfd: int) -> None:
+    """``cgroup_kill``'s fallback for kernels before 5.14, on its own (tests)."""
+    _cgroup_check(lib.os_cgroup_kill_frozen(dirfd), "freeze + SIGKILL + thaw")
+
+
+def cgroup_signal(dirfd: int, sig: int) -> None:
+    """Sends ``sig`` to every process of the cgroup and its descendants."""
+    _cgroup_check(lib.os_cgroup_signal(dirfd, sig), f"signalling a cgroup with {sig}")
+
+
+def cgroup_populated(dirfd: int) -> bool:
+    """Whether a live process remains in the cgroup or below (cgroup.events)."""
+    return _cgroup_check(lib.os_cgroup_populated(dirfd), "reading cgroup.events") == 1
+
+
+def cgroup_count_procs(dirfd: int) -> int:
+    """The number of processes listed in the cgroup's own cgroup.procs."""
+    return _cgroup_check(lib.os_cgroup_count_procs(dirfd), "reading cgroup.procs")
+
+
+def cgroup_wait_empty(dirfd: int, timeout_ms: int) -> int:
+    """Sleeps in poll() until the cgroup is unpopulated (1) or ``timeout_ms``
+    passed (0; negative waits forever); -EINTR when a signal arrived."""
+    rc: int = lib.os_cgroup_wait_empty(dirfd, timeout_ms)
+    if rc == -errno.EINTR:
+        return rc
+    return _cgroup_check(rc, "waiting on cgroup.events")
+
+
+def cgroup_events_watch(dirfd: int) -> int:
+    """A non-blocking inotify fd that turns readable when cgroup.events changes."""
+    return _cgroup_check(lib.os_cgroup_events_watch(dirfd), "inotify on cgroup.events")
+
+
+cgroup_events_drain: Any = lib.os_cgroup_events_drain
+
+
+def keeper_start(watch_fd: int, kill_groups: bool, own_dirfd: int, name: bytes | None) -> int:
+    """Forks the keeper (csrc/cgroup.c); returns its pid. ``own_dirfd`` -1
+    (and ``name`` None): no cgroups, only the registered process groups."""
+    rc = lib.os_keeper_start(watch_fd, int(kill_groups), own_dirfd, _NULL if name is None else name)
+    return _cgroup_check(rc, "starting the keeper")
+
+
+def keeper_groups_new() -> None:
+    """A fresh table of process groups for the next keeper to kill."""
+    _cgroup_check(lib.os_keeper_groups_new(), "mapping the keeper's table")
+
+
+# (pgid, 1) registers a process group with the keeper, (pgid, 0) forgets it.
+keeper_group_set: Any = lib.os_keeper_group_set
 
 
 # --- redaction ----------------------------------------------------------------

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, final
 
+from orchestrator_spawn._native import cgroup_events_drain as _native_drain
 from orchestrator_spawn._native import reap as _reap
 from orchestrator_spawn._native import wait_exit_nowait as _wait_exit_nowait
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
 from orchestrator_spawn._platform import ExitNotifier
+from orchestrator_spawn._platform import cgroup as _cgroup
 
-__all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
+__all__ = ["Child", "JobUsage", "ResourceUsage", "kill_child_process_group"]
 
 # What the native sleep (_wait_exit_nowait) returns when a signal interrupted
 # it, and when the child is not (or no longer) ours.
@@ -57,6 +59,21 @@ class ResourceUsage:
     max_rss_bytes: int
 
 
+@dataclass(frozen=True)
+class JobUsage:
+    """What the whole job (the child and everything it started) uses now.
+
+    ``cpu_seconds``: user + system CPU seconds of every process that ran in
+    the job (its cgroup's ``cpu.stat``; without a cgroup, the live process
+    tree through psutil plus the child's own usage once reaped, so CPU of
+    descendants that already exited is missing there). ``processes``: live
+    processes in the job now.
+    """
+
+    cpu_seconds: float
+    processes: int
+
+
 @final
 class Child:
     """A running or finished child process; get one from ``spawn()``.
@@ -68,14 +85,25 @@ class Child:
     ``stdin``/``stdout``/``stderr`` (see ``spawn()``); ``args``.
 
     Kill on drop: ``close()``, leaving ``with``/``async with``, or garbage
-    collection while the process still runs SIGKILLs its process group (just
-    the process without a group) and reaps it.
+    collection while the process still runs SIGKILLs its whole job (see
+    ``containment``) and reaps it.
+
+    ``containment`` says what holds the job: ``"cgroup"`` (its own cgroup v2:
+    every kill reaches all it started, ``setsid``'d and double-forked
+    processes included), ``"pid_namespace"`` (a sandboxed job without a
+    cgroup: the child is the init of its pid namespace, and when it dies the
+    kernel kills the rest; as an init it ignores signals it has no handler
+    for, SIGKILL aside, so ``terminate()`` reaches it only through its grace
+    escalation), or ``"process_group"``.
     """
 
     # Slots: a handle is created per spawn, on the hot path.
     __slots__ = (
         "__weakref__",
+        "_cgroup",
         "_deferred_loops",
+        "_job_cpu",
+        "_keeper_group",
         "_lock",
         "_notifier",
         "_pid_waiting",
@@ -86,6 +114,7 @@ class Child:
         "_stop_callbacks",
         "_waiters",
         "args",
+        "containment",
         "pgid",
         "pid",
         "stderr",
@@ -95,6 +124,7 @@ class Child:
 
     pid: int
     pgid: int | None
+    containment: str
     args: list[bytes]
     stdin: PipeStreamWriter | IO[bytes] | None
     stdout: PipeStreamReader | IO[bytes] | None
@@ -117,6 +147,13 @@ class Child:
     # Internal hooks run before the library sends a signal that may end the
     # job (see _call_before_stop).
     _stop_callbacks: list[Callable[[], None]] | None
+    # The job's cgroup directory until it is removed (containment "cgroup"),
+    # and the job's CPU seconds read just before removing it.
+    _cgroup: str | None
+    _job_cpu: float | None
+    # The process group the keeper kills if the orchestrator dies (a job
+    # without a cgroup), forgotten at reap.
+    _keeper_group: int | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
@@ -131,8 +168,15 @@ class Child:
         stdin: PipeStreamWriter | IO[bytes] | None,
         stdout: PipeStreamReader | IO[bytes] | None,
         stderr: PipeStreamReader | IO[bytes] | None,
+        containment: str = "process_group",
+        cgroup: str | None = None,
+        keeper_group: int | None = None,
     ) -> Child:
         self = object.__new__(cls)
+        self.containment = containment
+        self._cgroup = cgroup
+        self._keeper_group = keeper_group
+        self._job_cpu = None
         self.pid = pid
         self.pgid = pgid
         self.args = args
@@ -218,6 +262,10 @@ class Child:
         if self._waiters:
             self._forget_closed_loops()
         self._notifier.close()
+        if self._cgroup is not None:
+            self._remove_cgroup()
+        if self._keeper_group is not None:
+            _cgroup.forget_group(self._keeper_group)
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None
@@ -275,8 +323,11 @@ class Child:
         self._try_reap()
         return self._returncode
 
-    def wait_blocking(self, timeout: float | None = None) -> int:
+    def wait_blocking(self, timeout: float | None = None, *, whole_job: bool = False) -> int:
         """Blocks until the child exits, reaps it and returns ``returncode``.
+
+        ``whole_job=True`` also waits until every process the job started has
+        exited (see ``wait``); ``timeout`` then covers both.
 
         ``timeout`` is in seconds (None: no limit); raises ``TimeoutError``
         when it passes first. Does not spin: sleeps in ``waitid`` or on the
@@ -290,6 +341,8 @@ class Child:
                 self._sleep_until_exit(None)
                 if self._returncode is None:
                     self._try_reap()
+            if whole_job:
+                self._wait_job_blocking(None)
             return self._returncode
         deadline = time.monotonic() + timeout
         while not self._try_reap():
@@ -298,6 +351,8 @@ class Child:
                 raise TimeoutError(f"{self!r} still running after {timeout} seconds")
             self._sleep_until_exit(remaining)
         assert self._returncode is not None
+        if whole_job:
+            self._wait_job_blocking(max(0.0, deadline - time.monotonic()))
         return self._returncode
 
     def _sleep_until_exit(self, timeout: float | None) -> None:
@@ -374,8 +429,199 @@ class Child:
                 pass  # cannot happen before reaping; be lenient anyway
 
     def start_kill(self) -> None:
-        """SIGKILLs the whole process group without waiting."""
-        self.send_signal(signal.SIGKILL)
+        """SIGKILLs the whole job (its cgroup, else its process group) without
+        waiting. Once the child was reaped it only reaches what the job's
+        cgroup still holds."""
+        self._kill_job(after_exit=False)
+
+    def _kill_job(self, *, after_exit: bool = True) -> None:
+        """SIGKILL to the whole job: the one routine every kill goes through
+        (``start_kill``, ``kill``, ``terminate``'s escalation, kill on drop,
+        the CLI through those).
+
+        With a cgroup: ``cgroup.kill``, before or after the child was reaped
+        (the directory names this job only, never a recycled pid); once the
+        cgroup was removed the job is empty. A pid namespace's init takes the
+        namespace with it, so it is signalled like a group leader. Otherwise
+        SIGKILL to the process group while the child runs, and with
+        ``after_exit`` also to what is left of it afterwards (unless its
+        number was recycled)."""
+        if self.containment == "cgroup":
+            path = self._cgroup
+            if path is not None:
+                self._before_signal(signal.SIGKILL)
+                _cgroup.kill_job(path)
+            return
+        if after_exit:
+            self._signal_group_even_after_exit(signal.SIGKILL)
+        else:
+            self.send_signal(signal.SIGKILL)
+
+    # -- the whole job -------------------------------------------------------
+
+    def _signal_job(self, sig: int) -> None:
+        """Sends ``sig`` to every process of the job: with a cgroup, each
+        member (``setsid``'d ones included) while the cgroup exists; else the
+        process group, as ``send_signal``."""
+        path = self._cgroup
+        if path is not None:
+            self._before_signal(sig)
+            _cgroup.signal_job(path, sig)
+        else:
+            self.send_signal(sig)
+
+    def _remove_cgroup(self) -> bool:
+        """Removes the job's cgroup if nothing lives in it any more (keeping
+        its CPU total for ``job_usage``); True once it is gone."""
+        path = self._cgroup
+        if path is None:
+            return True
+        try:
+            cpu: float | None = _cgroup.job_cpu_seconds(path)
+        except OSError:
+            cpu = None
+        try:
+            removed = _cgroup.remove_job(path)
+        except OSError:
+            removed = False
+        if removed:
+            if cpu is not None:
+                self._job_cpu = cpu
+            self._cgroup = None
+        return removed
+
+    def _wait_job_blocking(self, timeout: float | None) -> None:
+        """After the child was reaped: sleeps until nothing of the job runs
+        any more (``TimeoutError`` after ``timeout`` seconds)."""
+        path = self._cgroup
+        if path is not None:
+            if not _cgroup.wait_job_empty(path, timeout):
+                raise TimeoutError(f"{self!r}: its job still runs after {timeout} seconds")
+            self._remove_cgroup()
+            return
+        if self.containment != "process_group" or self.pgid is None:
+            return  # gone with its cgroup, or with its pid namespace's init
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while self._group_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"{self!r}: its process group still runs after {timeout} s")
+            # No event tells when a process group empties: poll, backing off.
+            time.sleep(delay if deadline is None else min(delay, deadline - time.monotonic()))
+            delay = min(delay * 2, 0.05)
+
+    def _group_alive(self) -> bool:
+        """Whether the reaped child's process group still has members. While
+        it has, its number cannot be reused, so a live process of that pid
+        means the group is gone and the number recycled."""
+        assert self.pgid is not None
+        try:
+            os.kill(self.pgid, 0)
+            return False
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return False
+        try:
+            os.killpg(self.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    async def _wait_job(self) -> None:
+        """The async twin of ``_wait_job_blocking`` (no timeout): cgroup.events
+        through an inotify fd on the running loop, no thread."""
+        path = self._cgroup
+        if path is None:
+            if self.containment == "process_group" and self.pgid is not None:
+                delay = 0.001
+                while self._group_alive():
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            return
+        try:
+            fd = _cgroup.events_watch(path)
+        except FileNotFoundError:
+            self._remove_cgroup()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            while _cgroup.job_populated(path):
+                changed: asyncio.Future[None] = loop.create_future()
+
+                def wake(changed: asyncio.Future[None] = changed) -> None:
+                    if not changed.done():
+                        changed.set_result(None)
+
+                loop.add_reader(fd, wake)
+                try:
+                    await changed
+                finally:
+                    loop.remove_reader(fd)
+                    _native_drain(fd)
+        finally:
+            os.close(fd)
+        self._remove_cgroup()
+
+    def _settle_killed_job(self) -> None:
+        """After a kill and the reap: waits (at most a second) until the
+        killed job's cgroup is empty and removes it. A process stuck in the
+        kernel longer leaves the cgroup to be removed later."""
+        if self._cgroup is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            self._wait_job_blocking(1.0)
+        self._release_cgroup()
+
+    def _release_cgroup(self) -> None:
+        """The handle is done with its job: removes the cgroup, or, while
+        processes the job left behind still run in it (the child exited on
+        its own; close() does not kill those), hands it to the sweep that
+        removes it once empty."""
+        path = self._cgroup
+        if path is not None and not self._remove_cgroup():
+            _cgroup.remove_later(path)
+
+    def job_usage(self) -> JobUsage:
+        """CPU seconds and live processes of the whole job (see
+        :class:`JobUsage`): from the job's cgroup when it has one, else from
+        the live process tree (psutil)."""
+        path = self._cgroup
+        if path is not None:
+            try:
+                return JobUsage(_cgroup.job_cpu_seconds(path), _cgroup.job_process_count(path))
+            except FileNotFoundError:
+                pass  # removed meanwhile: the job is over
+        if self.containment == "cgroup":
+            cpu = self._job_cpu
+            if cpu is None:
+                usage = self.rusage
+                cpu = usage.user_seconds + usage.system_seconds if usage else 0.0
+            return JobUsage(cpu, 0)
+        return self._tree_usage()
+
+    def _tree_usage(self) -> JobUsage:
+        import psutil
+
+        cpu = 0.0
+        alive = 0
+        with self._lock:  # unreaped while we hold it: the pid is ours
+            if self._returncode is None:
+                try:
+                    root = psutil.Process(self.pid)
+                    tree = [root, *root.children(recursive=True)]
+                except psutil.Error:
+                    tree = []
+                for proc in tree:
+                    with contextlib.suppress(psutil.Error):
+                        times = proc.cpu_times()
+                        cpu += times.user + times.system
+                        if proc.status() != psutil.STATUS_ZOMBIE:
+                            alive += 1
+        usage = self.rusage
+        if usage is not None:
+            cpu += usage.user_seconds + usage.system_seconds
+        return JobUsage(cpu, alive)
 
     def _kill_group_after_exit(self, sig: int) -> None:
         """Signals what is left of the process group after the leader was reaped.
@@ -421,15 +667,20 @@ class Child:
                 stream.close()
 
     def close(self) -> None:
-        """Kills the process group if the child still runs, reaps it, and
-        closes the parent's pipe ends. Idempotent.
+        """Kills the whole job if the child still runs, reaps it, removes the
+        job's cgroup (once empty: a child that exited on its own may have
+        left processes running, which close() leaves alone), and closes the
+        parent's pipe ends. Idempotent.
 
         It blocks until the killed child is reaped (normally well under a
         millisecond); in async code prefer ``await child.kill()`` or
         ``async with child:``."""
         if not self._try_reap():
-            self.start_kill()
+            self._kill_job(after_exit=False)
             self.wait_blocking()
+            self._settle_killed_job()
+        else:
+            self._release_cgroup()
         self._close_pipes()
 
     def __enter__(self) -> Child:
@@ -454,16 +705,21 @@ class Child:
     ) -> None:
         if not self._try_reap():
             await self.kill()
+        else:
+            self._release_cgroup()
         self._close_pipes()
 
     def __del__(self) -> None:
         # Kill on drop. Attributes may be missing if _create never finished.
-        if getattr(self, "_returncode", 0) is not None:
+        if getattr(self, "_returncode", 0) is not None and getattr(self, "_cgroup", None) is None:
             return
         try:
             if not self._try_reap():
-                self.start_kill()
+                self._kill_job(after_exit=False)
                 self.wait_blocking()
+                self._settle_killed_job()
+            else:
+                self._release_cgroup()
         except Exception:  # nothing sensible to do in a finalizer
             pass
 
@@ -529,31 +785,50 @@ class Child:
             if not waiter.done():  # a cancelled waiter is done
                 waiter.set_result(returncode)
 
-    async def wait(self) -> int:
+    async def wait(self, *, whole_job: bool = False) -> int:
         """Waits for the child to exit, reaps it and returns ``returncode``.
+
+        ``whole_job=True`` also waits until every process the job started has
+        exited (its cgroup's ``cgroup.events``; without a cgroup, the child's
+        process group, polled), then removes the job's cgroup.
 
         Any number of tasks may await it at once; cancelling one of them does
         not kill the child and does not disturb the others."""
-        if self._returncode is not None:
-            return self._returncode
-        # No reap attempt first: a child that already exited wakes the
-        # notifier at once, and the common case (still running) saves a syscall.
-        return await self._add_waiter(asyncio.get_running_loop())
+        returncode = self._returncode
+        if returncode is None:
+            # No reap attempt first: a child that already exited wakes the
+            # notifier at once, and the common case (still running) saves a
+            # syscall.
+            returncode = await self._add_waiter(asyncio.get_running_loop())
+        if whole_job:
+            await self._wait_job()
+        return returncode
 
     async def kill(self) -> int:
-        """SIGKILLs the whole process group, then waits for and reaps the child.
+        """SIGKILLs the whole job, then waits for and reaps the child.
 
-        If the child already exited, what is left of its group is killed (if
-        its pgid was not recycled). Returns ``returncode``."""
-        self._signal_group_even_after_exit(signal.SIGKILL)
-        return await self.wait()
+        If the child already exited, what is left of its job is killed (its
+        cgroup; else its process group, if the pgid was not recycled). With a
+        cgroup, also waits until the job is empty and removes the cgroup.
+        Returns ``returncode``."""
+        self._kill_job()
+        returncode = await self.wait()
+        if self._cgroup is not None:
+            await self._wait_job()
+        return returncode
 
     async def terminate(self, grace: float = 5.0) -> int:
-        """SIGTERMs the process group; if the child has not exited after
-        ``grace`` seconds, SIGKILLs the group. Reaps; returns ``returncode``."""
-        self.send_signal(signal.SIGTERM)
+        """SIGTERMs the job; SIGKILLs it if it has not ended after ``grace``
+        seconds. Reaps; returns ``returncode``.
+
+        With a cgroup, every process of the job gets the SIGTERM and the job
+        has ended once all of them exited (a daemon it started that ignores
+        SIGTERM is killed at the grace, even when the child itself exited);
+        otherwise the process group gets it and the job has ended when the
+        child exited."""
+        self._signal_job(signal.SIGTERM)
         try:
-            return await asyncio.wait_for(self.wait(), grace)
+            return await asyncio.wait_for(self.wait(whole_job=self._cgroup is not None), grace)
         except asyncio.TimeoutError:
             return await self.kill()
 

@@ -139,6 +139,7 @@ async def run(
     redact: RedactionLike | None = None,
     limits: ResourceLimits | None = None,
     check: bool = False,
+    whole_job: bool = False,
 ) -> RunResult:
     """Run ``argv`` to completion and return its status and output.
 
@@ -155,7 +156,9 @@ async def run(
     when it passes, the whole process group is killed and
     ``RunTimeoutError`` (a ``TimeoutError``) is raised with the output so
     far. Cancelling the call also kills the group. ``check=True`` raises
-    ``subprocess.CalledProcessError`` for a non-zero exit.
+    ``subprocess.CalledProcessError`` for a non-zero exit. ``whole_job=True``
+    also waits until every process the child started has exited (see
+    ``Child.wait``), within ``timeout``.
 
     Raises ``ValueError``/``TypeError`` for bad arguments or patterns before
     anything is spawned, ``SpawnError`` if the program could not be started,
@@ -173,7 +176,7 @@ async def run(
 
     async def finish() -> None:
         feeding = [_feed(child, bytes(stdin))] if stdin is not None else []
-        await asyncio.gather(child.wait(), capture.wait(), *feeding)
+        await asyncio.gather(child.wait(whole_job=whole_job), capture.wait(), *feeding)
 
     try:
         await asyncio.wait_for(finish(), timeout)

@@ -18,6 +18,7 @@ from typing import IO, Any, Protocol, TypeAlias
 
 from orchestrator_spawn import _native, _platform
 from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn._platform import cgroup as _cgroup
 from orchestrator_spawn._platform.pidfd import PidfdExit as _PidfdExit
 from orchestrator_spawn.child import Child
 
@@ -357,6 +358,7 @@ def spawn(
     process_group: bool = True,
     limits: ResourceLimits | None = None,
     pass_fds: Iterable[int] = (),
+    die_with_parent: bool = True,
     _sandbox_plan: Any = None,
 ) -> Child:
     """Starts ``argv`` as a child process and returns its :class:`Child` handle.
@@ -377,6 +379,17 @@ def spawn(
     - ``limits`` are applied with ``setrlimit`` (soft = hard) before exec.
     - Only fds 0-2 and ``pass_fds`` are open in the new program; every signal
       disposition is default and the signal mask is empty there.
+    - Containment (``child.containment``): on Linux with a writable cgroup v2
+      directory the job gets a cgroup of its own, entered before exec, so
+      that killing it reaches everything it started (``"cgroup"``); a
+      sandboxed job also gets a pid namespace (``"pid_namespace"`` where
+      there is no cgroup); elsewhere it is its process group
+      (``"process_group"``). See ``orchestrator_spawn._platform.cgroup``.
+    - ``die_with_parent=True``: when this process dies, SIGKILL included,
+      the job dies too: the keeper (one small process per orchestrator, see
+      ``_platform/cgroup.py``) kills the job's cgroup, or without one its
+      process group; ``PR_SET_PDEATHSIG`` is added for spawns from the main
+      thread. A job spawned from a thread that later exits is not affected.
     - ``_sandbox_plan`` is PRIVATE: a cffi ``os_sandbox_plan *`` built by the
       sandbox layer (the runner passes it). With a plan, clone() makes its
       namespaces and the child runs the sandbox hooks (a real fork that
@@ -413,6 +426,11 @@ def spawn(
         if sandbox_fd > 2:
             kept_fds = tuple(sorted({*kept_fds, sandbox_fd}))
     flags = _native.NEW_PROCESS_GROUP if process_group else 0
+    if die_with_parent:
+        flags |= _native.DIE_WITH_PARENT
+    if _sandbox_plan is not None:
+        flags |= _native.NEW_PID_NS
+    job = _cgroup.new_job(bool(die_with_parent)) if _cgroup._enabled else None
     lazy_pidfd = _platform.lazy_pidfd
     if lazy_pidfd:
         # Inside a running event loop the child will most likely be awaited,
@@ -434,7 +452,7 @@ def spawn(
             plan.add(1, stdout, "stdout")
             plan.add(2, stderr, "stderr")
             child_fds = plan.child_fds
-        pid, pidfd = _native.spawn_packed(
+        pid, pidfd, contained = _native.spawn_packed(
             program,
             search_path,
             argv_block,
@@ -448,12 +466,35 @@ def spawn(
             kept_fds,
             flags,
             rlimits,
+            -1 if job is None else job[1],
             _sandbox_plan,
         )
     except BaseException:
         if plan is not None:
             plan.close_all()
+        if job is not None:
+            os.close(job[1])
+            _cgroup.remove_job(job[0])
         raise
+    cgroup_path = None
+    if job is not None:
+        os.close(job[1])
+        cgroup_path = job[0]
+    if cgroup_path is not None and not contained & _native.CONTAINED_CGROUP:
+        _cgroup.remove_job(cgroup_path)  # cannot happen: the child joins or fails
+        cgroup_path = None
+    if contained & _native.CONTAINED_CGROUP:
+        containment = "cgroup"
+    elif contained & _native.CONTAINED_PID_NS:
+        containment = "pid_namespace"
+    else:
+        containment = "process_group"
+    keeper_group = None
+    if cgroup_path is None and die_with_parent and process_group and _cgroup.register_group(pid):
+        # No cgroup: the keeper SIGKILLs the job's process group if this
+        # process dies first (PR_SET_PDEATHSIG covers the main thread's
+        # spawns only, and the child itself only).
+        keeper_group = pid
     child_stdin = child_stdout = child_stderr = None
     if plan is not None:
         plan.close_child_ends()
@@ -471,4 +512,7 @@ def spawn(
         child_stdin,
         child_stdout,
         child_stderr,
+        containment,
+        cgroup_path,
+        keeper_group,
     )
