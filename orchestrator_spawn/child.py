@@ -1,11 +1,17 @@
 """The ``Child`` handle: waiting, signalling and kill-on-drop for one spawned process.
 
-A ``Child`` comes only from :func:`orchestrator_spawn.spawn`. It reaps its
-process exactly once (``wait4`` under a lock, whichever of ``wait_blocking``,
-``try_wait``, ``await wait()`` or ``close()`` gets there first) and never
-signals a process it has reaped, so a recycled pid is never hit. Exit
-notification comes from :mod:`orchestrator_spawn._platform` (pidfd, kqueue,
-or the single SIGCHLD reaper), never from a thread per child.
+A ``Child`` comes only from :func:`orchestrator_spawn.spawn` or
+:func:`orchestrator_spawn.open_process`. It reaps its process exactly once
+(``wait4`` under a lock, whichever of ``wait_blocking``, ``try_wait``,
+``await wait()`` or ``close()`` gets there first) and never signals a process
+it has reaped, so a recycled pid is never hit. Exit notification comes from
+:mod:`orchestrator_spawn._platform` (pidfd, kqueue, or the single SIGCHLD
+reaper), never from a thread per child.
+
+One naming rule: ``x()`` is a coroutine and ``x_blocking()`` its blocking
+twin (``wait``, ``communicate``, ``kill``, ``terminate``). Coroutines run
+under asyncio (uvloop too) and trio; cancelling one kills and reaps the
+child's whole job. Every kill goes through ``_kill_job``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
+import select
+import selectors
 import signal
 import sys
 import threading
@@ -22,14 +31,34 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, final
+from typing import IO, Any, Generic, final
 
+import anyio
+from typing_extensions import TypeVar
+
+from orchestrator_spawn._aio import asyncio_loop, finish_shielded, is_cancellation
 from orchestrator_spawn._native import reap as _reap
 from orchestrator_spawn._native import wait_exit_nowait as _wait_exit_nowait
-from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["Child", "ResourceUsage", "kill_child_process_group"]
+
+#: The package's logger: DEBUG for each spawn, exit and kill; WARNING when
+#: something fails closed. Nothing at INFO or above in normal operation.
+log = logging.getLogger("orchestrator_spawn")
+
+#: The type of ``child.stdin`` (``IO[bytes]`` from ``spawn()``,
+#: ``ChildStreamWriter`` from ``open_process()``).
+StdinT = TypeVar("StdinT", default=IO[bytes])
+#: The type of ``child.stdout``/``child.stderr``.
+OutputT = TypeVar("OutputT", default=IO[bytes])
+
+# How long an async waiter sleeps between checks while a thread blocked in
+# wait_blocking() owns the reaping (seconds; doubled up to the maximum).
+_DEFERRED_POLL = 0.001
+_DEFERRED_POLL_MAX = 0.05
+_READ_CHUNK = 65536
 
 # What the native sleep (_wait_exit_nowait) returns when a signal interrupted
 # it, and when the child is not (or no longer) ours.
@@ -53,15 +82,37 @@ class ResourceUsage:
     max_rss_bytes: int
 
 
+class _Communication:
+    """What ``communicate()`` did so far: a call that timed out leaves it
+    here, and the next call goes on from there (as in ``subprocess``)."""
+
+    __slots__ = ("input", "offset", "stderr", "stdout")
+
+    def __init__(self, data: bytes | None, stdout: bool, stderr: bool) -> None:
+        self.input = memoryview(data or b"")
+        self.offset = 0
+        self.stdout: list[bytes] | None = [] if stdout else None
+        self.stderr: list[bytes] | None = [] if stderr else None
+
+    def result(self) -> tuple[bytes | None, bytes | None]:
+        return (
+            None if self.stdout is None else b"".join(self.stdout),
+            None if self.stderr is None else b"".join(self.stderr),
+        )
+
+
 @final
-class Child:
-    """A running or finished child process; get one from ``spawn()``.
+class Child(Generic[StdinT, OutputT]):
+    """A running or finished child process; get one from ``spawn()`` or
+    ``open_process()``.
 
     Attributes: ``pid``; ``pgid`` (the child's own process group, or None
     when spawned with ``process_group=False``); ``returncode`` (None while
     running; the exit status, or the negative signal number when a signal
     killed it); ``rusage`` (a :class:`ResourceUsage` once reaped);
-    ``stdin``/``stdout``/``stderr`` (see ``spawn()``); ``args``.
+    ``stdin``/``stdout``/``stderr`` (``PIPE``: blocking binary files from
+    ``spawn()``, :class:`ChildStreamWriter`/:class:`ChildStreamReader` from
+    ``open_process()``; else None); ``args``.
 
     Kill on drop: ``close()``, leaving ``with``/``async with``, or garbage
     collection while the process still runs SIGKILLs its process group (just
@@ -71,7 +122,9 @@ class Child:
     # Slots: a handle is created per spawn, on the hot path.
     __slots__ = (
         "__weakref__",
+        "_communication",
         "_deferred_loops",
+        "_generic_waiter",
         "_lock",
         "_notifier",
         "_pid_waiting",
@@ -79,6 +132,7 @@ class Child:
         "_reaped_callbacks",
         "_reaped_event",
         "_returncode",
+        "_started",
         "_waiters",
         "args",
         "pgid",
@@ -91,9 +145,9 @@ class Child:
     pid: int
     pgid: int | None
     args: list[bytes]
-    stdin: PipeStreamWriter | IO[bytes] | None
-    stdout: PipeStreamReader | IO[bytes] | None
-    stderr: PipeStreamReader | IO[bytes] | None
+    stdin: StdinT | None
+    stdout: OutputT | None
+    stderr: OutputT | None
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
@@ -109,9 +163,14 @@ class Child:
     # Internal hooks run once by the thread that reaps (see _call_when_reaped).
     _reaped_callbacks: list[Callable[[], None]] | None
     _deferred_loops: list[asyncio.AbstractEventLoop] | None
+    # Set while one task of a non-asyncio loop sleeps on the exit notifier;
+    # other tasks wait for the event (trio lets one task wait per fd).
+    _generic_waiter: anyio.Event | None
+    _communication: _Communication | None
+    _started: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
+        raise TypeError("Child objects are created by orchestrator_spawn.spawn() or open_process()")
 
     @classmethod
     def _create(
@@ -120,11 +179,11 @@ class Child:
         pgid: int | None,
         notifier: ExitNotifier,
         args: list[bytes],
-        stdin: PipeStreamWriter | IO[bytes] | None,
-        stdout: PipeStreamReader | IO[bytes] | None,
-        stderr: PipeStreamReader | IO[bytes] | None,
-    ) -> Child:
-        self = object.__new__(cls)
+        stdin: Any,
+        stdout: Any,
+        stderr: Any,
+    ) -> Child[Any, Any]:
+        self: Child[Any, Any] = object.__new__(cls)
         self.pid = pid
         self.pgid = pgid
         self.args = args
@@ -140,6 +199,9 @@ class Child:
         self._reaped_event = None
         self._reaped_callbacks = None
         self._deferred_loops = None
+        self._generic_waiter = None
+        self._communication = None
+        self._started = time.monotonic()
         return self
 
     # -- state ---------------------------------------------------------------
@@ -209,12 +271,26 @@ class Child:
         if self._waiters:
             self._forget_closed_loops()
         self._notifier.close()
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_exit()
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None
             for callback in callbacks:
                 with contextlib.suppress(Exception):
                     callback()
+
+    def _log_exit(self) -> None:
+        usage = self.rusage
+        log.debug(
+            "exit pid=%d status=%s duration=%.6fs user=%.6fs system=%.6fs max_rss=%s",
+            self.pid,
+            self._returncode,
+            time.monotonic() - self._started,
+            usage.user_seconds if usage else 0.0,
+            usage.system_seconds if usage else 0.0,
+            usage.max_rss_bytes if usage else 0,
+        )
 
     def _call_when_reaped(self, callback: Callable[[], None]) -> None:
         """Internal: runs ``callback()`` once the child has been reaped, in the
@@ -342,8 +418,19 @@ class Child:
                 pass  # cannot happen before reaping; be lenient anyway
 
     def start_kill(self) -> None:
-        """SIGKILLs the whole process group without waiting."""
-        self.send_signal(signal.SIGKILL)
+        """SIGKILLs the whole job (its process group) without waiting. Never
+        blocks; see ``kill()``/``kill_blocking()`` to also reap it."""
+        self._kill_job()
+
+    def _kill_job(self) -> None:
+        """THE kill routine: every kill of this job (``start_kill``, ``kill``,
+        ``kill_blocking``, ``terminate`` after its grace, kill on drop, a
+        cancelled coroutine) comes here. SIGKILLs the process group (the
+        process alone without one), also what is left of the group after the
+        leader exited, unless its pgid was recycled. Never blocks."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("kill pid=%d pgid=%s signal=SIGKILL", self.pid, self.pgid)
+        self._signal_group_even_after_exit(signal.SIGKILL)
 
     def _kill_group_after_exit(self, sig: int) -> None:
         """Signals what is left of the process group after the leader was reaped.
@@ -381,25 +468,29 @@ class Child:
     # -- closing -------------------------------------------------------------
 
     def _close_pipes(self) -> None:
-        for stream in (self.stdin, self.stdout, self.stderr):
+        streams: tuple[Any, ...] = (self.stdin, self.stdout, self.stderr)
+        for stream in streams:
             if stream is None:
+                continue
+            if isinstance(stream, ChildStreamWriter):
+                stream._abandon()
                 continue
             with contextlib.suppress(OSError):
                 stream.close()
 
     def close(self) -> None:
-        """Kills the process group if the child still runs, reaps it, and
-        closes the parent's pipe ends. Idempotent.
+        """Kills the job if the child still runs, reaps it, and closes the
+        parent's pipe ends. Idempotent.
 
         It blocks until the killed child is reaped (normally well under a
         millisecond); in async code prefer ``await child.kill()`` or
         ``async with child:``."""
         if not self._try_reap():
-            self.start_kill()
+            self._kill_job()
             self.wait_blocking()
         self._close_pipes()
 
-    def __enter__(self) -> Child:
+    def __enter__(self) -> Child[StdinT, OutputT]:
         return self
 
     def __exit__(
@@ -410,7 +501,7 @@ class Child:
     ) -> None:
         self.close()
 
-    async def __aenter__(self) -> Child:
+    async def __aenter__(self) -> Child[StdinT, OutputT]:
         return self
 
     async def __aexit__(
@@ -429,12 +520,123 @@ class Child:
             return
         try:
             if not self._try_reap():
-                self.start_kill()
+                self._kill_job()
                 self.wait_blocking()
         except Exception:  # nothing sensible to do in a finalizer
             pass
 
-    # -- asyncio -------------------------------------------------------------
+    # -- blocking twins ----------------------------------------------------
+
+    def kill_blocking(self) -> int:
+        """SIGKILLs the whole job, then waits for and reaps the child; returns
+        ``returncode``. If the child already exited, what is left of its group
+        is killed (if its pgid was not recycled)."""
+        self._kill_job()
+        return self.wait_blocking()
+
+    def terminate_blocking(self, grace: float = 5.0) -> int:
+        """SIGTERMs the process group; if the child has not exited after
+        ``grace`` seconds, kills the job. Reaps; returns ``returncode``."""
+        self.send_signal(signal.SIGTERM)
+        try:
+            return self.wait_blocking(grace)
+        except TimeoutError:
+            return self.kill_blocking()
+
+    def _communication_state(self, data: bytes | None) -> _Communication:
+        if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"input must be bytes or None, not {type(data).__name__}")
+        comm = self._communication
+        if comm is None:
+            comm = self._communication = _Communication(
+                bytes(data) if data is not None and self.stdin is not None else None,
+                self.stdout is not None,
+                self.stderr is not None,
+            )
+        elif data:
+            raise ValueError("communicate() was called again with input after a timeout")
+        return comm
+
+    def communicate_blocking(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """Sends ``input`` to stdin and closes it, reads stdout and stderr to
+        end of file, waits for the child; returns ``(stdout, stderr)`` (None
+        for a stream that is not a pipe). ``subprocess`` semantics: a child
+        that stops reading its stdin (``BrokenPipeError``) is not an error;
+        after ``timeout`` seconds ``TimeoutError`` is raised, the child keeps
+        running, and calling again (without input) goes on where it stopped.
+        Works with the streams of ``spawn()`` and of ``open_process()``."""
+        comm = self._communication_state(input)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            stdin = self.stdin
+            if stdin is not None:
+                if isinstance(stdin, ChildStreamWriter):
+                    # Bytes written but still queued go first.
+                    pending = bytes(stdin._buffer) + bytes(comm.input[comm.offset :])
+                    stdin._buffer.clear()
+                    comm.input, comm.offset = memoryview(pending), 0
+                else:
+                    with contextlib.suppress(BrokenPipeError, ValueError):
+                        stdin.flush()  # type: ignore[attr-defined]
+                if comm.offset < len(comm.input) and _fileno(stdin) >= 0:
+                    selector.register(_fileno(stdin), selectors.EVENT_WRITE, "stdin")
+                else:
+                    self._close_stdin()
+            for name, chunks in (("stdout", comm.stdout), ("stderr", comm.stderr)):
+                stream = getattr(self, name)
+                if stream is None or chunks is None:
+                    continue
+                if isinstance(stream, ChildStreamReader) and stream._buffer:
+                    chunks.append(stream._take(len(stream._buffer)))
+                if _fileno(stream) >= 0:
+                    selector.register(_fileno(stream), selectors.EVENT_READ, name)
+            while selector.get_map():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+                for key, _events in selector.select(remaining):
+                    if key.data == "stdin":
+                        if self._write_input(key.fd, comm):
+                            selector.unregister(key.fd)
+                            self._close_stdin()
+                        continue
+                    try:
+                        data = os.read(key.fd, _READ_CHUNK)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    if data:
+                        getattr(comm, key.data).append(data)
+                    else:
+                        selector.unregister(key.fd)
+                        with contextlib.suppress(OSError):
+                            getattr(self, key.data).close()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait_blocking(remaining)
+        return comm.result()
+
+    def _write_input(self, fd: int, comm: _Communication) -> bool:
+        """Writes some input without blocking; True when done (or broken)."""
+        # A blocking fd takes PIPE_BUF bytes without blocking once writable.
+        size = _READ_CHUNK if not os.get_blocking(fd) else select.PIPE_BUF
+        try:
+            comm.offset += os.write(fd, comm.input[comm.offset : comm.offset + size])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except (BrokenPipeError, ConnectionResetError):
+            return True  # the child stopped reading: not an error
+        return comm.offset >= len(comm.input)
+
+    def _close_stdin(self) -> None:
+        stdin = self.stdin
+        if isinstance(stdin, ChildStreamWriter):
+            stdin._abandon()
+        elif stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()  # type: ignore[attr-defined]
+
+    # -- coroutines ------------------------------------------------------------
 
     def _add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
         """A future of its own for one awaiting task (so cancelling it touches
@@ -496,36 +698,193 @@ class Child:
             if not waiter.done():  # a cancelled waiter is done
                 waiter.set_result(returncode)
 
-    async def wait(self) -> int:
-        """Waits for the child to exit, reaps it and returns ``returncode``.
+    async def _wait_generic(self) -> int:
+        """Waits for the exit under any anyio backend (trio): one task per
+        child sleeps on the exit notifier, the others on an event."""
+        delay = _DEFERRED_POLL
+        while not self._try_reap():
+            event = self._generic_waiter
+            if event is not None:
+                await event.wait()
+                continue
+            if self._pid_waiting:
+                # A thread blocked in wait_blocking() reaps it; the notifier
+                # may stay readable until then: poll, briefly.
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _DEFERRED_POLL_MAX)
+                continue
+            event = self._generic_waiter = anyio.Event()
+            try:
+                with self._lock:
+                    if self._returncode is None:
+                        self._notifier.prepare()
+                if self._returncode is None:
+                    await self._notifier.wait_async()
+            finally:
+                self._generic_waiter = None
+                event.set()
+        returncode = self._returncode
+        assert returncode is not None
+        return returncode
 
-        Any number of tasks may await it at once; cancelling one of them does
-        not kill the child and does not disturb the others."""
+    async def _wait(self, timeout: float | None) -> int:
+        """``wait()`` without the kill on cancellation."""
         if self._returncode is not None:
             return self._returncode
-        # No reap attempt first: a child that already exited wakes the
-        # notifier at once, and the common case (still running) saves a syscall.
-        return await self._add_waiter(asyncio.get_running_loop())
+        loop = asyncio_loop()
+        if loop is None:
+            if timeout is None:
+                return await self._wait_generic()
+            with anyio.move_on_after(timeout):
+                return await self._wait_generic()
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+        # asyncio: no reap attempt first: a child that already exited wakes
+        # the notifier at once, and the common case (still running) saves a
+        # syscall.
+        if timeout is None:
+            return await self._add_waiter(loop)
+        try:
+            return await asyncio.wait_for(self._add_waiter(loop), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds") from None
+
+    async def _kill_on_cancel(self) -> None:
+        """A coroutine of ours was cancelled: kill the job, reap the child
+        (shielded from further cancellation), close the pipes."""
+        self._kill_job()
+        await finish_shielded(lambda: self._wait(None))
+        self._close_pipes()
+
+    async def wait(self, timeout: float | None = None) -> int:
+        """Waits for the child to exit, reaps it and returns ``returncode``.
+
+        ``timeout`` in seconds (None: no limit): ``TimeoutError`` when it
+        passes first, and the child keeps running. Any number of tasks may
+        await it at once. Cancelling the wait (a cancel scope, ``task.cancel()``,
+        a timeout around it) kills and reaps the child's whole job."""
+        try:
+            return await self._wait(timeout)
+        except BaseException as exc:
+            if is_cancellation(exc) and self._returncode is None:
+                await self._kill_on_cancel()
+            raise
 
     async def kill(self) -> int:
-        """SIGKILLs the whole process group, then waits for and reaps the child.
+        """SIGKILLs the whole job, then waits for and reaps the child.
 
         If the child already exited, what is left of its group is killed (if
         its pgid was not recycled). Returns ``returncode``."""
-        self._signal_group_even_after_exit(signal.SIGKILL)
-        return await self.wait()
+        self._kill_job()
+        try:
+            return await self._wait(None)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                await self._kill_on_cancel()
+            raise
 
     async def terminate(self, grace: float = 5.0) -> int:
         """SIGTERMs the process group; if the child has not exited after
-        ``grace`` seconds, SIGKILLs the group. Reaps; returns ``returncode``."""
+        ``grace`` seconds, kills the job. Reaps; returns ``returncode``."""
         self.send_signal(signal.SIGTERM)
         try:
-            return await asyncio.wait_for(self.wait(), grace)
-        except asyncio.TimeoutError:
-            return await self.kill()
+            try:
+                return await self._wait(grace)
+            except TimeoutError:
+                self._kill_job()
+                return await self._wait(None)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                await self._kill_on_cancel()
+            raise
+
+    def _async_streams(
+        self,
+    ) -> tuple[ChildStreamWriter | None, ChildStreamReader | None, ChildStreamReader | None]:
+        """The pipes as async streams; blocking files of ``spawn()`` are
+        turned into streams over the same fds (they are used up anyway)."""
+        converted: list[Any] = []
+        for name in ("stdin", "stdout", "stderr"):
+            stream = getattr(self, name)
+            if stream is None or isinstance(stream, (ChildStreamReader, ChildStreamWriter)):
+                converted.append(stream)
+                continue
+            if name == "stdin":
+                with contextlib.suppress(BrokenPipeError, ValueError):
+                    stream.flush()
+            fd = _fileno(stream)
+            if fd < 0:
+                converted.append(None)
+                continue
+            new_fd = os.dup(fd)
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+            async_stream = (
+                ChildStreamWriter(new_fd) if name == "stdin" else ChildStreamReader(new_fd)
+            )
+            setattr(self, name, async_stream)
+            converted.append(async_stream)
+        return converted[0], converted[1], converted[2]
+
+    async def _communicate(
+        self, data: bytes | None, timeout: float | None
+    ) -> tuple[bytes | None, bytes | None]:
+        comm = self._communication_state(data)
+        stdin, stdout, stderr = self._async_streams()
+
+        async def feed(writer: ChildStreamWriter) -> None:
+            try:
+                if comm.offset < len(comm.input):
+                    rest = comm.input[comm.offset :]
+                    comm.offset = len(comm.input)  # queued in the writer now
+                    writer.write(rest)
+                writer.close()
+                await writer.wait_closed()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the child stopped reading: not an error
+            writer._abandon()
+
+        async def collect(reader: ChildStreamReader, chunks: list[bytes]) -> None:
+            while chunk := await reader.read(_READ_CHUNK):
+                chunks.append(chunk)
+            reader.close()
+
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as group:
+                if stdin is not None:
+                    group.start_soon(feed, stdin)
+                if stdout is not None and comm.stdout is not None:
+                    group.start_soon(collect, stdout, comm.stdout)
+                if stderr is not None and comm.stderr is not None:
+                    group.start_soon(collect, stderr, comm.stderr)
+            await self._wait(None)
+        if scope.cancelled_caught and self._returncode is None:
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+        return comm.result()
+
+    async def communicate(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """The coroutine twin of ``communicate_blocking()``: sends ``input``
+        and closes stdin, reads stdout and stderr to end of file, waits;
+        returns ``(stdout, stderr)``. ``TimeoutError`` after ``timeout``
+        seconds leaves the child running (call again to go on); cancelling
+        the call kills and reaps the job."""
+        try:
+            return await self._communicate(input, timeout)
+        except BaseException as exc:
+            if is_cancellation(exc) and self._returncode is None:
+                await self._kill_on_cancel()
+            raise
 
 
-async def kill_child_process_group(child: Child) -> None:
+def _fileno(stream: Any) -> int:
+    try:
+        return int(stream.fileno())
+    except (OSError, ValueError):
+        return -1  # a closed file
+
+
+async def kill_child_process_group(child: Child[Any, Any]) -> None:
     """SIGKILLs ``-child.pgid`` (what is left of it, if the child already
     exited and the pgid was not recycled) and reaps the child."""
     await child.kill()
