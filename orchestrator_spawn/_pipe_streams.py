@@ -223,8 +223,9 @@ class ChildStreamWriter:
         assert self._error is not None
         return type(self._error)(self._error.errno, self._error.strerror)
 
-    def _write_some(self) -> None:
-        """Writes what the pipe takes now; records a broken pipe."""
+    def _write_some(self, once: bool = False) -> None:
+        """Writes what the pipe takes now (one ``write`` with ``once``);
+        records a broken pipe."""
         while self._buffer and self._fd >= 0:
             try:
                 written = os.write(self._fd, self._buffer)
@@ -235,6 +236,8 @@ class ChildStreamWriter:
                 self._buffer.clear()
                 return
             del self._buffer[:written]
+            if once:
+                return
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queues ``data`` and writes what the pipe takes at once. Raises
@@ -247,7 +250,8 @@ class ChildStreamWriter:
         if not data:
             return
         self._buffer += data
-        self._write_some()
+        # One write, as an asyncio transport does: the rest waits for drain().
+        self._write_some(once=True)
         if self._error is not None:
             raise self._broken()
 
