@@ -201,7 +201,7 @@ class ChildStreamWriter:
     written by ``drain()`` or ``wait_closed()`` (under asyncio, a ``close()``
     with bytes pending also finishes them in the background)."""
 
-    __slots__ = ("__weakref__", "_buffer", "_closing", "_error", "_fd", "_flushing")
+    __slots__ = ("__weakref__", "_buffer", "_closer", "_closing", "_error", "_fd", "_flushing")
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
@@ -210,6 +210,7 @@ class ChildStreamWriter:
         self._closing = False
         self._error: OSError | None = None
         self._flushing = False
+        self._closer: asyncio.Task[None] | None = None
 
     def fileno(self) -> int:
         """The parent's end of the pipe (-1 once closed)."""
@@ -303,7 +304,7 @@ class ChildStreamWriter:
         loop = asyncio_loop()
         if loop is not None:
             # As an asyncio transport does: finish writing in the background.
-            loop.create_task(self.wait_closed())
+            self._closer = loop.create_task(self._finish())
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, -1
@@ -314,12 +315,19 @@ class ChildStreamWriter:
                 anyio.notify_closing(fd)
         os.close(fd)
 
-    async def wait_closed(self) -> None:
-        """Writes the pending bytes, then closes the fd (after ``close()``).
-        A child that closed its end meanwhile is not an error here."""
+    async def _finish(self) -> None:
         await self._flush(0)
         if self._closing:
             self._close_fd()
+
+    async def wait_closed(self) -> None:
+        """Writes the pending bytes, then closes the fd (after ``close()``).
+        A child that closed its end meanwhile is not an error here."""
+        closer = self._closer
+        if closer is not None and asyncio_loop() is closer.get_loop():
+            await asyncio.shield(closer)
+        else:
+            await self._finish()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         if name == "pipe":
