@@ -251,7 +251,9 @@ def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
 
 def test_open_process_gives_async_streams(run: Runner[Any]) -> None:
     async def main() -> list[bytes]:
-        child = await open_process(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+        child = await open_process(
+            ["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE
+        )
         assert isinstance(child.stdout, ChildStreamReader)
         assert isinstance(child.stderr, ChildStreamReader)
         stdin = writer(child.stdin)
@@ -321,7 +323,9 @@ def test_broken_pipe_while_draining(run: Runner[Any]) -> None:
 
 def test_child_closes_stdout_early_but_keeps_running(run: Runner[Any]) -> None:
     async def main() -> tuple[bytes, int | None, int]:
-        child = await open_process(["sh", "-c", "echo bye; exec >&-; read x; exit 4"], stdin=PIPE, stdout=PIPE)
+        child = await open_process(
+            ["sh", "-c", "echo bye; exec >&-; read x; exit 4"], stdin=PIPE, stdout=PIPE
+        )
         out = await reader(child.stdout).read()  # EOF while the child runs on
         running = child.returncode
         writer(child.stdin).write(b"go\n")

@@ -101,7 +101,8 @@ def test_blocking_twins(exit_path: str) -> None:
         [
             sys.executable,
             "-c",
-            "import signal, time; signal.signal(15, signal.SIG_IGN); print('ready', flush=True); time.sleep(30)",
+            "import signal, time; signal.signal(15, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(30)",
         ],
         stdout=PIPE,
     )
