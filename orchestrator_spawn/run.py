@@ -109,6 +109,7 @@ class RunTimeoutError(OrchestratorSpawnError, subprocess.TimeoutExpired, Timeout
         stderr: bytes | None,
     ) -> None:
         subprocess.TimeoutExpired.__init__(self, list(cmd), timeout, stdout, stderr)
+        self.args = (self.cmd, timeout)
 
     def __str__(self) -> str:
         return subprocess.TimeoutExpired.__str__(self)
