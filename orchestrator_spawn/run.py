@@ -16,7 +16,6 @@ import math
 import os
 import select
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, NamedTuple, final
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from orchestrator_spawn._aio import asyncio_loop, finish_shielded
+from orchestrator_spawn._aio import finish_shielded
 from orchestrator_spawn._pipe_streams import ChildStreamWriter
 from orchestrator_spawn.child import Child, log
 from orchestrator_spawn.errors import OrchestratorSpawnError
@@ -37,7 +36,6 @@ from orchestrator_spawn.pump import (
     Capture,
     CaptureStats,
     RedactionLike,
-    _notifier,
     _redaction,
     start_capture,
 )
@@ -65,10 +63,6 @@ __all__ = [
 # before the capture stops waiting for them (a process that left the group,
 # e.g. with setsid(), may still hold them), in seconds.
 _PIPE_GRACE = 1.0
-# Under a non-asyncio loop, how long a task sleeps on the pump's notification
-# fd before it checks its capture again (another loop may have taken the
-# notification), in seconds.
-_NOTIFY_RECHECK = 0.1
 
 
 @dataclass(frozen=True)
@@ -277,33 +271,9 @@ def _warn_withheld(child: Child[Any, Any]) -> None:
     )
 
 
-# ---- the pump under any event loop ----------------------------------------------
-
-# Thread id -> the event the one task sleeping on the pump's notification fd
-# sets when it wakes (trio lets only one task wait on an fd).
-_notify_sleepers: dict[int, anyio.Event] = {}
-
-
 async def _capture_wait(capture: Capture) -> CaptureStats:
-    """``capture.wait()`` for any backend."""
-    if asyncio_loop() is not None:
-        return await capture.wait()
-    capture.close_writers()
-    key = threading.get_ident()
-    while not capture.done():
-        event = _notify_sleepers.get(key)
-        if event is not None:
-            await event.wait()
-            continue
-        event = _notify_sleepers[key] = anyio.Event()
-        try:
-            with anyio.move_on_after(_NOTIFY_RECHECK):
-                await anyio.wait_readable(_notifier.notify_fd())
-            _notifier.drain_if_pending()
-        finally:
-            del _notify_sleepers[key]
-            event.set()
-    return capture.wait_blocking(0)
+    """``capture.wait()`` (it works under any backend)."""
+    return await capture.wait()
 
 
 async def _stop(child: Child[Any, Any], capture: Capture | None) -> None:

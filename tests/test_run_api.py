@@ -22,6 +22,7 @@ from orchestrator_spawn import (
     open_redacted,
     run,
     run_blocking,
+    spawn,
 )
 from tests.process_helpers import wait_gone
 
@@ -201,3 +202,28 @@ def test_no_log_at_info_in_normal_runs_and_a_warning_when_output_is_cut(
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings
     assert "cut short" in warnings[0].getMessage()
+
+
+@pytest.mark.anyio
+async def test_runner_capture_and_pump_live_lines_on_every_backend(tmp_path: Path) -> None:
+    # The runner's output_capture.wait() and Capture.lines() are coroutines
+    # of the library too (CONTRACT §2: asyncio, uvloop and trio).
+    from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
+    from orchestrator_spawn.pump import MEMORY, start_capture
+
+    captured = spawn_with_runner_and_capture(
+        RunnerConfig(shell="/bin/sh", shell_arg="-c"),
+        f"echo 'x {GITHUB_TOKEN}'; echo e >&2",
+        tmp_path,
+        tmp_path / "out",
+        tmp_path / "err",
+    )
+    assert await captured.child.wait() == 0
+    await captured.output_capture.wait()
+    assert (tmp_path / "out").read_bytes() == b"x [REDACTED]\n"
+    capture = start_capture(PIPE, stdout_sink=MEMORY, redact=[r"tok=\S+"], live=["stdout"])
+    child = spawn(["sh", "-c", "echo a tok=1; echo b"], stdout=capture.writer("stdout"))
+    capture.close_writers()
+    assert [line async for line in capture.lines("stdout")] == [b"a [REDACTED]\n", b"b\n"]
+    await capture.wait()
+    assert await child.wait() == 0
