@@ -380,11 +380,18 @@ class Capture:
         """Yield the stream's redacted bytes live, as the sink receives them.
 
         Needs ``live=`` at ``start_capture``; one reader per stream. Ends when
-        the stream is finished. Stopping early (``aclose()``/``break``) just
+        the stream is finished. Closes this process's pipe writers first (as
+        ``wait()`` does): start it after the child was spawned. For a whole
+        child, ``orchestrator_spawn.open_redacted`` does all of this. Stopping early (``aclose()``/``break``) just
         closes the live pipe; the sink still receives everything. Backpressure:
         a live reader that does not keep up pauses that stream's pipe.
         """
         tee = self._take_tee(stream)
+        # Our copies of the pipe writers would keep the stream from ending:
+        # the child has its own by now (a forgotten close_writers() used to
+        # make this iterate forever).
+        if self._writers:
+            _close_writers(self._writers)
         loop = asyncio._get_running_loop()
         try:
             while True:

@@ -227,3 +227,15 @@ async def test_runner_capture_and_pump_live_lines_on_every_backend(tmp_path: Pat
     assert [line async for line in capture.lines("stdout")] == [b"a [REDACTED]\n", b"b\n"]
     await capture.wait()
     assert await child.wait() == 0
+
+
+@pytest.mark.anyio
+async def test_pump_lines_end_even_without_close_writers() -> None:
+    # Issue 14 item 7: lines() hung forever when close_writers() was forgotten.
+    from orchestrator_spawn.pump import DISCARD, start_capture
+
+    capture = start_capture(PIPE, stdout_sink=DISCARD, live=["stdout"])
+    child = spawn(["sh", "-c", "echo one; echo two"], stdout=capture.writer("stdout"))
+    with anyio.fail_after(20):
+        assert [line async for line in capture.lines("stdout")] == [b"one\n", b"two\n"]
+    assert await child.wait() == 0
