@@ -382,9 +382,10 @@ class Capture:
         Needs ``live=`` at ``start_capture``; one reader per stream. Ends when
         the stream is finished. Closes this process's pipe writers first (as
         ``wait()`` does): start it after the child was spawned. For a whole
-        child, ``orchestrator_spawn.open_redacted`` does all of this. Stopping early (``aclose()``/``break``) just
-        closes the live pipe; the sink still receives everything. Backpressure:
-        a live reader that does not keep up pauses that stream's pipe.
+        child, ``orchestrator_spawn.open_redacted`` does all of this. Stopping
+        early (``aclose()``/``break``) just closes the live pipe; the sink
+        still receives everything. Backpressure: a live reader that does not
+        keep up pauses that stream's pipe.
         """
         tee = self._take_tee(stream)
         # Our copies of the pipe writers would keep the stream from ending:
