@@ -37,7 +37,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import ResourceLimits, spawn
+from orchestrator_spawn import ResourceLimits, open_process, spawn
 from orchestrator_spawn._platform import cgroup
 
 TRUE = "/bin/true"
@@ -135,7 +135,7 @@ def format_ratio_table() -> list[str]:
         ),
         ("containment", "orch_spawn", ["orch_spawn_no_cgroup"]),
         ("four limits", "orch_spawn_limits", ["popen_preexec_limits", "c_vfork_floor"]),
-        ("asyncio", "orch_async", ["asyncio_exec"]),
+        ("asyncio", "orch_async", ["orch_open_process", "asyncio_exec"]),
         ("uvloop", "orch_async_uvloop", ["asyncio_exec_uvloop"]),
     ]
     for title, ours, others in rows:
@@ -224,6 +224,11 @@ async def _orch_async() -> int:
     return await spawn([TRUE]).wait()
 
 
+async def _orch_open_process() -> int:
+    child = await open_process([TRUE])
+    return await child.wait()
+
+
 async def _asyncio_exec() -> int:
     proc = await asyncio.create_subprocess_exec(TRUE)
     return await proc.wait()
@@ -269,6 +274,7 @@ def contenders(
         "posix_spawn": posix_spawn,
         "c_vfork_floor": lambda: floor(TRUE.encode()),
         "orch_async": lambda: loop.run_until_complete(_orch_async()),
+        "orch_open_process": lambda: loop.run_until_complete(_orch_open_process()),
         "asyncio_exec": lambda: loop.run_until_complete(_asyncio_exec()),
     }
 
@@ -286,6 +292,7 @@ def contenders(
         "orch_spawn_limits",
         "popen_preexec_limits",
         "orch_async",
+        "orch_open_process",
         "asyncio_exec",
     ],
 )

@@ -1,11 +1,17 @@
 """The ``Child`` handle: waiting, signalling and kill-on-drop for one spawned process.
 
-A ``Child`` comes only from :func:`orchestrator_spawn.spawn`. It reaps its
-process exactly once (``wait4`` under a lock, whichever of ``wait_blocking``,
-``try_wait``, ``await wait()`` or ``close()`` gets there first) and never
-signals a process it has reaped, so a recycled pid is never hit. Exit
-notification comes from :mod:`orchestrator_spawn._platform` (pidfd, kqueue,
-or the single SIGCHLD reaper), never from a thread per child.
+A ``Child`` comes only from :func:`orchestrator_spawn.spawn` or
+:func:`orchestrator_spawn.open_process`. It reaps its process exactly once
+(``wait4`` under a lock, whichever of ``wait_blocking``, ``try_wait``,
+``await wait()`` or ``close()`` gets there first) and never signals a process
+it has reaped, so a recycled pid is never hit. Exit notification comes from
+:mod:`orchestrator_spawn._platform` (pidfd, kqueue, or the single SIGCHLD
+reaper), never from a thread per child.
+
+One naming rule: ``x()`` is a coroutine and ``x_blocking()`` its blocking
+twin (``wait``, ``communicate``, ``kill``, ``terminate``). Coroutines run
+under asyncio (uvloop too) and trio; cancelling one kills and reaps the
+child's whole job. Every kill goes through ``_kill_job``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
+import select
+import selectors
 import signal
 import sys
 import threading
@@ -22,16 +31,36 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, final
+from typing import IO, Any, Generic, final
 
+import anyio
+from typing_extensions import TypeVar
+
+from orchestrator_spawn._aio import asyncio_loop, finish_shielded, is_cancellation
 from orchestrator_spawn._native import cgroup_events_drain as _native_drain
 from orchestrator_spawn._native import reap as _reap
 from orchestrator_spawn._native import wait_exit_nowait as _wait_exit_nowait
-from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import ExitNotifier
 from orchestrator_spawn._platform import cgroup as _cgroup
 
 __all__ = ["Child", "JobUsage", "ResourceUsage", "kill_child_process_group"]
+
+#: The package's logger: DEBUG for each spawn, exit and kill; WARNING when
+#: something fails closed. Nothing at INFO or above in normal operation.
+log = logging.getLogger("orchestrator_spawn")
+
+#: The type of ``child.stdin`` (``IO[bytes]`` from ``spawn()``,
+#: ``ChildStreamWriter`` from ``open_process()``).
+StdinT = TypeVar("StdinT", default=IO[bytes])
+#: The type of ``child.stdout``/``child.stderr``.
+OutputT = TypeVar("OutputT", default=IO[bytes])
+
+# How long an async waiter sleeps between checks while a thread blocked in
+# wait_blocking() owns the reaping (seconds; doubled up to the maximum).
+_DEFERRED_POLL = 0.001
+_DEFERRED_POLL_MAX = 0.05
+_READ_CHUNK = 65536
 
 # What the native sleep (_wait_exit_nowait) returns when a signal interrupted
 # it, and when the child is not (or no longer) ours.
@@ -74,15 +103,37 @@ class JobUsage:
     processes: int
 
 
+class _Communication:
+    """What ``communicate()`` did so far: a call that timed out leaves it
+    here, and the next call goes on from there (as in ``subprocess``)."""
+
+    __slots__ = ("input", "offset", "stderr", "stdout")
+
+    def __init__(self, data: bytes | None, stdout: bool, stderr: bool) -> None:
+        self.input = memoryview(data or b"")
+        self.offset = 0
+        self.stdout: list[bytes] | None = [] if stdout else None
+        self.stderr: list[bytes] | None = [] if stderr else None
+
+    def result(self) -> tuple[bytes | None, bytes | None]:
+        return (
+            None if self.stdout is None else b"".join(self.stdout),
+            None if self.stderr is None else b"".join(self.stderr),
+        )
+
+
 @final
-class Child:
-    """A running or finished child process; get one from ``spawn()``.
+class Child(Generic[StdinT, OutputT]):
+    """A running or finished child process; get one from ``spawn()`` or
+    ``open_process()``.
 
     Attributes: ``pid``; ``pgid`` (the child's own process group, or None
     when spawned with ``process_group=False``); ``returncode`` (None while
     running; the exit status, or the negative signal number when a signal
     killed it); ``rusage`` (a :class:`ResourceUsage` once reaped);
-    ``stdin``/``stdout``/``stderr`` (see ``spawn()``); ``args``.
+    ``stdin``/``stdout``/``stderr`` (``PIPE``: blocking binary files from
+    ``spawn()``, :class:`ChildStreamWriter`/:class:`ChildStreamReader` from
+    ``open_process()``; else None); ``args``.
 
     Kill on drop: ``close()``, leaving ``with``/``async with``, or garbage
     collection while the process still runs SIGKILLs its whole job (see
@@ -101,7 +152,9 @@ class Child:
     __slots__ = (
         "__weakref__",
         "_cgroup",
+        "_communication",
         "_deferred_loops",
+        "_generic_waiter",
         "_job_cpu",
         "_keeper_group",
         "_lock",
@@ -111,6 +164,7 @@ class Child:
         "_reaped_callbacks",
         "_reaped_event",
         "_returncode",
+        "_started",
         "_stop_callbacks",
         "_waiters",
         "args",
@@ -126,9 +180,9 @@ class Child:
     pgid: int | None
     containment: str
     args: list[bytes]
-    stdin: PipeStreamWriter | IO[bytes] | None
-    stdout: PipeStreamReader | IO[bytes] | None
-    stderr: PipeStreamReader | IO[bytes] | None
+    stdin: StdinT | None
+    stdout: OutputT | None
+    stderr: OutputT | None
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
@@ -154,9 +208,14 @@ class Child:
     # The process group the keeper kills if the orchestrator dies (a job
     # without a cgroup), forgotten at reap.
     _keeper_group: int | None
+    # Set while one task of a non-asyncio loop sleeps on the exit notifier;
+    # other tasks wait for the event (trio lets one task wait per fd).
+    _generic_waiter: anyio.Event | None
+    _communication: _Communication | None
+    _started: float
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("Child objects are created by orchestrator_spawn.spawn()")
+        raise TypeError("Child objects are created by orchestrator_spawn.spawn() or open_process()")
 
     @classmethod
     def _create(
@@ -165,14 +224,14 @@ class Child:
         pgid: int | None,
         notifier: ExitNotifier,
         args: list[bytes],
-        stdin: PipeStreamWriter | IO[bytes] | None,
-        stdout: PipeStreamReader | IO[bytes] | None,
-        stderr: PipeStreamReader | IO[bytes] | None,
+        stdin: Any,
+        stdout: Any,
+        stderr: Any,
         containment: str = "process_group",
         cgroup: str | None = None,
         keeper_group: int | None = None,
-    ) -> Child:
-        self = object.__new__(cls)
+    ) -> Child[Any, Any]:
+        self: Child[Any, Any] = object.__new__(cls)
         self.containment = containment
         self._cgroup = cgroup
         self._keeper_group = keeper_group
@@ -193,6 +252,9 @@ class Child:
         self._reaped_callbacks = None
         self._deferred_loops = None
         self._stop_callbacks = None
+        self._generic_waiter = None
+        self._communication = None
+        self._started = time.monotonic()
         return self
 
     # -- state ---------------------------------------------------------------
@@ -266,12 +328,26 @@ class Child:
             self._remove_cgroup()
         if self._keeper_group is not None:
             _cgroup.forget_group(self._keeper_group)
+        if log.isEnabledFor(logging.DEBUG):
+            self._log_exit()
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None
             for callback in callbacks:
                 with contextlib.suppress(Exception):
                     callback()
+
+    def _log_exit(self) -> None:
+        usage = self.rusage
+        log.debug(
+            "exit pid=%d status=%s duration=%.6fs user=%.6fs system=%.6fs max_rss=%s",
+            self.pid,
+            self._returncode,
+            time.monotonic() - self._started,
+            usage.user_seconds if usage else 0.0,
+            usage.system_seconds if usage else 0.0,
+            usage.max_rss_bytes if usage else 0,
+        )
 
     def _call_when_reaped(self, callback: Callable[[], None]) -> None:
         """Internal: runs ``callback()`` once the child has been reaped, in the
@@ -446,6 +522,13 @@ class Child:
         SIGKILL to the process group while the child runs, and with
         ``after_exit`` also to what is left of it afterwards (unless its
         number was recycled)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "kill pid=%d pgid=%s containment=%s signal=SIGKILL",
+                self.pid,
+                self.pgid,
+                self.containment,
+            )
         if self.containment == "cgroup":
             path = self._cgroup
             if path is not None:
@@ -536,8 +619,16 @@ class Child:
             if self.containment == "process_group" and self.pgid is not None:
                 delay = 0.001
                 while self._group_alive():
-                    await asyncio.sleep(delay)
+                    await anyio.sleep(delay)
                     delay = min(delay * 2, 0.05)
+            return
+        if asyncio_loop() is None:
+            # Not asyncio (trio): poll the populated flag, backing off.
+            delay = 0.001
+            while _cgroup.job_populated(path):
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            self._remove_cgroup()
             return
         try:
             fd = _cgroup.events_watch(path)
@@ -660,8 +751,12 @@ class Child:
     # -- closing -------------------------------------------------------------
 
     def _close_pipes(self) -> None:
-        for stream in (self.stdin, self.stdout, self.stderr):
+        streams: tuple[Any, ...] = (self.stdin, self.stdout, self.stderr)
+        for stream in streams:
             if stream is None:
+                continue
+            if isinstance(stream, ChildStreamWriter):
+                stream._abandon()
                 continue
             with contextlib.suppress(OSError):
                 stream.close()
@@ -683,7 +778,7 @@ class Child:
             self._release_cgroup()
         self._close_pipes()
 
-    def __enter__(self) -> Child:
+    def __enter__(self) -> Child[StdinT, OutputT]:
         return self
 
     def __exit__(
@@ -694,7 +789,7 @@ class Child:
     ) -> None:
         self.close()
 
-    async def __aenter__(self) -> Child:
+    async def __aenter__(self) -> Child[StdinT, OutputT]:
         return self
 
     async def __aexit__(
@@ -723,7 +818,123 @@ class Child:
         except Exception:  # nothing sensible to do in a finalizer
             pass
 
-    # -- asyncio -------------------------------------------------------------
+    # -- blocking twins ----------------------------------------------------
+
+    def kill_blocking(self) -> int:
+        """SIGKILLs the whole job, then waits for and reaps the child; returns
+        ``returncode``. If the child already exited, what is left of its job
+        is killed (its cgroup; else its group, if the pgid was not recycled).
+        With a cgroup, also waits (at most a second) until the job is empty
+        and removes the cgroup."""
+        self._kill_job()
+        returncode = self.wait_blocking()
+        self._settle_killed_job()
+        return returncode
+
+    def terminate_blocking(self, grace: float = 5.0) -> int:
+        """SIGTERMs the job; SIGKILLs it if it has not ended after ``grace``
+        seconds (with a cgroup: every process of it). Reaps; returns
+        ``returncode``."""
+        self._signal_job(signal.SIGTERM)
+        try:
+            return self.wait_blocking(grace, whole_job=self._cgroup is not None)
+        except TimeoutError:
+            return self.kill_blocking()
+
+    def _communication_state(self, data: bytes | None) -> _Communication:
+        if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"input must be bytes or None, not {type(data).__name__}")
+        comm = self._communication
+        if comm is None:
+            comm = self._communication = _Communication(
+                bytes(data) if data is not None and self.stdin is not None else None,
+                self.stdout is not None,
+                self.stderr is not None,
+            )
+        elif data:
+            raise ValueError("communicate() was called again with input after a timeout")
+        return comm
+
+    def communicate_blocking(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """Sends ``input`` to stdin and closes it, reads stdout and stderr to
+        end of file, waits for the child; returns ``(stdout, stderr)`` (None
+        for a stream that is not a pipe). ``subprocess`` semantics: a child
+        that stops reading its stdin (``BrokenPipeError``) is not an error;
+        after ``timeout`` seconds ``TimeoutError`` is raised, the child keeps
+        running, and calling again (without input) goes on where it stopped.
+        Works with the streams of ``spawn()`` and of ``open_process()``."""
+        comm = self._communication_state(input)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            stdin = self.stdin
+            if stdin is not None:
+                if isinstance(stdin, ChildStreamWriter):
+                    # Bytes written but still queued go first.
+                    pending = bytes(stdin._buffer) + bytes(comm.input[comm.offset :])
+                    stdin._buffer.clear()
+                    comm.input, comm.offset = memoryview(pending), 0
+                else:
+                    with contextlib.suppress(BrokenPipeError, ValueError):
+                        stdin.flush()  # type: ignore[attr-defined]
+                if comm.offset < len(comm.input) and _fileno(stdin) >= 0:
+                    selector.register(_fileno(stdin), selectors.EVENT_WRITE, "stdin")
+                else:
+                    self._close_stdin()
+            for name, chunks in (("stdout", comm.stdout), ("stderr", comm.stderr)):
+                stream = getattr(self, name)
+                if stream is None or chunks is None:
+                    continue
+                if isinstance(stream, ChildStreamReader) and stream._buffer:
+                    chunks.append(stream._take(len(stream._buffer)))
+                if _fileno(stream) >= 0:
+                    selector.register(_fileno(stream), selectors.EVENT_READ, name)
+            while selector.get_map():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+                for key, _events in selector.select(remaining):
+                    if key.data == "stdin":
+                        if self._write_input(key.fd, comm):
+                            selector.unregister(key.fd)
+                            self._close_stdin()
+                        continue
+                    try:
+                        data = os.read(key.fd, _READ_CHUNK)
+                    except (BlockingIOError, InterruptedError):
+                        continue
+                    if data:
+                        getattr(comm, key.data).append(data)
+                    else:
+                        selector.unregister(key.fd)
+                        with contextlib.suppress(OSError):
+                            getattr(self, key.data).close()
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self.wait_blocking(remaining)
+        return comm.result()
+
+    def _write_input(self, fd: int, comm: _Communication) -> bool:
+        """Writes some input without blocking; True when done (or broken)."""
+        # A blocking fd takes PIPE_BUF bytes without blocking once writable.
+        size = _READ_CHUNK if not os.get_blocking(fd) else select.PIPE_BUF
+        try:
+            comm.offset += os.write(fd, comm.input[comm.offset : comm.offset + size])
+        except (BlockingIOError, InterruptedError):
+            return False
+        except (BrokenPipeError, ConnectionResetError):
+            return True  # the child stopped reading: not an error
+        return comm.offset >= len(comm.input)
+
+    def _close_stdin(self) -> None:
+        stdin = self.stdin
+        if isinstance(stdin, ChildStreamWriter):
+            stdin._abandon()
+        elif stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()  # type: ignore[attr-defined]
+
+    # -- coroutines ------------------------------------------------------------
 
     def _add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
         """A future of its own for one awaiting task (so cancelling it touches
@@ -785,21 +996,80 @@ class Child:
             if not waiter.done():  # a cancelled waiter is done
                 waiter.set_result(returncode)
 
-    async def wait(self, *, whole_job: bool = False) -> int:
+    async def _wait_generic(self) -> int:
+        """Waits for the exit under any anyio backend (trio): one task per
+        child sleeps on the exit notifier, the others on an event."""
+        delay = _DEFERRED_POLL
+        while not self._try_reap():
+            event = self._generic_waiter
+            if event is not None:
+                await event.wait()
+                continue
+            if self._pid_waiting:
+                # A thread blocked in wait_blocking() reaps it; the notifier
+                # may stay readable until then: poll, briefly.
+                await anyio.sleep(delay)
+                delay = min(delay * 2, _DEFERRED_POLL_MAX)
+                continue
+            event = self._generic_waiter = anyio.Event()
+            try:
+                with self._lock:
+                    if self._returncode is None:
+                        self._notifier.prepare()
+                if self._returncode is None:
+                    await self._notifier.wait_async()
+            finally:
+                self._generic_waiter = None
+                event.set()
+        returncode = self._returncode
+        assert returncode is not None
+        return returncode
+
+    async def _wait(self, timeout: float | None) -> int:
+        """``wait()`` without the kill on cancellation."""
+        if self._returncode is not None:
+            return self._returncode
+        loop = asyncio_loop()
+        if loop is None:
+            if timeout is None:
+                return await self._wait_generic()
+            with anyio.move_on_after(timeout):
+                return await self._wait_generic()
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+        # asyncio: no reap attempt first: a child that already exited wakes
+        # the notifier at once, and the common case (still running) saves a
+        # syscall.
+        if timeout is None:
+            return await self._add_waiter(loop)
+        try:
+            return await asyncio.wait_for(self._add_waiter(loop), timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds") from None
+
+    async def _kill_on_cancel(self) -> None:
+        """A coroutine of ours was cancelled: kill the job, reap the child
+        (shielded from further cancellation), close the pipes."""
+        self._kill_job()
+        await finish_shielded(lambda: self._wait(None))
+        self._close_pipes()
+
+    async def wait(self, timeout: float | None = None, *, whole_job: bool = False) -> int:
         """Waits for the child to exit, reaps it and returns ``returncode``.
 
         ``whole_job=True`` also waits until every process the job started has
         exited (its cgroup's ``cgroup.events``; without a cgroup, the child's
         process group, polled), then removes the job's cgroup.
 
-        Any number of tasks may await it at once; cancelling one of them does
-        not kill the child and does not disturb the others."""
-        returncode = self._returncode
-        if returncode is None:
-            # No reap attempt first: a child that already exited wakes the
-            # notifier at once, and the common case (still running) saves a
-            # syscall.
-            returncode = await self._add_waiter(asyncio.get_running_loop())
+        ``timeout`` in seconds (None: no limit): ``TimeoutError`` when it
+        passes first, and the child keeps running. Any number of tasks may
+        await it at once. Cancelling the wait (a cancel scope, ``task.cancel()``,
+        a timeout around it) kills and reaps the child's whole job."""
+        try:
+            returncode = await self._wait(timeout)
+        except BaseException as exc:
+            if is_cancellation(exc) and self._returncode is None:
+                await self._kill_on_cancel()
+            raise
         if whole_job:
             await self._wait_job()
         return returncode
@@ -812,10 +1082,15 @@ class Child:
         cgroup, also waits until the job is empty and removes the cgroup.
         Returns ``returncode``."""
         self._kill_job()
-        returncode = await self.wait()
-        if self._cgroup is not None:
-            await self._wait_job()
-        return returncode
+        try:
+            returncode = await self._wait(None)
+            if self._cgroup is not None:
+                await self._wait_job()
+            return returncode
+        except BaseException as exc:
+            if is_cancellation(exc):
+                await self._kill_on_cancel()
+            raise
 
     async def terminate(self, grace: float = 5.0) -> int:
         """SIGTERMs the job; SIGKILLs it if it has not ended after ``grace``
@@ -827,13 +1102,115 @@ class Child:
         otherwise the process group gets it and the job has ended when the
         child exited."""
         self._signal_job(signal.SIGTERM)
+        deadline = time.monotonic() + grace
         try:
-            return await asyncio.wait_for(self.wait(whole_job=self._cgroup is not None), grace)
-        except asyncio.TimeoutError:
-            return await self.kill()
+            try:
+                returncode = await self._wait(grace)
+                if self._cgroup is not None:
+                    with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as scope:
+                        await self._wait_job()
+                    if scope.cancelled_caught:
+                        raise TimeoutError
+                return returncode
+            except TimeoutError:
+                self._kill_job()
+                returncode = await self._wait(None)
+                if self._cgroup is not None:
+                    await self._wait_job()
+                return returncode
+        except BaseException as exc:
+            if is_cancellation(exc):
+                await self._kill_on_cancel()
+            raise
+
+    def _async_streams(
+        self,
+    ) -> tuple[ChildStreamWriter | None, ChildStreamReader | None, ChildStreamReader | None]:
+        """The pipes as async streams; blocking files of ``spawn()`` are
+        turned into streams over the same fds (they are used up anyway)."""
+        converted: list[Any] = []
+        for name in ("stdin", "stdout", "stderr"):
+            stream = getattr(self, name)
+            if stream is None or isinstance(stream, (ChildStreamReader, ChildStreamWriter)):
+                converted.append(stream)
+                continue
+            if name == "stdin":
+                with contextlib.suppress(BrokenPipeError, ValueError):
+                    stream.flush()
+            fd = _fileno(stream)
+            if fd < 0:
+                converted.append(None)
+                continue
+            new_fd = os.dup(fd)
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()
+            async_stream = (
+                ChildStreamWriter(new_fd) if name == "stdin" else ChildStreamReader(new_fd)
+            )
+            setattr(self, name, async_stream)
+            converted.append(async_stream)
+        return converted[0], converted[1], converted[2]
+
+    async def _communicate(
+        self, data: bytes | None, timeout: float | None
+    ) -> tuple[bytes | None, bytes | None]:
+        comm = self._communication_state(data)
+        stdin, stdout, stderr = self._async_streams()
+
+        async def feed(writer: ChildStreamWriter) -> None:
+            try:
+                if comm.offset < len(comm.input):
+                    rest = comm.input[comm.offset :]
+                    comm.offset = len(comm.input)  # queued in the writer now
+                    writer.write(rest)
+                writer.close()
+                await writer.wait_closed()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the child stopped reading: not an error
+            writer._abandon()
+
+        async def collect(reader: ChildStreamReader, chunks: list[bytes]) -> None:
+            while chunk := await reader.read(_READ_CHUNK):
+                chunks.append(chunk)
+            reader.close()
+
+        with anyio.move_on_after(timeout) as scope:
+            async with anyio.create_task_group() as group:
+                if stdin is not None:
+                    group.start_soon(feed, stdin)
+                if stdout is not None and comm.stdout is not None:
+                    group.start_soon(collect, stdout, comm.stdout)
+                if stderr is not None and comm.stderr is not None:
+                    group.start_soon(collect, stderr, comm.stderr)
+            await self._wait(None)
+        if scope.cancelled_caught and self._returncode is None:
+            raise TimeoutError(f"{self!r} still running after {timeout} seconds")
+        return comm.result()
+
+    async def communicate(
+        self, input: bytes | None = None, timeout: float | None = None
+    ) -> tuple[bytes | None, bytes | None]:
+        """The coroutine twin of ``communicate_blocking()``: sends ``input``
+        and closes stdin, reads stdout and stderr to end of file, waits;
+        returns ``(stdout, stderr)``. ``TimeoutError`` after ``timeout``
+        seconds leaves the child running (call again to go on); cancelling
+        the call kills and reaps the job."""
+        try:
+            return await self._communicate(input, timeout)
+        except BaseException as exc:
+            if is_cancellation(exc) and self._returncode is None:
+                await self._kill_on_cancel()
+            raise
 
 
-async def kill_child_process_group(child: Child) -> None:
+def _fileno(stream: Any) -> int:
+    try:
+        return int(stream.fileno())
+    except (OSError, ValueError):
+        return -1  # a closed file
+
+
+async def kill_child_process_group(child: Child[Any, Any]) -> None:
     """SIGKILLs ``-child.pgid`` (what is left of it, if the child already
     exited and the pgid was not recycled) and reaps the child."""
     await child.kill()

@@ -23,7 +23,29 @@ class SpawnError(OrchestratorSpawnError, OSError):
     ``errno`` is the failing call's errno; ``stage`` names the step in the child
     that failed: ``"chdir"``, ``"setpgid"``, ``"setrlimit"``, ``"dup2"``,
     ``"sandbox"`` or ``"exec"`` (``"fork"`` when the fork itself failed).
+    ``program`` and ``filename`` name the program.
+
+    Like ``OSError(errno, ...)``, constructing one gives the subclass that is
+    also the builtin of that errno: a ``SpawnError`` for ``ENOENT`` is a
+    ``FileNotFoundError``, for ``EACCES`` a ``PermissionError``, and so on, so
+    ``except FileNotFoundError`` works as with ``subprocess``.
     """
+
+    def __new__(
+        cls,
+        errno: int,
+        message: str,
+        *,
+        stage: str,
+        program: str | None = None,
+    ) -> SpawnError:
+        if cls is SpawnError:
+            cls = _spawn_error_class(errno)
+        # OSError.__new__ sets errno, strerror and filename (our own __new__
+        # means its __init__ does nothing).
+        if program is None:
+            return super().__new__(cls, errno, message)
+        return super().__new__(cls, errno, message, program)
 
     def __init__(
         self,
@@ -33,7 +55,6 @@ class SpawnError(OrchestratorSpawnError, OSError):
         stage: str,
         program: str | None = None,
     ) -> None:
-        super().__init__(errno, message)
         self.stage = stage
         self.program = program
 
@@ -42,6 +63,28 @@ class SpawnError(OrchestratorSpawnError, OSError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_spawn_error, (self.errno, self.strerror, self.stage, self.program))
+
+
+# errno -> the SpawnError subclass that is also OSError's builtin for it.
+_SPAWN_ERROR_CLASSES: dict[int, type[SpawnError]] = {}
+
+
+def _spawn_error_class(errno: int) -> type[SpawnError]:
+    found = _SPAWN_ERROR_CLASSES.get(errno)
+    if found is not None:
+        return found
+    # OSError(errno, ...) picks the builtin subclass (FileNotFoundError, ...).
+    builtin = type(OSError(errno, ""))
+    if builtin is OSError:
+        found = SpawnError
+    else:
+        found = type(
+            "SpawnError",
+            (SpawnError, builtin),
+            {"__module__": __name__, "__qualname__": "SpawnError", "__doc__": SpawnError.__doc__},
+        )
+    _SPAWN_ERROR_CLASSES[errno] = found
+    return found
 
 
 def _rebuild_spawn_error(errno: int, message: str, stage: str, program: str | None) -> SpawnError:

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
+import anyio
+
 from orchestrator_spawn import _native
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 from orchestrator_spawn.redact import RedactionOptions, check_options
@@ -411,6 +413,9 @@ class Capture:
         if self._writers:
             _close_writers(self._writers)
         if not self._native.done():
+            if asyncio._get_running_loop() is None:
+                await _wait_done_any_loop(self)  # trio (or another anyio backend)
+                return self._result()
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             _notifier.add_waiter(self, future)
             try:
@@ -448,18 +453,29 @@ class Capture:
         """Yield the stream's redacted bytes live, as the sink receives them.
 
         Needs ``live=`` at ``start_capture``; one reader per stream. Ends when
-        the stream is finished. Stopping early (``aclose()``/``break``) just
-        closes the live pipe; the sink still receives everything. Backpressure:
-        a live reader that does not keep up pauses that stream's pipe.
+        the stream is finished. Closes this process's pipe writers first (as
+        ``wait()`` does): start it after the child was spawned. For a whole
+        child, ``orchestrator_spawn.open_redacted`` does all of this. Stopping
+        early (``aclose()``/``break``) just closes the live pipe; the sink
+        still receives everything. Backpressure: a live reader that does not
+        keep up pauses that stream's pipe.
         """
         tee = self._take_tee(stream)
-        loop = asyncio.get_running_loop()
+        # Our copies of the pipe writers would keep the stream from ending:
+        # the child has its own by now (a forgotten close_writers() used to
+        # make this iterate forever).
+        if self._writers:
+            _close_writers(self._writers)
+        loop = asyncio._get_running_loop()
         try:
             while True:
                 try:
                     data = os.read(tee.fd, 1 << 16)
                 except BlockingIOError:
-                    await _readable(loop, tee.fd)
+                    if loop is None:
+                        await anyio.wait_readable(tee.fd)  # trio
+                    else:
+                        await _readable(loop, tee.fd)
                     continue
                 if not data:
                     return
@@ -546,6 +562,34 @@ def _close_writers(writers: dict[str, int]) -> None:
         writers[name] = -1
         if fd >= 0:
             os.close(fd)
+
+
+# Under a non-asyncio loop (trio), how long a task sleeps on the notification
+# fd before it checks its capture again (a loop in another thread may have
+# taken the notification), in seconds.
+_NOTIFY_RECHECK = 0.1
+# Thread id -> the event that the one task sleeping on the notification fd
+# sets when it wakes (trio lets one task wait on an fd at a time).
+_notify_sleepers: dict[int, anyio.Event] = {}
+
+
+async def _wait_done_any_loop(capture: Capture) -> None:
+    """Waits for ``capture`` under any anyio backend: one task per thread
+    sleeps on the pump's notification fd, the others on its event."""
+    key = threading.get_ident()
+    while not capture.done():
+        event = _notify_sleepers.get(key)
+        if event is not None:
+            await event.wait()
+            continue
+        event = _notify_sleepers[key] = anyio.Event()
+        try:
+            with anyio.move_on_after(_NOTIFY_RECHECK):
+                await anyio.wait_readable(_notifier.notify_fd())
+            _notifier.drain_if_pending()
+        finally:
+            del _notify_sleepers[key]
+            event.set()
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

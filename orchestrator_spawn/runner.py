@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from orchestrator_spawn._aio import in_event_loop
 from orchestrator_spawn.config import ResolvedExecutionProfile, RunnerConfig, RunnerPolicy
 from orchestrator_spawn.errors import (
     OrchestratorSpawnError,
@@ -385,6 +386,11 @@ def _start(
 
     The policy checks (:func:`_preflight`) must have passed already.
     """
+    if pipe_stdin and not in_event_loop():
+        raise RuntimeError(
+            "pipe_stdin=True gives child.stdin as an async stream (as open_process() "
+            "does): call this inside a running event loop (asyncio or trio)"
+        )
     argv = [runner.shell, runner.shell_arg, command]
     prepared: PreparedSandbox | None = None
     options: dict[str, Any] = {}
@@ -400,7 +406,7 @@ def _start(
     else:
         env = _child_env(runner, extra_env)
     try:
-        child: Child = spawn(
+        child: Child[Any, Any] = spawn(
             argv,
             cwd=cwd,
             env=env,
@@ -409,6 +415,7 @@ def _start(
             stderr=stderr,
             process_group=True,
             limits=profile.resource_limits(),
+            _async_streams=pipe_stdin,
             **options,
         )
     except OSError as err:

@@ -9,20 +9,22 @@ the child.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, Protocol, TypeAlias
+from types import TracebackType
+from typing import IO, Any, Protocol, TypeAlias, final
 
 from orchestrator_spawn import _native, _platform
-from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import cgroup as _cgroup
 from orchestrator_spawn._platform.pidfd import PidfdExit as _PidfdExit
-from orchestrator_spawn.child import Child
+from orchestrator_spawn.child import Child, log
 
-__all__ = ["DEVNULL", "PIPE", "STDOUT", "ResourceLimits", "spawn"]
+__all__ = ["DEVNULL", "PIPE", "STDOUT", "ProcessOpener", "ResourceLimits", "open_process", "spawn"]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -44,8 +46,9 @@ class ResourceLimits:
     ``memory_bytes`` -> RLIMIT_AS (bytes of address space), ``cpu_seconds`` ->
     RLIMIT_CPU (CPU seconds), ``processes`` -> RLIMIT_NPROC (processes of the
     user; root is exempt), ``open_files`` -> RLIMIT_NOFILE (fds). ``None``
-    leaves a limit as inherited. Values must be non-negative ints, else
-    ``TypeError``/``ValueError``.
+    leaves a limit as inherited. Values must be ints in 0 .. 2**63 - 1
+    (``TypeError`` for another type, ``ValueError`` naming the field for a
+    negative or too large value).
     """
 
     memory_bytes: int | None = None
@@ -60,8 +63,12 @@ class ResourceLimits:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"ResourceLimits.{name} must be an int or None, got {value!r}")
-            if not 0 <= value < 2**63:
+            if value < 0:
                 raise ValueError(f"ResourceLimits.{name} must be >= 0, got {value}")
+            if value >= 2**63:
+                raise ValueError(
+                    f"ResourceLimits.{name} is too large: {value} (the largest is 2**63 - 1)"
+                )
 
     def as_rlimits(self) -> tuple[int, int, int, int]:
         """(AS, CPU, NPROC, NOFILE) for the C core; -1 means unchanged."""
@@ -322,23 +329,13 @@ def _pass_fds(pass_fds: Iterable[int]) -> tuple[int, ...]:
     return tuple(sorted(fds))
 
 
-def _wrap_streams(
-    plan: _StdioPlan,
-) -> tuple[
-    PipeStreamWriter | IO[bytes] | None,
-    PipeStreamReader | IO[bytes] | None,
-    PipeStreamReader | IO[bytes] | None,
-]:
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
+def _wrap_streams(plan: _StdioPlan, async_streams: bool) -> tuple[Any, Any, Any]:
     stdin_fd, stdout_fd, stderr_fd = plan.parent_fds
-    if loop is not None:
+    if async_streams:
         return (
-            PipeStreamWriter(stdin_fd, loop) if stdin_fd is not None else None,
-            PipeStreamReader(stdout_fd, loop) if stdout_fd is not None else None,
-            PipeStreamReader(stderr_fd, loop) if stderr_fd is not None else None,
+            ChildStreamWriter(stdin_fd) if stdin_fd is not None else None,
+            ChildStreamReader(stdout_fd) if stdout_fd is not None else None,
+            ChildStreamReader(stderr_fd) if stderr_fd is not None else None,
         )
     return (
         open(stdin_fd, "wb") if stdin_fd is not None else None,
@@ -360,7 +357,8 @@ def spawn(
     pass_fds: Iterable[int] = (),
     die_with_parent: bool = True,
     _sandbox_plan: Any = None,
-) -> Child:
+    _async_streams: bool = False,
+) -> Child[IO[bytes], IO[bytes]]:
     """Starts ``argv`` as a child process and returns its :class:`Child` handle.
 
     - ``argv[0]`` without a slash is searched on the ``PATH`` of the child's
@@ -372,8 +370,8 @@ def spawn(
       subprocess); a mapping is exactly the child's env.
     - ``stdin``/``stdout``/``stderr``: None (inherit), ``PIPE``, ``DEVNULL``,
       an fd or an object with ``fileno()``; ``stderr`` may be ``STDOUT``. With
-      ``PIPE``, the handle's attribute is an asyncio stream when ``spawn`` is
-      called inside a running event loop, else a blocking binary file object.
+      ``PIPE``, the handle's attribute is a blocking binary file object,
+      whoever calls (``open_process()`` gives async streams).
     - ``process_group=True`` puts the child in a new process group
       (``child.pgid == child.pid``).
     - ``limits`` are applied with ``setrlimit`` (soft = hard) before exec.
@@ -394,12 +392,15 @@ def spawn(
       sandbox layer (the runner passes it). With a plan, clone() makes its
       namespaces and the child runs the sandbox hooks (a real fork that
       unshares them where clone() may not); a failing hook is stage
-      "sandbox".
+      "sandbox". ``_async_streams`` is PRIVATE too: ``open_process()`` and
+      the runner's ``pipe_stdin`` ask for async streams with it.
 
     Raises ``ValueError`` (before any fork) for an empty argv, NUL bytes in
     argv/env/cwd, ``=`` in an env name; ``SpawnError`` (an ``OSError`` with
-    ``.errno``, ``.stage``, ``.program``) if the child failed before exec, in
-    which case it was already reaped.
+    ``.errno``, ``.stage``, ``.program``, ``.filename``; also the errno's
+    builtin: ``FileNotFoundError``, ``PermissionError``, ...) if the child
+    failed before exec, in which case it was already reaped; ``TypeError``
+    for ``limits`` that are not a ``ResourceLimits``.
     """
     args, argv_block = _encode_argv(argv)
     if env is None:
@@ -417,7 +418,12 @@ def spawn(
         if env is None:
             env_path = _inherited_path()
         search_path = env_path if env_path is not None else _DEFPATH
-    rlimits = limits.as_rlimits() if limits is not None else _native.NO_LIMITS
+    if limits is None:
+        rlimits = _native.NO_LIMITS
+    elif isinstance(limits, ResourceLimits):
+        rlimits = limits.as_rlimits()
+    else:
+        raise TypeError(f"limits must be a ResourceLimits or None, not {type(limits).__name__}")
     kept_fds = _pass_fds(pass_fds) if pass_fds else ()
     if _sandbox_plan is not None:
         # The plan's own fd (the allowlist proxy's handoff socketpair end):
@@ -439,6 +445,8 @@ def spawn(
         if _get_running_loop() is not None:
             flags |= _native.WANT_PIDFD
     elif _platform.wants_pidfd():
+        flags |= _native.WANT_PIDFD
+    if _async_streams and lazy_pidfd:
         flags |= _native.WANT_PIDFD
 
     # With nothing redirected (the common case) there is no plan to build or
@@ -499,11 +507,19 @@ def spawn(
     if plan is not None:
         plan.close_child_ends()
         if plan.parent_fds != [None, None, None]:
-            child_stdin, child_stdout, child_stderr = _wrap_streams(plan)
+            child_stdin, child_stdout, child_stderr = _wrap_streams(plan, _async_streams)
     if lazy_pidfd:
         notifier: _platform.ExitNotifier = _PidfdExit(pid, pidfd)
     else:
         notifier = _platform.exit_notifier(pid, pidfd)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "spawn pid=%d argv0=%r sandbox=%s containment=%s",
+            pid,
+            os.fsdecode(program),
+            "host" if _sandbox_plan is None else "sandbox",
+            "process_group" if process_group else "none",
+        )
     return Child._create(
         pid,
         pid if process_group else None,
@@ -515,4 +531,83 @@ def spawn(
         containment,
         cgroup_path,
         keeper_group,
+    )
+
+
+AsyncChild: TypeAlias = "Child[ChildStreamWriter, ChildStreamReader]"
+
+
+@final
+class ProcessOpener:
+    """What ``open_process()`` returns: ``await`` it for the :class:`Child`,
+    or use it as ``async with open_process(...) as child:`` (leaving the
+    block kills the job if it still runs, reaps it and closes the pipes)."""
+
+    __slots__ = ("_argv", "_child", "_options")
+
+    def __init__(self, argv: Sequence[StrOrBytesPath], options: dict[str, Any]) -> None:
+        self._argv = argv
+        self._options = options
+        self._child: AsyncChild | None = None
+
+    def _open(self) -> AsyncChild:
+        child: AsyncChild = spawn(  # type: ignore[assignment]
+            self._argv, _async_streams=True, **self._options
+        )
+        return child
+
+    def __await__(self) -> Generator[Any, None, AsyncChild]:
+        # The spawn itself does not wait for anything: no suspension point.
+        yield from ()  # a generator, so that ``await`` accepts it
+        return self._open()
+
+    async def __aenter__(self) -> AsyncChild:
+        self._child = self._open()
+        return self._child
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        child, self._child = self._child, None
+        if child is not None:
+            await child.__aexit__(exc_type, exc, tb)
+
+
+def open_process(
+    argv: Sequence[StrOrBytesPath],
+    *,
+    cwd: StrOrBytesPath | None = None,
+    env: Mapping[Any, Any] | None = None,
+    stdin: StdioSpec = None,
+    stdout: StdioSpec = None,
+    stderr: StdioSpec = None,
+    process_group: bool = True,
+    limits: ResourceLimits | None = None,
+    pass_fds: Iterable[int] = (),
+    die_with_parent: bool = True,
+) -> ProcessOpener:
+    """The async twin of :func:`spawn`, with the same arguments:
+    ``child = await open_process(...)`` or ``async with open_process(...) as
+    child:``.
+
+    With ``PIPE``, ``child.stdin`` is a :class:`ChildStreamWriter` and
+    ``child.stdout``/``child.stderr`` are :class:`ChildStreamReader`
+    objects (the asyncio stream methods), usable under asyncio, uvloop and
+    trio. Raises what ``spawn()`` raises, when awaited."""
+    return ProcessOpener(
+        argv,
+        {
+            "cwd": cwd,
+            "env": env,
+            "stdin": stdin,
+            "stdout": stdout,
+            "stderr": stderr,
+            "process_group": process_group,
+            "limits": limits,
+            "pass_fds": pass_fds,
+            "die_with_parent": die_with_parent,
+        },
     )

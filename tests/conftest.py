@@ -18,3 +18,15 @@ def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
         yield str(request.param)
     finally:
         _platform.set_pidfd_enabled(saved)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("asyncio", {}), id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+        pytest.param(("trio", {}), id="trio"),
+    ]
+)
+def anyio_backend(request: pytest.FixtureRequest) -> object:
+    """Tests marked ``anyio`` run on asyncio, uvloop and trio."""
+    return request.param

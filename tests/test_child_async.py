@@ -17,8 +17,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from orchestrator_spawn import PIPE, Child, kill_child_process_group, spawn
-from orchestrator_spawn._pipe_streams import PipeStreamReader, PipeStreamWriter
+from orchestrator_spawn import (
+    PIPE,
+    Child,
+    ChildStreamReader,
+    ChildStreamWriter,
+    kill_child_process_group,
+    open_process,
+    spawn,
+)
 from tests.process_helpers import count_pidfds, wait_gone
 
 T = TypeVar("T")
@@ -56,13 +63,13 @@ def reaped(pid: int) -> bool:
     return False
 
 
-def reader(stream: object) -> PipeStreamReader:
-    assert isinstance(stream, PipeStreamReader)
+def reader(stream: object) -> ChildStreamReader:
+    assert isinstance(stream, ChildStreamReader)
     return stream
 
 
-def writer(stream: object) -> PipeStreamWriter:
-    assert isinstance(stream, PipeStreamWriter)
+def writer(stream: object) -> ChildStreamWriter:
+    assert isinstance(stream, ChildStreamWriter)
     return stream
 
 
@@ -86,7 +93,7 @@ def test_await_wait_signal(run: Runner[Any]) -> None:
 
 def test_many_concurrent_awaiters(run: Runner[Any]) -> None:
     async def main() -> list[int]:
-        child = spawn(["sh", "-c", "read x; exit 3"], stdin=PIPE)
+        child = await open_process(["sh", "-c", "read x; exit 3"], stdin=PIPE)
         waiters = [asyncio.ensure_future(child.wait()) for _ in range(20)]
         await asyncio.sleep(0)
         assert not any(w.done() for w in waiters)
@@ -96,18 +103,30 @@ def test_many_concurrent_awaiters(run: Runner[Any]) -> None:
     assert run(main) == [3] * 20
 
 
-def test_cancelling_a_waiter_does_not_kill_the_child(run: Runner[Any]) -> None:
+def test_cancelling_a_waiter_kills_the_job_and_wakes_the_others(run: Runner[Any]) -> None:
+    # CONTRACT §2: cancelling a coroutine of the library kills and reaps the
+    # job; the other waiters see the SIGKILL status.
     async def main() -> tuple[int | None, int]:
-        child = spawn(["sh", "-c", "read x; exit 5"], stdin=PIPE)
+        child = await open_process(["sh", "-c", "read x; exit 5"], stdin=PIPE)
         doomed = asyncio.ensure_future(child.wait())
         survivor = asyncio.ensure_future(child.wait())
         await asyncio.sleep(0)
         doomed.cancel()
         with pytest.raises(asyncio.CancelledError):
             await doomed
-        still_running = child.try_wait()
+        return child.returncode, await survivor
+
+    assert run(main) == (-signal.SIGKILL, -signal.SIGKILL)
+
+
+def test_wait_timeout_leaves_the_child_running(run: Runner[Any]) -> None:
+    async def main() -> tuple[int | None, int]:
+        child = await open_process(["sh", "-c", "read x; exit 5"], stdin=PIPE)
+        with pytest.raises(TimeoutError):
+            await child.wait(timeout=0.05)
+        running = child.returncode
         writer(child.stdin).write(b"go\n")
-        return still_running, await survivor
+        return running, await child.wait(timeout=10)
 
     assert run(main) == (None, 5)
 
@@ -155,7 +174,7 @@ WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 
 
 async def spawn_with_grandchild() -> tuple[Child, int]:
-    child = spawn(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
+    child = await open_process(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
     line = await reader(child.stdout).readline()
     return child, int(line)
 
@@ -192,7 +211,7 @@ IGNORE_TERM = (
 
 def test_terminate_escalates_to_sigkill(run: Runner[Any]) -> None:
     async def main() -> tuple[int, float]:
-        child = spawn([sys.executable, "-c", IGNORE_TERM], stdout=PIPE)
+        child = await open_process([sys.executable, "-c", IGNORE_TERM], stdout=PIPE)
         assert await reader(child.stdout).readline() == b"ready\n"
         started = time.monotonic()
         status = await child.terminate(grace=0.5)
@@ -230,11 +249,13 @@ def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
 # -- pipes ---------------------------------------------------------------------
 
 
-def test_streams_are_asyncio_streams_inside_a_loop(run: Runner[Any]) -> None:
+def test_open_process_gives_async_streams(run: Runner[Any]) -> None:
     async def main() -> list[bytes]:
-        child = spawn(["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
-        assert isinstance(child.stdout, asyncio.StreamReader)
-        assert isinstance(child.stderr, asyncio.StreamReader)
+        child = await open_process(
+            ["sh", "-c", "cat; echo err >&2"], stdin=PIPE, stdout=PIPE, stderr=PIPE
+        )
+        assert isinstance(child.stdout, ChildStreamReader)
+        assert isinstance(child.stderr, ChildStreamReader)
         stdin = writer(child.stdin)
         stdin.writelines([b"line one\n", b"line two\n"])
         await stdin.drain()
@@ -252,7 +273,7 @@ def test_round_trip_several_megabytes(run: Runner[Any]) -> None:
     payload = os.urandom(8 * 1024 * 1024)
 
     async def main() -> bytes:
-        child = spawn(["cat"], stdin=PIPE, stdout=PIPE)
+        child = await open_process(["cat"], stdin=PIPE, stdout=PIPE)
         stdin = writer(child.stdin)
 
         async def feed() -> None:
@@ -272,7 +293,7 @@ def test_round_trip_several_megabytes(run: Runner[Any]) -> None:
 
 def test_write_to_closed_stdin_raises_broken_pipe(run: Runner[Any]) -> None:
     async def main() -> None:
-        child = spawn(["true"], stdin=PIPE)
+        child = await open_process(["true"], stdin=PIPE)
         await child.wait()
         stdin = writer(child.stdin)
         with pytest.raises(BrokenPipeError):
@@ -290,7 +311,7 @@ def test_write_to_closed_stdin_raises_broken_pipe(run: Runner[Any]) -> None:
 def test_broken_pipe_while_draining(run: Runner[Any]) -> None:
     async def main() -> None:
         # The child reads one line, then exits while we still have MBs queued.
-        child = spawn(["sh", "-c", "read x"], stdin=PIPE)
+        child = await open_process(["sh", "-c", "read x"], stdin=PIPE)
         stdin = writer(child.stdin)
         stdin.write(b"first\n" + b"y" * (4 * 1024 * 1024))
         with pytest.raises(BrokenPipeError):
@@ -302,7 +323,9 @@ def test_broken_pipe_while_draining(run: Runner[Any]) -> None:
 
 def test_child_closes_stdout_early_but_keeps_running(run: Runner[Any]) -> None:
     async def main() -> tuple[bytes, int | None, int]:
-        child = spawn(["sh", "-c", "echo bye; exec >&-; read x; exit 4"], stdin=PIPE, stdout=PIPE)
+        child = await open_process(
+            ["sh", "-c", "echo bye; exec >&-; read x; exit 4"], stdin=PIPE, stdout=PIPE
+        )
         out = await reader(child.stdout).read()  # EOF while the child runs on
         running = child.returncode
         writer(child.stdin).write(b"go\n")
@@ -314,7 +337,7 @@ def test_child_closes_stdout_early_but_keeps_running(run: Runner[Any]) -> None:
 def test_grandchild_holding_pipe_after_exit_and_group_kill(run: Runner[Any]) -> None:
     async def main() -> tuple[int, bool, bytes]:
         # The child exits at once; its grandchild keeps stdout open.
-        child = spawn(["sh", "-c", "sleep 300 & echo started"], stdout=PIPE)
+        child = await open_process(["sh", "-c", "sleep 300 & echo started"], stdout=PIPE)
         stdout = reader(child.stdout)
         assert await stdout.readline() == b"started\n"
         status = await child.wait()  # does not depend on the pipe
@@ -343,11 +366,27 @@ def test_blocking_files_outside_a_loop() -> None:
     with child:
         assert child.stdin is not None
         assert child.stdout is not None
-        assert not isinstance(child.stdout, asyncio.StreamReader)
+        assert not isinstance(child.stdout, ChildStreamReader)
         child.stdin.write(b"it\n")
         child.stdin.close()
         assert child.stdout.read() == b"got-it\n"
         assert child.wait_blocking(timeout=10) == 0
+
+
+def test_spawn_gives_blocking_files_inside_a_loop_too(run: Runner[Any]) -> None:
+    # Issue 14 item 1: no type that depends on whether a loop is running.
+    async def main() -> bytes:
+        with spawn(["sh", "-c", "read x; echo got-$x"], stdin=PIPE, stdout=PIPE) as child:
+            assert child.stdin is not None
+            assert child.stdout is not None
+            assert not isinstance(child.stdout, ChildStreamReader)
+            child.stdin.write(b"it\n")
+            child.stdin.close()
+            out = child.stdout.read()
+            assert child.wait_blocking(timeout=10) == 0
+            return out
+
+    assert run(main) == b"got-it\n"
 
 
 def test_no_fd_leak_across_many_piped_children(run: Runner[Any]) -> None:
@@ -356,7 +395,7 @@ def test_no_fd_leak_across_many_piped_children(run: Runner[Any]) -> None:
 
     async def main() -> None:
         for _ in range(30):
-            child = spawn(["echo", "x"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
+            child = await open_process(["echo", "x"], stdin=PIPE, stdout=PIPE, stderr=PIPE)
             assert await reader(child.stdout).read() == b"x\n"
             await child.wait()
             child.close()
@@ -372,8 +411,8 @@ def test_wait_cancelled_by_closed_loop_does_not_leak_pidfd(exit_path: str) -> No
     child = spawn(["sh", "-c", "read x"], stdin=PIPE)
 
     async def give_up() -> None:
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(child.wait(), 0.05)
+        with pytest.raises(TimeoutError):
+            await child.wait(timeout=0.05)
 
     asyncio.run(give_up())  # closes its loop with our watch still registered
     assert child.returncode is None

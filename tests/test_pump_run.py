@@ -76,13 +76,13 @@ def test_output_is_redacted_in_both_streams() -> None:
 
 def test_stdin_round_trip_of_megabytes() -> None:
     data = os.urandom(3 * 1024 * 1024)
-    result = arun(run(["cat"], stdin=data))
+    result = arun(run(["cat"], input=data, redact=None))
     assert result.returncode == 0
     assert result.stdout == data
 
 
 def test_stdin_not_read_is_fine() -> None:
-    result = arun(run(["true"], stdin=b"x" * (4 * 1024 * 1024)))
+    result = arun(run(["true"], input=b"x" * (4 * 1024 * 1024)))
     assert result.returncode == 0
 
 

@@ -244,7 +244,7 @@ def test_unclassified_sandbox_failures_stay_spawn_errors(
     code: int, stage: str, limits: dict[str, int]
 ) -> None:
     err = classify_spawn_error(_err(code, stage), RUNNER, _sandbox(**limits))
-    assert type(err) is SpawnError
+    assert isinstance(err, SpawnError)
     assert (err.errno, err.stage, err.program) == (code, stage, "/bin/bash")
 
 
@@ -253,7 +253,7 @@ def test_host_failures_are_spawn_errors_naming_shell(code: int) -> None:
     host = ExecutionProfile(max_memory_mb=1, max_processes=1, max_open_files=1).resolve("h", "/w")
     runner = RunnerConfig(shell="/bin/sh", shell_arg="-c")
     err = classify_spawn_error(_err(code), runner, host)
-    assert type(err) is SpawnError
+    assert isinstance(err, SpawnError)
     assert "failed to spawn runner shell=/bin/sh shell_arg=-c" in str(err)
     assert os.strerror(code) in str(err)
     assert err.errno == code

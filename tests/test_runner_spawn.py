@@ -6,10 +6,12 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator_spawn import (
+    ChildStreamWriter,
     ExecutionProfile,
     ResolvedExecutionProfile,
     RunnerConfig,
@@ -201,3 +203,37 @@ def test_pipe_stdin(tmp_path: Path) -> None:
 
     assert asyncio.run(main()) == 0
     assert (tmp_path / "o").read_text() == "HELLO STDIN\n"
+
+
+def test_pipe_stdin_under_trio_and_refused_without_a_loop(tmp_path: Path) -> None:
+    # CONTRACT §4: child.stdin is open_process's async writer whoever calls;
+    # without a running event loop, a clear RuntimeError before any spawn.
+    trio = pytest.importorskip("trio")
+    marker = tmp_path / "ran"
+
+    def start(command: str) -> Any:
+        return spawn_with_runner(
+            RunnerConfig(),
+            command,
+            tmp_path,
+            tmp_path / "o",
+            os.devnull,
+            None,
+            True,
+            ResolvedExecutionProfile.host(tmp_path),
+        )
+
+    with pytest.raises(RuntimeError, match="event loop"):
+        start(f"touch {marker}")
+    assert not marker.exists()
+
+    async def main() -> int:
+        child = start("tr a-z A-Z")
+        assert isinstance(child.stdin, ChildStreamWriter)
+        child.stdin.write(b"under trio\n")
+        await child.stdin.drain()
+        child.stdin.close()
+        return await child.wait()
+
+    assert trio.run(main) == 0
+    assert (tmp_path / "o").read_text() == "UNDER TRIO\n"

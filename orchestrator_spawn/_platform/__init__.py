@@ -9,7 +9,8 @@ itself (``wait4`` under its lock), so reaping happens exactly once.
   ``pidfd_open``): blocking waits ``poll`` it, event loops watch it with
   ``loop.add_reader``. A plain blocking wait needs no pidfd at all: it sleeps
   in ``waitid(P_PID, pid, WNOWAIT)`` while the Child keeps other reapers off.
-  No threads.
+  No threads. Other backends than asyncio (trio) wait for the same fd to
+  become readable through anyio (``wait_async``).
 - macOS: a kqueue per child with ``EVFILT_PROC``/``NOTE_EXIT``, used the same
   way. No threads.
 - Fallback (kernels without pidfd, or the fast path disabled): ONE reaper
@@ -76,6 +77,11 @@ class ExitNotifier(Protocol):
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         """Drops the watch of ``loop`` (from ``loop``'s thread). Idempotent."""
+
+    async def wait_async(self) -> None:
+        """Sleeps in the running event loop, whatever its backend (anyio:
+        asyncio, uvloop, trio), until the child may have exited. One task per
+        child and event loop at a time (the Child sees to it); cancellable."""
 
     def close(self) -> None:
         """Releases the OS resources once no wait or watch uses them any more."""

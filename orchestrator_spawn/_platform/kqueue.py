@@ -11,6 +11,8 @@ import select
 import sys
 from collections.abc import Callable
 
+import anyio
+
 # mypy checks this module only when it checks for macOS.
 assert sys.platform == "darwin"
 
@@ -58,6 +60,15 @@ class KqueueExit:
             return
         self._watched[loop] = queue
         loop.add_reader(queue.fileno(), callback)
+
+    async def wait_async(self) -> None:
+        queue = _exit_queue(self._pid)
+        if queue is None:
+            return
+        try:
+            await anyio.wait_readable(queue.fileno())
+        finally:
+            queue.close()
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         queue = self._watched.pop(loop, None)

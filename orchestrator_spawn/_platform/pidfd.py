@@ -9,6 +9,8 @@ import select
 import threading
 from collections.abc import Callable
 
+import anyio
+
 from orchestrator_spawn._native import park_fd
 
 __all__ = ["PidfdExit"]
@@ -108,6 +110,15 @@ class PidfdExit:
             loop.call_soon(callback)
             return
         loop.add_reader(fd, callback)
+
+    async def wait_async(self) -> None:
+        fd = self._acquire()
+        if fd < 0:
+            return  # closed only after the child was reaped
+        try:
+            await anyio.wait_readable(fd)
+        finally:
+            self._release()
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:

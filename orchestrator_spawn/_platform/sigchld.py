@@ -17,6 +17,8 @@ import select
 import threading
 from collections.abc import Callable
 
+import anyio
+
 from orchestrator_spawn import _native
 
 __all__ = ["SigchldExit"]
@@ -101,6 +103,8 @@ class SigchldExit:
         self._exited = threading.Event()
         self._lock = threading.Lock()
         self._watchers: dict[asyncio.AbstractEventLoop, Callable[[], None]] = {}
+        # Write ends of the pipes that wait_async sleeps on (other backends).
+        self._wake_fds: list[int] = []
         _get_reaper().register(self)
 
     def check_exited(self) -> bool:
@@ -119,6 +123,9 @@ class SigchldExit:
         self._exited.set()
         with self._lock:
             watchers = list(self._watchers.items())
+            for fd in self._wake_fds:
+                with contextlib.suppress(OSError):
+                    os.write(fd, b"x")
         for loop, callback in watchers:
             with contextlib.suppress(RuntimeError):  # that loop is closed
                 loop.call_soon_threadsafe(callback)
@@ -131,6 +138,22 @@ class SigchldExit:
             self._watchers[loop] = callback
         if self._exited.is_set():
             loop.call_soon(callback)
+
+    async def wait_async(self) -> None:
+        # A pipe of its own that the reaper thread writes to: any backend
+        # can sleep on an fd.
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        try:
+            with self._lock:
+                self._wake_fds.append(write_end)
+            if not self._exited.is_set():
+                await anyio.wait_readable(read_end)
+        finally:
+            with self._lock:
+                self._wake_fds.remove(write_end)
+            os.close(read_end)
+            os.close(write_end)
 
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
