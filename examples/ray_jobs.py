@@ -27,6 +27,7 @@ from typing import Any
 import ray
 
 from orchestrator_spawn import (
+    PIPE,
     STDOUT,
     RunnerConfig,
     SpawnError,
@@ -172,7 +173,9 @@ class JobRunner:
 def run_job_task(command: str) -> dict[str, Any]:
     """One job as a plain Ray task (blocking ``run_blocking``, redacted)."""
     started = time.monotonic()
-    result = run_blocking([RUNNER.shell, RUNNER.shell_arg, command], stderr=STDOUT)
+    result = run_blocking(
+        [RUNNER.shell, RUNNER.shell_arg, command], capture_output=False, stdout=PIPE, stderr=STDOUT
+    )
     return {
         "lines": (result.stdout or b"").splitlines(keepends=True),
         "returncode": result.returncode,

@@ -147,7 +147,7 @@ def test_cancelled_job_leaves_no_process(scenarios: dict[str, Any], how: str) ->
     """ray.cancel on the actor's job, ray.kill(actor), ray.cancel(force=True)
     on a plain task: the job, its setsid descendant included, is gone."""
     found = scenarios[how]
-    assert found["started"], f"{how}: the job never started both its processes"
+    assert found["started"], f"{how}: the job never started both its processes: {found}"
     assert found["gone"], f"{how}: processes of the job still alive: {found['alive']}"
     assert found["error"], f"{how}: ray.get of the cancelled job did not raise"
     assert not _marked_pids(f"{scenarios['marker']}-{how}")
