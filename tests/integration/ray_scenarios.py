@@ -132,7 +132,9 @@ def main() -> None:
             out["spawn_error"] = {
                 "raised": True,
                 "type": type(exc).__name__,
-                "is_spawn_error": isinstance(exc, ray_jobs.SpawnError),
+                # Ray wraps it in a RayTaskError whose .cause is the original.
+                "is_spawn_error": isinstance(getattr(exc, "cause", exc), ray_jobs.SpawnError),
+                "cause": repr(getattr(exc, "cause", None)),
                 "message": str(exc),
                 "seconds": time.monotonic() - started,
             }
