@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address=args.address, num_cpus=None if args.address else 2, include_dashboard=False)
     try:
         runners = make_runners(args.per_node)
+        ray.get([r.stats.remote() for r in runners])  # actors up before the clock starts
         command = f"for i in $(seq {args.lines}); do echo line $i; done" if args.lines else "true"
         started = time.monotonic()
         method = "run_job_subprocess" if args.subprocess else "run_job"

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 import ray
-
 import ray_jobs  # examples/ray_jobs.py, on PYTHONPATH (the Ray workers inherit it)
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # a planted GitHub token

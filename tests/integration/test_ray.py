@@ -10,6 +10,7 @@ Everything that ran in that namespace is killed afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def _pids_in_netns(netns: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def scenarios() -> Iterator[dict[str, Any]]:
+def scenarios() -> dict[str, Any]:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
@@ -88,7 +88,8 @@ def scenarios() -> Iterator[dict[str, Any]]:
         [str(ROOT / "examples"), str(ROOT), env.get("PYTHONPATH", "")]
     ).rstrip(os.pathsep)
     env["RAY_USAGE_STATS_ENABLED"] = "0"
-    script = f'ip link set lo up && exec "$0" {HERE / "ray_scenarios.py"} {marker} {NJOBS} {temp_dir}'
+    helper = HERE / "ray_scenarios.py"
+    script = f'ip link set lo up && exec "$0" {helper} {marker} {NJOBS} {temp_dir}'
     proc = subprocess.Popen(
         ["unshare", "--net", "bash", "-c", script, sys.executable],
         stdout=subprocess.PIPE,
@@ -109,19 +110,18 @@ def scenarios() -> Iterator[dict[str, Any]]:
         # Everything left in the private namespace is Ray's, started here.
         if netns:
             for pid in _pids_in_netns(netns):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         for pid in _marked_pids(marker):
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp_dir, ignore_errors=True)
     text = out.decode(errors="replace")
     results = [line for line in text.splitlines() if line.startswith("RESULT ")]
     assert results, f"scenarios printed no result (exit {proc.returncode}):\n{err.decode()[-4000:]}"
     data: dict[str, Any] = json.loads(results[-1][len("RESULT ") :])
     data["marker"] = marker
-    yield data
+    return data
 
 
 def test_many_jobs_come_back_redacted(scenarios: dict[str, Any]) -> None:
