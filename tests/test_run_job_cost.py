@@ -59,3 +59,32 @@ async def test_cancelling_a_run_whose_pipes_a_job_member_holds_kills_it(tmp_path
         await run(["sh", "-c", script])
     assert scope.cancelled_caught
     assert wait_gone(read_pid(pidfile))
+
+
+@pytest.mark.anyio
+async def test_the_runner_sees_a_changed_pattern_list_and_rejects_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
+
+    runner = RunnerConfig(shell="/bin/sh", shell_arg="-c")
+    patterns = ["sekrit"]
+
+    async def job(name: str) -> bytes:
+        out = tmp_path / f"{name}.out"
+        captured = spawn_with_runner_and_capture(
+            runner, "echo sekrit other", tmp_path, out, tmp_path / f"{name}.err", patterns
+        )
+        assert await captured.child.wait() == 0
+        await captured.output_capture.wait()
+        return out.read_bytes()
+
+    assert await job("a") == b"[REDACTED] other\n"
+    assert await job("b") == b"[REDACTED] other\n"
+    patterns.append("other")
+    assert await job("c") == b"[REDACTED] [REDACTED]\n"
+    patterns.append("(unclosed")
+    for name in ("d", "e"):
+        with pytest.raises(ValueError, match="unclosed"):
+            await job(name)
+        assert not (tmp_path / f"{name}.out").exists()  # nothing started
