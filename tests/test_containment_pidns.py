@@ -53,6 +53,9 @@ def _sandboxed(workspace: Path, argv: list[str]) -> Child:
         return spawn(
             prepared.argv,
             env={**os.environ, **prepared.env_overrides},
+            # A pipe that stays open: a job waiting on stdin ("read x") must
+            # not see end of file from the test runner's stdin and exit.
+            stdin=PIPE,
             stdout=PIPE,
             _sandbox_plan=prepared.native_plan,
         )

@@ -288,14 +288,14 @@ def test_kernel_probe_runs_once_for_many_threads(
 ) -> None:
     from orchestrator_spawn.sandbox import linux
 
-    real_probe = linux._probe_all
+    real_probe = linux._probe_all_definite
     runs: list[int] = []
 
-    def counted() -> linux.LinuxCapabilities:
+    def counted() -> tuple[linux.LinuxCapabilities, bool]:
         runs.append(threading.get_ident())
         return real_probe()
 
-    monkeypatch.setattr(linux, "_probe_all", counted)
+    monkeypatch.setattr(linux, "_probe_all_definite", counted)
     monkeypatch.setattr(linux, "_probed", None)
     monkeypatch.delenv(linux.DISABLE_ENV, raising=False)
     results = all_at_once(lambda _i: linux.probe_capabilities())
