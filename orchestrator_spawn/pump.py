@@ -724,12 +724,48 @@ def _redaction(redact: RedactionLike | _BuiltinPack) -> _native.PumpRedaction | 
     if isinstance(redact, Redaction):
         # Read as they are now (a list inside may have changed since).
         options = redact._options()
-    else:
-        default = _DEFAULT_REDACTION
-        options = check_options(
-            redact, (), default.replacement, default.ignore_case, default.max_hold
-        )
-    return _cached_redaction(options)
+        return _cached_redaction(options)
+    # A sequence of patterns (``run``'s ``redact=[...]``, per job): checked
+    # once per distinct content, looked up by a snapshot of its entries. Only
+    # configurations that passed the checks are remembered, so a bad one
+    # raises every time.
+    try:
+        key: tuple[object, ...] | None = tuple(redact)  # type: ignore[arg-type]
+        known = _sequence_redactions.get(key)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # unhashable (bytearray, writable memoryview)
+        key = known = None
+    if known is not None:
+        return known
+    default = _DEFAULT_REDACTION
+    options = check_options(
+        redact if key is None else key,
+        (),
+        default.replacement,
+        default.ignore_case,
+        default.max_hold,
+    )
+    built = _cached_redaction(options)
+    if key is not None and built is not None:
+        if len(_sequence_redactions) >= 64:
+            _sequence_redactions.clear()
+        _sequence_redactions[key] = built
+    return built
+
+
+# Sequences of patterns already checked -> their C-side setup (see _redaction).
+_sequence_redactions: dict[tuple[object, ...], _native.PumpRedaction] = {}
+
+
+@final
+class _Resolved:
+    """Internal: a ``redact=`` already turned into its C-side setup by
+    ``_redaction`` (``run`` checks it before spawning and hands it on, so
+    it is not checked twice per job)."""
+
+    __slots__ = ("native",)
+
+    def __init__(self, native: _native.PumpRedaction | None) -> None:
+        self.native = native
 
 
 def start_capture(
@@ -738,7 +774,7 @@ def start_capture(
     *,
     stdout_sink: SinkLike = DISCARD,
     stderr_sink: SinkLike = DISCARD,
-    redact: RedactionLike | _BuiltinPack | None = BUILTIN,
+    redact: RedactionLike | _BuiltinPack | _Resolved | None = BUILTIN,
     live: Iterable[str] = (),
 ) -> Capture:
     """Pump a child's stdout and/or stderr pipes into sinks.
@@ -788,7 +824,12 @@ def start_capture(
         raise ValueError(
             f"start_capture: live= names {sorted(live_names - set(names))} are not captured streams"
         )
-    redaction = None if redact is None else _redaction(redact)
+    if redact is None:
+        redaction = None
+    elif type(redact) is _Resolved:
+        redaction = redact.native
+    else:
+        redaction = _redaction(redact)
 
     _notifier.drain_if_pending()  # forget finished captures, keep the done queue short
     sinks = {"stdout": stdout_sink, "stderr": stderr_sink}

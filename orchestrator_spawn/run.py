@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, final
 import anyio
 from anyio.streams.memory import MemoryObjectSendStream
 
-from orchestrator_spawn._aio import finish_shielded
+from orchestrator_spawn._aio import asyncio_loop, finish_shielded
 from orchestrator_spawn._pipe_streams import ChildStreamWriter
 from orchestrator_spawn.child import Child, log
 from orchestrator_spawn.errors import OrchestratorSpawnError
@@ -37,6 +37,7 @@ from orchestrator_spawn.pump import (
     CaptureStats,
     RedactionLike,
     _redaction,
+    _Resolved,
     start_capture,
 )
 from orchestrator_spawn.spawn import (
@@ -125,7 +126,7 @@ class _Plan:
     errors: str
     check: bool
     timeout: float | None
-    redact: RedactionLike | None
+    redact: RedactionLike | _Resolved | None
     cwd: StrOrBytesPath | None
     env: Mapping[Any, Any] | None
     limits: ResourceLimits | None
@@ -177,8 +178,9 @@ def _plan(
             raise TypeError(
                 f"input must be bytes (or str with text=True), not {type(input).__name__}"
             )
-    if redact is not None:
-        _redaction(redact)  # bad patterns fail here, before a process exists
+    # Bad patterns fail here, before a process exists; the capture takes the
+    # checked setup as it is (not checked twice per job).
+    resolved = None if redact is None else _Resolved(_redaction(redact))
     return _Plan(
         argv,
         data,
@@ -186,7 +188,7 @@ def _plan(
         errors or "strict",
         check,
         timeout,
-        redact,
+        resolved,
         cwd,
         env,
         limits,
@@ -379,6 +381,22 @@ async def run(
         stderr=stderr,
     )
     child, capture = _start(plan)
+
+    if plan.data is None and timeout is None and asyncio_loop() is not None:
+        # The common case under asyncio, without a task group or cancel
+        # scope per job: the capture first (its failure kills the job at
+        # once, as the task group's would), then the child's exit.
+        try:
+            if capture is not None:
+                await capture.wait()
+            await child._wait(None)
+            if whole_job:
+                await child._wait_job()
+        except BaseException:
+            # Cancelled, or the capture failed: leave no process behind.
+            await finish_shielded(lambda: _stop(child, capture))
+            raise
+        return _result(plan, child, capture)
 
     async def finish() -> None:
         async with anyio.create_task_group() as group:

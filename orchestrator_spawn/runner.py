@@ -33,7 +33,7 @@ from orchestrator_spawn.errors import (
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.pump import PIPE as PUMP_PIPE
-from orchestrator_spawn.pump import Redaction, start_capture
+from orchestrator_spawn.pump import Redaction, _redaction, _Resolved, start_capture
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
 from orchestrator_spawn.spawn import (
@@ -534,7 +534,7 @@ def spawn_with_runner_and_capture(
     patterns: Sequence[str] | Redaction = (
         runner.redaction_patterns if redaction_patterns is None else redaction_patterns
     )
-    redaction = redaction_config(patterns)
+    redaction = _capture_redaction(patterns)
     profile = execution_profile or _host_profile(cwd)
     # The capture starts first: a sink that cannot be opened then fails the
     # call before the command ran at all. The pump makes both pipes (the
@@ -567,6 +567,35 @@ def spawn_with_runner_and_capture(
         # if the spawn failed, EOF is what lets the capture finish).
         capture.close_writers()
     return CapturedChild(child, capture)
+
+
+def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
+    """``redaction_config(patterns)`` as the pump's checked C-side setup.
+
+    A sequence of patterns (``runner.redaction_patterns``, the same for every
+    job) is checked once per distinct content and then looked up by a
+    snapshot of its entries; only configurations that passed are kept, and
+    one with an unhashable entry (``bytearray``) is checked every time."""
+    key: tuple[Any, ...] | None = None
+    if not isinstance(patterns, (Redaction, str, bytes)):
+        try:
+            key = tuple(patterns)
+            known = _capture_redactions.get(key)
+        except (TypeError, ValueError):  # unhashable entries
+            key = known = None
+        if known is not None:
+            return known
+    config = redaction_config(patterns)
+    resolved = None if config is None else _Resolved(_redaction(config))
+    if key is not None and resolved is not None:
+        if len(_capture_redactions) >= 64:
+            _capture_redactions.clear()
+        _capture_redactions[key] = resolved
+    return resolved
+
+
+# Pattern sequences already checked -> their pump setup (_capture_redaction).
+_capture_redactions: dict[tuple[Any, ...], _Resolved] = {}
 
 
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
