@@ -624,7 +624,13 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
     package = Path(orchestrator_spawn.__file__).resolve().parent
     top = Path(tempfile.mkdtemp(prefix="osp-containment-"))
     try:
-        shutil.copytree(package, top / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+        # The package the test imports, with the libraries an installed
+        # (auditwheel-repaired) wheel keeps next to it.
+        for source in (package, package.with_name(f"{package.name}.libs")):
+            if source.is_dir():
+                shutil.copytree(
+                    source, top / source.name, ignore=shutil.ignore_patterns("__pycache__")
+                )
         for path in [top, *top.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         code = (
