@@ -41,22 +41,12 @@
 #define __NR_io_uring_enter 426
 #define __NR_io_uring_register 427
 #endif
-#ifndef __NR_open_tree
-#define __NR_open_tree 428
-#define __NR_move_mount 429
-#define __NR_fsopen 430
-#define __NR_fsconfig 431
-#define __NR_fsmount 432
-#define __NR_fspick 433
-#endif
+/* __NR_open_tree .. __NR_fspick, __NR_mount_setattr: in sandbox_internal.h. */
 #ifndef __NR_clone3
 #define __NR_clone3 435
 #endif
 #ifndef __NR_pidfd_getfd
 #define __NR_pidfd_getfd 438
-#endif
-#ifndef __NR_mount_setattr
-#define __NR_mount_setattr 442
 #endif
 #ifndef __NR_quotactl_fd
 #define __NR_quotactl_fd 443

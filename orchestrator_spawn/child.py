@@ -1113,11 +1113,7 @@ class Child(Generic[StdinT, OutputT]):
                         raise TimeoutError
                 return returncode
             except TimeoutError:
-                self._kill_job()
-                returncode = await self._wait(None)
-                if self._cgroup is not None:
-                    await self._wait_job()
-                return returncode
+                return await self.kill()
         except BaseException as exc:
             if is_cancellation(exc):
                 await self._kill_on_cancel()
