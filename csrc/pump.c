@@ -1223,3 +1223,26 @@ size_t os_pump_active_captures(void) {
     pthread_mutex_unlock(&P.lock);
     return n;
 }
+
+/* Next to the OS_PUMP_STAGE_* / OS_PUMP_PART_* values of pump_api.h: their
+ * names in errors and stats; NULL for a value that is none of them. */
+const char *os_pump_stage_name(int stage) {
+    switch (stage) {
+    case OS_PUMP_STAGE_NONE: return "none";
+    case OS_PUMP_STAGE_READ: return "read";
+    case OS_PUMP_STAGE_REDACT: return "redact";
+    case OS_PUMP_STAGE_WRITE: return "write";
+    case OS_PUMP_STAGE_CLOSE: return "close";
+    default: return NULL;
+    }
+}
+
+const char *os_pump_part_name(int part) {
+    switch (part) {
+    case OS_PUMP_PART_SOURCE: return "the source";
+    case OS_PUMP_PART_SINK: return "the sink";
+    case OS_PUMP_PART_TEE: return "the live-output pipe";
+    case OS_PUMP_PART_REDACTOR: return "the redactor";
+    default: return NULL;
+    }
+}

@@ -36,18 +36,19 @@ if lib.os_core_version() != CORE_VERSION:  # pragma: no cover - broken install
         f"the Python package (expects {CORE_VERSION}); reinstall the package"
     )
 
+def _names(name_of: Any) -> dict[int, str]:
+    """The table ``value -> name`` of a C enum, from its name function
+    (NULL past the last value)."""
+    names: dict[int, str] = {}
+    for value in range(64):
+        text = name_of(value)
+        if text != ffi.NULL:
+            names[value] = ffi.string(text).decode()
+    return names
+
+
 # --- spawn --------------------------------------------------------------------
 
-_STAGE_NAMES = {
-    lib.OS_STAGE_CHDIR: "chdir",
-    lib.OS_STAGE_SETPGID: "setpgid",
-    lib.OS_STAGE_SETRLIMIT: "setrlimit",
-    lib.OS_STAGE_DUP2: "dup2",
-    lib.OS_STAGE_SANDBOX: "sandbox",
-    lib.OS_STAGE_EXEC: "exec",
-    lib.OS_STAGE_FORK: "fork",
-    lib.OS_STAGE_CGROUP: "cgroup",
-}
 
 FD_INHERIT: int = lib.OS_SPAWN_FD_INHERIT
 FD_DEVNULL: int = lib.OS_SPAWN_FD_DEVNULL
@@ -119,7 +120,7 @@ def spawn_packed(
         return out[0], out[1], out[4]
     if rc == _BAD_STRINGS:
         raise ValueError("embedded null byte")
-    stage = _STAGE_NAMES.get(out[2], "exec")
+    stage = ffi.string(lib.os_spawn_stage_name(out[2])).decode()
     name = os.fsdecode(program)
     err = out[3]
     raise SpawnError(
@@ -468,21 +469,10 @@ PUMP_SINK_MEMORY: int = lib.OS_PUMP_SINK_MEMORY
 PUMP_SINK_PATH: int = lib.OS_PUMP_SINK_PATH
 PUMP_SOURCE_PIPE: int = lib.OS_PUMP_SOURCE_PIPE
 PUMP_MAX_STREAMS: int = lib.OS_PUMP_MAX_STREAMS
-PUMP_STAGES: dict[int, str] = {
-    lib.OS_PUMP_STAGE_NONE: "none",
-    lib.OS_PUMP_STAGE_READ: "read",
-    lib.OS_PUMP_STAGE_REDACT: "redact",
-    lib.OS_PUMP_STAGE_WRITE: "write",
-    lib.OS_PUMP_STAGE_CLOSE: "close",
-}
+PUMP_STAGES: dict[int, str] = _names(lib.os_pump_stage_name)
 
 
-_PUMP_PARTS: dict[int, str] = {
-    lib.OS_PUMP_PART_SOURCE: "the source",
-    lib.OS_PUMP_PART_SINK: "the sink",
-    lib.OS_PUMP_PART_TEE: "the live-output pipe",
-    lib.OS_PUMP_PART_REDACTOR: "the redactor",
-}
+_PUMP_PARTS: dict[int, str] = _names(lib.os_pump_part_name)
 
 
 def _pump_os_error(rc: int, what: str) -> OSError:
@@ -724,25 +714,8 @@ SANDBOX_PROBE_USERNS: int = lib.OS_SANDBOX_PROBE_USERNS
 SANDBOX_PROBE_LANDLOCK: int = lib.OS_SANDBOX_PROBE_LANDLOCK
 SANDBOX_PROBE_SECCOMP: int = lib.OS_SANDBOX_PROBE_SECCOMP
 
-# OS_SANDBOX_STEP_* -> the words used in error messages.
-SANDBOX_STEPS: dict[int, str] = {
-    lib.OS_SANDBOX_STEP_FORK: "fork",
-    lib.OS_SANDBOX_STEP_UNSHARE: "unshare(user, mount, net namespaces)",
-    lib.OS_SANDBOX_STEP_SETGROUPS: "write /proc/self/setgroups",
-    lib.OS_SANDBOX_STEP_UID_MAP: "write /proc/self/uid_map",
-    lib.OS_SANDBOX_STEP_GID_MAP: "write /proc/self/gid_map",
-    lib.OS_SANDBOX_STEP_MOUNT_PRIVATE: "make mounts private",
-    lib.OS_SANDBOX_STEP_BIND_READONLY: "bind-mount read-only",
-    lib.OS_SANDBOX_STEP_LOOPBACK: "bring loopback up",
-    lib.OS_SANDBOX_STEP_NO_NEW_PRIVS: "prctl(PR_SET_NO_NEW_PRIVS)",
-    lib.OS_SANDBOX_STEP_LANDLOCK: "Landlock",
-    lib.OS_SANDBOX_STEP_SECCOMP: "seccomp filter",
-    lib.OS_SANDBOX_STEP_PROXY_HANDOFF: "hand the proxy listener to the parent",
-    lib.OS_SANDBOX_STEP_CAPABILITIES: "drop capabilities",
-    lib.OS_SANDBOX_STEP_READONLY_TREE: "make the mount tree read-only (open_tree, mount_setattr)",
-    lib.OS_SANDBOX_STEP_PIN_DIR: "pin a directory above a readable path (bind mount)",
-    lib.OS_SANDBOX_STEP_PRIVATE_PTYS: "mount a private devpts on /dev/pts",
-}
+# OS_SANDBOX_STEP_* -> the words used in error messages (named in C).
+SANDBOX_STEPS: dict[int, str] = _names(lib.os_sandbox_step_name)
 
 
 def _sandbox_check(rc: int, what: str) -> int:
