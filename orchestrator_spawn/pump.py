@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
 import anyio
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native import pump as _native
+from orchestrator_spawn._native.redact import compiled_patterns
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 from orchestrator_spawn.redact import RedactionOptions, check_options
 
@@ -670,14 +671,6 @@ class Redaction:
         )
 
 
-@lru_cache(maxsize=64)
-def _compiled(
-    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
-) -> _native.PatternSet:
-    # Compiled sets are immutable and thread-safe: captures share them.
-    return _native.PatternSet(patterns, literals, flags)
-
-
 class _BuiltinPack(enum.Enum):
     """The type of ``BUILTIN``: the default ``redact=`` of ``start_capture``."""
 
@@ -691,10 +684,10 @@ BUILTIN = _BuiltinPack.BUILTIN
 def _build_redaction(options: RedactionOptions) -> _native.PumpRedaction | None:
     if not options.patterns and not options.literals:
         return None
-    pattern_set = _compiled(options.patterns, options.literals, options.flags)
-    return _native.PumpRedaction(
-        pattern_set, pattern_set._ptr, options.replacement, options.max_hold
-    )
+    # The one cache of compiled sets: a set the runner checked (through a
+    # Redactor) or a Redactor uses is not compiled again here.
+    pattern_set = compiled_patterns(options.patterns, options.literals, options.flags)
+    return _native.PumpRedaction(pattern_set, options.replacement, options.max_hold)
 
 
 # Captures with the same configuration share one C-side setup; each capture

@@ -23,10 +23,9 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Iterable
-from functools import lru_cache
 from typing import NamedTuple, final
 
-from orchestrator_spawn._native import REDACT_IGNORE_CASE, NativeRedactor, PatternSet
+from orchestrator_spawn._native.redact import REDACT_IGNORE_CASE, NativeRedactor, compiled_patterns
 
 __all__ = ["Redactor", "redact"]
 
@@ -105,15 +104,6 @@ def check_options(
     return RedactionOptions(pats, lits, bytes(replacement), flags, hold)
 
 
-@lru_cache(maxsize=64)
-def _pattern_set(
-    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
-) -> PatternSet:
-    # Compiled sets are immutable and thread-safe: streams with the same
-    # patterns share one (and its JIT code).
-    return PatternSet(patterns, literals, flags)
-
-
 @final
 class Redactor:
     """Redacts one byte stream; feed it chunks in order.
@@ -148,7 +138,7 @@ class Redactor:
         max_hold: int = _DEFAULT_MAX_HOLD,
     ) -> None:
         options = check_options(patterns, literals, replacement, ignore_case, max_hold)
-        pattern_set = _pattern_set(options.patterns, options.literals, options.flags)
+        pattern_set = compiled_patterns(options.patterns, options.literals, options.flags)
         self._native = NativeRedactor(pattern_set, options.replacement, options.max_hold)
         self._lock = threading.Lock()
         self._finished = False

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno as errno_codes
 import functools
 import os
-import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from orchestrator_spawn.pump import PIPE as PUMP_PIPE
 from orchestrator_spawn.pump import Redaction, _redaction, _Resolved, start_capture
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
+from orchestrator_spawn.sandbox import backend_name as sandbox_backend_name
 from orchestrator_spawn.spawn import (
     PIPE,
     _env_entry,
@@ -100,12 +100,7 @@ _NOT_A_LIMIT = frozenset(
 
 def default_sandbox_backend() -> str:
     """The seed's label of the sandbox backend this platform would use."""
-    platform: str = sys.platform  # a plain str: mypy must not prune branches
-    if platform == "darwin":
-        return "macos_seatbelt"
-    if platform.startswith("linux"):
-        return "linux_native"
-    return "sandbox_unavailable"
+    return sandbox_backend_name()
 
 
 def classify_spawn_error(

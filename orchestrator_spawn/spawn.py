@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Protocol, TypeAlias, final
 
-from orchestrator_spawn import _native, _platform
+from orchestrator_spawn import _platform
+from orchestrator_spawn._native import spawn as _native
+from orchestrator_spawn._native.sandbox import SandboxPlan
 from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import cgroup as _cgroup
 from orchestrator_spawn._platform.pidfd import PidfdExit as _PidfdExit
@@ -356,7 +358,7 @@ def spawn(
     limits: ResourceLimits | None = None,
     pass_fds: Iterable[int] = (),
     die_with_parent: bool = True,
-    _sandbox_plan: Any = None,
+    _sandbox_plan: SandboxPlan | None = None,
     _async_streams: bool = False,
 ) -> Child[IO[bytes], IO[bytes]]:
     """Starts ``argv`` as a child process and returns its :class:`Child` handle.
@@ -388,7 +390,7 @@ def spawn(
       ``_platform/cgroup.py``) kills the job's cgroup, or without one its
       process group; ``PR_SET_PDEATHSIG`` is added for spawns from the main
       thread. A job spawned from a thread that later exits is not affected.
-    - ``_sandbox_plan`` is PRIVATE: a cffi ``os_sandbox_plan *`` built by the
+    - ``_sandbox_plan`` is PRIVATE: an opaque ``SandboxPlan`` built by the
       sandbox layer (the runner passes it). With a plan, clone() makes its
       namespaces and the child runs the sandbox hooks (a real fork that
       unshares them where clone() may not); a failing hook is stage
@@ -428,7 +430,7 @@ def spawn(
     if _sandbox_plan is not None:
         # The plan's own fd (the allowlist proxy's handoff socketpair end):
         # the child's sandbox step sends on it and closes it before exec.
-        sandbox_fd = _native.sandbox_plan_inherited_fd(_sandbox_plan)
+        sandbox_fd = _sandbox_plan.inherited_fd()
         if sandbox_fd > 2:
             kept_fds = tuple(sorted({*kept_fds, sandbox_fd}))
     flags = _native.NEW_PROCESS_GROUP if process_group else 0

@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 import orchestrator_spawn
-from orchestrator_spawn import PIPE, Child, _native, spawn
+from orchestrator_spawn import PIPE, Child, spawn
+from orchestrator_spawn._native import cgroup as native_cgroup
+from orchestrator_spawn._native import spawn as native_spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
 from tests.process_helpers import wait_gone
@@ -224,7 +226,7 @@ def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
         assert path is not None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _native.cgroup_kill_frozen(fd)
+            native_cgroup.cgroup_kill_frozen(fd)
         finally:
             os.close(fd)
         assert Path(path, "cgroup.freeze").read_text() == "0\n"  # thawed again
@@ -529,22 +531,22 @@ def test_child_joins_its_cgroup_itself_on_the_fork_path(cgroups: None) -> None:
     path, fd = job
     try:
         read_end, write_end = os.pipe()
-        pid, _pidfd = _native.native_spawn(
-            program=b"/bin/sh",
-            search_path=None,
-            argv_block=b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
-            argc=3,
-            env_block=None,
-            envc=0,
-            cwd=None,
-            stdio=(_native.FD_INHERIT, write_end, _native.FD_INHERIT),
-            pass_fds=(),
-            new_process_group=True,
-            rlimits=_native.NO_LIMITS,
-            sandbox_plan=None,
-            want_pidfd=False,
-            force_fork=True,
-            cgroup_fd=fd,
+        pid, _pidfd, _contained = native_spawn.spawn_packed(
+            b"/bin/sh",
+            None,
+            b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
+            3,
+            None,
+            0,
+            None,
+            native_spawn.FD_INHERIT,
+            write_end,
+            native_spawn.FD_INHERIT,
+            (),
+            native_spawn.NEW_PROCESS_GROUP | native_spawn.FORCE_FORK,
+            native_spawn.NO_LIMITS,
+            fd,
+            None,
         )
         os.close(write_end)
         with os.fdopen(read_end, "rb") as out:

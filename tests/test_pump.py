@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import Redactor, _native
+from orchestrator_spawn import Redactor
+from orchestrator_spawn._native import pump as _native
 from orchestrator_spawn.pump import DISCARD, MEMORY, Capture, Redaction, start_capture
 from tests.pump_helpers import piped, pump_threads, python_writer, thread_count
 

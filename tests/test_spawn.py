@@ -24,7 +24,6 @@ from orchestrator_spawn import (
     Child,
     ResourceLimits,
     SpawnError,
-    _native,
     spawn,
 )
 from tests import seccomp_helper
@@ -117,27 +116,6 @@ def test_many_arguments_and_variables_all_arrive() -> None:
     # The shell may export a variable of its own (PWD), nothing else is ours.
     assert {f"{k}={v}" for k, v in env.items()} <= set(lines[40:])
     assert len(lines[40:]) <= len(env) + 2
-
-
-def test_native_wrapper_rejects_a_block_with_an_embedded_nul() -> None:
-    # The packed blocks are checked in C too (a caller other than spawn()).
-    with pytest.raises(ValueError, match="embedded null byte"):
-        _native.native_spawn(
-            program=b"/bin/true",
-            search_path=None,
-            argv_block=b"/bin/true\0x\0",
-            argc=1,
-            env_block=None,
-            envc=0,
-            cwd=None,
-            stdio=(-1, -1, -1),
-            pass_fds=(),
-            new_process_group=True,
-            rlimits=(-1, -1, -1, -1),
-            sandbox_plan=None,
-            want_pidfd=False,
-        )
-    assert zombie_children() == []
 
 
 def _write_script(path: Path, mode: int) -> None:

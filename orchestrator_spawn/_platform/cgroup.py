@@ -46,7 +46,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native import cgroup as _native
+from orchestrator_spawn._native.spawn import park_fd
 
 __all__ = [
     "DISABLE_CGROUP_ENV",
@@ -233,7 +234,7 @@ def _start_keeper(own: str | None, name: str | None, kill_groups: bool = False) 
             os.close(own_fd)
         os.close(watch)
     if pipe_write >= 0:
-        pipe_write = _native.park_fd(pipe_write)
+        pipe_write = park_fd(pipe_write)
     return keeper, pipe_write
 
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import anyio
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native.spawn import install_sigchld_wakeup
 
 __all__ = ["SigchldExit"]
 
@@ -31,7 +31,7 @@ class _Reaper:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        _native.install_sigchld_wakeup(self._write_fd)
+        install_sigchld_wakeup(self._write_fd)
         self._thread = threading.Thread(
             target=self._run, name="orchestrator-spawn-sigchld-reaper", daemon=True
         )
