@@ -31,7 +31,7 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, TypeAlias, final
@@ -750,7 +750,7 @@ _sequence_redactions: dict[tuple[object, ...], _native.PumpRedaction] = {}
 
 
 @final
-class _Resolved:
+class ResolvedRedaction:
     """Internal: a ``redact=`` already turned into its C-side setup by
     ``_redaction`` (``run`` checks it before spawning and hands it on, so
     it is not checked twice per job)."""
@@ -761,13 +761,20 @@ class _Resolved:
         self.native = native
 
 
+def resolve_redaction(redact: RedactionLike | _BuiltinPack) -> ResolvedRedaction:
+    """``redact`` checked and turned into its C-side setup, once: what ``run``
+    and the runner hand to ``start_capture(redact=...)`` for every job (a bad
+    pattern raises here, before anything runs; see ``_redaction``)."""
+    return ResolvedRedaction(_redaction(redact))
+
+
 def start_capture(
     stdout: SourceLike | None = None,
     stderr: SourceLike | None = None,
     *,
     stdout_sink: SinkLike = DISCARD,
     stderr_sink: SinkLike = DISCARD,
-    redact: RedactionLike | _BuiltinPack | _Resolved | None = BUILTIN,
+    redact: RedactionLike | _BuiltinPack | ResolvedRedaction | None = BUILTIN,
     live: Iterable[str] = (),
 ) -> Capture:
     """Pump a child's stdout and/or stderr pipes into sinks.
@@ -819,7 +826,7 @@ def start_capture(
         )
     if redact is None:
         redaction = None
-    elif type(redact) is _Resolved:
+    elif type(redact) is ResolvedRedaction:
         redaction = redact.native
     else:
         redaction = _redaction(redact)
@@ -860,3 +867,38 @@ def start_capture(
     if native.done():
         _notifier.forget(native.id)
     return Capture(native, names, tuple(kept), tees or None, writers or None)
+
+
+def spawn_into(
+    captures: Sequence[Capture],
+    launch: Callable[[], Child],
+    *,
+    follow: bool = True,
+    abort_on_failure: bool = False,
+) -> Child:
+    """The one way to start a child whose output pipes the pump made (the
+    runner, ``run``, ``open_redacted`` and the CLI): ``launch()`` spawns it
+    onto the captures' writers; then each capture follows the child (with
+    ``follow``: a kill or stop through it, or its death, cuts the streams
+    short and what the redactors hold fails closed); then this process's
+    copies of the writers are closed, whatever happened, since they would
+    keep the pipes from end of file (and if the spawn failed, end of file is
+    what lets the capture finish). With ``abort_on_failure`` a failed launch
+    also aborts the captures. Raises what ``launch`` raises.
+    """
+    try:
+        child = launch()
+        if follow:
+            # Before end of file can come (the writers are still open here).
+            for capture in captures:
+                capture._follow_child(child)
+    except BaseException:
+        for capture in captures:
+            capture.close_writers()
+        if abort_on_failure:
+            for capture in captures:
+                capture.abort()
+        raise
+    for capture in captures:
+        capture.close_writers()
+    return child

@@ -32,7 +32,13 @@ from orchestrator_spawn.errors import (
 )
 from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.pump import PIPE as PUMP_PIPE
-from orchestrator_spawn.pump import Redaction, _redaction, _Resolved, start_capture
+from orchestrator_spawn.pump import (
+    Redaction,
+    ResolvedRedaction,
+    resolve_redaction,
+    spawn_into,
+    start_capture,
+)
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
 from orchestrator_spawn.sandbox import backend_name as sandbox_backend_name
@@ -541,8 +547,9 @@ def spawn_with_runner_and_capture(
         stderr_sink=stderr,
         redact=redaction,
     )
-    try:
-        child = _start(
+    child = spawn_into(
+        [capture],
+        lambda: _start(
             runner,
             command,
             cwd,
@@ -551,20 +558,12 @@ def spawn_with_runner_and_capture(
             extra_env or {},
             pipe_stdin,
             profile,
-        )
-        # Before end of file can come: a kill of the child (through its
-        # handle or from elsewhere) cuts the output short, and what the
-        # redactors hold then fails closed instead of being decided as at a
-        # real end of file.
-        capture._follow_child(child)
-    finally:
-        # The child has its own copies; ours would keep the pipes from EOF (and
-        # if the spawn failed, EOF is what lets the capture finish).
-        capture.close_writers()
+        ),
+    )
     return CapturedChild(child, capture)
 
 
-def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
+def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction | None:
     """``redaction_config(patterns)`` as the pump's checked C-side setup.
 
     A sequence of patterns (``runner.redaction_patterns``, the same for every
@@ -581,7 +580,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
         if known is not None:
             return known
     config = redaction_config(patterns)
-    resolved = None if config is None else _Resolved(_redaction(config))
+    resolved = None if config is None else resolve_redaction(config)
     if key is not None and resolved is not None:
         if len(_capture_redactions) >= 64:
             _capture_redactions.clear()
@@ -590,7 +589,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
 
 
 # Pattern sequences already checked -> their pump setup (_capture_redaction).
-_capture_redactions: dict[tuple[Any, ...], _Resolved] = {}
+_capture_redactions: dict[tuple[Any, ...], ResolvedRedaction] = {}
 
 
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:
