@@ -44,10 +44,10 @@ from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
 from orchestrator_spawn.sandbox import backend_name as sandbox_backend_name
 from orchestrator_spawn.spawn import (
     PIPE,
-    _env_entry,
-    _environ_entries,
-    _pack_entries,
-    _PackedEnv,
+    PackedEnv,
+    env_entry,
+    environ_entries,
+    pack_entries,
     spawn,
 )
 
@@ -213,7 +213,7 @@ def build_child_env(
 # entries before extra_env, the env_remove names encoded, the packed
 # environment without extra_env).
 _EnvKey = tuple[tuple[str, ...] | None, tuple[str, ...]]
-_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], _PackedEnv]
+_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], PackedEnv]
 _env_bases: tuple[dict[bytes, bytes], dict[_EnvKey, _EnvBase]] | None = None
 _ENV_BASES_MAX = 32
 
@@ -228,7 +228,7 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     ``os.environ`` replaced by another mapping, non-str names).
     """
     global _env_bases
-    entries = _environ_entries()
+    entries = environ_entries()
     if entries is None:
         return build_child_env(runner, extra_env)
     allowlist = (
@@ -256,11 +256,11 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
             return build_child_env(runner, extra_env)
         if name in removed:
             continue  # dropped below anyway, unread as before
-        encoded, entry = _env_entry(name, value)
+        encoded, entry = env_entry(name, value)
         env[encoded] = entry
     for encoded in remove:
         env.pop(encoded, None)
-    return _pack_entries(env)
+    return pack_entries(env)
 
 
 def _env_base(
@@ -280,7 +280,7 @@ def _env_base(
                 base.setdefault(encoded, entry)
     remove = tuple(os.fsencode(name) for name in env_remove)
     final = {name: entry for name, entry in base.items() if name not in remove}
-    return base, remove, _pack_entries(final)
+    return base, remove, pack_entries(final)
 
 
 def _host_profile(cwd: str | os.PathLike[str]) -> ResolvedExecutionProfile:
