@@ -60,6 +60,11 @@ def test_without_the_fast_path_the_fallback_serves_blocking_and_async_waits(
     child = spawn(["sh", "-c", "exit 4"])
     expected = "KqueueExit" if sys.platform == "darwin" else "SigchldExit"
     assert _backend(child) == expected
+    notifier = child._notifier  # type: ignore[attr-defined]
+    assert _platform.ExitNotifier in type(notifier).__mro__
+    # The protocol's defaults: nothing opened lazily, no wait by pid.
+    assert notifier.prepare() is None
+    assert not notifier.can_wait_by_pid()
     assert child.wait_blocking(timeout=30) == 4
 
     async def main() -> int:

@@ -89,15 +89,21 @@ class ExitNotifier(Protocol):
     def close(self) -> None:
         """Releases the OS resources once no wait or watch uses them any more."""
 
+    # The two below have defaults for the backends that open nothing lazily
+    # (kqueue, the SIGCHLD thread subclass this protocol and keep them).
+
     def prepare(self) -> None:
         """Opens what ``wait``/``watch`` need if it was left for later (the
         Linux pidfd). Called by the Child under its lock while the child is
-        unreaped; raises ``OSError`` if that fails."""
+        unreaped; raises ``OSError`` if that fails. By default: nothing."""
+        return
 
     def can_wait_by_pid(self) -> bool:
         """Whether a blocking wait may sleep in ``waitid(P_PID, pid, WEXITED |
         WNOWAIT)`` instead of ``wait(None)`` (saves opening the pidfd). The
-        caller must keep every other reaper off the child meanwhile."""
+        caller must keep every other reaper off the child meanwhile. By
+        default: no."""
+        return False
 
 
 def pidfd_enabled() -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import anyio
 
 from orchestrator_spawn._native.spawn import install_sigchld_wakeup
+from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["SigchldExit"]
 
@@ -95,7 +96,7 @@ def _get_reaper() -> _Reaper:
         return _reaper
 
 
-class SigchldExit:
+class SigchldExit(ExitNotifier):
     """Exit notification for one child through the shared SIGCHLD reaper."""
 
     def __init__(self, pid: int) -> None:
@@ -158,12 +159,6 @@ class SigchldExit:
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._watchers.pop(loop, None)
-
-    def prepare(self) -> None:
-        """Nothing is opened lazily here."""
-
-    def can_wait_by_pid(self) -> bool:
-        return False
 
     def close(self) -> None:
         # Make sure the reaper forgets us even if the child never exited
