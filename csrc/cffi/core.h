@@ -5,6 +5,4 @@
  * the compiler fill in a constant's value from the real header. cffi checks
  * each declaration against the real header when it compiles the module. */
 
-#define OS_CORE_VERSION ...
-
 int os_core_version(void);

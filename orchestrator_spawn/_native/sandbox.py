@@ -8,7 +8,6 @@ from typing import Any
 
 from orchestrator_spawn._native import check, check_no_nul, enum_names, ffi, lib
 
-SANDBOX_NET_INHERIT: int = lib.OS_SANDBOX_NET_INHERIT
 SANDBOX_NET_DENY: int = lib.OS_SANDBOX_NET_DENY
 SANDBOX_NET_ALLOWLIST: int = lib.OS_SANDBOX_NET_ALLOWLIST
 SANDBOX_ACCESS_READ: int = lib.OS_SANDBOX_ACCESS_READ

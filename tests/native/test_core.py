@@ -96,3 +96,25 @@ def test_the_scan_would_see_a_leak(tmp_path: Path) -> None:
         or (isinstance(node, ast.Attribute) and node.attr in ("ffi", "lib"))
     ]
     assert len(flagged) == 2
+
+
+def test_the_cdef_lists_only_what_python_calls() -> None:
+    # csrc/cffi/*.h: every function and constant cffi exposes is used by a
+    # module of _native/; internals and the child-only hooks are not exposed.
+    used = "\n".join(path.read_text() for path in sorted(NATIVE.glob("*.py")))
+    exposed = [name for name in dir(lib) if name.startswith(("os_", "OS_"))]
+    assert "os_spawn_packed" in exposed
+    unused = [name for name in exposed if f"lib.{name}" not in used]
+    assert unused == []
+    for internal in (
+        "os_spawn",
+        "os_split_strings",
+        "os_sandbox_child_enter",
+        "os_sandbox_child_enter_cloned",
+        "os_sandbox_child_seal",
+        "os_sandbox_clone_flags",
+        "os_pattern_set_size",
+        "os_pattern_set_anchor",
+        "os_pump_capture_stats",
+    ):
+        assert not hasattr(lib, internal), internal
