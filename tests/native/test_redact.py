@@ -33,7 +33,7 @@ PACK = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
 
 
 def _available_scanners() -> list[str]:
-    found = []
+    found: list[str] = []
     for name in ("scalar", "ssse3", "avx2", "neon"):
         code = (
             "from orchestrator_spawn._native.redact import PatternSet;"
