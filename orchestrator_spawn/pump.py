@@ -39,9 +39,8 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 import anyio
 
 from orchestrator_spawn._native import pump as _native
-from orchestrator_spawn._native.redact import compiled_patterns
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
-from orchestrator_spawn.redact import RedactionOptions, check_options
+from orchestrator_spawn.redact import RedactionOptions, check_options, compiled_patterns
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child

@@ -23,9 +23,10 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import NamedTuple, final
 
-from orchestrator_spawn._native.redact import REDACT_IGNORE_CASE, NativeRedactor, compiled_patterns
+from orchestrator_spawn._native.redact import REDACT_IGNORE_CASE, NativeRedactor, PatternSet
 
 __all__ = ["Redactor", "redact"]
 
@@ -102,6 +103,17 @@ def check_options(
         raise ValueError(f"max_hold must be >= 0 bytes, got {hold}")
     flags = REDACT_IGNORE_CASE if ignore_case else 0
     return RedactionOptions(pats, lits, bytes(replacement), flags, hold)
+
+
+@lru_cache(maxsize=64)
+def compiled_patterns(
+    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
+) -> PatternSet:
+    """The one cache of compiled pattern sets, for every user (``Redactor``,
+    ``redact``, the pump, the runner): a set is compiled (and JIT-compiled)
+    once. Sets are immutable and thread-safe: streams with the same patterns
+    share one; each user keeps its set alive, so eviction is harmless."""
+    return PatternSet(patterns, literals, flags)
 
 
 @final

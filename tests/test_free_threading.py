@@ -25,8 +25,8 @@ import pytest
 
 from orchestrator_spawn import PIPE, Child, Redactor, redact, spawn
 from orchestrator_spawn import pump as pump_module
-from orchestrator_spawn._native.redact import compiled_patterns
 from orchestrator_spawn.pump import MEMORY, Redaction, start_capture
+from orchestrator_spawn.redact import compiled_patterns
 
 THREADS = 16
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
@@ -85,7 +85,7 @@ def test_importing_the_package_leaves_the_gil_off() -> None:
     assert out.stdout.strip() == "gil off"
 
 
-# ---- the pattern cache (_native/redact.py), the pump setups ----------------
+# ---- the pattern cache (redact.py), the pump setups ----------------
 
 
 def test_pattern_caches_compiled_from_many_threads(contended: None) -> None:

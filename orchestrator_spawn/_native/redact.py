@@ -1,12 +1,11 @@
 """The redaction engine (``csrc/redact*.c``): compiled pattern sets and
-streaming redactors, and the one cache of compiled sets."""
+streaming redactors (the one cache of compiled sets is ``redact.compiled_patterns``)."""
 
 from __future__ import annotations
 
 import errno
 import sys
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any
 
 from orchestrator_spawn._native import check, ffi, lib
@@ -178,14 +177,3 @@ class NativeRedactor:
     def held(self) -> int:
         """Bytes fed but not yet decided."""
         return int(lib.os_redactor_held(self._ptr))
-
-
-@lru_cache(maxsize=64)
-def compiled_patterns(
-    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
-) -> PatternSet:
-    """The one cache of compiled pattern sets, for every user (``Redactor``,
-    ``redact``, the pump, the runner): a set is compiled (and JIT-compiled)
-    once. Sets are immutable and thread-safe: streams with the same patterns
-    share one; each user keeps its set alive, so eviction is harmless."""
-    return PatternSet(patterns, literals, flags)

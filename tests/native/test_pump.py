@@ -9,7 +9,7 @@ import os
 import pytest
 
 from orchestrator_spawn._native import pump as _native
-from orchestrator_spawn._native.redact import compiled_patterns
+from orchestrator_spawn.redact import compiled_patterns
 
 
 def _finish(capture: _native.PumpCapture) -> None:
