@@ -237,7 +237,8 @@ def test_pooled_cgroups_are_removed_when_the_orchestrator_ends(pool: None, how: 
     lines = done.stdout.decode().splitlines()
     assert len(lines) == 2, done.stderr
     base, pooled = lines[0], lines[1].split()
-    assert pooled and all(path.startswith(base + "/") for path in pooled)
+    assert pooled
+    assert all(path.startswith(base + "/") for path in pooled)
     if how == "exit":
         assert done.returncode == 0
     else:
