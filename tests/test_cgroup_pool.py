@@ -250,6 +250,24 @@ def test_pooled_cgroups_are_removed_when_the_orchestrator_ends(pool: None, how: 
     assert not any(os.path.exists(path) for path in pooled)
 
 
+def test_the_fds_the_pool_keeps_open_are_bounded(pool: None) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    baseline = open_fds()
+    children = [spawn(["sleep", "0.2"]) for _ in range(cgroup._POOL_LIVE_MAX + 10)]
+    # Three per running job with a pooled cgroup, none for the jobs beyond.
+    assert open_fds() - baseline <= 3 * cgroup._POOL_LIVE_MAX + 2 + len(children)
+    assert len(cgroup._live) == cgroup._POOL_LIVE_MAX
+    for child in children:
+        assert child.wait_blocking(timeout=30) == 0
+    assert cgroup._live == {}
+    assert len(_idle_paths()) == cgroup._POOL_IDLE_MAX
+    assert open_fds() - baseline <= 3 * cgroup._POOL_IDLE_MAX + 2
+    cgroup.drain_pool()
+    assert open_fds() - baseline <= 2  # jobs/'s subtree_control, maybe detached/'s
+
+
 def test_drain_removes_the_idle_cgroups(pool: None) -> None:
     paths = {_finished_job(["true"]) for _ in range(3)}
     assert set(_idle_paths()) == paths

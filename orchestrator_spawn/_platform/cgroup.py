@@ -30,16 +30,19 @@ once the job is reaped and the cgroup is empty, goes to a small pool of idle
 cgroups (at most ``_POOL_IDLE_MAX`` per kind; beyond that, and at exit, they
 are removed) and the next job of the same kind gets it. Each pooled cgroup
 keeps its directory, ``cpu.stat`` and ``cgroup.events`` open (re-read with
-``pread``). Nothing is set in a job's cgroup per job (no controller is
+``pread``), parked above the low fds; at most ``_POOL_LIVE_MAX`` running
+jobs hold such cgroups at once (more run in cgroups of their own, as
+before). Nothing is set in a job's cgroup per job (no controller is
 enabled below ``jobs/``, no limit file written), so nothing needs resetting;
 what could carry over is checked when a cgroup is handed back: it goes to
 the pool only when ``cgroup.events`` says ``populated 0`` and ``frozen 0``
-(empty, and thawed), it has no cgroup below it, its
-``cgroup.subtree_control`` is empty and it was never killed through
-``cgroup.kill`` (a kernel may SIGKILL every later child cloned into such a
-cgroup: 6.18 does); otherwise it is removed as before (or, while processes
-remain, swept later). CPU usage is
-cumulative in ``cpu.stat``: it is read when a pooled cgroup is handed out
+(empty, and thawed), it has no cgroup below it, no controller is enabled for
+it (the ``cgroup.subtree_control`` of ``jobs/`` is empty, as we leave it:
+a job could otherwise have set limits in its own cgroup) and it was never
+killed through ``cgroup.kill`` (a kernel may SIGKILL every later child
+cloned into such a cgroup: 6.18 does); otherwise it is removed as before
+(or, while processes remain, swept later). CPU usage is cumulative in
+``cpu.stat``: it is read when a pooled cgroup is handed out
 and ``job_cpu_seconds`` reports the difference, so a job never sees its
 predecessors' CPU. Not reset: interface files a job may write into its own
 cgroup on purpose (``cgroup.max.descendants``, ``cgroup.max.depth``,
@@ -155,7 +158,6 @@ class _Cached:
         "killed",
         "kind",
         "path",
-        "subtree_fd",
     )
 
     def __init__(self, path: str, kind: bool) -> None:
@@ -167,25 +169,25 @@ class _Cached:
         fds: list[int] = []
         try:
             fds.append(os.open(path, _DIR_FLAGS))
-            for name in ("cpu.stat", "cgroup.events", "cgroup.subtree_control"):
+            for name in ("cpu.stat", "cgroup.events"):
                 fds.append(os.open(name, _FILE_FLAGS, dir_fd=fds[0]))
         except OSError:
             for fd in fds:
                 os.close(fd)
             raise
         # Out of the low range the children's pipes are taken from.
-        self.dir_fd, self.cpu_fd, self.events_fd, self.subtree_fd = (
-            _native.park_fd(fd) for fd in fds
-        )
+        self.dir_fd, self.cpu_fd, self.events_fd = (_native.park_fd(fd) for fd in fds)
 
     def close(self) -> None:
-        for fd in (self.dir_fd, self.cpu_fd, self.events_fd, self.subtree_fd):
+        for fd in (self.dir_fd, self.cpu_fd, self.events_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
 
     def reusable(self) -> bool:
-        """Empty, not frozen, nothing below it, no controller enabled below,
-        never killed through cgroup.kill."""
+        """Empty, not frozen, no cgroup below it, never killed through
+        cgroup.kill, and no controller it could have enabled for its
+        children (none is enabled for it: its parent's subtree_control is
+        empty, so its own can hold nothing)."""
         if self.killed:
             return False
         try:
@@ -194,15 +196,30 @@ class _Cached:
                 events.startswith(b"populated 0\n")
                 and b"frozen 1" not in events
                 and os.fstat(self.dir_fd).st_nlink == 2  # 2 + its child cgroups
-                and os.pread(self.subtree_fd, 256, 0).strip() == b""
+                and not _controllers_enabled(self.path)
             )
         except OSError:
             return False
 
 
-# Idle cgroups by kind, and the pooled cgroups jobs use now (by path).
-_POOL_IDLE_MAX = 16
-_POOL_LIVE_MAX = 64  # beyond that, jobs get cgroups that keep no fd open
+def _controllers_enabled(path: str) -> bool:
+    """Whether the parent of job cgroup ``path`` (``jobs/`` or ``detached/``,
+    whose ``cgroup.subtree_control`` is kept open) enables any controller
+    for its children: we never do; then a job could have set limits in its
+    own cgroup, which would outlive it."""
+    parent = path.rpartition("/")[0]
+    fd = _parent_fds.get(parent)
+    if fd is None:
+        fd = _native.park_fd(os.open(parent + "/cgroup.subtree_control", _FILE_FLAGS))
+        _parent_fds[parent] = fd
+    return os.pread(fd, 256, 0).strip() != b""
+
+
+# Idle cgroups by kind, and the pooled cgroups jobs use now (by path): three
+# fds each (directory, cpu.stat, cgroup.events), so both are bounded.
+_POOL_IDLE_MAX = 8
+_POOL_LIVE_MAX = 32  # beyond that, jobs get cgroups that keep no fd open
+_parent_fds: dict[str, int] = {}  # jobs/ and detached/ -> their subtree_control
 _pool_lock = threading.Lock()
 _idle: dict[bool, list[_Cached]] = {True: [], False: []}
 _live: dict[str, _Cached] = {}
@@ -428,6 +445,10 @@ def _after_fork_in_child() -> None:
     _idle[True].clear()
     _idle[False].clear()
     _live.clear()
+    for fd in _parent_fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _parent_fds.clear()
 
 
 if hasattr(os, "register_at_fork"):
