@@ -554,8 +554,9 @@ class Child(Generic[StdinT, OutputT]):
             self.send_signal(sig)
 
     def _remove_cgroup(self) -> bool:
-        """Removes the job's cgroup if nothing lives in it any more (keeping
-        its CPU total for ``job_usage``); True once it is gone."""
+        """Removes the job's cgroup (or returns it to the pool of reusable
+        ones) if nothing lives in it any more, keeping its CPU total for
+        ``job_usage``; True once the handle is done with it."""
         path = self._cgroup
         if path is None:
             return True
@@ -564,7 +565,7 @@ class Child(Generic[StdinT, OutputT]):
         except OSError:
             cpu = None
         try:
-            removed = _cgroup.remove_job(path)
+            removed = _cgroup.release_job(path)  # removed, or pooled for reuse
         except OSError:
             removed = False
         if removed:

@@ -30,7 +30,7 @@ from orchestrator_spawn.errors import (
     SandboxBackendError,
     SpawnError,
 )
-from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.policy import _is_allowlist, enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.pump import PIPE as PUMP_PIPE
 from orchestrator_spawn.pump import (
     Redaction,
@@ -231,11 +231,7 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     entries = environ_entries()
     if entries is None:
         return build_child_env(runner, extra_env)
-    allowlist = (
-        tuple(runner.env_allowlist)
-        if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST
-        else None
-    )
+    allowlist = tuple(runner.env_allowlist) if _is_allowlist(runner.policy) else None
     key: _EnvKey = (allowlist, tuple(runner.env_remove))
     bases = _env_bases
     if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:

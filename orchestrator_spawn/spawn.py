@@ -470,15 +470,15 @@ def spawn(
         if plan is not None:
             plan.close_all()
         if job is not None:
-            os.close(job[1])
-            _cgroup.remove_job(job[0])
+            _cgroup.spawned(job)
+            _cgroup.release_job(job[0])  # no process ever entered it
         raise
     cgroup_path = None
     if job is not None:
-        os.close(job[1])
+        _cgroup.spawned(job)
         cgroup_path = job[0]
     if cgroup_path is not None and not contained & _native.CONTAINED_CGROUP:
-        _cgroup.remove_job(cgroup_path)  # cannot happen: the child joins or fails
+        _cgroup.release_job(cgroup_path)  # cannot happen: the child joins or fails
         cgroup_path = None
     if contained & _native.CONTAINED_CGROUP:
         containment = "cgroup"

@@ -119,6 +119,17 @@ def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
     return all(wait_gone(pid, timeout=timeout) for pid in pids)
 
 
+def _idle_paths() -> set[str]:
+    return {cached.path for kind in (True, False) for cached in cgroup._idle[kind]}
+
+
+def _released(path: str) -> bool:
+    """The job is done with its cgroup: removed, or empty in the pool."""
+    return not os.path.exists(path) or (
+        path in _idle_paths() and Path(path, "cgroup.procs").read_text() == ""
+    )
+
+
 # -- kill paths ---------------------------------------------------------------
 
 
@@ -232,7 +243,7 @@ def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
         assert Path(path, "cgroup.freeze").read_text() == "0\n"  # thawed again
         assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
         assert _all_gone(pids)
-        assert not os.path.exists(path)
+        assert _released(path)  # frozen, killed member by member, thawed: reusable
     finally:
         _kill_leftovers(pids)
         child.close()
@@ -435,11 +446,18 @@ def test_no_cgroup_left_after_1000_jobs(cgroups: None) -> None:
             paths.append(child._cgroup)
             assert child.wait_blocking(timeout=30) == 0
             assert child._cgroup is None
-    assert len(set(paths)) == 1000
-    assert not [path for path in paths if os.path.exists(path)]
-    jobs_dir = os.path.dirname(paths[0])
-    left = {entry.name for entry in os.scandir(jobs_dir) if entry.is_dir()}
-    assert not left & {os.path.basename(path) for path in paths}
+    # Reused from the pool (each batch after the first starts with the idle
+    # ones), at most the pool's size left (idle and empty), none once the
+    # pool is drained (as at exit).
+    distinct = set(paths)
+    assert len(distinct) <= 1000 - 19 * cgroup._POOL_IDLE_MAX
+    left = {path for path in distinct if os.path.exists(path)}
+    assert left <= _idle_paths()
+    assert len(left) <= cgroup._POOL_IDLE_MAX
+    assert all(_released(path) for path in left)
+    cgroup.drain_pool()
+    assert not [path for path in distinct if os.path.exists(path)]
+    assert not cgroup._live
 
 
 def test_job_cgroup_removed_once_left_daemons_exit(cgroups: None) -> None:
