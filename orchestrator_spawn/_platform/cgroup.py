@@ -177,7 +177,7 @@ class _Cached:
                 os.close(fd)
             raise
         # Out of the low range the children's pipes are taken from.
-        self.dir_fd, self.cpu_fd, self.events_fd = (_native.park_fd(fd) for fd in fds)
+        self.dir_fd, self.cpu_fd, self.events_fd = (park_fd(fd) for fd in fds)
 
     def close(self) -> None:
         for fd in (self.dir_fd, self.cpu_fd, self.events_fd):
@@ -211,7 +211,7 @@ def _controllers_enabled(path: str) -> bool:
     parent = path.rpartition("/")[0]
     fd = _parent_fds.get(parent)
     if fd is None:
-        fd = _native.park_fd(os.open(parent + "/cgroup.subtree_control", _FILE_FLAGS))
+        fd = park_fd(os.open(parent + "/cgroup.subtree_control", _FILE_FLAGS))
         _parent_fds[parent] = fd
     return os.pread(fd, 256, 0).strip() != b""
 
