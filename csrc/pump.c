@@ -99,6 +99,13 @@ typedef struct pump_stream {
     bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
     bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK */
     int src_flags;      /* the caller's file status flags, -1 if unknown */
+    /* Redaction asked for: the redactor is made on the reactor when the
+     * stream starts (stream_start), from these; until then, and if making it
+     * failed (redact_failed), it is NULL. */
+    bool redacting;
+    const os_pattern_set *patterns;
+    uint8_t *replacement; /* the pump's copy, freed once the redactor has its own */
+    size_t replacement_len, max_hold;
     os_redactor *redactor;
     uint8_t *pend; /* passthrough output not yet written everywhere */
     size_t pend_len, pend_cap;
@@ -392,7 +399,7 @@ static int pend_append(pump_stream *s, const uint8_t *p, size_t len) {
 static bool stream_flush(pump_stream *s) {
     const uint8_t *p;
     size_t len;
-    if (s->redactor != NULL) {
+    if (s->redacting) {
         if (s->redact_failed)
             return true;
         p = os_redactor_output(s->redactor, &len);
@@ -403,7 +410,7 @@ static bool stream_flush(pump_stream *s) {
     if (len == 0)
         return true;
     size_t done = targets_write(s, p, len);
-    if (s->redactor != NULL) {
+    if (s->redacting) {
         os_redactor_consume(s->redactor, done);
     } else {
         memmove(s->pend, s->pend + done, len - done);
@@ -414,7 +421,7 @@ static bool stream_flush(pump_stream *s) {
 
 /* New bytes from the source; true when all resulting output is written. */
 static bool stream_take_input(pump_stream *s, const uint8_t *p, size_t len) {
-    if (s->redactor != NULL) {
+    if (s->redacting) {
         if (s->redact_failed)
             return true;
         int rc = os_redactor_feed(s->redactor, p, len);
@@ -589,8 +596,23 @@ static void stream_on_writable(pump_target *t) {
         stream_end_of_input(s, true); /* cannot watch it any more: do not hang */
 }
 
+/* The stream's redactor, made here on the reactor rather than in the thread
+ * starting captures in a loop. If it cannot be made the stream fails closed:
+ * its pipe is drained, nothing of it is written, and the capture reports
+ * OS_PUMP_STAGE_REDACT (ENOMEM). */
+static void stream_make_redactor(pump_stream *s) {
+    if (!s->redacting || s->redactor != NULL || s->redact_failed)
+        return;
+    s->redactor = os_redactor_new(s->patterns, s->replacement, s->replacement_len, s->max_hold);
+    free(s->replacement);
+    s->replacement = NULL;
+    if (s->redactor == NULL)
+        stream_fail_redactor(s, ENOMEM);
+}
+
 static void stream_start(pump_stream *s) {
     int rc = 0;
+    stream_make_redactor(s);
     /* A pipe the pump made is made non-blocking here, on the reactor, so
      * the starting thread (spawning children in a loop) pays less. Nobody
      * else reads it, so nothing can have read it blocking meanwhile. */
@@ -880,6 +902,7 @@ static void capture_free(os_pump_capture *c) {
         pump_stream *s = &c->streams[i];
         if (s->redactor != NULL)
             os_redactor_free(s->redactor);
+        free(s->replacement);
         free(s->pend);
         free(s->sink.mem);
         free(s->tee.mem);
@@ -992,11 +1015,18 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
             return -EINVAL;
     }
     if (spec->patterns != NULL) {
+        /* The redactor itself is made on the reactor (stream_make_redactor);
+         * the replacement is copied now, as the caller may free it. */
         spec->failed_part = OS_PUMP_PART_REDACTOR;
-        s->redactor = os_redactor_new(spec->patterns, spec->replacement, spec->replacement_len,
-                                      spec->max_hold);
-        if (s->redactor == NULL)
+        s->redacting = true;
+        s->patterns = spec->patterns;
+        s->replacement_len = spec->replacement_len;
+        s->max_hold = spec->max_hold;
+        s->replacement = malloc(spec->replacement_len ? spec->replacement_len : 1);
+        if (s->replacement == NULL)
             return -ENOMEM;
+        if (spec->replacement_len)
+            memcpy(s->replacement, spec->replacement, spec->replacement_len);
     }
     int unused;
     spec->failed_part = OS_PUMP_PART_TEE;

@@ -149,6 +149,23 @@ class PumpCapture:
         return bytes(ffi.buffer(data[0], length[0]))
 
 
+# The pattern sets a capture without redaction keeps alive: none.
+_NO_OWNER: list[Any] = []
+
+
+def _raise_start_error(rc: int, c_specs: Any, specs: Sequence[PumpStreamSpec]) -> None:
+    """The error of a failed ``os_pump_capture_start``, naming what failed."""
+    for c_spec, spec in zip(c_specs, specs, strict=True):
+        part = c_spec.failed_part
+        if part == lib.OS_PUMP_PART_SINK and spec.sink_path is not None:
+            # As os.open would say it: errno, message and the path.
+            raise OSError(-rc, os.strerror(-rc), os.fsdecode(spec.sink_path))
+        if part != lib.OS_PUMP_PART_NONE:
+            what = _PUMP_PARTS.get(part, "a stream")
+            check(rc, f"pump: starting a capture ({what} of stream {spec.src_fd})")
+    check(rc, "pump: starting a capture")
+
+
 def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, list[int]]:
     """Start pumping ``specs``; returns the handle and, per spec, the write
     end of the pipe the pump made (``PUMP_SOURCE_PIPE``; the caller owns it)
@@ -184,20 +201,61 @@ def pump_capture_start(specs: Sequence[PumpStreamSpec]) -> tuple[PumpCapture, li
     out = ffi.new("os_pump_capture **")
     rc = lib.os_pump_capture_start(c_specs, n, capture_id, out)
     if rc < 0:
-        for c_spec, spec in zip(c_specs, specs, strict=True):
-            part = c_spec.failed_part
-            if part == lib.OS_PUMP_PART_SINK and spec.sink_path is not None:
-                # As os.open would say it: errno, message and the path.
-                raise OSError(-rc, os.strerror(-rc), os.fsdecode(spec.sink_path))
-            if part != lib.OS_PUMP_PART_NONE:
-                what = _PUMP_PARTS.get(part, "a stream")
-                check(rc, f"pump: starting a capture ({what} of stream {spec.src_fd})")
-        check(rc, "pump: starting a capture")
-    capture = PumpCapture(out[0], capture_id[0], n, owner if owner is not None else [])
+        _raise_start_error(rc, c_specs, specs)
+    capture = PumpCapture(out[0], capture_id[0], n, owner if owner is not None else _NO_OWNER)
     return capture, [
         c_spec.pipe_w if spec.src_fd == PUMP_SOURCE_PIPE else -1
         for c_spec, spec in zip(c_specs, specs, strict=True)
     ]
+
+
+def pump_capture_start_pipes(
+    sinks: tuple[int, int],
+    paths: tuple[bytes | None, bytes | None],
+    redaction: PumpRedaction | None,
+) -> tuple[PumpCapture, int, int]:
+    """``pump_capture_start`` for the common case, without the per-stream
+    spec objects: two new pipes (stdout, stderr), sinks ``PUMP_SINK_*`` values
+    or ``PUMP_SINK_PATH`` with a path, one ``redaction`` for both, no live
+    copy. Returns the handle and the two pipes' write ends (the caller owns
+    them). Raises as ``pump_capture_start`` does.
+    """
+    c_specs = ffi.new("os_pump_stream_spec[2]")
+    out_spec, err_spec = c_specs[0], c_specs[1]
+    out_spec.src_fd = err_spec.src_fd = PUMP_SOURCE_PIPE
+    out_spec.tee_fd = err_spec.tee_fd = -1
+    out_spec.sink_fd, err_spec.sink_fd = sinks
+    out_path, err_path = paths
+    keep_out = keep_err = None  # the paths' C strings, only for the call
+    if out_path is not None:
+        keep_out = out_spec.sink_path = ffi.new("char[]", out_path)
+    if err_path is not None:
+        keep_err = err_spec.sink_path = ffi.new("char[]", err_path)
+    owner: Any = _NO_OWNER
+    if redaction is not None:
+        patterns = redaction.patterns
+        replacement = redaction.replacement
+        length = redaction.replacement_len
+        max_hold = redaction.max_hold
+        out_spec.patterns = err_spec.patterns = patterns
+        out_spec.replacement = err_spec.replacement = replacement
+        out_spec.replacement_len = err_spec.replacement_len = length
+        out_spec.max_hold = err_spec.max_hold = max_hold
+        owner = redaction.owner
+    capture_id = ffi.new("uint64_t *")
+    out = ffi.new("os_pump_capture **")
+    rc = lib.os_pump_capture_start(c_specs, 2, capture_id, out)
+    del keep_out, keep_err
+    if rc < 0:
+        _raise_start_error(
+            rc,
+            c_specs,
+            [
+                PumpStreamSpec(PUMP_SOURCE_PIPE, sinks[0], -1, redaction, out_path),
+                PumpStreamSpec(PUMP_SOURCE_PIPE, sinks[1], -1, redaction, err_path),
+            ],
+        )
+    return PumpCapture(out[0], capture_id[0], 2, owner), out_spec.pipe_w, err_spec.pipe_w
 
 
 def pump_notify_fd() -> int:
