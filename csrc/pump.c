@@ -97,7 +97,8 @@ typedef struct pump_stream {
     bool redact_failed; /* fail closed: the redactor's output is withheld */
     bool grow_tried;    /* tried to grow the source pipe already */
     bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
-    bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK */
+    bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK and parks it */
+    bool park_sink_later; /* a sink fd the start made: stream_start parks it */
     int src_flags;      /* the caller's file status flags, -1 if unknown */
     /* Redaction asked for: the redactor is made on the reactor when the
      * stream starts (stream_start), from these; until then, and if making it
@@ -616,8 +617,14 @@ static void stream_start(pump_stream *s) {
     /* A pipe the pump made is made non-blocking here, on the reactor, so
      * the starting thread (spawning children in a loop) pays less. Nobody
      * else reads it, so nothing can have read it blocking meanwhile. */
-    if (s->nonblock_later)
+    if (s->nonblock_later) {
+        /* Parked here too (fdpark_api.h), for the same reason: these fds
+         * live as long as the child, and moving one costs two syscalls. */
+        s->src_fd = os_fd_park(s->src_fd);
         rc = set_nonblocking(s->src_fd);
+    }
+    if (s->park_sink_later)
+        s->sink.fd = os_fd_park(s->sink.fd);
     if (rc == 0)
         rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
     if (rc < 0) {
@@ -979,7 +986,8 @@ static int share_same_file(os_pump_capture *c, size_t index, stream_made *made) 
         /* A fd this call made is closed now; a given one at success, as
          * every given fd that was replaced (os_pump_capture_start). */
         close_fd(&made->sink);
-        made->sink = t->fd = os_fd_park(fd);
+        made->sink = t->fd = fd;
+        c->streams[index].park_sink_later = true; /* on the reactor */
         return 0;
     }
     return 0;
@@ -1004,8 +1012,7 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
             return rc;
         /* The read end lives as long as the child: out of the low range the
          * next children's pipes are taken from (fdpark_api.h). */
-        made->src = os_fd_park(made->src);
-        s->src_fd = made->src;
+        s->src_fd = made->src; /* parked on the reactor (stream_start) */
         s->nonblock_later = true;
     } else {
         if (fstat(spec->src_fd, &st) < 0)
@@ -1039,9 +1046,9 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     if (sink_fd == OS_PUMP_SINK_PATH) {
         if ((sink_fd = open_sink_path(c, index, specs)) < 0)
             return sink_fd;
-        sink_fd = os_fd_park(sink_fd);
         made->sink = sink_fd;
         owned = true;
+        s->park_sink_later = true; /* on the reactor (stream_start) */
     }
     int reopened_sink;
     rc = target_prepare(&s->sink, sink_fd, false, owned, &reopened_sink);
