@@ -8,6 +8,7 @@ import gc
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,9 +152,17 @@ def test_sink_path_with_nul_byte_is_a_value_error(tmp_path: Path) -> None:
 
 @linux_only
 def test_dropping_a_capture_closes_its_writers() -> None:
+    from orchestrator_spawn import pump
+
+    pump._notifier.notify_fd()  # the reactor runs (its own fds are not counted)
     before = open_fds()
     capture = start_capture(PIPE, PIPE)
-    assert len(open_fds() - before) == 4  # two read ends (the pump's), two writers (ours)
+    # Two read ends (the pump's), two writers (ours); the reactor moves the
+    # read ends up (fd parking) meanwhile, a dup and a close each.
+    deadline = time.monotonic() + 5
+    while len(open_fds() - before) != 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert len(open_fds() - before) == 4
     native = capture._native
     del capture
     gc.collect()
