@@ -262,7 +262,15 @@ class Capture:
 
     # Few attributes and no finalizer object: thousands of captures are
     # started in a loop, and every surviving container costs the cyclic GC.
-    __slots__ = ("__weakref__", "_names", "_native", "_sinks", "_tees", "_writers")
+    __slots__ = (
+        "__weakref__",
+        "_names",
+        "_native",
+        "_sinks",
+        "_tees",
+        "_writers",
+        "_writers_open",
+    )
 
     def __init__(
         self,
@@ -277,6 +285,9 @@ class Capture:
         self._sinks = sinks
         self._tees = tees
         self._writers = writers
+        # False once close_writers() closed them (the dict keeps its names
+        # for writer()'s messages): a wait then has nothing to close.
+        self._writers_open = writers is not None
 
     def __del__(self) -> None:
         # What this object holds open (live pipes, pipe writers) is closed
@@ -347,8 +358,10 @@ class Capture:
         Call it once the child has its copies (after ``spawn``); ``wait()``
         and ``wait_blocking()`` do it too. Idempotent.
         """
-        if self._writers:
-            _close_writers(self._writers)
+        writers = self._writers
+        if writers and self._writers_open:
+            _close_writers(writers)
+            self._writers_open = False
 
     def abort(self) -> None:
         """Stop waiting for end of file.
@@ -410,8 +423,8 @@ class Capture:
         """
         if self._tees:
             self._drop_untaken_tees()
-        if self._writers:
-            _close_writers(self._writers)
+        if self._writers_open:
+            self.close_writers()
         if not self._native.done():
             if asyncio._get_running_loop() is None:
                 await _wait_done_any_loop(self)  # trio (or another anyio backend)
@@ -436,8 +449,8 @@ class Capture:
         """
         if self._tees:
             self._drop_untaken_tees()
-        if self._writers:
-            _close_writers(self._writers)
+        if self._writers_open:
+            self.close_writers()
         if not self._native.wait(timeout):
             raise TimeoutError(f"{self!r} still running after {timeout} s")
         return self._result()
@@ -464,8 +477,8 @@ class Capture:
         # Our copies of the pipe writers would keep the stream from ending:
         # the child has its own by now (a forgotten close_writers() used to
         # make this iterate forever).
-        if self._writers:
-            _close_writers(self._writers)
+        if self._writers_open:
+            self.close_writers()
         loop = asyncio._get_running_loop()
         try:
             while True:
@@ -518,8 +531,19 @@ class Capture:
                 tee.close()
 
     def _result(self) -> CaptureStats:
-        _notifier.forget(self._native.id)
-        raws = self._native.stats_all()
+        native = self._native
+        _notifier.forget(native.id)
+        if self._names is _STREAM_NAMES:
+            # Both streams (the runner, run, the CLI): the C counters read
+            # directly; any error goes the general way below.
+            raw = native.stats_raw()
+            out, err = raw[0], raw[1]
+            if not out.error and not err.error:
+                return CaptureStats(
+                    StreamStats(out.bytes_read, out.bytes_written, out.bytes_teed),
+                    StreamStats(err.bytes_read, err.bytes_written, err.bytes_teed),
+                )
+        raws = native.stats_all()
         for name, sink, raw in zip(self._names, self._sinks, raws, strict=True):
             if raw.error:
                 raise _stream_error(name, _describe(sink), raw)

@@ -118,6 +118,13 @@ class PumpCapture:
             check(rc, "pump: wait")
         return True
 
+    def stats_raw(self) -> Any:
+        """``stats_all`` as the C array of ``os_pump_stream_stats`` (read its
+        fields; cheaper than named tuples when only the counters are wanted)."""
+        out = ffi.new("os_pump_stream_stats[]", self.n_streams)
+        lib.os_pump_capture_stats_all(self._ptr, out)
+        return out
+
     def stats_all(self) -> list[PumpStreamStats]:
         """Counters of every stream, in order (one consistent call)."""
         out = ffi.new("os_pump_stream_stats[]", self.n_streams)
