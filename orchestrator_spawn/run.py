@@ -117,9 +117,10 @@ class RunTimeoutError(OrchestratorSpawnError, subprocess.TimeoutExpired, Timeout
 # ---- arguments ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """``run``'s arguments, checked before anything is started."""
+class _Plan(NamedTuple):
+    """``run``'s arguments, checked before anything is started (a named
+    tuple: one is made per job, and a frozen dataclass's fifteen
+    ``object.__setattr__`` calls cost more)."""
 
     argv: Sequence[StrOrBytesPath]
     data: bytes | None
@@ -238,6 +239,9 @@ def _outputs(capture: Capture | None) -> tuple[bytes | None, bytes | None]:
     if capture is None or not capture.done():
         return None, None
     names = capture.streams
+    if len(names) == 2:  # both captured, the usual case: done was checked
+        native = capture._native
+        return native.memory(0), native.memory(1)
     return (
         capture.output("stdout") if "stdout" in names else None,
         capture.output("stderr") if "stderr" in names else None,
