@@ -31,7 +31,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Generic, final
+from typing import IO, Any, Generic, Protocol, final
 
 import anyio
 from typing_extensions import TypeVar
@@ -122,6 +122,14 @@ class _Communication:
         )
 
 
+class _OutputFollower(Protocol):
+    """What ``Child._follow_output`` takes (the pump's capture handle)."""
+
+    def truncate(self) -> None: ...
+
+    def child_exit(self, killed: bool) -> None: ...
+
+
 @final
 class Child(Generic[StdinT, OutputT]):
     """A running or finished child process; get one from ``spawn()`` or
@@ -159,6 +167,7 @@ class Child(Generic[StdinT, OutputT]):
         "_keeper_group",
         "_lock",
         "_notifier",
+        "_output_followers",
         "_pid_waiting",
         "_raw_rusage",
         "_reaped_callbacks",
@@ -197,6 +206,9 @@ class Child(Generic[StdinT, OutputT]):
     _reaped_event: threading.Event | None
     # Internal hooks run once by the thread that reaps (see _call_when_reaped).
     _reaped_callbacks: list[Callable[[], None]] | None
+    # The output pump's captures of this child's pipes (see _follow_output):
+    # told how it ended once reaped.
+    _output_followers: list[_OutputFollower] | None
     _deferred_loops: list[asyncio.AbstractEventLoop] | None
     # Internal hooks run before the library sends a signal that may end the
     # job (see _call_before_stop).
@@ -250,6 +262,7 @@ class Child(Generic[StdinT, OutputT]):
         self._pid_waiting = False
         self._reaped_event = None
         self._reaped_callbacks = None
+        self._output_followers = None
         self._deferred_loops = None
         self._stop_callbacks = None
         self._generic_waiter = None
@@ -330,6 +343,12 @@ class Child(Generic[StdinT, OutputT]):
             _cgroup.forget_group(self._keeper_group)
         if log.isEnabledFor(logging.DEBUG):
             self._log_exit()
+        if self._output_followers is not None:
+            # Final now too (set only while unreaped, under the lock).
+            killed = self._returncode is not None and self._returncode < 0
+            for follower in self._output_followers:
+                with contextlib.suppress(Exception):
+                    follower.child_exit(killed)
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None
@@ -362,6 +381,26 @@ class Child(Generic[StdinT, OutputT]):
                 return
         with contextlib.suppress(Exception):
             callback()
+
+    def _follow_output(self, follower: _OutputFollower) -> None:
+        """Internal: ``follower`` (the pump's handle of a capture of this
+        child's pipes) gets ``truncate()`` before each signal that may end
+        the job (as ``_call_before_stop``) and ``child_exit(killed)`` once
+        the child is reaped (at once if it was): what ``_call_before_stop``
+        and ``_call_when_reaped`` do, under one lock and without a closure
+        per job."""
+        with self._lock:
+            if self._stop_callbacks is None:
+                self._stop_callbacks = []
+            self._stop_callbacks.append(follower.truncate)
+            code = self._returncode
+            if code is None:
+                if self._output_followers is None:
+                    self._output_followers = []
+                self._output_followers.append(follower)
+                return
+        with contextlib.suppress(Exception):
+            follower.child_exit(code < 0)
 
     def _call_before_stop(self, callback: Callable[[], None]) -> None:
         """Internal: runs ``callback()`` each time, before this handle sends

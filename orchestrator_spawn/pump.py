@@ -30,7 +30,6 @@ import os
 import subprocess
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -398,17 +397,9 @@ class Capture:
         """
         native = self._native
         native.watch_child(child.pid)
-        child._call_before_stop(native.truncate)
-        # A weak reference: the handle's callbacks must not keep it alive
-        # (kill on drop).
-        ref = weakref.ref(child)
-
-        def reaped() -> None:
-            handle = ref()
-            code = handle._returncode if handle is not None else None
-            native.child_exit(code is not None and code < 0)
-
-        child._call_when_reaped(reaped)
+        # The child keeps the native handle, which refers to nothing of it
+        # (kill on drop still works).
+        child._follow_output(native)
 
     async def wait(self) -> CaptureStats:
         """Wait until every stream reached end of file and was fully written.
