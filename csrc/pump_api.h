@@ -68,9 +68,12 @@ typedef struct os_pump_stream_spec {
      * bytes for live reading, or -1. A full tee pauses reading this stream
      * (nothing is dropped); a closed tee is dropped silently. */
     int tee_fd;
-    /* NULL: bytes pass through unchanged. Otherwise must outlive the capture. */
+    /* NULL: bytes pass through unchanged. Otherwise must outlive the capture.
+     * Each stream's redactor is made on the reactor thread when the stream
+     * starts; if that fails (ENOMEM) the stream fails closed: its output is
+     * withheld and its stats say OS_PUMP_STAGE_REDACT. */
     const struct os_pattern_set *patterns;
-    const uint8_t *replacement; /* copied by the redactor */
+    const uint8_t *replacement; /* copied at start (the caller may free it then) */
     size_t replacement_len;
     size_t max_hold;
     /* Out, when the start failed: which part of this stream failed
