@@ -40,9 +40,7 @@ ALLOWED = {
 }
 
 pytestmark = [
-    pytest.mark.skipif(
-        not sys.platform.startswith("linux"), reason="the raw-syscall rule is Linux's"
-    ),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="raw-syscall rule: Linux"),
     pytest.mark.skipif(
         not (CSRC / "spawn_child.c").is_file(),
         reason="needs the source tree's csrc/ (absent where a wheel is tested)",
@@ -68,11 +66,8 @@ def test_child_objects_call_only_raw_syscalls(tmp_path: Path, optimize: str) -> 
         obj = tmp_path / (name + ".o")
         # The flags of the real build (csrc's builder), -O0 too: without
         # optimisation, inline helpers and macros such as htons become calls.
-        subprocess.run(
-            ["cc", "-std=gnu11", optimize, "-D_GNU_SOURCE", "-fvisibility=hidden", "-I", str(CSRC)]
-            + ["-c", str(CSRC / name), "-o", str(obj)],
-            check=True,
-        )
+        flags = ["-std=gnu11", optimize, "-D_GNU_SOURCE", "-fvisibility=hidden", "-I", str(CSRC)]
+        subprocess.run(["cc", *flags, "-c", str(CSRC / name), "-o", str(obj)], check=True)
         undefined |= _symbols(obj, "-u")
         defined |= _symbols(obj, "--defined-only")
     from_libc = undefined - defined
