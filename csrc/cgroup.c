@@ -158,6 +158,8 @@ static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int
 
 static void signal_procs_below(int parent, int dirfd, const char *name, int depth, int sig)
 {
+    (void)parent; /* for_each_subdir's visitor signature */
+    (void)name;
     (void)signal_procs(dirfd, sig);
     if (depth < MAX_DEPTH)
         for_each_subdir(dirfd, signal_procs_below, depth + 1, sig);
@@ -293,6 +295,7 @@ void os_cgroup_events_drain(int fd)
 
 static void remove_below(int parent, int dirfd, const char *name, int depth, int unused)
 {
+    (void)unused;
     if (depth < MAX_DEPTH)
         for_each_subdir(dirfd, remove_below, depth + 1, 0);
     (void)unlinkat(parent, name, AT_REMOVEDIR);
@@ -471,6 +474,9 @@ int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *na
 }
 
 #else /* not Linux */
+
+/* Stubs that fail with ENOSYS ignore their arguments by definition. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 
 int os_cgroup_kill(int dirfd) { return -ENOSYS; }
 int os_cgroup_kill_frozen(int dirfd) { return -ENOSYS; }

@@ -513,6 +513,9 @@ void os_sandbox_probe_child(int what, const struct os_sandbox_plan *plan, const 
 
 #else /* !__linux__ */
 
+/* Stubs that fail with ENOSYS ignore their arguments by definition. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+
 /* No Linux sandbox elsewhere: fail closed (macOS uses sandbox-exec instead). */
 int os_sandbox_child_enter(const os_sandbox_plan *plan) { return -ENOSYS; }
 

@@ -58,6 +58,16 @@ def _pcre2_flags() -> tuple[list[str], list[str]]:
     return [], ["-lpcre2-8"]
 
 
+def _extra_cflags() -> list[str]:
+    """``ORCHESTRATOR_SPAWN_CFLAGS_EXTRA``: flags appended to the C core's own.
+
+    CI and scripts/test set ``-Werror`` (the core compiles clean under
+    ``-Wall -Wextra``); scripts/test-sanitizers adds the ASan/UBSan flags. A
+    user's build never turns warnings into errors by default.
+    """
+    return shlex.split(os.environ.get("ORCHESTRATOR_SPAWN_CFLAGS_EXTRA", ""))
+
+
 def _relative(path: Path) -> str:
     # setuptools wants source paths relative to the project root.
     return os.path.relpath(path, os.getcwd())
@@ -82,11 +92,11 @@ ffibuilder.set_source(
         "-O2",
         "-Wall",
         "-Wextra",
-        "-Wno-unused-parameter",
         "-fvisibility=hidden",
         *_pcre2_cflags,
+        *_extra_cflags(),
     ],
-    extra_link_args=_pcre2_libs,
+    extra_link_args=[*_pcre2_libs, *_extra_cflags()],
     # Free-threaded interpreters have no stable ABI to target (setup.py gives
     # their wheel the interpreter's own tag): compile against its full API.
     # cffi does that by itself before 3.15; saying so keeps 3.15t the same.
