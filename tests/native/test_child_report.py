@@ -23,3 +23,16 @@ def test_probe_failure_reports_step_and_positive_errno(tmp_path: Path) -> None:
     missing = tmp_path / "missing"
     got = _native.sandbox_probe(_native.SANDBOX_PROBE_USERNS, str(missing))
     assert got == (errno.ENOENT, "bind-mount read-only")
+
+
+def test_probe_restores_the_callers_signal_mask(tmp_path: Path) -> None:
+    # The probe blocks every signal around its fork (as the spawn core does):
+    # the caller's mask must come back exactly, whether the probe failed or not.
+    import signal
+
+    from orchestrator_spawn import _native
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    _native.sandbox_probe(_native.SANDBOX_PROBE_USERNS, str(tmp_path / "missing"))
+    _native.sandbox_probe(_native.SANDBOX_PROBE_SECCOMP, "/")
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
