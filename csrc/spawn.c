@@ -55,7 +55,8 @@ extern char **environ;
  * reused, and a child leaves its frames' redzones poisoned in the shadow
  * memory when it execs or exits without returning (ASan cannot unpoison a
  * stack it did not allocate). The next child's frames would then trip on
- * that stale poison: the parent clears it before every spawn. */
+ * that stale poison: the parent clears it before every spawn, and before
+ * the stack is unmapped (else a later mapping at that address inherits it). */
 #if defined(__SANITIZE_ADDRESS__)
 #define OS_ASAN 1
 #elif defined(__has_feature)
@@ -131,7 +132,12 @@ static int resolve_program(const char *file, const char *path_list, char *out, s
 static pthread_key_t stack_key;
 static pthread_once_t stack_key_once = PTHREAD_ONCE_INIT;
 
-static void free_child_stack(void *stack) { munmap(stack, CHILD_STACK_SIZE); }
+static void free_child_stack(void *stack)
+{
+    /* ASan builds: the memory may be mapped again for something else. */
+    UNPOISON_CHILD_STACK(stack);
+    munmap(stack, CHILD_STACK_SIZE);
+}
 
 static void create_stack_key(void) { (void)pthread_key_create(&stack_key, free_child_stack); }
 
