@@ -7,22 +7,25 @@
 #include "child.h"
 
 #ifdef __linux__
-/* The kernel's struct sigaction is laid out differently per architecture
- * (and unlike libc's), but every layout is a handler, flags, maybe a
- * restorer, then the mask: all zero is SIG_DFL with no flags everywhere. A
- * disposition reads back as all zero only when it is SIG_DFL with nothing
- * set, which is all the reset needs to know; anything else is written.
- * 64 bytes cover every layout. */
+/* The kernel's struct sigaction (not libc's): a handler, flags, maybe a
+ * restorer, then the mask, except on MIPS where the flags come first. All
+ * zero is SIG_DFL with no flags everywhere; 64 bytes cover every layout. */
 struct os_kernel_sigaction {
     unsigned long words[8];
 };
 
-static int is_all_zero(const struct os_kernel_sigaction *sa)
+/* SIG_DFL and not SA_SIGINFO (the restorer and mask glibc leaves there do
+ * not matter): the disposition a new program starts with anyway. */
+static int is_default(const struct os_kernel_sigaction *sa)
 {
+#if defined(__mips__)
     for (size_t i = 0; i < sizeof sa->words / sizeof sa->words[0]; i++)
         if (sa->words[i] != 0)
             return 0;
     return 1;
+#else
+    return sa->words[0] == 0 && !(sa->words[1] & SA_SIGINFO);
+#endif
 }
 #endif
 
@@ -47,7 +50,7 @@ void os_child_reset_signals(void)
             continue;
         old = dfl;
         if (syscall(SYS_rt_sigaction, sig, NULL, &old, OS_KERNEL_SIGSET_SIZE) == 0 &&
-            is_all_zero(&old))
+            is_default(&old))
             continue;
         (void)syscall(SYS_rt_sigaction, sig, &dfl, NULL, OS_KERNEL_SIGSET_SIZE);
     }
