@@ -12,9 +12,11 @@
  *     takes a lock or touches shared state can deadlock on, or corrupt, the
  *     parent's;
  *   - musl implements setrlimit (and setuid & co.) with __synccall, which
- *     signals every thread of the process and waits for them: in a CLONE_VM
- *     child it would wait on threads that are not its own; glibc broadcasts
- *     setxid the same way;
+ *     signals every thread of the process and waits until each has run the
+ *     change: in a CLONE_VM child the thread list it reads is the parent's,
+ *     so it signals the parent's threads and can hang, or change the
+ *     parent; glibc's setuid family broadcasts to all threads (setxid) the
+ *     same way;
  *   - libc wrappers may refuse or remap what the kernel accepts (glibc's
  *     sigaction refuses its internal signals, dup2 is dup3 on arm64).
  * tests/native/test_child_symbols.py compiles the child-side files (child.c,
