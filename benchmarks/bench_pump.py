@@ -45,7 +45,7 @@ import pytest
 
 from orchestrator_spawn import DEVNULL, Child, spawn
 from orchestrator_spawn.pump import PIPE, Capture, Redaction, start_capture
-from tests.pump_helpers import piped, pump_threads, thread_count
+from tests.helpers.pump import piped, pump_threads, thread_count
 
 TOKEN_RE = rb"token=[A-Za-z0-9]+"
 REPLACEMENT = b"[REDACTED]"

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from orchestrator_spawn import PIPE, Child, spawn
-from tests.process_helpers import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"

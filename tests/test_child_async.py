@@ -26,7 +26,7 @@ from orchestrator_spawn import (
     open_process,
     spawn,
 )
-from tests.process_helpers import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from orchestrator_spawn.cli import main, parse_limit
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -30,7 +30,7 @@ import orchestrator_spawn
 from orchestrator_spawn import PIPE, Child, _native, spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,8 +22,8 @@ from orchestrator_spawn import PIPE, Child, spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import probe_capabilities
-from tests.process_helpers import wait_gone
-from tests.sandbox_support import profile
+from tests.helpers.processes import wait_gone
+from tests.helpers.sandbox import profile
 
 pytestmark = [
     pytest.mark.linux_only,

@@ -20,7 +20,7 @@ import pytest
 
 from orchestrator_spawn import Redactor, _native
 from orchestrator_spawn.pump import DISCARD, MEMORY, Capture, Redaction, start_capture
-from tests.pump_helpers import piped, pump_threads, python_writer, thread_count
+from tests.helpers.pump import piped, pump_threads, python_writer, thread_count
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="uses /proc (and reopens pipes through it)"

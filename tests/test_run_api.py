@@ -25,7 +25,7 @@ from orchestrator_spawn import (
     run_blocking,
     spawn,
 )
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"  # the built-in pack knows it
 SCRIPT = f"echo 'token {GITHUB_TOKEN}'; echo err >&2; exit 3"

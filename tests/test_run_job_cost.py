@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from orchestrator_spawn import run, run_blocking
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 from tests.test_run_api import read_pid
 
 

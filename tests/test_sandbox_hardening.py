@@ -16,35 +16,22 @@ import re
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import profile, py, run
 
 from orchestrator_spawn import spawn
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import probe_capabilities
 from orchestrator_spawn.sandbox.proxy import _LoopThread
+from tests.helpers.sandbox import DENIED, LINUX_ONLY, needs, profile, py, run
 
-pytestmark = [
-    pytest.mark.linux_only,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox backend"),
-]
+pytestmark = LINUX_ONLY
 
-DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 MAX_CONNECTIONS_ENV = "ORCHESTRATOR_SPAWN_PROXY_MAX_CONNECTIONS"  # documented in proxy.py
-
-
-def needs(*features: str) -> None:
-    caps = probe_capabilities()
-    for feature in features:
-        reason = caps.unavailable(feature)
-        if reason is not None:
-            pytest.skip(f"this kernel cannot: {reason}")
 
 
 @pytest.fixture

@@ -6,18 +6,15 @@ the effect. Sockets are on 127.0.0.1 / ::1 only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import http.server
 import os
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import CHILD_PYTHON, profile, py, run
-from sandbox_support import run as run_profile
 
 from orchestrator_spawn import (
     ResourceLimits,
@@ -29,21 +26,12 @@ from orchestrator_spawn import (
 )
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
+from tests.helpers.http_origin import Origin, nothing_accepted
+from tests.helpers.http_origin import tcp_listener as listening_socket
+from tests.helpers.sandbox import CHILD_PYTHON, DENIED, LINUX_ONLY, needs, profile, py, run
+from tests.helpers.sandbox import run as run_profile
 
-pytestmark = [
-    pytest.mark.linux_only,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox backend"),
-]
-
-DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-def needs(*features: str) -> None:
-    caps = probe_capabilities()
-    for feature in features:
-        reason = caps.unavailable(feature)
-        if reason is not None:
-            pytest.skip(f"this kernel cannot: {reason}")
+pytestmark = LINUX_ONLY
 
 
 @pytest.fixture
@@ -134,21 +122,8 @@ def test_grandchild_is_confined_too(workspace: Path) -> None:
 
 @pytest.fixture
 def tcp_listener() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    sock.setblocking(False)
-    yield sock
-    sock.close()
-
-
-def _nothing_accepted(listener: socket.socket) -> bool:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return True
-    conn.close()
-    return False
+    with listening_socket() as sock:
+        yield sock
 
 
 def _run_seccomp_only(argv: list[str]) -> int:
@@ -172,7 +147,7 @@ def test_deny_blocks_tcp_udp_and_ipv6(
     port = tcp_listener.getsockname()[1]
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {port}), timeout=5))"
     assert run(prof, py(code)) != 0
-    assert _nothing_accepted(tcp_listener)
+    assert nothing_accepted(tcp_listener)
 
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
@@ -194,19 +169,16 @@ def test_deny_blocks_tcp_udp_and_ipv6(
 
 def test_deny_blocks_ipv6_loopback_listener(workspace: Path) -> None:
     needs("seccomp")
-    try:
-        listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        listener.bind(("::1", 0))
-    except OSError as err:
-        pytest.skip(f"no IPv6 loopback here: {err}")
-    listener.listen(8)
-    listener.setblocking(False)
-    prof = profile(workspace, network_mode="deny")
-    port = listener.getsockname()[1]
-    code = f"attempt(lambda: socket.create_connection(('::1', {port}), timeout=5))"
-    assert run(prof, py(code)) != 0
-    assert _nothing_accepted(listener)
-    listener.close()
+    with contextlib.ExitStack() as stack:
+        try:
+            listener = stack.enter_context(listening_socket("::1"))
+        except OSError as err:
+            pytest.skip(f"no IPv6 loopback here: {err}")
+        prof = profile(workspace, network_mode="deny")
+        port = listener.getsockname()[1]
+        code = f"attempt(lambda: socket.create_connection(('::1', {port}), timeout=5))"
+        assert run(prof, py(code)) != 0
+        assert nothing_accepted(listener)
 
 
 def test_deny_keeps_unix_socketpairs_working(workspace: Path) -> None:
@@ -225,47 +197,16 @@ def test_deny_confines_grandchildren(workspace: Path, tcp_listener: socket.socke
     code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
     argv = ["/bin/sh", "-c", '"$PY" -c "$CODE"']
     assert run(prof, argv, env={"PY": CHILD_PYTHON, "CODE": code}) != 0
-    assert _nothing_accepted(tcp_listener)
+    assert nothing_accepted(tcp_listener)
 
 
 # --- network allowlist ------------------------------------------------------------
 
 
-class _Server:
-    """A local HTTP server answering every GET with its own name."""
-
-    def __init__(self, name: str) -> None:
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                body = f"hello from {name}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def servers() -> Iterator[tuple[_Server, _Server]]:
-    allowed, other = _Server("allowed"), _Server("other")
-    yield allowed, other
-    allowed.close()
-    other.close()
+def servers() -> Iterator[tuple[Origin, Origin]]:
+    with Origin(b"hello from allowed") as allowed, Origin(b"hello from other") as other:
+        yield allowed, other
 
 
 FETCH = """
@@ -280,7 +221,7 @@ def fetch(url, expect):
 
 
 def test_allowlist_lets_allowed_server_through_the_proxy(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     allowed, _ = servers
@@ -289,11 +230,11 @@ def test_allowlist_lets_allowed_server_through_the_proxy(
     )
     code = FETCH + f"fetch('http://127.0.0.1:{allowed.port}/a?x=1', 'hello from allowed')"
     assert run(prof, py(code)) == 0
-    assert allowed.requests == ["/a?x=1"]
+    assert allowed.paths == ["/a?x=1"]
 
 
 def test_allowlist_resolves_names_in_the_parent(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     allowed, _ = servers
@@ -302,11 +243,11 @@ def test_allowlist_resolves_names_in_the_parent(
     )
     code = FETCH + f"fetch('http://localhost:{allowed.port}/named', 'hello from allowed')"
     assert run(prof, py(code)) == 0
-    assert allowed.requests == ["/named"]
+    assert allowed.paths == ["/named"]
 
 
 def test_allowlist_refuses_other_servers_and_direct_connections(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     allowed, other = servers
@@ -332,8 +273,8 @@ def test_allowlist_refuses_other_servers_and_direct_connections(
     with pytest.raises(BlockingIOError):
         udp.recv(16)
     udp.close()
-    assert allowed.requests == []
-    assert other.requests == []
+    assert allowed.paths == []
+    assert other.paths == []
 
 
 def test_allowlist_connect_tunnel_to_allowed_port_only(workspace: Path) -> None:
@@ -543,7 +484,7 @@ def test_a_failing_sandbox_step_is_a_sandbox_stage_spawn_error(tmp_path: Path) -
 
 
 def test_concurrent_allowlist_sandboxes_keep_their_own_allowlists(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     from concurrent.futures import ThreadPoolExecutor
@@ -563,5 +504,5 @@ def test_concurrent_allowlist_sandboxes_keep_their_own_allowlists(
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(one, range(6)))
     assert results == [(0, 403 - 300)] * 6
-    assert sorted(pair[0].requests) == sorted(f"/{i}" for i in range(0, 6, 2))
-    assert sorted(pair[1].requests) == sorted(f"/{i}" for i in range(1, 6, 2))
+    assert sorted(pair[0].paths) == sorted(f"/{i}" for i in range(0, 6, 2))
+    assert sorted(pair[1].paths) == sorted(f"/{i}" for i in range(1, 6, 2))

@@ -27,7 +27,7 @@ from orchestrator_spawn import (
     _native,
     spawn,
 )
-from tests import seccomp_helper
+from tests.helpers import seccomp as seccomp_helper
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc of the child"

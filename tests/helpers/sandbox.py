@@ -6,6 +6,7 @@ status: 0 for success, the errno of an OSError otherwise (see PRELUDE).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sys
@@ -13,9 +14,32 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from orchestrator_spawn import ResourceLimits, spawn
 from orchestrator_spawn.config import ExecutionProfile, ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
+
+# What a refused file or socket operation fails with under the sandbox.
+DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+# pytestmark of the tests that need the Linux backend.
+LINUX_ONLY = [
+    pytest.mark.linux_only,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox backend"),
+]
+
+
+def needs(*features: str) -> None:
+    """Skip the calling test unless this kernel offers every Linux sandbox feature."""
+    from orchestrator_spawn.sandbox.linux import probe_capabilities
+
+    caps = probe_capabilities()
+    for feature in features:
+        reason = caps.unavailable(feature)
+        if reason is not None:
+            pytest.skip(f"this kernel cannot: {reason}")
+
 
 PRELUDE = """
 import ctypes, errno, os, socket, sys
