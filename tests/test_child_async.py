@@ -173,7 +173,7 @@ def test_300_sleeping_children_few_threads(run: Runner[Any]) -> None:
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 
 
-async def spawn_with_grandchild() -> tuple[Child, int]:
+async def spawn_with_grandchild() -> tuple[Child[ChildStreamWriter, ChildStreamReader], int]:
     child = await open_process(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
     line = await reader(child.stdout).readline()
     return child, int(line)
@@ -235,7 +235,7 @@ def test_terminate_cooperative_child(run: Runner[Any]) -> None:
 
 
 def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
-    async def main() -> tuple[Child, int]:
+    async def main() -> tuple[Child[ChildStreamWriter, ChildStreamReader], int]:
         child, grandchild = await spawn_with_grandchild()
         async with child:
             assert child.returncode is None

@@ -89,7 +89,7 @@ def _env_with_cgroups() -> dict[str, str]:
 def _escapee_pids(stream: object, expected: int = 2) -> list[int]:
     """Reads the escapees' pids (they may come after "ready": the double
     fork runs on its own schedule) up to "ready" and ``expected`` pids."""
-    pids = []
+    pids: list[int] = []
     ready = False
     while not (ready and len(pids) >= expected):
         line = stream.readline()  # type: ignore[attr-defined]

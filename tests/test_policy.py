@@ -10,6 +10,7 @@ from orchestrator_spawn import (
     DaemonPidGuardBlocked,
     PolicyError,
     RunnerConfig,
+    RunnerPolicy,
     enforce_runner_policy,
     guard_daemon_pid_kill,
 )
@@ -21,7 +22,7 @@ def unsafe_runner() -> RunnerConfig:
     return RunnerConfig(
         shell="/bin/bash",
         shell_arg="-lc",
-        policy="unsafe",
+        policy=RunnerPolicy.UNSAFE,
         allowed_shells=["/bin/bash"],
         allowed_shell_args=["-lc"],
         env_allowlist=["PATH"],

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -478,7 +478,8 @@ def test_redacted_line_shows_up_before_eof() -> None:
     async def main() -> bytes:
         capture = start_capture(r_out, r_err, stdout_sink=MEMORY, live=["stdout"], redact=[TOKEN])
         lines = capture.lines("stdout")
-        first = await asyncio.wait_for(lines.__anext__(), timeout=30)
+        assert isinstance(lines, AsyncGenerator)  # closable early, as the test needs
+        first: bytes = await asyncio.wait_for(lines.__anext__(), timeout=30)
         os.killpg(proc.pid, signal.SIGKILL)
         await lines.aclose()
         await capture.wait()

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import Redactor, RunnerConfig, run, spawn, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    Redactor,
+    RunnerConfig,
+    RunnerPolicy,
+    run,
+    spawn,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 from orchestrator_spawn.pump import MEMORY, PIPE, Capture, Redaction, start_capture
 from orchestrator_spawn.run import RunTimeoutError
@@ -212,7 +219,7 @@ def test_run_timeout_output_has_no_clear_prefix() -> None:
 
 def test_runner_child_killed_through_its_handle_after_a_cancelled_wait(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
 
     async def main() -> None:
         captured = spawn_with_runner_and_capture(
@@ -287,7 +294,7 @@ def test_runner_child_killed_from_elsewhere(tmp_path: Path, command: str, expect
 
     async def main() -> int:
         captured = spawn_with_runner_and_capture(
-            RunnerConfig(policy="unsafe"),
+            RunnerConfig(policy=RunnerPolicy.UNSAFE),
             command,
             tmp_path,
             log,

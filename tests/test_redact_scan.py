@@ -26,7 +26,7 @@ REP = b"[REDACTED]"
 
 
 def _available_scanners() -> list[str]:
-    found = []
+    found: list[str] = []
     for name in ("scalar", "ssse3", "avx2", "neon"):
         code = (
             "from orchestrator_spawn._native import PatternSet;"

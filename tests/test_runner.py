@@ -15,6 +15,7 @@ from orchestrator_spawn import (
     PolicyError,
     ResolvedExecutionProfile,
     RunnerConfig,
+    RunnerPolicy,
     SandboxBackendError,
     SpawnError,
     spawn_with_runner,
@@ -45,7 +46,7 @@ def test_allowlist_env_keeps_only_listed_parent_vars_then_extra() -> None:
 
 
 def test_unsafe_env_is_parent_plus_extra_minus_removed() -> None:
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
     env = build_child_env(runner, {"EXTRA": "x"}, PARENT)
     expected = {k: v for k, v in PARENT.items() if k != "CLAUDECODE"}
     assert env == {**expected, "EXTRA": "x"}

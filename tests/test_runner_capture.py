@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    ChildStreamWriter,
+    RunnerConfig,
+    RunnerPolicy,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
 
@@ -122,7 +127,7 @@ def test_stdin_is_piped_and_echoed_output_redacted(tmp_path: Path) -> None:
             RunnerConfig(), "cat", tmp_path, out, os.devnull, None, None, True
         )
         stdin = captured.child.stdin
-        assert stdin is not None
+        assert isinstance(stdin, ChildStreamWriter)
         stdin.write(f"leak {GITHUB_TOKEN} here\n".encode())
         await stdin.drain()
         stdin.close()
@@ -184,7 +189,7 @@ def test_passthrough_capture_with_stdin_and_shared_file(tmp_path: Path) -> None:
         )
         assert captured.child.pgid == captured.child.pid
         stdin = captured.child.stdin
-        assert stdin is not None
+        assert isinstance(stdin, ChildStreamWriter)
         stdin.write(b"from stdin\n")
         await stdin.drain()
         stdin.close()
@@ -208,7 +213,7 @@ def test_unopenable_sink_fails_before_the_command_runs(tmp_path: Path) -> None:
 def test_failed_spawn_leaves_no_running_capture_behind(tmp_path: Path) -> None:
     from orchestrator_spawn import SpawnError
 
-    runner = RunnerConfig(policy="unsafe", shell="/definitely/missing-shell")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE, shell="/definitely/missing-shell")
     with pytest.raises(SpawnError, match="shell=/definitely/missing-shell"):
         spawn_with_runner_and_capture(runner, "true", tmp_path, tmp_path / "o", tmp_path / "e")
     assert (tmp_path / "o").read_bytes() == b""

@@ -6,15 +6,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator_spawn import (
+    Child,
     ChildStreamWriter,
     ExecutionProfile,
     ResolvedExecutionProfile,
     RunnerConfig,
+    RunnerPolicy,
     SpawnError,
     spawn_with_runner,
 )
@@ -67,7 +68,7 @@ def test_unsafe_passes_parent_env_but_not_removed_names(
     monkeypatch.setenv("RUNNER_BLOCKED_TEST", "now-visible")
     monkeypatch.setenv("CLAUDECODE", "nested-session")
     code, out, _ = run(
-        RunnerConfig(policy="unsafe"),
+        RunnerConfig(policy=RunnerPolicy.UNSAFE),
         'printf \'%s|%s\' "${RUNNER_BLOCKED_TEST:-missing}" "${CLAUDECODE:-missing}"',
         tmp_path,
     )
@@ -168,7 +169,7 @@ def test_cpu_limit_stops_a_busy_loop(tmp_path: Path) -> None:
 
 
 def test_missing_shell_is_a_spawn_error_naming_shell(tmp_path: Path) -> None:
-    runner = RunnerConfig(policy="unsafe", shell="/definitely/missing-shell")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE, shell="/definitely/missing-shell")
     with pytest.raises(SpawnError) as info:
         spawn_with_runner(runner, "echo hello", tmp_path, tmp_path / "o", tmp_path / "e")
     assert "failed to spawn runner shell=/definitely/missing-shell shell_arg=-lc" in str(info.value)
@@ -195,7 +196,7 @@ def test_pipe_stdin(tmp_path: Path) -> None:
             True,
             ResolvedExecutionProfile.host(tmp_path),
         )
-        assert child.stdin is not None
+        assert isinstance(child.stdin, ChildStreamWriter)
         child.stdin.write(b"hello stdin\n")
         await child.stdin.drain()
         child.stdin.close()
@@ -211,7 +212,7 @@ def test_pipe_stdin_under_trio_and_refused_without_a_loop(tmp_path: Path) -> Non
     trio = pytest.importorskip("trio")
     marker = tmp_path / "ran"
 
-    def start(command: str) -> Any:
+    def start(command: str) -> Child:
         return spawn_with_runner(
             RunnerConfig(),
             command,

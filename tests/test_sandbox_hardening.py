@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -128,7 +129,7 @@ attempt_each([
     ids=["readonly", "rw_scoped"],
 )
 def test_metadata_outside_the_writable_set_cannot_change(
-    workspace: Path, fields: dict[str, object]
+    workspace: Path, fields: dict[str, Any]
 ) -> None:
     needs("landlock", "seccomp", "userns")
     target = workspace / "private.txt"

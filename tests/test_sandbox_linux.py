@@ -13,6 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from orchestrator_spawn import (
     sandbox_preflight,
     spawn,
 )
+from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
 from tests.helpers.http_origin import Origin, nothing_accepted
@@ -141,7 +143,7 @@ def test_deny_blocks_tcp_udp_and_ipv6(
     needs("seccomp")
     prof = profile(workspace, network_mode="deny")
 
-    def run(prof: object, argv: list[str]) -> int:
+    def run(prof: ResolvedExecutionProfile, argv: list[str]) -> int:
         return _run_seccomp_only(argv) if seccomp_only else run_profile(prof, argv)
 
     port = tcp_listener.getsockname()[1]
@@ -397,7 +399,7 @@ def test_parent_is_never_restricted(workspace: Path, tcp_listener: socket.socket
     ],
 )
 def test_forced_unavailable_probe_refuses_the_spawn(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch, disabled: str, fields: dict[str, object]
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, disabled: str, fields: dict[str, Any]
 ) -> None:
     monkeypatch.setenv(DISABLE_ENV, disabled)
     prof = profile(workspace, **fields)

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -70,7 +70,7 @@ def _run(
     command: str,
     resolved: ResolvedExecutionProfile | None = None,
     runner: RunnerConfig = RUNNER,
-    **profile_fields: object,
+    **profile_fields: Any,
 ) -> tuple[int, str, str]:
     logs = workspace.parent / "logs"
     child = spawn_with_runner(

@@ -17,7 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import RunnerConfig, spawn_with_runner, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    RunnerConfig,
+    RunnerPolicy,
+    spawn_with_runner,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.pump import start_capture
 from orchestrator_spawn.spawn import spawn
 
@@ -50,7 +55,7 @@ def test_runner_capture_with_two_names_for_one_file(
 
     async def main() -> None:
         captured = spawn_with_runner_and_capture(
-            RunnerConfig(policy="unsafe"), INTERLEAVED, tmp_path, stdout, stderr
+            RunnerConfig(policy=RunnerPolicy.UNSAFE), INTERLEAVED, tmp_path, stdout, stderr
         )
         await captured.child.wait()
         await captured.output_capture.wait()
@@ -65,7 +70,9 @@ def test_runner_without_capture_with_two_names_for_one_file(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     stdout, stderr = _names(tmp_path, how)
-    child = spawn_with_runner(RunnerConfig(policy="unsafe"), INTERLEAVED, tmp_path, stdout, stderr)
+    child = spawn_with_runner(
+        RunnerConfig(policy=RunnerPolicy.UNSAFE), INTERLEAVED, tmp_path, stdout, stderr
+    )
     assert child.wait_blocking() == 0
     _check((tmp_path / "same.log").read_text())
 

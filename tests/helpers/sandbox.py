@@ -65,7 +65,7 @@ def _child_python() -> str:
 CHILD_PYTHON = _child_python()
 
 
-def profile(workspace: Path, name: str = "test", **fields: Any) -> ResolvedExecutionProfile:
+def profile(workspace: Path, *, name: str = "test", **fields: Any) -> ResolvedExecutionProfile:
     """A resolved sandbox profile (fields as in ExecutionProfile) for ``workspace``."""
     fields.setdefault("mode", "sandbox")
     return ExecutionProfile(**fields).resolve(name, workspace)
