@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from orchestrator_spawn import _platform
+from orchestrator_spawn._platform import cgroup
 
 
 @pytest.fixture(params=["fast", "sigchld"])
@@ -30,3 +31,14 @@ def exit_path(request: pytest.FixtureRequest) -> Iterator[str]:
 def anyio_backend(request: pytest.FixtureRequest) -> object:
     """Tests marked ``anyio`` run on asyncio, uvloop and trio."""
     return request.param
+
+
+@pytest.fixture
+def no_cgroups() -> Iterator[None]:
+    """Cgroup containment switched off: jobs are process groups."""
+    saved = cgroup.enabled()
+    cgroup.set_enabled(False)
+    try:
+        yield
+    finally:
+        cgroup.set_enabled(saved)

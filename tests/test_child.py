@@ -14,7 +14,7 @@ import time
 import pytest
 
 from orchestrator_spawn import PIPE, Child, spawn
-from tests.helpers.processes import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, reaped, wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
@@ -22,16 +22,6 @@ WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 
 # Every test runs with the pidfd fast path on and off (conftest.exit_path).
 pytestmark = pytest.mark.usefixtures("exit_path")
-
-
-def reaped(pid: int) -> bool:
-    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
-    zombie it finds, which only happens when the answer is False anyway.)"""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def spawn_with_grandchild() -> tuple[Child, int]:

@@ -26,7 +26,7 @@ from orchestrator_spawn import (
     open_process,
     spawn,
 )
-from tests.helpers.processes import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, reaped, wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]
@@ -51,16 +51,6 @@ def run(request: pytest.FixtureRequest, exit_path: str) -> Runner[Any]:
             loop.close()
 
     return runner
-
-
-def reaped(pid: int) -> bool:
-    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
-    zombie it finds, which only happens when the answer is False anyway.)"""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def reader(stream: object) -> ChildStreamReader:

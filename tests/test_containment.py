@@ -70,17 +70,6 @@ def cgroups() -> Iterator[None]:
         cgroup.set_enabled(saved)
 
 
-@pytest.fixture
-def no_cgroups() -> Iterator[None]:
-    """Cgroup containment switched off: jobs are process groups."""
-    saved = cgroup.enabled()
-    cgroup.set_enabled(False)
-    try:
-        yield
-    finally:
-        cgroup.set_enabled(saved)
-
-
 def _env_with_cgroups() -> dict[str, str]:
     """This environment without the off switch (for child orchestrators)."""
     return {k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV}
@@ -370,31 +359,22 @@ def test_keeper_removes_the_orchestrators_cgroups(cgroups: None) -> None:
         proc.wait()
 
 
-@pytest.mark.usefixtures("no_cgroups")
-def test_job_from_an_exiting_thread_keeps_running_without_cgroups() -> None:
+@pytest.mark.parametrize(
+    ("containment", "fixture"), [("process_group", "no_cgroups"), ("cgroup", "cgroups")]
+)
+def test_job_from_an_exiting_thread_keeps_running(
+    containment: str, fixture: str, request: pytest.FixtureRequest
+) -> None:
     # PR_SET_PDEATHSIG would fire when the spawning thread exits: it must
     # only be set for spawns from the main thread.
+    request.getfixturevalue(fixture)
     children: list[Child] = []
     thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
     thread.start()
     thread.join()
     (child,) = children
     try:
-        assert child.containment == "process_group"
-        with pytest.raises(TimeoutError):
-            child.wait_blocking(timeout=0.3)
-    finally:
-        child.close()
-
-
-def test_job_from_an_exiting_thread_keeps_running(cgroups: None) -> None:
-    children: list[Child] = []
-    thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
-    thread.start()
-    thread.join()
-    (child,) = children
-    try:
-        assert child.containment == "cgroup"
+        assert child.containment == containment
         with pytest.raises(TimeoutError):
             child.wait_blocking(timeout=0.3)
     finally:

@@ -30,7 +30,16 @@ from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
 from tests.helpers.http_origin import Origin, nothing_accepted
 from tests.helpers.http_origin import tcp_listener as listening_socket
-from tests.helpers.sandbox import CHILD_PYTHON, DENIED, LINUX_ONLY, needs, profile, py, run
+from tests.helpers.sandbox import (
+    CHILD_PYTHON,
+    DENIED,
+    LINUX_ONLY,
+    needs,
+    profile,
+    py,
+    run,
+    spawn_prepared,
+)
 from tests.helpers.sandbox import run as run_profile
 
 pytestmark = LINUX_ONLY
@@ -222,30 +231,27 @@ def fetch(url, expect):
 """
 
 
+def _fetch_through_the_proxy(workspace: Path, allowed: Origin, host: str, path: str) -> None:
+    """A child allowed ``host:port`` fetches ``path`` from ``allowed`` by that name."""
+    needs("userns", "seccomp")
+    prof = profile(
+        workspace, network_mode="allowlist", network_allowlist=[f"{host}:{allowed.port}"]
+    )
+    code = FETCH + f"fetch('http://{host}:{allowed.port}{path}', 'hello from allowed')"
+    assert run(prof, py(code)) == 0
+    assert allowed.paths == [path]
+
+
 def test_allowlist_lets_allowed_server_through_the_proxy(
     workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
-    needs("userns", "seccomp")
-    allowed, _ = servers
-    prof = profile(
-        workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{allowed.port}"]
-    )
-    code = FETCH + f"fetch('http://127.0.0.1:{allowed.port}/a?x=1', 'hello from allowed')"
-    assert run(prof, py(code)) == 0
-    assert allowed.paths == ["/a?x=1"]
+    _fetch_through_the_proxy(workspace, servers[0], "127.0.0.1", "/a?x=1")
 
 
 def test_allowlist_resolves_names_in_the_parent(
     workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
-    needs("userns", "seccomp")
-    allowed, _ = servers
-    prof = profile(
-        workspace, network_mode="allowlist", network_allowlist=[f"localhost:{allowed.port}"]
-    )
-    code = FETCH + f"fetch('http://localhost:{allowed.port}/named', 'hello from allowed')"
-    assert run(prof, py(code)) == 0
-    assert allowed.paths == ["/named"]
+    _fetch_through_the_proxy(workspace, servers[0], "localhost", "/named")
 
 
 def test_allowlist_refuses_other_servers_and_direct_connections(
@@ -447,10 +453,8 @@ def test_allowlist_handoff_channel_is_closed_before_the_program_runs(workspace: 
     # The program holds no fd but its stdio: the handoff end was closed.
     code = "sys.exit(0 if sorted(map(int, os.listdir('/proc/self/fd')))[:4] == [0, 1, 2, 3] "
     code += "and len(os.listdir('/proc/self/fd')) == 4 else 9)"  # 3: listdir's own fd
-    with prepare_sandbox(prof, py(code)) as prepared:
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(prepared.argv, env=env, _sandbox_plan=prepared.native_plan) as child:
-            assert child.wait_blocking(timeout=60) == 0
+    with prepare_sandbox(prof, py(code)) as prepared, spawn_prepared(prepared) as child:
+        assert child.wait_blocking(timeout=60) == 0
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root is exempt from RLIMIT_NPROC")

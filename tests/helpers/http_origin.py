@@ -15,7 +15,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.message import Message
-from types import TracebackType
 
 LOOPBACK = ("127.0.0.1", "::1")
 
@@ -82,12 +81,7 @@ class Origin:
     def __enter__(self) -> Origin:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
 

@@ -30,3 +30,13 @@ def count_pidfds() -> int:
         with contextlib.suppress(FileNotFoundError):  # the listdir's own fd
             count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[pidfd]"
     return count
+
+
+def reaped(pid: int) -> bool:
+    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
+    zombie it finds, which only happens when the answer is False anyway.)"""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -16,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import ResourceLimits, spawn
+from orchestrator_spawn import Child, ResourceLimits, spawn
 from orchestrator_spawn.config import ExecutionProfile, ResolvedExecutionProfile
-from orchestrator_spawn.sandbox import prepare_sandbox
+from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
 
 # What a refused file or socket operation fails with under the sandbox.
 DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -87,9 +88,33 @@ def run(
 
     The exit code is negative (minus the signal number) when it was killed.
     """
-    with prepare_sandbox(resolved, argv) as prepared:
-        child_env = {**os.environ, **(env or {}), **prepared.env_overrides}
-        with spawn(
-            prepared.argv, env=child_env, limits=limits, _sandbox_plan=prepared.native_plan
-        ) as child:
-            return child.wait_blocking(timeout=120)
+    with (
+        prepare_sandbox(resolved, argv) as prepared,
+        spawn_prepared(prepared, env=env, limits=limits) as child,
+    ):
+        return child.wait_blocking(timeout=120)
+
+
+def spawn_prepared(
+    prepared: PreparedSandbox, *, env: Mapping[str, str] | None = None, **spawn_args: Any
+) -> Child:
+    """``spawn`` of a prepared sandbox's argv under its plan.
+
+    The child's environment is this process's, updated with ``env`` and then
+    with the sandbox's own variables (the proxy's address, say).
+    """
+    child_env = {**os.environ, **(env or {}), **prepared.env_overrides}
+    return spawn(prepared.argv, env=child_env, _sandbox_plan=prepared.native_plan, **spawn_args)
+
+
+def run_captured(
+    resolved: ResolvedExecutionProfile, argv: Sequence[str], **spawn_args: Any
+) -> tuple[int, str]:
+    """Run ``argv`` under ``resolved``: its exit code and its stdout."""
+    with (
+        prepare_sandbox(resolved, argv) as prepared,
+        spawn_prepared(prepared, stdout=subprocess.PIPE, **spawn_args) as child,
+    ):
+        assert child.stdout is not None
+        out = child.stdout.read().decode()
+        return child.wait_blocking(timeout=60), out
