@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import orchestrator_spawn
+from tests.helpers.processes import CLI
 
 PACKAGE_PARENT = Path(orchestrator_spawn.__file__).resolve().parent.parent
 GROUP_FLAG = "process_group=0" if sys.version_info >= (3, 11) else "start_new_session"
@@ -46,7 +47,7 @@ ROW = re.compile(
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "bench", *args],
+        [*CLI, "bench", *args],
         capture_output=True,
         text=True,
         cwd=PACKAGE_PARENT,

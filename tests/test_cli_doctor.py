@@ -17,6 +17,7 @@ from orchestrator_spawn import _native, sandbox_preflight
 from orchestrator_spawn._cli_doctor import FEATURE_NAMES, KERNEL_PROBES, SANDBOX_MODES
 from orchestrator_spawn.config import load_config_file
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV
+from tests.helpers.processes import CLI
 
 # The directory holding the package the tests import (source tree or site-packages).
 PACKAGE_PARENT = Path(orchestrator_spawn.__file__).resolve().parent.parent
@@ -42,7 +43,7 @@ def doctor(
     if disable is not None:
         env[DISABLE_ENV] = disable
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "doctor", *args],
+        [*CLI, "doctor", *args],
         capture_output=True,
         text=True,
         cwd=cwd or PACKAGE_PARENT,
@@ -193,7 +194,7 @@ def test_an_unknown_profile_or_bad_config_exits_two(config_file: Path, tmp_path:
 def test_help_shows_examples(command: tuple[str, ...]) -> None:
     env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", *command, "--help"],
+        [*CLI, *command, "--help"],
         capture_output=True,
         text=True,
         env=env,
@@ -212,7 +213,7 @@ def _doctor_exit_notification(disable_pidfd: str | None) -> str:
     if disable_pidfd is not None:
         env["ORCHESTRATOR_SPAWN_DISABLE_PIDFD"] = disable_pidfd
     done = subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "doctor", "--json"],
+        [*CLI, "doctor", "--json"],
         capture_output=True,
         text=True,
         cwd=PACKAGE_PARENT,

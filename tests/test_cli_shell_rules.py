@@ -13,10 +13,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers.processes import wait_gone
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "orchestrator_spawn"]
 GITHUB_TOKEN = "gh" + "p_" + "Z9y8X7w6V5" * 3 + "u4T3s2"  # ghp_ + 36 alnum, assembled
 REDACTION = pytest.mark.parametrize("redaction", [[], ["--no-redact"]], ids=["redact", "no-redact"])
 

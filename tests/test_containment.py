@@ -30,7 +30,7 @@ import orchestrator_spawn
 from orchestrator_spawn import PIPE, Child, _native, spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
-from tests.helpers.processes import wait_gone
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -245,7 +245,7 @@ def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
 
 def test_cli_ctrl_c_ends_descendants(cgroups: None) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", ESCAPEES + "wait"],
+        [*CLI, "run", "--", "sh", "-c", ESCAPEES + "wait"],
         stdout=subprocess.PIPE,
         cwd=ROOT,
         env=_env_with_cgroups(),
@@ -653,7 +653,7 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
 def test_doctor_says_how_jobs_are_held_and_what_is_missing() -> None:
     def doctor(env: dict[str, str]) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator_spawn", "doctor"],
+            [*CLI, "doctor"],
             env=env,
             cwd=ROOT,
             capture_output=True,

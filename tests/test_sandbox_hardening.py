@@ -28,16 +28,8 @@ from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import probe_capabilities
 from orchestrator_spawn.sandbox.proxy import _LoopThread
-from tests.helpers.sandbox import (
-    DENIED,
-    LINUX_ONLY,
-    needs,
-    profile,
-    py,
-    run,
-    run_captured,
-    spawn_prepared,
-)
+from tests.helpers import sandbox as sbx
+from tests.helpers.sandbox import DENIED, LINUX_ONLY, needs, profile, py, run, run_captured
 
 pytestmark = LINUX_ONLY
 
@@ -194,7 +186,10 @@ attempt_each([
 
 
 def run_with_stdout(prof: ResolvedExecutionProfile, argv: list[str], stdout: IO[Any]) -> int:
-    with prepare_sandbox(prof, argv) as prepared, spawn_prepared(prepared, stdout=stdout) as child:
+    with (
+        prepare_sandbox(prof, argv) as prepared,
+        sbx.spawn_prepared(prepared, stdout=stdout) as child,
+    ):
         return child.wait_blocking(timeout=60)
 
 
@@ -481,7 +476,7 @@ os._exit(os.waitpid(pid, 0)[1] >> 8)
     try:
         with (
             prepare_sandbox(profile(workspace), py(code)) as prepared,
-            spawn_prepared(prepared, stdin=own_slave, stdout=own_slave) as child,
+            sbx.spawn_prepared(prepared, stdin=own_slave, stdout=own_slave) as child,
         ):
             os.close(own_slave)
             own_slave = -1
@@ -526,7 +521,7 @@ print(sum(c.recv(100).startswith(b"HTTP/1.1 503") for c in answered))
         prepare_sandbox(prof, py(code)) as prepared,
     ):
         proxy = prepared._proxy
-        with spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
+        with sbx.spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
             assert child.stdout is not None
             out = child.stdout.read().decode()
             assert child.wait_blocking(timeout=60) == 0, out
@@ -553,7 +548,7 @@ time.sleep(60)
     with caplog.at_level(logging.DEBUG):
         prepared = prepare_sandbox(prof, py("import time\n" + code))
         proxy = prepared._proxy
-        with spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
+        with sbx.spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
             assert child.stdout is not None
             assert child.stdout.readline() == b"open\n"
             deadline = time.monotonic() + 10
@@ -592,7 +587,7 @@ print(sum(c.recv(100).startswith(b"HTTP/1.1 403") for c in conns), flush=True)
     with (
         caplog.at_level(logging.INFO),
         prepare_sandbox(prof, py(code)) as prepared,
-        spawn_prepared(prepared, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child,
+        sbx.spawn_prepared(prepared, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child,
     ):
         assert child.stdin is not None
         assert child.stdout is not None
@@ -671,7 +666,7 @@ for path in sys.argv[1:]:
 """
         attacker = profile(workspace, name="attacker", network_mode="deny")
         assert run(attacker, [*py(attack), *([handoff] if handoff else [])]) == 0
-        with spawn_prepared(prepared) as child:
+        with sbx.spawn_prepared(prepared) as child:
             assert child.wait_blocking(timeout=60) == 0
     server.close()
     assert bound == []

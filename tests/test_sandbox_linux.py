@@ -28,18 +28,10 @@ from orchestrator_spawn import (
 from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
+from tests.helpers import sandbox as sbx
 from tests.helpers.http_origin import Origin, nothing_accepted
 from tests.helpers.http_origin import tcp_listener as listening_socket
-from tests.helpers.sandbox import (
-    CHILD_PYTHON,
-    DENIED,
-    LINUX_ONLY,
-    needs,
-    profile,
-    py,
-    run,
-    spawn_prepared,
-)
+from tests.helpers.sandbox import CHILD_PYTHON, DENIED, LINUX_ONLY, needs, profile, py, run
 from tests.helpers.sandbox import run as run_profile
 
 pytestmark = LINUX_ONLY
@@ -453,7 +445,7 @@ def test_allowlist_handoff_channel_is_closed_before_the_program_runs(workspace: 
     # The program holds no fd but its stdio: the handoff end was closed.
     code = "sys.exit(0 if sorted(map(int, os.listdir('/proc/self/fd')))[:4] == [0, 1, 2, 3] "
     code += "and len(os.listdir('/proc/self/fd')) == 4 else 9)"  # 3: listdir's own fd
-    with prepare_sandbox(prof, py(code)) as prepared, spawn_prepared(prepared) as child:
+    with prepare_sandbox(prof, py(code)) as prepared, sbx.spawn_prepared(prepared) as child:
         assert child.wait_blocking(timeout=60) == 0
 
 

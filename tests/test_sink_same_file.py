@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from orchestrator_spawn import (
 )
 from orchestrator_spawn.pump import start_capture
 from orchestrator_spawn.spawn import spawn
+from tests.helpers.processes import CLI
 
 # Five lines on each stream, alternating, each written (and flushed) whole.
 INTERLEAVED = "for i in 1 2 3 4 5; do echo out$i; sleep 0.01; echo err$i >&2; sleep 0.01; done"
@@ -97,9 +97,7 @@ def test_start_capture_with_two_fds_of_one_file(tmp_path: Path) -> None:
 def test_cli_with_two_names_for_one_file(tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "orchestrator_spawn",
+            *CLI,
             "run",
             "--stdout",
             "same.log",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 
 import psutil
@@ -40,3 +41,7 @@ def reaped(pid: int) -> bool:
     except ChildProcessError:
         return True
     return False
+
+
+# argv prefix that runs the command-line interface of the package under test.
+CLI = [sys.executable, "-m", "orchestrator_spawn"]
