@@ -30,7 +30,7 @@ __all__ = [
 _PLATFORM: str = sys.platform
 
 BACKEND_HOST = "host"
-BACKEND_LINUX = "linux_native"  # the seed's backend labels
+BACKEND_LINUX = "linux_native"  # the Rust runner's backend labels
 BACKEND_MACOS = "macos_seatbelt"
 
 
