@@ -24,6 +24,13 @@ WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 pytestmark = pytest.mark.usefixtures("exit_path")
 
 
+def _start_and_join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+
 def spawn_with_grandchild() -> tuple[Child, int]:
     child = spawn(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
     assert child.stdout is not None
@@ -83,10 +90,7 @@ def test_racing_waiters_reap_once() -> None:
 
         threads = [threading.Thread(target=waiter) for _ in range(4)]
         threads += [threading.Thread(target=poller) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        _start_and_join(threads)
         assert results == [9] * 8
         assert reaped(child.pid)
 
@@ -231,10 +235,7 @@ def test_blocking_waiters_pollers_and_a_timed_waiter_race() -> None:
 
         threads = [threading.Thread(target=waiter) for _ in range(3)]
         threads += [threading.Thread(target=timed), threading.Thread(target=poller)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        _start_and_join(threads)
         assert results == [7] * 5
         assert reaped(child.pid)
         assert child.rusage is not None

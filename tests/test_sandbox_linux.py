@@ -29,7 +29,7 @@ from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
 from tests.helpers import sandbox as sbx
-from tests.helpers.http_origin import Origin, nothing_accepted
+from tests.helpers.http_origin import Origin, nothing_accepted, nothing_received, udp_receiver
 from tests.helpers.http_origin import tcp_listener as listening_socket
 from tests.helpers.sandbox import CHILD_PYTHON, DENIED, LINUX_ONLY, needs, profile, py, run
 from tests.helpers.sandbox import run as run_profile
@@ -152,17 +152,13 @@ def test_deny_blocks_tcp_udp_and_ipv6(
     assert run(prof, py(code)) != 0
     assert nothing_accepted(tcp_listener)
 
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.setblocking(False)
-    code = (
-        "attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-        f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]})))"
-    )
-    assert run(prof, py(code)) != 0
-    with pytest.raises(BlockingIOError):
-        udp.recv(16)  # the child has exited: a datagram sent would be queued
-    udp.close()
+    with udp_receiver() as udp:
+        code = (
+            "attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]})))"
+        )
+        assert run(prof, py(code)) != 0
+        assert nothing_received(udp)  # the child has exited: a datagram sent would be queued
 
     code = "attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM))"
     assert run(prof, py(code)) in DENIED
@@ -262,17 +258,13 @@ def test_allowlist_refuses_other_servers_and_direct_connections(
         assert run(prof, py(code)) != 0
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {other.port}), timeout=5))"
     assert run(prof, py(code)) != 0
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.setblocking(False)
-    code = (
-        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-        f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]}))"
-    )
-    run(prof, py(code))  # may "succeed" inside the namespace: it must not arrive here
-    with pytest.raises(BlockingIOError):
-        udp.recv(16)
-    udp.close()
+    with udp_receiver() as udp:
+        code = (
+            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]}))"
+        )
+        run(prof, py(code))  # may "succeed" inside the namespace: it must not arrive here
+        assert nothing_received(udp)
     assert allowed.paths == []
     assert other.paths == []
 

@@ -46,12 +46,19 @@ def _names(tmp_path: Path, how: str) -> tuple[str, str]:
     return "same.log", "link.log"
 
 
-@pytest.mark.parametrize("how", ["dot", "hardlink"])
-def test_runner_capture_with_two_names_for_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
+@pytest.fixture(params=["dot", "hardlink"])
+def two_names(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """Two names of one file in the working directory, ``tmp_path``."""
     monkeypatch.chdir(tmp_path)
-    stdout, stderr = _names(tmp_path, how)
+    return _names(tmp_path, request.param)
+
+
+def test_runner_capture_with_two_names_for_one_file(
+    tmp_path: Path, two_names: tuple[str, str]
+) -> None:
+    stdout, stderr = two_names
 
     async def main() -> None:
         captured = spawn_with_runner_and_capture(
@@ -64,12 +71,10 @@ def test_runner_capture_with_two_names_for_one_file(
     _check((tmp_path / "same.log").read_text())
 
 
-@pytest.mark.parametrize("how", ["dot", "hardlink"])
 def test_runner_without_capture_with_two_names_for_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path, two_names: tuple[str, str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    stdout, stderr = _names(tmp_path, how)
+    stdout, stderr = two_names
     child = spawn_with_runner(
         RunnerConfig(policy=RunnerPolicy.UNSAFE), INTERLEAVED, tmp_path, stdout, stderr
     )

@@ -109,3 +109,27 @@ def nothing_accepted(listener: socket.socket) -> bool:
         return True
     conn.close()
     return False
+
+
+@contextmanager
+def udp_receiver(host: str = "127.0.0.1") -> Iterator[socket.socket]:
+    """A non-blocking UDP socket bound on ``host`` (loopback), port chosen by
+    the kernel: where a confined child's datagram must never arrive."""
+    _check_loopback(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, 0))
+        sock.setblocking(False)
+        yield sock
+    finally:
+        sock.close()
+
+
+def nothing_received(receiver: socket.socket) -> bool:
+    """True when no datagram is queued on the non-blocking ``receiver``."""
+    try:
+        receiver.recv(16)
+    except BlockingIOError:
+        return True
+    return False
