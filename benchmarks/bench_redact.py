@@ -146,14 +146,26 @@ def test_engine_whole_buffer(benchmark: Any, corpus: bytes, corpus_expected: byt
     assert out.count(REP) >= len(corpus) // 20_000
 
 
-def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+def _bench_streamed(
+    benchmark: Any,
+    label: str,
+    data: bytes,
+    expected: bytes,
+    patterns: tuple[bytes, ...] = PATTERNS,
+    literals: tuple[bytes, ...] = LITERALS,
+) -> None:
+    """Times ``_stream_to_sink`` (9 rounds) and checks the streamed output."""
     written = benchmark.pedantic(
-        lambda: _stream_to_sink(corpus), rounds=9, iterations=1, warmup_rounds=1
+        lambda: _stream_to_sink(data, patterns, literals), rounds=9, iterations=1, warmup_rounds=1
     )
     if benchmark.stats is not None:
-        _results["engine streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
-    assert written == len(corpus_expected)
-    assert _stream(corpus) == corpus_expected
+        _results[label] = (benchmark.stats.stats.median, len(data))
+    assert written == len(expected)
+    assert _stream(data, patterns, literals) == expected
+
+
+def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+    _bench_streamed(benchmark, "engine streamed 64 KiB", corpus, corpus_expected)
 
 
 def test_engine_with_unanchored_pattern(benchmark: Any, corpus: bytes) -> None:
@@ -204,13 +216,7 @@ def test_pack_whole_buffer(benchmark: Any, corpus: bytes, pack_expected: bytes) 
 
 
 def test_pack_streamed_64k(benchmark: Any, corpus: bytes, pack_expected: bytes) -> None:
-    written = benchmark.pedantic(
-        lambda: _stream_to_sink(corpus, PACK, ()), rounds=9, iterations=1, warmup_rounds=1
-    )
-    if benchmark.stats is not None:
-        _results["pack streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
-    assert written == len(pack_expected)
-    assert _stream(corpus, PACK, ()) == pack_expected
+    _bench_streamed(benchmark, "pack streamed 64 KiB", corpus, pack_expected, PACK, ())
 
 
 def test_pack_python_re_whole_buffer(benchmark: Any, pack_re_slice: bytes) -> None:
@@ -254,13 +260,7 @@ def test_web_whole_buffer(benchmark: Any, web: bytes, web_expected: bytes) -> No
 
 
 def test_web_streamed_64k(benchmark: Any, web: bytes, web_expected: bytes) -> None:
-    written = benchmark.pedantic(
-        lambda: _stream_to_sink(web, WEB_PATTERNS, ()), rounds=9, iterations=1, warmup_rounds=1
-    )
-    if benchmark.stats is not None:
-        _results["web streamed 64 KiB"] = (benchmark.stats.stats.median, len(web))
-    assert written == len(web_expected)
-    assert _stream(web, WEB_PATTERNS, ()) == web_expected
+    _bench_streamed(benchmark, "web streamed 64 KiB", web, web_expected, WEB_PATTERNS, ())
 
 
 def test_web_with_unanchored_pattern(benchmark: Any, web: bytes) -> None:

@@ -52,6 +52,7 @@ __all__ = [
     "GROUPS",
     "BenchResult",
     "Contender",
+    "LineRedactor",
     "Sizes",
     "add_bench_options",
     "render_table",
@@ -394,17 +395,36 @@ def _pump_contenders(sizes: Sizes, stack: ExitStack) -> list[Contender]:
     ]
 
 
+class LineRedactor:
+    """The standard-library way of redacting a stream: Python ``re`` over
+    whole lines, so that no secret is split between two reads. ``feed()``
+    returns the redacted complete lines so far, ``finish()`` the rest."""
+
+    def __init__(self, regex: re.Pattern[bytes], replacement: bytes = REPLACEMENT) -> None:
+        self._regex = regex
+        self._replacement = replacement
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._pending += chunk
+        cut = self._pending.rfind(b"\n") + 1
+        if not cut:
+            return b""
+        lines, self._pending = self._pending[:cut], self._pending[cut:]
+        return self._regex.sub(self._replacement, lines)
+
+    def finish(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._regex.sub(self._replacement, rest)
+
+
 def _copy_redacted(source: IO[bytes], sink: IO[bytes], regex: re.Pattern[bytes]) -> None:
-    """Copies ``source`` to ``sink`` through ``regex``, whole lines at a time,
-    so that no secret is split between two reads."""
-    pending = b""
+    """Copies ``source`` to ``sink`` through ``regex``, whole lines at a time."""
+    lines = LineRedactor(regex)
     while chunk := source.read1(1 << 16):  # type: ignore[attr-defined]
-        pending += chunk
-        cut = pending.rfind(b"\n") + 1
-        if cut:
-            sink.write(regex.sub(REPLACEMENT, pending[:cut]))
-            pending = pending[cut:]
-    sink.write(regex.sub(REPLACEMENT, pending))
+        if out := lines.feed(chunk):
+            sink.write(out)
+    sink.write(lines.finish())
 
 
 # ---- running ----------------------------------------------------------------
