@@ -47,6 +47,12 @@ def run(
     return code, out.read_text(), err.read_text()
 
 
+def show_vars(*names: str) -> str:
+    """A shell command printing the variables' values joined by "|" ("missing" if unset)."""
+    values = " ".join(f'"${{{name}:-missing}}"' for name in names)
+    return f"printf '{'|'.join(['%s'] * len(names))}' {values}"
+
+
 def test_allowlist_filters_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNNER_ALLOWED_TEST", "visible")
     monkeypatch.setenv("RUNNER_BLOCKED_TEST", "hidden")
@@ -54,8 +60,7 @@ def test_allowlist_filters_environment(tmp_path: Path, monkeypatch: pytest.Monke
     runner = RunnerConfig(env_allowlist=["RUNNER_ALLOWED_TEST"])
     code, out, err = run(
         runner,
-        'printf \'%s|%s|%s\' "${RUNNER_ALLOWED_TEST:-missing}" "${RUNNER_BLOCKED_TEST:-missing}"'
-        ' "${CLAUDECODE:-missing}"',
+        show_vars("RUNNER_ALLOWED_TEST", "RUNNER_BLOCKED_TEST", "CLAUDECODE"),
         tmp_path,
     )
     assert (code, out) == (0, "visible|missing|missing")
@@ -69,7 +74,7 @@ def test_unsafe_passes_parent_env_but_not_removed_names(
     monkeypatch.setenv("CLAUDECODE", "nested-session")
     code, out, _ = run(
         RunnerConfig(policy=RunnerPolicy.UNSAFE),
-        'printf \'%s|%s\' "${RUNNER_BLOCKED_TEST:-missing}" "${CLAUDECODE:-missing}"',
+        show_vars("RUNNER_BLOCKED_TEST", "CLAUDECODE"),
         tmp_path,
     )
     assert (code, out) == (0, "now-visible|missing")
@@ -78,7 +83,7 @@ def test_unsafe_passes_parent_env_but_not_removed_names(
 def test_extra_env_is_injected_and_env_remove_still_wins(tmp_path: Path) -> None:
     code, out, _ = run(
         RunnerConfig(),
-        'printf \'%s|%s\' "${EXTRA_TEST_VAR:-missing}" "${CLAUDECODE:-missing}"',
+        show_vars("EXTRA_TEST_VAR", "CLAUDECODE"),
         tmp_path,
         extra_env={"EXTRA_TEST_VAR": "injected_value", "CLAUDECODE": "x"},
     )
