@@ -189,23 +189,32 @@ def test_missing_cwd_is_a_spawn_error(tmp_path: Path) -> None:
     assert "shell=/bin/bash" in str(info.value)
 
 
+def _start_with_piped_stdin(tmp_path: Path, command: str) -> Child:
+    """The runner with ``pipe_stdin``: stdout to ``tmp_path/o``."""
+    return spawn_with_runner(
+        RunnerConfig(),
+        command,
+        tmp_path,
+        tmp_path / "o",
+        os.devnull,
+        None,
+        True,
+        ResolvedExecutionProfile.host(tmp_path),
+    )
+
+
+async def _upper(child: Child, data: bytes) -> int:
+    """Feeds ``data`` to the child (``tr a-z A-Z``) and waits for it."""
+    assert isinstance(child.stdin, ChildStreamWriter)
+    child.stdin.write(data)
+    await child.stdin.drain()
+    child.stdin.close()
+    return await child.wait()
+
+
 def test_pipe_stdin(tmp_path: Path) -> None:
     async def main() -> int:
-        child = spawn_with_runner(
-            RunnerConfig(),
-            "tr a-z A-Z",
-            tmp_path,
-            tmp_path / "o",
-            os.devnull,
-            None,
-            True,
-            ResolvedExecutionProfile.host(tmp_path),
-        )
-        assert isinstance(child.stdin, ChildStreamWriter)
-        child.stdin.write(b"hello stdin\n")
-        await child.stdin.drain()
-        child.stdin.close()
-        return await child.wait()
+        return await _upper(_start_with_piped_stdin(tmp_path, "tr a-z A-Z"), b"hello stdin\n")
 
     assert asyncio.run(main()) == 0
     assert (tmp_path / "o").read_text() == "HELLO STDIN\n"
@@ -217,29 +226,12 @@ def test_pipe_stdin_under_trio_and_refused_without_a_loop(tmp_path: Path) -> Non
     trio = pytest.importorskip("trio")
     marker = tmp_path / "ran"
 
-    def start(command: str) -> Child:
-        return spawn_with_runner(
-            RunnerConfig(),
-            command,
-            tmp_path,
-            tmp_path / "o",
-            os.devnull,
-            None,
-            True,
-            ResolvedExecutionProfile.host(tmp_path),
-        )
-
     with pytest.raises(RuntimeError, match="event loop"):
-        start(f"touch {marker}")
+        _start_with_piped_stdin(tmp_path, f"touch {marker}")
     assert not marker.exists()
 
     async def main() -> int:
-        child = start("tr a-z A-Z")
-        assert isinstance(child.stdin, ChildStreamWriter)
-        child.stdin.write(b"under trio\n")
-        await child.stdin.drain()
-        child.stdin.close()
-        return await child.wait()
+        return await _upper(_start_with_piped_stdin(tmp_path, "tr a-z A-Z"), b"under trio\n")
 
     assert trio.run(main) == 0
     assert (tmp_path / "o").read_text() == "UNDER TRIO\n"

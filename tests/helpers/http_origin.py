@@ -13,7 +13,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from email.message import Message
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -86,19 +86,23 @@ class Origin:
 
 
 @contextmanager
-def tcp_listener(host: str = "127.0.0.1") -> Iterator[socket.socket]:
-    """A non-blocking TCP socket listening on ``host`` (loopback), port chosen
-    by the kernel. Raises OSError where the address family is missing."""
+def _bound(host: str, kind: socket.SocketKind) -> Iterator[socket.socket]:
     _check_loopback(host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
     try:
         sock.bind((host, 0))
-        sock.listen(8)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(8)
         sock.setblocking(False)
         yield sock
     finally:
         sock.close()
+
+
+def tcp_listener(host: str = "127.0.0.1") -> AbstractContextManager[socket.socket]:
+    """A non-blocking TCP socket listening on ``host`` (loopback), port chosen
+    by the kernel. Raises OSError where the address family is missing."""
+    return _bound(host, socket.SOCK_STREAM)
 
 
 def nothing_accepted(listener: socket.socket) -> bool:
@@ -111,19 +115,10 @@ def nothing_accepted(listener: socket.socket) -> bool:
     return False
 
 
-@contextmanager
-def udp_receiver(host: str = "127.0.0.1") -> Iterator[socket.socket]:
+def udp_receiver(host: str = "127.0.0.1") -> AbstractContextManager[socket.socket]:
     """A non-blocking UDP socket bound on ``host`` (loopback), port chosen by
     the kernel: where a confined child's datagram must never arrive."""
-    _check_loopback(host)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.bind((host, 0))
-        sock.setblocking(False)
-        yield sock
-    finally:
-        sock.close()
+    return _bound(host, socket.SOCK_DGRAM)
 
 
 def nothing_received(receiver: socket.socket) -> bool:
