@@ -168,17 +168,19 @@ def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: byt
     _bench_streamed(benchmark, "engine streamed 64 KiB", corpus, corpus_expected)
 
 
+def _bench_engine(
+    benchmark: Any, label: str, data: bytes, patterns: tuple[bytes, ...], rounds: int
+) -> None:
+    """Times the whole-buffer engine with ``LITERALS`` and checks it against ``reference``."""
+    out = _run(
+        benchmark, label, lambda: redact(data, patterns, literals=LITERALS), len(data), rounds
+    )
+    assert out == reference(data, patterns, LITERALS)
+
+
 def test_engine_with_unanchored_pattern(benchmark: Any, corpus: bytes) -> None:
     # One pattern with no literal at all: the engine searches it alone.
-    patterns = (*PATTERNS, UNANCHORED)
-    out = _run(
-        benchmark,
-        "engine whole + 1 unanchored",
-        lambda: redact(corpus, patterns, literals=LITERALS),
-        len(corpus),
-        5,
-    )
-    assert out == reference(corpus, patterns, LITERALS)
+    _bench_engine(benchmark, "engine whole + 1 unanchored", corpus, (*PATTERNS, UNANCHORED), 5)
 
 
 def test_python_re_whole_buffer(benchmark: Any, re_slice: bytes) -> None:
@@ -188,14 +190,7 @@ def test_python_re_whole_buffer(benchmark: Any, re_slice: bytes) -> None:
 
 
 def test_engine_adversarial(benchmark: Any, adversarial: bytes) -> None:
-    out = _run(
-        benchmark,
-        "engine adversarial",
-        lambda: redact(adversarial, PATTERNS, literals=LITERALS),
-        len(adversarial),
-        5,
-    )
-    assert out == reference(adversarial, PATTERNS, LITERALS)
+    _bench_engine(benchmark, "engine adversarial", adversarial, PATTERNS, 5)
 
 
 def test_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:

@@ -12,26 +12,19 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator_spawn import Redactor, _native
 from orchestrator_spawn.pump import DISCARD, MEMORY, Capture, Redaction, start_capture
+from tests.helpers.pump import arun as run
 from tests.helpers.pump import piped, pump_threads, python_writer, thread_count
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="uses /proc (and reopens pipes through it)"
 )
-
-
-def run(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = False) -> Any:
-    if use_uvloop:
-        uvloop = pytest.importorskip("uvloop")
-        return uvloop.run(coro)
-    return asyncio.run(coro)
 
 
 def deterministic(n: int, seed: int = 1) -> bytes:
