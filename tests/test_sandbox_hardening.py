@@ -67,6 +67,12 @@ def attempt_each(calls):
 """
 
 
+def attempts(*calls: tuple[str, str]) -> str:
+    """A child program running each ``(name, expression)`` through ``attempt_each``."""
+    lines = "".join(f"    ({name!r}, lambda: {expr}),\n" for name, expr in calls)
+    return TRY + "attempt_each([\n" + lines + "])\n"
+
+
 def _snapshot(path: Path) -> tuple[object, ...]:
     st = os.stat(path)
     return (
@@ -137,16 +143,11 @@ def test_metadata_of_an_inherited_file_cannot_change_under_readonly(workspace: P
     log = workspace.parent / "job.log"
     log.write_text("")
     before = os.stat(log)
-    code = (
-        TRY
-        + """
-attempt_each([
-    ("fchmod", lambda: os.fchmod(1, 0o4755)),
-    ("proc_chmod", lambda: os.chmod("/proc/self/fd/1", 0o666)),
-    ("futime", lambda: os.utime(1, (0, 0))),
-    ("fsetxattr", lambda: os.setxattr(1, "user.evil", b"1")),
-])
-"""
+    code = attempts(
+        ("fchmod", "os.fchmod(1, 0o4755)"),
+        ("proc_chmod", 'os.chmod("/proc/self/fd/1", 0o666)'),
+        ("futime", "os.utime(1, (0, 0))"),
+        ("fsetxattr", 'os.setxattr(1, "user.evil", b"1")'),
     )
     with open(log, "w") as stdout:
         assert (
@@ -168,14 +169,9 @@ def test_no_setuid_bit_on_an_inherited_file_under_rw_scoped(workspace: Path) -> 
     log = workspace.parent / "job.log"
     log.write_text("")
     mode = os.stat(log).st_mode
-    code = (
-        TRY
-        + """
-attempt_each([
-    ("fchmod_setuid", lambda: os.fchmod(1, 0o4755)),
-    ("proc_chmod_setgid", lambda: os.chmod("/proc/self/fd/1", 0o2755)),
-])
-"""
+    code = attempts(
+        ("fchmod_setuid", "os.fchmod(1, 0o4755)"),
+        ("proc_chmod_setgid", 'os.chmod("/proc/self/fd/1", 0o2755)'),
     )
     prof = profile(workspace, fs_mode="workspace_rw_scoped", writable_paths=["out"])
     with open(log, "w") as stdout:
