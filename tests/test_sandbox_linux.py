@@ -271,20 +271,18 @@ def test_allowlist_refuses_other_servers_and_direct_connections(
 
 def test_allowlist_connect_tunnel_to_allowed_port_only(workspace: Path) -> None:
     needs("userns", "seccomp")
-    echo = socket.socket()
-    echo.bind(("127.0.0.1", 0))
-    echo.listen(4)
-    port = echo.getsockname()[1]
+    with listening_socket(blocking=True) as echo:
+        port = echo.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = echo.accept()
-        with conn:
-            conn.sendall(conn.recv(100).upper())
+        def serve() -> None:
+            conn, _ = echo.accept()
+            with conn:
+                conn.sendall(conn.recv(100).upper())
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    prof = profile(workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{port}"])
-    code = f"""
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        prof = profile(workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{port}"])
+        code = f"""
 from urllib.parse import urlsplit
 proxy = urlsplit(os.environ['HTTPS_PROXY'])
 def tunnel(target):
@@ -300,9 +298,8 @@ if not head.startswith(b'HTTP/1.1 200'):
 s.sendall(b'tunnelled')
 sys.exit(0 if s.recv(100) == b'TUNNELLED' else 6)
 """
-    assert run(prof, py(code)) == 0
-    thread.join(10)
-    echo.close()
+        assert run(prof, py(code)) == 0
+        thread.join(10)
 
 
 def test_allowlist_without_userns_is_refused(

@@ -86,23 +86,26 @@ class Origin:
 
 
 @contextmanager
-def _bound(host: str, kind: socket.SocketKind) -> Iterator[socket.socket]:
+def _bound(host: str, kind: socket.SocketKind, blocking: bool) -> Iterator[socket.socket]:
     _check_loopback(host)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind)
     try:
         sock.bind((host, 0))
         if kind == socket.SOCK_STREAM:
             sock.listen(8)
-        sock.setblocking(False)
+        sock.setblocking(blocking)
         yield sock
     finally:
         sock.close()
 
 
-def tcp_listener(host: str = "127.0.0.1") -> AbstractContextManager[socket.socket]:
-    """A non-blocking TCP socket listening on ``host`` (loopback), port chosen
-    by the kernel. Raises OSError where the address family is missing."""
-    return _bound(host, socket.SOCK_STREAM)
+def tcp_listener(
+    host: str = "127.0.0.1", *, blocking: bool = False
+) -> AbstractContextManager[socket.socket]:
+    """A TCP socket listening on ``host`` (loopback), port chosen by the
+    kernel; non-blocking unless asked (a serving thread's accept() blocks).
+    Raises OSError where the address family is missing."""
+    return _bound(host, socket.SOCK_STREAM, blocking)
 
 
 def nothing_accepted(listener: socket.socket) -> bool:
@@ -118,7 +121,7 @@ def nothing_accepted(listener: socket.socket) -> bool:
 def udp_receiver(host: str = "127.0.0.1") -> AbstractContextManager[socket.socket]:
     """A non-blocking UDP socket bound on ``host`` (loopback), port chosen by
     the kernel: where a confined child's datagram must never arrive."""
-    return _bound(host, socket.SOCK_DGRAM)
+    return _bound(host, socket.SOCK_DGRAM, False)
 
 
 def nothing_received(receiver: socket.socket) -> bool:
