@@ -102,6 +102,16 @@ def _kill_leftovers(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _cleanup(child: Child, pids: list[int]) -> Iterator[None]:
+    """Whatever the test's outcome: SIGKILL what is left of ``pids``, close ``child``."""
+    try:
+        yield
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+
+
 def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
     return all(wait_gone(pid, timeout=timeout) for pid in pids)
 
@@ -111,14 +121,11 @@ def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
 
 def test_kill_ends_setsid_and_double_forked_descendants(cgroups: None) -> None:
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         assert child.containment == "cgroup"
         child.start_kill()
         assert child.wait_blocking(timeout=10) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> None:
@@ -130,13 +137,10 @@ def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> No
     async def main() -> int:
         return await child.kill()
 
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(main()) == -signal.SIGKILL
         assert _all_gone(pids, timeout=0.5)
         assert not os.path.exists(path)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
@@ -146,41 +150,32 @@ def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
     )
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(child.terminate(grace=0.2)) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_reaches_every_process_of_the_job(cgroups: None) -> None:
     # SIGTERM goes to each member, setsid'd ones included: the job ends
     # well before the grace when every process obeys it ...
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=20)) == -signal.SIGTERM
         assert time.monotonic() - started < 10
         assert _all_gone(pids, timeout=0.5)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
     # ... and a daemon that ignores it is killed at the grace, although the
     # child itself exited at once.
     script = "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 300' &\nsleep 0.05; echo ready\n"
     child = spawn(["sh", "-c", script + "exec sleep 302"], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout, expected=1)
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=0.5)) == -signal.SIGTERM
         assert time.monotonic() - started >= 0.45
         assert _all_gone(pids, timeout=0.5)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_drop_ends_descendants(cgroups: None) -> None:
@@ -208,7 +203,7 @@ def test_with_block_ends_descendants(cgroups: None) -> None:
 def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
     # Kernels before 5.14 have no cgroup.kill: freeze, SIGKILL each member, thaw.
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         path = child._cgroup
         assert path is not None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -220,9 +215,6 @@ def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
         assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
         assert _all_gone(pids)
         assert not os.path.exists(path)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
@@ -231,16 +223,13 @@ def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
     child = spawn(["sh", "-c", ESCAPEES], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert child.wait_blocking(timeout=10) == 0
         assert not any(wait_gone(pid, timeout=0.1) for pid in pids)
         assert child.job_usage().processes == len(pids)
         asyncio.run(child.kill())
         assert _all_gone(pids)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_cli_ctrl_c_ends_descendants(cgroups: None) -> None:
