@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from orchestrator_spawn.errors import DaemonPidGuardBlocked, PolicyError
 
 if TYPE_CHECKING:
-    from orchestrator_spawn.config import RunnerConfig
+    from orchestrator_spawn.config import RunnerConfig, RunnerPolicy
 
 __all__ = ["MAX_COMMAND_BYTES", "enforce_runner_policy", "guard_daemon_pid_kill"]
 
@@ -44,8 +44,6 @@ def enforce_runner_policy(runner: RunnerConfig, command: str) -> None:
     ``runner.allowed_shells`` or ``runner.shell_arg`` is not in
     ``runner.allowed_shell_args``. Returns None when everything is allowed.
     """
-    from orchestrator_spawn.config import RunnerPolicy
-
     if not command.strip():
         raise PolicyError("runner command cannot be empty")
     if "\x00" in command or "\r" in command:
@@ -55,13 +53,33 @@ def enforce_runner_policy(runner: RunnerConfig, command: str) -> None:
         MAX_COMMAND_BYTES
     ):
         raise PolicyError(f"runner command too long (>{MAX_COMMAND_BYTES} bytes)")
-    if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST:
+    if _is_allowlist(runner.policy):
         if runner.shell not in runner.allowed_shells:
             raise PolicyError(f"runner.shell {runner.shell!r} is not in runner.allowed_shells")
         if runner.shell_arg not in runner.allowed_shell_args:
             raise PolicyError(
                 f"runner.shell_arg {runner.shell_arg!r} is not in runner.allowed_shell_args"
             )
+
+
+def _is_allowlist(policy: object) -> bool:
+    """``RunnerPolicy(policy) is RunnerPolicy.ALLOWLIST`` (raising for a
+    value that is no policy), without the enum call or the import for a
+    member, the usual case: this runs for every runner job."""
+    global _policy_type
+    if _policy_type is None:
+        # Imported late: the configuration's module imports pydantic.
+        from orchestrator_spawn.config import RunnerPolicy
+
+        _policy_type = RunnerPolicy
+    if policy is _policy_type.ALLOWLIST:
+        return True
+    if policy is _policy_type.UNSAFE:
+        return False
+    return _policy_type(policy) is _policy_type.ALLOWLIST
+
+
+_policy_type: type[RunnerPolicy] | None = None
 
 
 def guard_daemon_pid_kill(command: str, daemon_pid: int) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import errno as errno_codes
 import functools
 import os
-import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,17 +31,24 @@ from orchestrator_spawn.errors import (
     SandboxBackendError,
     SpawnError,
 )
-from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.policy import _is_allowlist, enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.pump import PIPE as PUMP_PIPE
-from orchestrator_spawn.pump import Redaction, _redaction, _Resolved, start_capture
+from orchestrator_spawn.pump import (
+    Redaction,
+    ResolvedRedaction,
+    resolve_redaction,
+    spawn_into,
+    start_capture,
+)
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
+from orchestrator_spawn.sandbox import backend_name as sandbox_backend_name
 from orchestrator_spawn.spawn import (
     PIPE,
-    _env_entry,
-    _environ_entries,
-    _pack_entries,
-    _PackedEnv,
+    PackedEnv,
+    env_entry,
+    environ_entries,
+    pack_entries,
     spawn,
 )
 
@@ -85,7 +91,7 @@ _KIND_BY_ERRNO = {
 }
 # Errors that name a wrong program or directory, never an exhausted limit:
 # the single-configured-limit rule does not claim them (a deviation from the
-# seed, which would have reported a missing shell as, say, a CPU overrun).
+# Rust runner, which would have reported a missing shell as, say, a CPU overrun).
 _NOT_A_LIMIT = frozenset(
     {
         errno_codes.ENOENT,
@@ -101,12 +107,7 @@ _NOT_A_LIMIT = frozenset(
 
 def default_sandbox_backend() -> str:
     """The label of the sandbox backend this platform would use (the Rust runner's labels)."""
-    platform: str = sys.platform  # a plain str: mypy must not prune branches
-    if platform == "darwin":
-        return "macos_seatbelt"
-    if platform.startswith("linux"):
-        return "linux_native"
-    return "sandbox_unavailable"
+    return sandbox_backend_name()
 
 
 def classify_spawn_error(
@@ -213,7 +214,7 @@ def build_child_env(
 # entries before extra_env, the env_remove names encoded, the packed
 # environment without extra_env).
 _EnvKey = tuple[tuple[str, ...] | None, tuple[str, ...]]
-_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], _PackedEnv]
+_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], PackedEnv]
 _env_bases: tuple[dict[bytes, bytes], dict[_EnvKey, _EnvBase]] | None = None
 _ENV_BASES_MAX = 32
 
@@ -228,14 +229,10 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     ``os.environ`` replaced by another mapping, non-str names).
     """
     global _env_bases
-    entries = _environ_entries()
+    entries = environ_entries()
     if entries is None:
         return build_child_env(runner, extra_env)
-    allowlist = (
-        tuple(runner.env_allowlist)
-        if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST
-        else None
-    )
+    allowlist = tuple(runner.env_allowlist) if _is_allowlist(runner.policy) else None
     key: _EnvKey = (allowlist, tuple(runner.env_remove))
     bases = _env_bases
     if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:
@@ -256,11 +253,11 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
             return build_child_env(runner, extra_env)
         if name in removed:
             continue  # dropped below anyway, unread as before
-        encoded, entry = _env_entry(name, value)
+        encoded, entry = env_entry(name, value)
         env[encoded] = entry
     for encoded in remove:
         env.pop(encoded, None)
-    return _pack_entries(env)
+    return pack_entries(env)
 
 
 def _env_base(
@@ -280,7 +277,7 @@ def _env_base(
                 base.setdefault(encoded, entry)
     remove = tuple(os.fsencode(name) for name in env_remove)
     final = {name: entry for name, entry in base.items() if name not in remove}
-    return base, remove, _pack_entries(final)
+    return base, remove, pack_entries(final)
 
 
 def _host_profile(cwd: str | os.PathLike[str]) -> ResolvedExecutionProfile:
@@ -547,8 +544,9 @@ def spawn_with_runner_and_capture(
         stderr_sink=stderr,
         redact=redaction,
     )
-    try:
-        child = _start(
+    child = spawn_into(
+        [capture],
+        lambda: _start(
             runner,
             command,
             cwd,
@@ -557,20 +555,12 @@ def spawn_with_runner_and_capture(
             extra_env or {},
             pipe_stdin,
             profile,
-        )
-        # Before end of file can come: a kill of the child (through its
-        # handle or from elsewhere) cuts the output short, and what the
-        # redactors hold then fails closed instead of being decided as at a
-        # real end of file.
-        capture._follow_child(child)
-    finally:
-        # The child has its own copies; ours would keep the pipes from EOF (and
-        # if the spawn failed, EOF is what lets the capture finish).
-        capture.close_writers()
+        ),
+    )
     return CapturedChild(child, capture)
 
 
-def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
+def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction | None:
     """``redaction_config(patterns)`` as the pump's checked C-side setup.
 
     A sequence of patterns (``runner.redaction_patterns``, the same for every
@@ -587,7 +577,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
         if known is not None:
             return known
     config = redaction_config(patterns)
-    resolved = None if config is None else _Resolved(_redaction(config))
+    resolved = None if config is None else resolve_redaction(config)
     if key is not None and resolved is not None:
         if len(_capture_redactions) >= 64:
             _capture_redactions.clear()
@@ -596,7 +586,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
 
 
 # Pattern sequences already checked -> their pump setup (_capture_redaction).
-_capture_redactions: dict[tuple[Any, ...], _Resolved] = {}
+_capture_redactions: dict[tuple[Any, ...], ResolvedRedaction] = {}
 
 
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:

@@ -15,6 +15,7 @@ import pytest
 import orchestrator_spawn
 from orchestrator_spawn import _native, sandbox_preflight
 from orchestrator_spawn._cli_doctor import FEATURE_NAMES, KERNEL_PROBES, SANDBOX_MODES
+from orchestrator_spawn._native import doctor as native_doctor
 from orchestrator_spawn.config import load_config_file
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV
 from tests.helpers.processes import run_cli
@@ -76,9 +77,9 @@ def test_json_matches_the_probes() -> None:
     assert list(report["features"]) == list(FEATURE_NAMES)
     for name in KERNEL_PROBES:
         feature = report["features"][name]
-        assert feature["available"] is (_native.doctor_kernel_probe(name) == 0), name
+        assert feature["available"] is (native_doctor.doctor_kernel_probe(name) == 0), name
         assert feature["probe"] == KERNEL_PROBES[name]
-    version, jit_built, jit_usable, target = _native.doctor_pcre2()
+    version, jit_built, jit_usable, target = native_doctor.doctor_pcre2()
     assert report["pcre2"] == {
         "version": version,
         "jit_built": jit_built,

@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 
 import orchestrator_spawn
-from orchestrator_spawn import PIPE, Child, _native, spawn
+from orchestrator_spawn import PIPE, Child, spawn
+from orchestrator_spawn._native import cgroup as native_cgroup
+from orchestrator_spawn._native import spawn as native_spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
 from tests.helpers.processes import CLI, wait_gone
@@ -114,6 +116,17 @@ def _cleanup(child: Child, pids: list[int]) -> Iterator[None]:
 
 def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
     return all(wait_gone(pid, timeout=timeout) for pid in pids)
+
+
+def _idle_paths() -> set[str]:
+    return {cached.path for kind in (True, False) for cached in cgroup._idle[kind]}
+
+
+def _released(path: str) -> bool:
+    """The job is done with its cgroup: removed, or empty in the pool."""
+    return not os.path.exists(path) or (
+        path in _idle_paths() and Path(path, "cgroup.procs").read_text() == ""
+    )
 
 
 # -- kill paths ---------------------------------------------------------------
@@ -208,13 +221,13 @@ def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
         assert path is not None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _native.cgroup_kill_frozen(fd)
+            native_cgroup.cgroup_kill_frozen(fd)
         finally:
             os.close(fd)
         assert Path(path, "cgroup.freeze").read_text() == "0\n"  # thawed again
         assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
         assert _all_gone(pids)
-        assert not os.path.exists(path)
+        assert _released(path)  # frozen, killed member by member, thawed: reusable
 
 
 def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
@@ -402,11 +415,18 @@ def test_no_cgroup_left_after_1000_jobs(cgroups: None) -> None:
             paths.append(child._cgroup)
             assert child.wait_blocking(timeout=30) == 0
             assert child._cgroup is None
-    assert len(set(paths)) == 1000
-    assert not [path for path in paths if os.path.exists(path)]
-    jobs_dir = os.path.dirname(paths[0])
-    left = {entry.name for entry in os.scandir(jobs_dir) if entry.is_dir()}
-    assert not left & {os.path.basename(path) for path in paths}
+    # Reused from the pool (each batch after the first starts with the idle
+    # ones), at most the pool's size left (idle and empty), none once the
+    # pool is drained (as at exit).
+    distinct = set(paths)
+    assert len(distinct) <= 1000 - 19 * cgroup._POOL_IDLE_MAX
+    left = {path for path in distinct if os.path.exists(path)}
+    assert left <= _idle_paths()
+    assert len(left) <= cgroup._POOL_IDLE_MAX
+    assert all(_released(path) for path in left)
+    cgroup.drain_pool()
+    assert not [path for path in distinct if os.path.exists(path)]
+    assert not cgroup._live
 
 
 def test_job_cgroup_removed_once_left_daemons_exit(cgroups: None) -> None:
@@ -498,22 +518,22 @@ def test_child_joins_its_cgroup_itself_on_the_fork_path(cgroups: None) -> None:
     path, fd = job
     try:
         read_end, write_end = os.pipe()
-        pid, _pidfd = _native.native_spawn(
-            program=b"/bin/sh",
-            search_path=None,
-            argv_block=b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
-            argc=3,
-            env_block=None,
-            envc=0,
-            cwd=None,
-            stdio=(_native.FD_INHERIT, write_end, _native.FD_INHERIT),
-            pass_fds=(),
-            new_process_group=True,
-            rlimits=_native.NO_LIMITS,
-            sandbox_plan=None,
-            want_pidfd=False,
-            force_fork=True,
-            cgroup_fd=fd,
+        pid, _pidfd, _contained = native_spawn.spawn_packed(
+            b"/bin/sh",
+            None,
+            b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
+            3,
+            None,
+            0,
+            None,
+            native_spawn.FD_INHERIT,
+            write_end,
+            native_spawn.FD_INHERIT,
+            (),
+            native_spawn.NEW_PROCESS_GROUP | native_spawn.FORCE_FORK,
+            native_spawn.NO_LIMITS,
+            fd,
+            None,
         )
         os.close(write_end)
         with os.fdopen(read_end, "rb") as out:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import Redactor, _native
+from orchestrator_spawn import Redactor
+from orchestrator_spawn._native import pump as _native
 from orchestrator_spawn.pump import DISCARD, MEMORY, Capture, Redaction, start_capture
 from tests.helpers.pump import arun as run
 from tests.helpers.pump import piped, pump_threads, python_writer, thread_count

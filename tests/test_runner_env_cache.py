@@ -183,14 +183,14 @@ def test_child_env_is_what_build_child_env_says_in_order(
 
 
 def test_encoding_is_reused_until_os_environ_changes() -> None:
-    first = spawn_module._environ_entries()
+    first = spawn_module.environ_entries()
     assert first is not None
-    assert spawn_module._environ_entries() is first
+    assert spawn_module.environ_entries() is first
     runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
     packed = runner_module._child_env(runner, {})
     assert runner_module._child_env(runner, {}) is packed
     os.environ[VAR] = "changed"
-    second = spawn_module._environ_entries()
+    second = spawn_module.environ_entries()
     assert second is not first
     assert second is not None
     assert second[VAR.encode()] == VAR.encode() + b"=changed"
