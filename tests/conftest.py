@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 from collections.abc import Iterator
 
 import pytest
@@ -42,3 +43,14 @@ def no_cgroups() -> Iterator[None]:
         yield
     finally:
         cgroup.set_enabled(saved)
+
+
+@pytest.fixture
+def nofile() -> Iterator[None]:
+    """RLIMIT_NOFILE raised to 4096 (or the hard limit) for the test."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, 4096)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

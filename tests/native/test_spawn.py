@@ -12,7 +12,6 @@ import fcntl
 import os
 import resource
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -199,16 +198,6 @@ def test_a_failed_exec_names_its_stage_from_the_core() -> None:
 
 
 # -- fd parking (csrc/fdpark.c) ---------------------------------------------------
-
-
-@pytest.fixture
-def nofile() -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, 4096)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 BASE = _native.FD_PARK_BASE
