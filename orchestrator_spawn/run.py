@@ -477,6 +477,7 @@ def run_blocking(
     stdin: StdioSpec = None,
     stdout: StdioSpec = None,
     stderr: StdioSpec = None,
+    whole_job: bool = False,
 ) -> RunResult:
     """The blocking twin of :func:`run`: the same arguments, results and
     errors, without an event loop (no thread is started for it). A
@@ -510,6 +511,8 @@ def run_blocking(
         child.wait_blocking(remaining())
         if capture is not None:
             capture.wait_blocking(remaining())
+        if whole_job:
+            child.wait_blocking(remaining(), whole_job=True)
     except TimeoutError:
         _stop_blocking(child, capture)
         raise _timed_out(plan, capture) from None

@@ -32,6 +32,7 @@ from orchestrator_spawn._native import cgroup as native_cgroup
 from orchestrator_spawn._native import spawn as native_spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
+from orchestrator_spawn.run import run_blocking
 from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -479,6 +480,13 @@ def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
     assert time.monotonic() - started < 0.8
     started = time.monotonic()
     assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
+    assert time.monotonic() - started >= 0.9
+    # The blocking twin takes the same keyword and waits the same way.
+    started = time.monotonic()
+    assert run_blocking(argv).returncode == 0
+    assert time.monotonic() - started < 0.8
+    started = time.monotonic()
+    assert run_blocking(argv, whole_job=True).returncode == 0
     assert time.monotonic() - started >= 0.9
 
 
