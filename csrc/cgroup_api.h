@@ -5,7 +5,7 @@
  * the keeper: one small process per orchestrator that kills the jobs' cgroup
  * subtree once the orchestrator has died (see cgroup.c). Every function
  * returns 0 (or a count) or -errno; -ENOSYS on platforms other than Linux.
- * Read by both the compiler and cffi.
+ * Declared for cffi again in csrc/cffi/cgroup.h.
  */
 #ifndef OS_CGROUP_API_H
 #define OS_CGROUP_API_H

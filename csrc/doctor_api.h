@@ -3,7 +3,7 @@
  * of the core already offers (the sandbox probes live in sandbox_api.h).
  *
  * Kernel probes return 0 when the feature works, else -errno (-ENOSYS on
- * platforms other than Linux). Read by both the compiler and cffi.
+ * platforms other than Linux). Declared for cffi again in csrc/cffi/doctor.h.
  */
 #ifndef OS_DOCTOR_API_H
 #define OS_DOCTOR_API_H

@@ -11,7 +11,7 @@
  * (+190 us with 2,000 fds). Parked at OS_FD_PARK_BASE and up, they leave the
  * bottom free and the copy stays a few fds long.
  *
- * Read by both the compiler and cffi (see orchestrator_spawn/_build.py).
+ * Python calls it through csrc/cffi/fdpark.h.
  */
 #ifndef OS_FDPARK_API_H
 #define OS_FDPARK_API_H

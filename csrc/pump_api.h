@@ -155,4 +155,9 @@ void os_pump_capture_release(os_pump_capture *c);
 /* Number of captures the reactor is pumping (for tests and diagnostics). */
 size_t os_pump_active_captures(void);
 
+/* The names of an OS_PUMP_STAGE_* and an OS_PUMP_PART_* (in stats and
+ * errors); NULL for a value that is none of them. */
+const char *os_pump_stage_name(int stage);
+const char *os_pump_part_name(int part);
+
 #endif

@@ -2,7 +2,7 @@
  * redact_api.h: the streaming multi-pattern redaction engine (PCRE2).
  *
  * Agreed interface between the redaction engine (csrc/redact*.c) and its
- * users (orchestrator_spawn/_native.py, the native pump in csrc/pump.c).
+ * users (orchestrator_spawn/_native/redact.py, the native pump in csrc/pump.c).
  * Signatures below are fixed; functions may be added.
  *
  * Return codes are 0 on success, or a negative value: -errno (-ENOMEM, ...)
@@ -64,20 +64,12 @@ void os_redactor_consume(os_redactor *r, size_t n);
 
 /* Added by the engine (not part of the agreed minimum): introspection. */
 
-/* Number of entries (patterns + literals) in the set. */
-size_t os_pattern_set_size(const os_pattern_set *set);
-
 /* The anchor of entry `index`: returns the number of literal variants (0 when
  * the entry has none and is searched by itself), with the range of offsets
- * from the match start at which one of them must occur; -EINVAL for a bad
- * index. For an anchor taken from a lookbehind the offsets are those of the
- * literal's end and may be negative (two's complement here): see
- * os_pattern_set_anchor_ex. */
-int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
-                          uint32_t *dmax);
-
-/* The same with signed offsets; *rel_end is 1 when they locate the end of
- * the literal (the byte after it) instead of its start. */
+ * from the match start at which one of them must occur, or -EINVAL for a bad
+ * index; *rel_end is 1 when they locate the end of the literal (the byte
+ * after it, for an anchor taken from a lookbehind: the offsets may then be
+ * negative) instead of its start. */
 int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,
                              int32_t *dmax, int *rel_end);
 

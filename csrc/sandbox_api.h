@@ -1,9 +1,10 @@
 /*
  * sandbox_api.h: the Linux sandbox applied in the child between fork and exec.
  *
- * Agreed interface between the spawn core (csrc/spawn.c) and the sandbox
- * (csrc/sandbox*.c). A plan is built in the parent (allocation allowed
- * there); the child hooks only make system calls (async-signal-safe).
+ * A plan is built in the parent (allocation allowed there) through the
+ * functions below, which Python calls (declared again for cffi in
+ * csrc/cffi/sandbox.h); the child hooks the spawn core runs are internal
+ * (sandbox_child.h) and only make system calls (async-signal-safe).
  *
  * Every builder and probe returns 0 (or a positive value where stated) or
  * -errno. On platforms other than Linux every function fails with -ENOSYS.
@@ -13,24 +14,6 @@
 
 /* Built and freed by the sandbox part in the parent. */
 typedef struct os_sandbox_plan os_sandbox_plan;
-
-/* Child side, after stdio/fds/chdir/setpgid and before setrlimit: namespaces,
- * no_new_privs, Landlock. Returns 0 or -errno (reported as stage "sandbox"). */
-int os_sandbox_child_enter(const os_sandbox_plan *plan);
-
-/* Linux: the namespace flags (CLONE_NEWUSER | CLONE_NEWNS [| CLONE_NEWNET])
- * the spawn passes to clone() itself, so that the child does not have to
- * unshare them: a child sharing the parent's memory (vfork) may not unshare
- * a user namespace. 0 if the plan makes no namespace (or not on Linux). */
-int os_sandbox_clone_flags(const os_sandbox_plan *plan);
-
-/* os_sandbox_child_enter for a child cloned with os_sandbox_clone_flags(plan):
- * the namespaces exist already (the id maps and the rest are still to do). */
-int os_sandbox_child_enter_cloned(const os_sandbox_plan *plan);
-
-/* Child side, after setrlimit and right before exec: the seccomp filter.
- * Returns 0 or -errno (reported as stage "sandbox"). */
-int os_sandbox_child_seal(const os_sandbox_plan *plan);
 
 /* ---- Parent side: building a plan ------------------------------------- */
 
@@ -52,7 +35,8 @@ int os_sandbox_child_seal(const os_sandbox_plan *plan);
 #define OS_SANDBOX_PROBE_LANDLOCK 2
 #define OS_SANDBOX_PROBE_SECCOMP 3
 
-/* Steps a probe or the child can fail at (os_sandbox_probe's *failed_step). */
+/* Steps a probe or the child can fail at (os_sandbox_probe's *failed_step);
+ * their names come from os_sandbox_step_name(), kept next to them in sandbox.c. */
 #define OS_SANDBOX_STEP_FORK 1
 #define OS_SANDBOX_STEP_UNSHARE 2
 #define OS_SANDBOX_STEP_SETGROUPS 3
@@ -148,5 +132,9 @@ int os_sandbox_landlock_abi(void);
  * scratch_dir: an existing directory the USERNS probe bind-mounts read-only
  * in its private mount namespace. */
 int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step);
+
+/* The words an error message uses for an OS_SANDBOX_STEP_* ("seccomp
+ * filter", ...); NULL for a value that is none of them. */
+const char *os_sandbox_step_name(int step);
 
 #endif

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 
 def test_probe_failure_reports_step_and_positive_errno(tmp_path: Path) -> None:
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import sandbox as _native
 
     if _native.sandbox_probe(_native.SANDBOX_PROBE_USERNS, str(tmp_path)) != (0, ""):
         pytest.skip("user namespaces are not available here")
@@ -30,7 +30,7 @@ def test_probe_restores_the_callers_signal_mask(tmp_path: Path) -> None:
     # the caller's mask must come back exactly, whether the probe failed or not.
     import signal
 
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import sandbox as _native
 
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
     _native.sandbox_probe(_native.SANDBOX_PROBE_USERNS, str(tmp_path / "missing"))

@@ -1,14 +1,18 @@
 """The cffi builder for ``orchestrator_spawn._core``: cdef + set_source, nothing else.
 
-Every ``csrc/*_api.h`` is a plain C header that serves both the compiler and
-cffi: for the cdef, ``#define NAME value`` becomes ``#define NAME ...`` (the
-compiler fills the value in) and every other preprocessor line is dropped.
+Not part of the installed package: setup.py names it in ``cffi_modules``.
+
+The cdef is the hand-kept text of ``csrc/cffi/<part>.h`` (as pynacl keeps
+``src/bindings/*.h``): each lists only what ``orchestrator_spawn/_native/``
+calls of one part of the core, constants as ``#define NAME ...`` (the
+compiler fills the value in). The module's C source includes the real
+``csrc/<part>_api.h`` headers, so the compiler checks every declaration
+against them. Internals and the child-only hooks are in no cffi header.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -17,21 +21,10 @@ from pathlib import Path
 
 from cffi import FFI
 
-ROOT = Path(__file__).resolve().parent.parent
-CSRC = ROOT / "csrc"
-_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+\S.*$")
-
-
-def _cdef_text(header: Path) -> str:
-    lines = []
-    for line in header.read_text().splitlines():
-        stripped = line.strip()
-        match = _DEFINE.match(stripped)
-        if match:
-            lines.append(f"#define {match.group(1)} ...")
-        elif not stripped.startswith("#"):
-            lines.append(line)
-    return "\n".join(lines)
+CSRC = Path(__file__).resolve().parent
+# In dependency order: a part's declarations may use the types of the parts
+# before it (spawn takes a sandbox plan, pump a pattern set).
+PARTS = ("core", "fdpark", "sandbox", "spawn", "cgroup", "redact", "pump", "doctor")
 
 
 def _pcre2_flags() -> tuple[list[str], list[str]]:
@@ -73,17 +66,16 @@ def _relative(path: Path) -> str:
     return os.path.relpath(path, os.getcwd())
 
 
-_headers = sorted(CSRC.glob("*_api.h"))
 _sources = sorted(CSRC.glob("*.c"))
 _pcre2_cflags, _pcre2_libs = _pcre2_flags()
 
 ffibuilder = FFI()
-for _header in _headers:
-    ffibuilder.cdef(_cdef_text(_header))
+for _part in PARTS:
+    ffibuilder.cdef((CSRC / "cffi" / f"{_part}.h").read_text())
 
 ffibuilder.set_source(
     "orchestrator_spawn._core",
-    "\n".join(f'#include "{h.name}"' for h in _headers),
+    "\n".join(f'#include "{part}_api.h"' for part in PARTS),
     sources=[_relative(s) for s in _sources],
     include_dirs=[_relative(CSRC)],
     define_macros=[("_GNU_SOURCE", "1")] if sys.platform.startswith("linux") else [],
