@@ -47,6 +47,8 @@ typedef struct {
     /* How far before the end of the data a match may start whose anchor
      * has not fully arrived yet (the tail that is searched without one). */
     uint64_t lookahead;
+    /* The classes of the anchor's follow check, for os_scan_run. */
+    os_scan_class skip_class, need_class;
 } os_pat;
 
 struct os_pattern_set {
@@ -169,6 +171,8 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
     p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
     if (p->anchor.found) {
+        if (p->anchor.has_skip) os_scan_class_init(&p->skip_class, p->anchor.skip);
+        if (p->anchor.has_need) os_scan_class_init(&p->need_class, p->anchor.need);
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
             if (p->anchor.len[v] > maxlen) maxlen = p->anchor.len[v];
@@ -385,21 +389,29 @@ void os_redactor_free(os_redactor *r) {
 /* ------------------------------------------------------------------------ */
 /* Matching                                                                 */
 
-static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t i) {
+/* The anchor's follow check at buf[i] (right after the literal): a run of
+ * skip bytes of the right length, then need_run need bytes. Undecided (1)
+ * where the data ends first. */
+static int follow_ok(const os_scanner *sc, const os_pat *pt, const uint8_t *buf, size_t len,
+                     size_t i) {
+    const os_anchor *a = &pt->anchor;
     if (!a->has_need) return 1;
     if (a->has_skip) {
-        uint32_t k = 0;
-        while (k < a->skip_max && k < 64 && i < len && os_anchor_set_has(a->skip, buf[i])) i++, k++;
+        size_t k = os_scan_run(sc, &pt->skip_class, buf + i, len - i, a->skip_max < 64 ? a->skip_max : 64);
+        i += k;
         if (i >= len || (k == 64 && a->skip_max > 64)) return 1; /* undecided */
         if (k < a->skip_min) return 0;
     }
-    return i >= len || os_anchor_set_has(a->need, buf[i]);
+    if (i >= len) return 1;
+    if (a->need_run <= 1) return os_anchor_set_has(a->need, buf[i]);
+    size_t k = os_scan_run(sc, &pt->need_class, buf + i, len - i, a->need_run);
+    return k >= a->need_run || i + k >= len;
 }
 
 static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     os_redactor *r = ctx;
     const os_pat *pt = &r->set->pats[l->owner];
-    if (!follow_ok(&pt->anchor, r->subj, r->slen, t_rel + l->len)) return;
+    if (!follow_ok(&r->set->scanner, pt, r->subj, r->slen, t_rel + l->len)) return;
     os_pstate *p = &r->ps[l->owner];
     uint64_t t = r->base + t_rel + (pt->anchor.rel_end ? l->len : 0);
     if (p->head && p->head == p->n) p->head = p->n = 0;

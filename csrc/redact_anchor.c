@@ -887,6 +887,9 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         if (needer && needer->kind == IT_CLASS && needer->min >= 1) {
             memcpy(out->need, needer->set, 32);
             out->has_need = 1;
+            /* The class repeats at least min times (its set is exact or a
+             * superset): that many need bytes follow in a row. */
+            out->need_run = needer->min < 255 ? needer->min : 255;
         } else if (needer && needer->kind == IT_LITS && lits_minlen(needer) >= 1) {
             for (size_t i = 0; i < needer->n; i++) set_add(out->need, needer->lit[i][0]);
             if (ci) set_close_case(out->need);

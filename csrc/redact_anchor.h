@@ -30,13 +30,16 @@ typedef struct {
     int rel_end;        /* dmin/dmax locate the literal's end, not its start */
     int32_t dmin, dmax; /* offset of the literal from the match start */
     /* Optional cheap check on the bytes after the literal: skip_min to
-     * skip_max bytes of class `skip`, then a byte of class `need` (the two
-     * classes are disjoint, so the greedy count decides). */
+     * skip_max bytes of class `skip`, then need_run bytes of class `need`
+     * (the two classes are disjoint, so the greedy count decides). */
     int has_need;
     uint8_t need[32];
     int has_skip;
     uint8_t skip[32];
     uint32_t skip_min, skip_max;
+    /* With has_need: at least this many bytes of class `need` follow in a
+     * row (0 means 1), e.g. 32 for "key-[0-9a-z]{32}". */
+    uint32_t need_run;
 } os_anchor;
 
 /* Fill *out from the pattern text; ci says whether the whole pattern is

@@ -554,6 +554,78 @@ static size_t scan_neon(const scan_job *J, size_t c) {
 }
 #endif
 
+void os_scan_class_init(os_scan_class *k, const uint8_t set[32]) {
+    memset(k, 0, sizeof *k);
+    memcpy(k->set, set, 32);
+    for (int c = 0; c < 256; c++)
+        if (set[c >> 3] >> (c & 7) & 1) {
+            if (c < 0x80) k->lo7[c & 15] |= (uint8_t)(1u << (c >> 4));
+            else k->hi8[c & 15] |= (uint8_t)(1u << ((c >> 4) - 8));
+        }
+}
+
+static size_t run_bytes(const os_scan_class *k, const uint8_t *p, size_t n, size_t i) {
+    while (i < n && (k->set[p[i] >> 3] >> (p[i] & 7) & 1)) i++;
+    return i;
+}
+
+#ifdef OS_SCAN_X86
+__attribute__((target("ssse3"))) static size_t run_ssse3(const os_scan_class *k, const uint8_t *p,
+                                                         size_t n) {
+    const __m128i nib = _mm_set1_epi8(0x0f), top = _mm_set1_epi8((char)0x80);
+    const __m128i lo7 = _mm_loadu_si128((const __m128i *)k->lo7);
+    const __m128i hi8 = _mm_loadu_si128((const __m128i *)k->hi8);
+    const __m128i bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i lo = _mm_and_si128(v, nib);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+        /* pshufb gives 0 for an index with bit 7 set: each byte reads one
+         * of the two tables, by its own bit 7. */
+        __m128i row = _mm_or_si128(_mm_shuffle_epi8(lo7, _mm_or_si128(lo, _mm_and_si128(v, top))),
+                                   _mm_shuffle_epi8(hi8, _mm_or_si128(lo, _mm_andnot_si128(v, top))));
+        __m128i out = _mm_cmpeq_epi8(_mm_and_si128(row, _mm_shuffle_epi8(bits, hi)),
+                                     _mm_setzero_si128());
+        unsigned m = (unsigned)_mm_movemask_epi8(out);
+        if (m) return i + (unsigned)__builtin_ctz(m);
+    }
+    return run_bytes(k, p, n, i);
+}
+#endif
+
+#ifdef OS_SCAN_NEON
+static size_t run_neon(const os_scan_class *k, const uint8_t *p, size_t n) {
+    static const uint8_t bitv[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t nib = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x80);
+    const uint8x16_t lo7 = vld1q_u8(k->lo7), hi8 = vld1q_u8(k->hi8), bits = vld1q_u8(bitv);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint8x16_t v = vld1q_u8(p + i);
+        uint8x16_t lo = vandq_u8(v, nib);
+        uint8x16_t row = vbslq_u8(vcltq_u8(v, top), vqtbl1q_u8(lo7, lo), vqtbl1q_u8(hi8, lo));
+        uint8x16_t in = vtstq_u8(row, vqtbl1q_u8(bits, vshrq_n_u8(v, 4)));
+        uint64_t out = ~vget_lane_u64(
+            vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(in), 4)), 0);
+        if (out) return i + ((unsigned)__builtin_ctzll(out) >> 2);
+    }
+    return run_bytes(k, p, n, i);
+}
+#endif
+
+size_t os_scan_run(const os_scanner *sc, const os_scan_class *k, const uint8_t *p, size_t n,
+                   size_t cap) {
+    if (n > cap) n = cap;
+    /* The SIMD measures read 16 bytes at a time, all of them inside p[0, n). */
+#ifdef OS_SCAN_X86
+    if (sc->impl == IMPL_AVX2 || sc->impl == IMPL_SSSE3) return run_ssse3(k, p, n);
+#endif
+#ifdef OS_SCAN_NEON
+    if (sc->impl == IMPL_NEON) return run_neon(k, p, n);
+#endif
+    return run_bytes(k, p, n, 0);
+}
+
 void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
              os_scan_hit_fn hit, void *ctx) {
     if (sc->nlits == 0 || from >= end) return;

@@ -191,3 +191,56 @@ def test_whole_buffer_unanchored() -> None:
     data = web_corpus(150_000, seed=3)
     patterns = (*PATTERNS, UNANCHORED)
     assert redact(data, patterns) == reference(data, patterns)
+
+
+_FOLLOW_RUN_CODE = """
+import re
+from orchestrator_spawn import Redactor, redact
+# Follow checks after the anchor literal: a run of need bytes of a given
+# length ("key-" then 32 of [0-9a-z]; "&token=" then 8 or more of a negated
+# class that holds the bytes >= 0x80), a skip run then a need byte ("://"
+# host ":"), a skip run then a need run ("x:y" then [a-z%]{0,70}[0-9]{5}).
+# Runs of every length around the 16-byte steps and the caps, ended by a
+# byte of the next class, a byte outside both (also >= 0x80) or the data.
+pats = (
+    rb"key-[0-9a-z]{32}",
+    rb"&token=[^&\\s]{8,}",
+    rb"zq[^\\s]{40}",
+    rb"://[A-Za-z0-9._%-]{1,64}:[^\\s/@:]{3,128}@",
+    rb"x:y[a-z%]{0,70}[0-9]{5}",
+)
+regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in pats))
+run = bytes(b for p in zip(range(0x21, 0x7F), range(0x80, 0x100)) for b in p).replace(b"&", b"")
+alnum = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+host = b"aZ9._%-" * 20
+cases = []
+for n in (0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 39, 40, 41, 47, 48, 63, 64, 65, 66, 80):
+    for end in (b":pw1234@", b"/:pw1234@", b"\\x80:pw@x", b"\\xff", b" ", b"&", b"12345", b""):
+        cases.append(b"key-" + (alnum * 3)[:n] + end)
+        cases.append(b"a&token=" + (run * 2)[7 * n % 50 : 7 * n % 50 + n] + end)
+        cases.append(b"zq" + (run * 2)[3 * n % 70 : 3 * n % 70 + n] + end)
+        cases.append(b"://" + host[:n] + end)
+        cases.append(b"x:y" + b"q%" * (n // 2) + b"1234"[: n % 5] + end)
+data = b" ".join(cases) + b"key-" + alnum[:20]
+for piece in cases + [data]:
+    expected = regex.sub(b"[REDACTED]", piece)
+    assert redact(piece, pats) == expected, piece
+for size in (1, 7, 16, 61, 4096):
+    r = Redactor(pats)
+    out = b"".join(r.feed(data[i : i + size]) for i in range(0, len(data), size))
+    assert out + r.finish() == regex.sub(b"[REDACTED]", data), size
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_follow_check_runs_match_re_sub(scanner: str) -> None:
+    # The run measures of the follow check after an anchor (16 bytes at a
+    # time with the SIMD scan loops, byte by byte with the scalar one)
+    # against re.sub at every run-length boundary, whole and streamed.
+    env = {**os.environ, "OS_REDACT_SCAN": scanner}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FOLLOW_RUN_CODE], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
