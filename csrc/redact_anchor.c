@@ -839,6 +839,16 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             int sc = lit_score(it) - (hi - lo > 64 ? 8 : 0);
             if (best < 0 || sc > best_score) best = (int)k, best_score = sc, bmin = lo, bmax = hi;
         }
+        /* The longest class repeat at a bounded offset: a run every match
+         * holds (used when no literal anchors the pattern). */
+        if (it->kind == IT_CLASS && it->min >= OS_ANCHOR_RUN_MIN && omax <= 4096 &&
+            (!out->has_run || it->min > out->run_min)) {
+            out->has_run = 1;
+            memcpy(out->run_set, it->set, 32);
+            out->run_min = it->min < 4096 ? it->min : 4096;
+            out->run_dmin = omin;
+            out->run_dmax = omax;
+        }
         uint32_t a, b;
         item_width(it, &a, &b);
         omin = sat_add(omin, a);

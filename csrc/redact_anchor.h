@@ -20,6 +20,7 @@
 #define OS_ANCHOR_MAXV 16   /* at most this many literal variants */
 #define OS_ANCHOR_MAXLEN 32 /* bytes per literal variant */
 #define OS_ANCHOR_INF UINT32_MAX
+#define OS_ANCHOR_RUN_MIN 16 /* shortest class repeat used as a run (has_run) */
 
 typedef struct {
     int found;
@@ -40,6 +41,14 @@ typedef struct {
     /* With has_need: at least this many bytes of class `need` follow in a
      * row (0 means 1), e.g. 32 for "key-[0-9a-z]{32}". */
     uint32_t need_run;
+    /* Without a literal (found == 0), a cheaper necessary condition: every
+     * match holds run_min or more bytes of class run_set in a row, starting
+     * at an offset in [run_dmin, run_dmax] from the match start (has_run;
+     * e.g. "\b[A-Za-z0-9+/]{40}\b": 40 bytes of the class at offset 0). */
+    int has_run;
+    uint8_t run_set[32];
+    uint32_t run_min;
+    uint32_t run_dmin, run_dmax;
 } os_anchor;
 
 /* Fill *out from the pattern text; ci says whether the whole pattern is

@@ -244,3 +244,50 @@ def test_follow_check_runs_match_re_sub(scanner: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+_RUN_CODE = """
+import random
+import re
+from orchestrator_spawn import Redactor, redact
+# Patterns without a literal whose matches hold a long class run: they are
+# searched only where such a run is (at offset 0, 1-3 or 4-5 from the match
+# start). Runs of every length around the minimum, next to bytes that end
+# them (also >= 0x80), cut by the chunk boundaries and the end of the data.
+pats = (
+    rb"\\b[A-Za-z0-9+/]{40}\\b",
+    rb"[xy]{1,3}[0-9]{16}[a-z]?",
+    rb"\\d{4}-?\\d{16}",
+    rb"[^\\s]{20,}#",
+)
+regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in pats))
+rng = random.Random(7)
+b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+parts = []
+for n in (1, 15, 16, 17, 19, 20, 21, 39, 40, 41, 42, 63, 64, 65, 80):
+    for lead in (b"", b"x", b"yy", b"xyx", b"1234", b"1234-", b"_", b"\\x80"):
+        for end in (b" ", b"#", b"-", b"_", b"\\xff", b"\\n", b"a", b"5"):
+            parts.append(lead + bytes(rng.choice(b64) for _ in range(n)) + end)
+            parts.append(lead + b"".join(rng.choice((b"1", b"7", b"0")) for _ in range(n)) + end)
+data = b"".join(parts) + bytes(rng.choice(b64) for _ in range(45))
+for piece in parts[:400] + [data]:
+    assert redact(piece, pats) == regex.sub(b"[REDACTED]", piece), piece
+expected = regex.sub(b"[REDACTED]", data)
+for size in (1, 7, 16, 61, 4096, 65536):
+    r = Redactor(pats)
+    out = b"".join(r.feed(data[i : i + size]) for i in range(0, len(data), size))
+    assert out + r.finish() == expected, size
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_unanchored_run_windows_match_re_sub(scanner: str) -> None:
+    # Patterns without a literal anchor but with a long class repeat are
+    # searched only around runs of that class (find_run / run_event).
+    env = {**os.environ, "OS_REDACT_SCAN": scanner}
+    proc = subprocess.run(
+        [sys.executable, "-c", _RUN_CODE], env=env, capture_output=True, text=True, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
