@@ -157,7 +157,8 @@ def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: byt
 
 
 def test_engine_with_unanchored_pattern(benchmark: Any, corpus: bytes) -> None:
-    # One pattern with no literal at all: the engine searches it alone.
+    # One pattern with no literal at all: the engine searches it alone, around
+    # the runs of 40 class bytes its matches need.
     patterns = (*PATTERNS, UNANCHORED)
     out = _run(
         benchmark,
