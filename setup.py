@@ -9,7 +9,7 @@ platform serves CPython 3.10 and every later version.
 
 Free-threaded builds (``python3.14t``, ``Py_GIL_DISABLED``): the stable ABI
 does not apply, so the extension is built for that one interpreter
-(``orchestrator_spawn/_build.py`` asks cffi for the full API) and the wheel
+(``csrc/build.py`` asks cffi for the full API) and the wheel
 gets the interpreter's own tag, ``cp314-cp314t`` say. Tagging it ``abi3``
 would let a GIL interpreter install a free-threaded binary.
 """
@@ -21,6 +21,6 @@ from setuptools import setup
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 setup(
-    cffi_modules=["orchestrator_spawn/_build.py:ffibuilder"],
+    cffi_modules=["csrc/build.py:ffibuilder"],
     options={} if FREE_THREADED else {"bdist_wheel": {"py_limited_api": "cp310"}},
 )

@@ -22,6 +22,13 @@ Output files are created in a tmpfs directory (``/dev/shm`` when there is
 one): on a disk one file creation can cost a millisecond and would measure
 the disk instead of the orchestrator.
 
+Every contender but ``asyncio_exec`` runs its jobs contained: where a
+writable cgroup v2 exists, each job gets a cgroup (reused from the pool of
+emptied ones, see ``orchestrator_spawn/_platform/cgroup.py``), ``spawn``
+included, so the ratios compare like with like. To see what containment
+costs: ``ORCHESTRATOR_SPAWN_CGROUP_POOL=0`` (a new cgroup per job) or
+``ORCHESTRATOR_SPAWN_DISABLE_CGROUP=1`` (process groups).
+
 Run for numbers (a table with per-job medians, interquartile ranges and
 ratios to ``spawn`` is printed at the end):
 
@@ -97,25 +104,18 @@ async def job_spawn_files(directory: str, index: int) -> None:
     assert await child.wait() == 0
 
 
+def _logs(directory: str, index: int) -> tuple[str, str]:
+    """The stdout and stderr file paths of job ``index``."""
+    return f"{directory}/{index}.out", f"{directory}/{index}.err"
+
+
 async def job_runner(directory: str, index: int) -> None:
-    child = spawn_with_runner(
-        RUNNER,
-        COMMAND,
-        directory,
-        stdout=f"{directory}/{index}.out",
-        stderr=f"{directory}/{index}.err",
-    )
+    child = spawn_with_runner(RUNNER, COMMAND, directory, *_logs(directory, index))
     assert await child.wait() == 0
 
 
 async def job_runner_capture(directory: str, index: int) -> None:
-    captured = spawn_with_runner_and_capture(
-        RUNNER,
-        COMMAND,
-        directory,
-        stdout=f"{directory}/{index}.out",
-        stderr=f"{directory}/{index}.err",
-    )
+    captured = spawn_with_runner_and_capture(RUNNER, COMMAND, directory, *_logs(directory, index))
     assert await captured.child.wait() == 0
     await captured.output_capture.wait()
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import _native, spawn
+from orchestrator_spawn import spawn
+from orchestrator_spawn._native.sandbox import SandboxPlan
 from orchestrator_spawn.config import ExecutionProfile
 from orchestrator_spawn.sandbox import linux as sandbox_linux
 from orchestrator_spawn.sandbox import prepare_sandbox
@@ -81,7 +82,7 @@ def test_spawn_wait(benchmark: Any, workspace: Path, mode: str) -> None:
 
 def test_spawn_wait_empty_plan(benchmark: Any) -> None:
     """An empty plan: the sandbox hooks with nothing to do (the floor)."""
-    plan = _native.sandbox_plan_new()
+    plan = SandboxPlan()
 
     def spawn_and_wait() -> None:
         with spawn([TRUE], env={}, _sandbox_plan=plan) as child:

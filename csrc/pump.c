@@ -78,6 +78,9 @@ typedef struct pump_target {
     bool blocked;    /* waiting for writability */
     bool dead;       /* failed or dropped: receives nothing more */
     size_t off;      /* bytes of the stream's pending output already written */
+    bool is_reg;     /* a regular file, of device dev and inode ino (from target_prepare) */
+    dev_t dev;
+    ino_t ino;
     uint64_t written;
     uint8_t *mem; /* TARGET_MEMORY */
     size_t mem_len, mem_cap;
@@ -845,6 +848,9 @@ static int target_prepare(pump_target *t, int fd, bool is_tee, bool owned, int *
     if (fstat(fd, &st) < 0)
         return -errno;
     t->fd = fd;
+    t->is_reg = S_ISREG(st.st_mode);
+    t->dev = st.st_dev;
+    t->ino = st.st_ino;
     if (S_ISSOCK(st.st_mode)) {
         t->kind = TARGET_SOCKET;
 #ifdef SO_NOSIGPIPE
@@ -935,14 +941,14 @@ static int open_sink_path(os_pump_capture *c, size_t index, const os_pump_stream
  * opening, the later stream takes a duplicate of the earlier one's fd. */
 static int share_same_file(os_pump_capture *c, size_t index, stream_made *made) {
     pump_target *t = &c->streams[index].sink;
-    struct stat st, other;
-    if (t->kind != TARGET_FILE || fstat(t->fd, &st) < 0 || !S_ISREG(st.st_mode))
+    /* Device and inode as target_prepare's fstat saw them: no stat again. */
+    if (t->kind != TARGET_FILE || !t->is_reg)
         return 0;
     for (size_t j = 0; j < index; j++) {
         const pump_target *u = &c->streams[j].sink;
-        if (u->kind != TARGET_FILE || fstat(u->fd, &other) < 0)
+        if (u->kind != TARGET_FILE || !u->is_reg)
             continue;
-        if (other.st_dev != st.st_dev || other.st_ino != st.st_ino)
+        if (u->dev != t->dev || u->ino != t->ino)
             continue;
         int fd = fcntl(u->fd, F_DUPFD_CLOEXEC, 0);
         if (fd < 0)
@@ -1222,4 +1228,27 @@ size_t os_pump_active_captures(void) {
     size_t n = P.active;
     pthread_mutex_unlock(&P.lock);
     return n;
+}
+
+/* Next to the OS_PUMP_STAGE_* / OS_PUMP_PART_* values of pump_api.h: their
+ * names in errors and stats; NULL for a value that is none of them. */
+const char *os_pump_stage_name(int stage) {
+    switch (stage) {
+    case OS_PUMP_STAGE_NONE: return "none";
+    case OS_PUMP_STAGE_READ: return "read";
+    case OS_PUMP_STAGE_REDACT: return "redact";
+    case OS_PUMP_STAGE_WRITE: return "write";
+    case OS_PUMP_STAGE_CLOSE: return "close";
+    default: return NULL;
+    }
+}
+
+const char *os_pump_part_name(int part) {
+    switch (part) {
+    case OS_PUMP_PART_SOURCE: return "the source";
+    case OS_PUMP_PART_SINK: return "the sink";
+    case OS_PUMP_PART_TEE: return "the live-output pipe";
+    case OS_PUMP_PART_REDACTOR: return "the redactor";
+    default: return NULL;
+    }
 }

@@ -258,20 +258,8 @@ void os_pattern_set_free(os_pattern_set *set) {
     free(set);
 }
 
-size_t os_pattern_set_size(const os_pattern_set *set) { return set->n; }
-
 const char *os_pattern_set_scanner(const os_pattern_set *set) {
     return os_scanner_impl_name(&set->scanner);
-}
-
-int os_pattern_set_anchor(const os_pattern_set *set, size_t index, uint32_t *dmin,
-                          uint32_t *dmax) {
-    int32_t lo = 0, hi = 0;
-    int rel_end = 0;
-    int n = os_pattern_set_anchor_ex(set, index, &lo, &hi, &rel_end);
-    *dmin = (uint32_t)lo;
-    *dmax = (uint32_t)hi;
-    return n;
 }
 
 int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,

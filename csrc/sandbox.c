@@ -349,3 +349,28 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     return -ENOSYS;
 }
 #endif
+
+/* Next to the OS_SANDBOX_STEP_* values of sandbox_api.h: the words of the
+ * error messages (on every platform: a name is only text). */
+const char *os_sandbox_step_name(int step) {
+    switch (step) {
+    case OS_SANDBOX_STEP_FORK: return "fork";
+    case OS_SANDBOX_STEP_UNSHARE: return "unshare(user, mount, net namespaces)";
+    case OS_SANDBOX_STEP_SETGROUPS: return "write /proc/self/setgroups";
+    case OS_SANDBOX_STEP_UID_MAP: return "write /proc/self/uid_map";
+    case OS_SANDBOX_STEP_GID_MAP: return "write /proc/self/gid_map";
+    case OS_SANDBOX_STEP_MOUNT_PRIVATE: return "make mounts private";
+    case OS_SANDBOX_STEP_BIND_READONLY: return "bind-mount read-only";
+    case OS_SANDBOX_STEP_LOOPBACK: return "bring loopback up";
+    case OS_SANDBOX_STEP_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case OS_SANDBOX_STEP_LANDLOCK: return "Landlock";
+    case OS_SANDBOX_STEP_SECCOMP: return "seccomp filter";
+    case OS_SANDBOX_STEP_PROXY_HANDOFF: return "hand the proxy listener to the parent";
+    case OS_SANDBOX_STEP_CAPABILITIES: return "drop capabilities";
+    case OS_SANDBOX_STEP_READONLY_TREE:
+        return "make the mount tree read-only (open_tree, mount_setattr)";
+    case OS_SANDBOX_STEP_PIN_DIR: return "pin a directory above a readable path (bind mount)";
+    case OS_SANDBOX_STEP_PRIVATE_PTYS: return "mount a private devpts on /dev/pts";
+    default: return NULL;
+    }
+}

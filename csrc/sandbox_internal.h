@@ -16,6 +16,7 @@
 #include <sys/syscall.h>
 
 #include "sandbox_api.h"
+#include "sandbox_child.h"
 
 #ifndef __NR_landlock_create_ruleset
 #define __NR_landlock_create_ruleset 444

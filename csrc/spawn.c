@@ -701,3 +701,18 @@ int os_reap(int pid, long long *out)
     out[3] = (long long)usage.ru_maxrss;
     return 1;
 }
+
+/* Next to the OS_STAGE_* values of spawn_api.h: their names in errors. */
+const char *os_spawn_stage_name(int stage)
+{
+    switch (stage) {
+    case OS_STAGE_CHDIR: return "chdir";
+    case OS_STAGE_SETPGID: return "setpgid";
+    case OS_STAGE_SETRLIMIT: return "setrlimit";
+    case OS_STAGE_DUP2: return "dup2";
+    case OS_STAGE_SANDBOX: return "sandbox";
+    case OS_STAGE_FORK: return "fork";
+    case OS_STAGE_CGROUP: return "cgroup";
+    default: return "exec";
+    }
+}

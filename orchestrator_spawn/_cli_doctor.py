@@ -99,7 +99,7 @@ def _feature(available: bool, detail: str, probe: str) -> dict[str, Any]:
 
 
 def _kernel_features() -> dict[str, dict[str, Any]]:
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import doctor as _native
 
     if not sys.platform.startswith("linux"):
         why = f"Linux only (not on {sys.platform})"
@@ -136,7 +136,7 @@ def _sandbox_features() -> dict[str, dict[str, Any]]:
 
 
 def _pcre2() -> dict[str, Any]:
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import doctor as _native
 
     version, jit_built, jit_usable, target = _native.doctor_pcre2()
     return {
@@ -238,7 +238,7 @@ def _preflight_state(missing: list[str]) -> dict[str, Any]:
 
 def _sandbox_modes() -> dict[str, Any]:
     from orchestrator_spawn.config import ExecutionProfile
-    from orchestrator_spawn.sandbox import _backend_name, sandbox_preflight
+    from orchestrator_spawn.sandbox import backend_name, sandbox_preflight
 
     modes: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="orchestrator-spawn-doctor-") as workspace:
@@ -246,7 +246,7 @@ def _sandbox_modes() -> dict[str, Any]:
         for label, fields in SANDBOX_MODES.items():
             profile = ExecutionProfile(mode="sandbox", **fields).resolve(label, workspace)
             modes[label] = _preflight_state(sandbox_preflight(profile))
-    return {"backend": _backend_name(), "modes": modes, "protections": _sandbox_protections()}
+    return {"backend": backend_name(), "modes": modes, "protections": _sandbox_protections()}
 
 
 def _sandbox_protections() -> dict[str, dict[str, Any]]:
@@ -264,12 +264,12 @@ def _sandbox_protections() -> dict[str, dict[str, Any]]:
 
 def _package() -> dict[str, Any]:
     import orchestrator_spawn
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import CORE_VERSION
 
     return {
         "name": "orchestrator-spawn",
         "version": orchestrator_spawn.__version__,
-        "core_version": _native.CORE_VERSION,
+        "core_version": CORE_VERSION,
         "location": os.path.dirname(orchestrator_spawn.__file__ or ""),
     }
 

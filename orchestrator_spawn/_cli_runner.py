@@ -292,7 +292,7 @@ class RunOutput:
         """
         if self._redactor is None:
             return self._launch(command, spawn_kwargs, self._stdout_fd, self._stderr_fd)
-        from orchestrator_spawn.pump import PIPE, start_capture
+        from orchestrator_spawn.pump import PIPE, spawn_into, start_capture
 
         child_ends: list[int] = []
         try:
@@ -321,15 +321,17 @@ class RunOutput:
                 )
                 self.captures["stderr"] = capture
                 err_end = capture.writer("stderr")
-            child = self._launch(command, spawn_kwargs, out_end, err_end)
             # A forwarded signal (or any kill) cuts the output short: what the
             # redactors hold then fails closed, never in clear.
-            for capture in self.captures.values():
-                capture._follow_child(child)
-            return child
+            return spawn_into(
+                list(self.captures.values()),
+                lambda: self._launch(command, spawn_kwargs, out_end, err_end),
+            )
         finally:
             for fd in child_ends:
                 os.close(fd)
+            # (spawn_into closed the writers; a capture started before a
+            # failure above has its writers closed here.)
             for capture in self.captures.values():
                 capture.close_writers()
 

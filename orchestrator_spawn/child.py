@@ -37,9 +37,9 @@ import anyio
 from typing_extensions import TypeVar
 
 from orchestrator_spawn._aio import asyncio_loop, finish_shielded, is_cancellation
-from orchestrator_spawn._native import cgroup_events_drain as _native_drain
-from orchestrator_spawn._native import reap as _reap
-from orchestrator_spawn._native import wait_exit_nowait as _wait_exit_nowait
+from orchestrator_spawn._native.cgroup import cgroup_events_drain as _native_drain
+from orchestrator_spawn._native.spawn import reap as _reap
+from orchestrator_spawn._native.spawn import wait_exit_nowait as _wait_exit_nowait
 from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import ExitNotifier
 from orchestrator_spawn._platform import cgroup as _cgroup
@@ -186,7 +186,7 @@ class Child(Generic[StdinT, OutputT]):
     _notifier: ExitNotifier
     _lock: threading.Lock
     _returncode: int | None
-    # [user CPU us, system CPU us, ru_maxrss] once reaped (see _native.reap).
+    # [user CPU us, system CPU us, ru_maxrss] once reaped (see _native.spawn.reap).
     _raw_rusage: list[int] | None
     _waiters: dict[asyncio.AbstractEventLoop, list[asyncio.Future[int]]]
     # True while a thread sleeps in waitid(P_PID, pid, WNOWAIT): only that
@@ -554,8 +554,9 @@ class Child(Generic[StdinT, OutputT]):
             self.send_signal(sig)
 
     def _remove_cgroup(self) -> bool:
-        """Removes the job's cgroup if nothing lives in it any more (keeping
-        its CPU total for ``job_usage``); True once it is gone."""
+        """Removes the job's cgroup (or returns it to the pool of reusable
+        ones) if nothing lives in it any more, keeping its CPU total for
+        ``job_usage``; True once the handle is done with it."""
         path = self._cgroup
         if path is None:
             return True
@@ -564,7 +565,7 @@ class Child(Generic[StdinT, OutputT]):
         except OSError:
             cpu = None
         try:
-            removed = _cgroup.remove_job(path)
+            removed = _cgroup.release_job(path)  # removed, or pooled for reuse
         except OSError:
             removed = False
         if removed:

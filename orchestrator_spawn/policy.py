@@ -1,6 +1,6 @@
 """Runner policy checks: pure functions over strings, no I/O.
 
-Both checks follow the Rust runner ("the seed") rule for rule, so that a
+Both checks follow the Rust runner (``orchestrator-runner``) rule for rule, so that a
 command refused there is refused here and vice versa:
 
 * :func:`enforce_runner_policy` refuses empty (or all-blank) commands, NUL and
@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 from orchestrator_spawn.errors import DaemonPidGuardBlocked, PolicyError
 
 if TYPE_CHECKING:
-    from orchestrator_spawn.config import RunnerConfig
+    from orchestrator_spawn.config import RunnerConfig, RunnerPolicy
 
 __all__ = ["MAX_COMMAND_BYTES", "enforce_runner_policy", "guard_daemon_pid_kill"]
 
 MAX_COMMAND_BYTES = 131_072
 """The longest command accepted, in bytes of its UTF-8 encoding."""
 
-# Shell separators that start a new simple command; the seed splits on these
+# Shell separators that start a new simple command; the Rust runner splits on these
 # before looking for ``orchestrator daemon stop``.
 _SEGMENT_SPLIT = re.compile(r"[;&|]")
 _DIGITS = frozenset("0123456789")
@@ -44,8 +44,6 @@ def enforce_runner_policy(runner: RunnerConfig, command: str) -> None:
     ``runner.allowed_shells`` or ``runner.shell_arg`` is not in
     ``runner.allowed_shell_args``. Returns None when everything is allowed.
     """
-    from orchestrator_spawn.config import RunnerPolicy
-
     if not command.strip():
         raise PolicyError("runner command cannot be empty")
     if "\x00" in command or "\r" in command:
@@ -55,7 +53,7 @@ def enforce_runner_policy(runner: RunnerConfig, command: str) -> None:
         MAX_COMMAND_BYTES
     ):
         raise PolicyError(f"runner command too long (>{MAX_COMMAND_BYTES} bytes)")
-    if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST:
+    if _is_allowlist(runner.policy):
         if runner.shell not in runner.allowed_shells:
             raise PolicyError(f"runner.shell {runner.shell!r} is not in runner.allowed_shells")
         if runner.shell_arg not in runner.allowed_shell_args:
@@ -64,10 +62,30 @@ def enforce_runner_policy(runner: RunnerConfig, command: str) -> None:
             )
 
 
+def _is_allowlist(policy: object) -> bool:
+    """``RunnerPolicy(policy) is RunnerPolicy.ALLOWLIST`` (raising for a
+    value that is no policy), without the enum call or the import for a
+    member, the usual case: this runs for every runner job."""
+    global _policy_type
+    if _policy_type is None:
+        # Imported late: the configuration's module imports pydantic.
+        from orchestrator_spawn.config import RunnerPolicy
+
+        _policy_type = RunnerPolicy
+    if policy is _policy_type.ALLOWLIST:
+        return True
+    if policy is _policy_type.UNSAFE:
+        return False
+    return _policy_type(policy) is _policy_type.ALLOWLIST
+
+
+_policy_type: type[RunnerPolicy] | None = None
+
+
 def guard_daemon_pid_kill(command: str, daemon_pid: int) -> None:
     """Refuse commands that would terminate the orchestrator daemon.
 
-    The seed's six patterns, checked in the seed's order (the first match
+    The Rust runner's six patterns, checked in its order (the first match
     decides ``matched_pattern``):
 
     1. ``orchestrator daemon stop`` in any simple command (any path prefix
@@ -123,7 +141,7 @@ def _block(reason: str, matched_pattern: str) -> None:
 
 
 def _is_word_char(char: str) -> bool:
-    # The seed's notion of a word character: ASCII letters, digits, '_'.
+    # The Rust runner's notion of a word character: ASCII letters, digits, '_'.
     return char.isascii() and (char.isalnum() or char == "_")
 
 

@@ -31,16 +31,16 @@ import subprocess
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, TypeAlias, final
 
 import anyio
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native import pump as _native
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
-from orchestrator_spawn.redact import RedactionOptions, check_options
+from orchestrator_spawn.redact import RedactionOptions, check_options, compiled_patterns
 
 if TYPE_CHECKING:
     from orchestrator_spawn.child import Child
@@ -670,14 +670,6 @@ class Redaction:
         )
 
 
-@lru_cache(maxsize=64)
-def _compiled(
-    patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
-) -> _native.PatternSet:
-    # Compiled sets are immutable and thread-safe: captures share them.
-    return _native.PatternSet(patterns, literals, flags)
-
-
 class _BuiltinPack(enum.Enum):
     """The type of ``BUILTIN``: the default ``redact=`` of ``start_capture``."""
 
@@ -691,10 +683,10 @@ BUILTIN = _BuiltinPack.BUILTIN
 def _build_redaction(options: RedactionOptions) -> _native.PumpRedaction | None:
     if not options.patterns and not options.literals:
         return None
-    pattern_set = _compiled(options.patterns, options.literals, options.flags)
-    return _native.PumpRedaction(
-        pattern_set, pattern_set._ptr, options.replacement, options.max_hold
-    )
+    # The one cache of compiled sets: a set the runner checked (through a
+    # Redactor) or a Redactor uses is not compiled again here.
+    pattern_set = compiled_patterns(options.patterns, options.literals, options.flags)
+    return _native.PumpRedaction(pattern_set, options.replacement, options.max_hold)
 
 
 # Captures with the same configuration share one C-side setup; each capture
@@ -757,7 +749,7 @@ _sequence_redactions: dict[tuple[object, ...], _native.PumpRedaction] = {}
 
 
 @final
-class _Resolved:
+class ResolvedRedaction:
     """Internal: a ``redact=`` already turned into its C-side setup by
     ``_redaction`` (``run`` checks it before spawning and hands it on, so
     it is not checked twice per job)."""
@@ -768,13 +760,20 @@ class _Resolved:
         self.native = native
 
 
+def resolve_redaction(redact: RedactionLike | _BuiltinPack) -> ResolvedRedaction:
+    """``redact`` checked and turned into its C-side setup, once: what ``run``
+    and the runner hand to ``start_capture(redact=...)`` for every job (a bad
+    pattern raises here, before anything runs; see ``_redaction``)."""
+    return ResolvedRedaction(_redaction(redact))
+
+
 def start_capture(
     stdout: SourceLike | None = None,
     stderr: SourceLike | None = None,
     *,
     stdout_sink: SinkLike = DISCARD,
     stderr_sink: SinkLike = DISCARD,
-    redact: RedactionLike | _BuiltinPack | _Resolved | None = BUILTIN,
+    redact: RedactionLike | _BuiltinPack | ResolvedRedaction | None = BUILTIN,
     live: Iterable[str] = (),
 ) -> Capture:
     """Pump a child's stdout and/or stderr pipes into sinks.
@@ -826,7 +825,7 @@ def start_capture(
         )
     if redact is None:
         redaction = None
-    elif type(redact) is _Resolved:
+    elif type(redact) is ResolvedRedaction:
         redaction = redact.native
     else:
         redaction = _redaction(redact)
@@ -867,3 +866,38 @@ def start_capture(
     if native.done():
         _notifier.forget(native.id)
     return Capture(native, names, tuple(kept), tees or None, writers or None)
+
+
+def spawn_into(
+    captures: Sequence[Capture],
+    launch: Callable[[], Child],
+    *,
+    follow: bool = True,
+    abort_on_failure: bool = False,
+) -> Child:
+    """The one way to start a child whose output pipes the pump made (the
+    runner, ``run``, ``open_redacted`` and the CLI): ``launch()`` spawns it
+    onto the captures' writers; then each capture follows the child (with
+    ``follow``: a kill or stop through it, or its death, cuts the streams
+    short and what the redactors hold fails closed); then this process's
+    copies of the writers are closed, whatever happened, since they would
+    keep the pipes from end of file (and if the spawn failed, end of file is
+    what lets the capture finish). With ``abort_on_failure`` a failed launch
+    also aborts the captures. Raises what ``launch`` raises.
+    """
+    try:
+        child = launch()
+        if follow:
+            # Before end of file can come (the writers are still open here).
+            for capture in captures:
+                capture._follow_child(child)
+    except BaseException:
+        for capture in captures:
+            capture.close_writers()
+        if abort_on_failure:
+            for capture in captures:
+                capture.abort()
+        raise
+    for capture in captures:
+        capture.close_writers()
+    return child

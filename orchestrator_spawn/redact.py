@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple, final
 
-from orchestrator_spawn._native import REDACT_IGNORE_CASE, NativeRedactor, PatternSet
+from orchestrator_spawn._native.redact import REDACT_IGNORE_CASE, NativeRedactor, PatternSet
 
 __all__ = ["Redactor", "redact"]
 
@@ -106,11 +106,13 @@ def check_options(
 
 
 @lru_cache(maxsize=64)
-def _pattern_set(
+def compiled_patterns(
     patterns: tuple[bytes, ...], literals: tuple[bytes, ...], flags: int
 ) -> PatternSet:
-    # Compiled sets are immutable and thread-safe: streams with the same
-    # patterns share one (and its JIT code).
+    """The one cache of compiled pattern sets, for every user (``Redactor``,
+    ``redact``, the pump, the runner): a set is compiled (and JIT-compiled)
+    once. Sets are immutable and thread-safe: streams with the same patterns
+    share one; each user keeps its set alive, so eviction is harmless."""
     return PatternSet(patterns, literals, flags)
 
 
@@ -148,7 +150,7 @@ class Redactor:
         max_hold: int = _DEFAULT_MAX_HOLD,
     ) -> None:
         options = check_options(patterns, literals, replacement, ignore_case, max_hold)
-        pattern_set = _pattern_set(options.patterns, options.literals, options.flags)
+        pattern_set = compiled_patterns(options.patterns, options.literals, options.flags)
         self._native = NativeRedactor(pattern_set, options.replacement, options.max_hold)
         self._lock = threading.Lock()
         self._finished = False

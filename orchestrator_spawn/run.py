@@ -36,8 +36,9 @@ from orchestrator_spawn.pump import (
     Capture,
     CaptureStats,
     RedactionLike,
-    _redaction,
-    _Resolved,
+    ResolvedRedaction,
+    resolve_redaction,
+    spawn_into,
     start_capture,
 )
 from orchestrator_spawn.spawn import (
@@ -126,7 +127,7 @@ class _Plan:
     errors: str
     check: bool
     timeout: float | None
-    redact: RedactionLike | _Resolved | None
+    redact: RedactionLike | ResolvedRedaction | None
     cwd: StrOrBytesPath | None
     env: Mapping[Any, Any] | None
     limits: ResourceLimits | None
@@ -180,7 +181,7 @@ def _plan(
             )
     # Bad patterns fail here, before a process exists; the capture takes the
     # checked setup as it is (not checked twice per job).
-    resolved = None if redact is None else _Resolved(_redaction(redact))
+    resolved = None if redact is None else resolve_redaction(redact)
     return _Plan(
         argv,
         data,
@@ -211,8 +212,9 @@ def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
             stderr_sink=MEMORY,
             redact=plan.redact,
         )
-    try:
-        child = spawn(
+
+    def launch() -> Child[Any, Any]:
+        return spawn(
             plan.argv,
             cwd=plan.cwd,
             env=plan.env,
@@ -225,14 +227,10 @@ def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
             limits=plan.limits,
             _async_streams=True,
         )
-        # A kill (timeout, cancellation, or from elsewhere) cuts the output
-        # short: what the redactors hold then fails closed.
-        if capture is not None:
-            capture._follow_child(child)
-    finally:
-        # The child has its own copies; ours would keep the pipes from EOF.
-        if capture is not None:
-            capture.close_writers()
+
+    # A kill (timeout, cancellation, or from elsewhere) cuts the output short:
+    # what the redactors hold then fails closed.
+    child = launch() if capture is None else spawn_into([capture], launch)
     return child, capture
 
 
@@ -479,6 +477,7 @@ def run_blocking(
     stdin: StdioSpec = None,
     stdout: StdioSpec = None,
     stderr: StdioSpec = None,
+    whole_job: bool = False,
 ) -> RunResult:
     """The blocking twin of :func:`run`: the same arguments, results and
     errors, without an event loop (no thread is started for it). A
@@ -512,6 +511,8 @@ def run_blocking(
         child.wait_blocking(remaining())
         if capture is not None:
             capture.wait_blocking(remaining())
+        if whole_job:
+            child.wait_blocking(remaining(), whole_job=True)
     except TimeoutError:
         _stop_blocking(child, capture)
         raise _timed_out(plan, capture) from None
@@ -574,8 +575,11 @@ class RedactedProcess:
             redact=plan.redact,
             live=names,
         )
-        try:
-            child = spawn(
+        # The writers are closed here, so that the lines end when the child's
+        # output ends (forgetting it is what made a hand-made capture hang).
+        child = spawn_into(
+            [capture],
+            lambda: spawn(
                 plan.argv,
                 cwd=plan.cwd,
                 env=plan.env,
@@ -584,14 +588,10 @@ class RedactedProcess:
                 stderr=STDOUT if self._merge else capture.writer("stderr"),
                 process_group=True,
                 limits=plan.limits,
-            )
-        except BaseException:
-            capture.close_writers()
-            capture.abort()
-            raise
-        # Done here, so that the lines end when the child's output ends
-        # (forgetting it is what made a hand-made capture hang).
-        capture.close_writers()
+            ),
+            follow=False,
+            abort_on_failure=True,
+        )
         self._child, self._capture = child, capture
         send, self._receive = anyio.create_memory_object_stream[RedactedLine](math.inf)
         self._group = anyio.create_task_group()

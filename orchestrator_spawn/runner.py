@@ -1,11 +1,12 @@
-"""The runner entry points: run ``[shell, shell_arg, command]`` the seed's way.
+"""The runner entry points: run ``[shell, shell_arg, command]`` as the Rust runner
+(``orchestrator-runner``) does.
 
 :func:`spawn_with_runner` checks the runner policy and the daemon-PID guard,
 builds the child's environment from the policy, opens the output files,
 prepares the sandbox for a ``sandbox`` profile (failing closed when it cannot
 be enforced) and starts the shell in its own process group with the
 profile's resource limits. A failed spawn is classified: under a sandbox
-profile into :class:`SandboxBackendError` with the seed's reason codes,
+profile into :class:`SandboxBackendError` with the Rust runner's reason codes,
 otherwise into :class:`SpawnError` naming ``shell=`` and ``shell_arg=``.
 
 :func:`spawn_with_runner_and_capture` does the same with both output streams
@@ -17,7 +18,6 @@ from __future__ import annotations
 import errno as errno_codes
 import functools
 import os
-import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,17 +31,24 @@ from orchestrator_spawn.errors import (
     SandboxBackendError,
     SpawnError,
 )
-from orchestrator_spawn.policy import enforce_runner_policy, guard_daemon_pid_kill
+from orchestrator_spawn.policy import _is_allowlist, enforce_runner_policy, guard_daemon_pid_kill
 from orchestrator_spawn.pump import PIPE as PUMP_PIPE
-from orchestrator_spawn.pump import Redaction, _redaction, _Resolved, start_capture
+from orchestrator_spawn.pump import (
+    Redaction,
+    ResolvedRedaction,
+    resolve_redaction,
+    spawn_into,
+    start_capture,
+)
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
+from orchestrator_spawn.sandbox import backend_name as sandbox_backend_name
 from orchestrator_spawn.spawn import (
     PIPE,
-    _env_entry,
-    _environ_entries,
-    _pack_entries,
-    _PackedEnv,
+    PackedEnv,
+    env_entry,
+    environ_entries,
+    pack_entries,
     spawn,
 )
 
@@ -66,15 +73,15 @@ OutputTarget = IO[Any] | int | str | os.PathLike[str]
 """Where a stream goes: an object with ``fileno()``, an int fd, or a path
 (created, or truncated if it exists)."""
 
-# Seed reason codes by resource kind (the event payload labels).
+# Reason codes by resource kind (the event payload labels, as the Rust runner's).
 _REASON_BY_KIND = {
     "memory": "memory_limit_exceeded",
     "cpu": "cpu_limit_exceeded",
     "processes": "processes_limit_exceeded",
     "open_files": "open_files_limit_exceeded",
 }
-# The errno that each configured limit produces when exhausted (the seed
-# matched the strerror texts of these: "cannot allocate memory", "resource
+# The errno that each configured limit produces when exhausted (the Rust
+# runner matched the strerror texts of these: "cannot allocate memory", "resource
 # temporarily unavailable", "too many open files").
 _KIND_BY_ERRNO = {
     errno_codes.ENOMEM: ("memory", "max_memory_mb"),
@@ -84,7 +91,7 @@ _KIND_BY_ERRNO = {
 }
 # Errors that name a wrong program or directory, never an exhausted limit:
 # the single-configured-limit rule does not claim them (a deviation from the
-# seed, which would have reported a missing shell as, say, a CPU overrun).
+# Rust runner, which would have reported a missing shell as, say, a CPU overrun).
 _NOT_A_LIMIT = frozenset(
     {
         errno_codes.ENOENT,
@@ -99,13 +106,8 @@ _NOT_A_LIMIT = frozenset(
 
 
 def default_sandbox_backend() -> str:
-    """The seed's label of the sandbox backend this platform would use."""
-    platform: str = sys.platform  # a plain str: mypy must not prune branches
-    if platform == "darwin":
-        return "macos_seatbelt"
-    if platform.startswith("linux"):
-        return "linux_native"
-    return "sandbox_unavailable"
+    """The label of the sandbox backend this platform would use (the Rust runner's labels)."""
+    return sandbox_backend_name()
 
 
 def classify_spawn_error(
@@ -117,7 +119,7 @@ def classify_spawn_error(
 ) -> OrchestratorSpawnError:
     """Turn a failed spawn into the error the runner raises (returned, not raised).
 
-    Under a ``sandbox`` profile, in this order (the seed's, then ours):
+    Under a ``sandbox`` profile, in this order (the Rust runner's, then ours):
 
     1. ``ENOMEM`` with ``max_memory_mb`` set, ``EAGAIN`` with
        ``max_processes`` set, ``EMFILE``/``ENFILE`` with ``max_open_files``
@@ -126,7 +128,7 @@ def classify_spawn_error(
     2. a failure in the child's ``sandbox`` stage:
        ``event_type="sandbox_denied"``, ``reason_code=
        "sandbox_backend_unavailable"`` (the backend could not be applied);
-    3. the seed's single-configured-limit rule: if exactly one of the four
+    3. the single-configured-limit rule: if exactly one of the four
        limits is set, the failure is attributed to it -- except for errors
        that plainly name a bad program or directory (``ENOENT``, ``EACCES``,
        ``ENOTDIR``, ...), which fall through.
@@ -135,7 +137,7 @@ def classify_spawn_error(
     :class:`SpawnError` with the original errno and stage whose message
     reads ``failed to spawn runner shell=... shell_arg=...: <cause>``.
     ``backend`` is the label of the backend that was used (default: this
-    platform's, as the seed reported it).
+    platform's).
     """
     code = err.errno or 0
     stage = getattr(err, "stage", "fork")
@@ -212,7 +214,7 @@ def build_child_env(
 # entries before extra_env, the env_remove names encoded, the packed
 # environment without extra_env).
 _EnvKey = tuple[tuple[str, ...] | None, tuple[str, ...]]
-_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], _PackedEnv]
+_EnvBase = tuple[Mapping[bytes, bytes], tuple[bytes, ...], PackedEnv]
 _env_bases: tuple[dict[bytes, bytes], dict[_EnvKey, _EnvBase]] | None = None
 _ENV_BASES_MAX = 32
 
@@ -227,14 +229,10 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     ``os.environ`` replaced by another mapping, non-str names).
     """
     global _env_bases
-    entries = _environ_entries()
+    entries = environ_entries()
     if entries is None:
         return build_child_env(runner, extra_env)
-    allowlist = (
-        tuple(runner.env_allowlist)
-        if RunnerPolicy(runner.policy) is RunnerPolicy.ALLOWLIST
-        else None
-    )
+    allowlist = tuple(runner.env_allowlist) if _is_allowlist(runner.policy) else None
     key: _EnvKey = (allowlist, tuple(runner.env_remove))
     bases = _env_bases
     if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:
@@ -255,11 +253,11 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
             return build_child_env(runner, extra_env)
         if name in removed:
             continue  # dropped below anyway, unread as before
-        encoded, entry = _env_entry(name, value)
+        encoded, entry = env_entry(name, value)
         env[encoded] = entry
     for encoded in remove:
         env.pop(encoded, None)
-    return _pack_entries(env)
+    return pack_entries(env)
 
 
 def _env_base(
@@ -279,7 +277,7 @@ def _env_base(
                 base.setdefault(encoded, entry)
     remove = tuple(os.fsencode(name) for name in env_remove)
     final = {name: entry for name, entry in base.items() if name not in remove}
-    return base, remove, _pack_entries(final)
+    return base, remove, pack_entries(final)
 
 
 def _host_profile(cwd: str | os.PathLike[str]) -> ResolvedExecutionProfile:
@@ -311,7 +309,7 @@ def _check_guard(command: str, extra_env: Mapping[str, str]) -> None:
     raw = extra_env.get(DAEMON_PID_ENV)
     if raw is None:
         return
-    # The seed silently skipped the guard for an unparsable value; a safety
+    # The Rust runner silently skipped the guard for an unparsable value; a safety
     # check must not switch itself off on a typo, so refuse instead.
     text = raw.strip()
     if not text.isascii() or not text.isdigit() or int(text) <= 0:
@@ -460,7 +458,7 @@ def spawn_with_runner(
     ``stdout``/``stderr`` are file objects, fds or paths (paths are created
     or truncated, and closed in the parent once the child has them; fds and
     file objects stay the caller's). With ``pipe_stdin`` the child's stdin is
-    a pipe (``child.stdin``); otherwise it is inherited, as in the seed.
+    a pipe (``child.stdin``); otherwise it is inherited.
 
     Environment: see :func:`build_child_env`. ``ORCHESTRATOR_DAEMON_PID`` in
     ``extra_env`` turns on :func:`guard_daemon_pid_kill`.
@@ -546,8 +544,9 @@ def spawn_with_runner_and_capture(
         stderr_sink=stderr,
         redact=redaction,
     )
-    try:
-        child = _start(
+    child = spawn_into(
+        [capture],
+        lambda: _start(
             runner,
             command,
             cwd,
@@ -556,20 +555,12 @@ def spawn_with_runner_and_capture(
             extra_env or {},
             pipe_stdin,
             profile,
-        )
-        # Before end of file can come: a kill of the child (through its
-        # handle or from elsewhere) cuts the output short, and what the
-        # redactors hold then fails closed instead of being decided as at a
-        # real end of file.
-        capture._follow_child(child)
-    finally:
-        # The child has its own copies; ours would keep the pipes from EOF (and
-        # if the spawn failed, EOF is what lets the capture finish).
-        capture.close_writers()
+        ),
+    )
     return CapturedChild(child, capture)
 
 
-def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
+def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction | None:
     """``redaction_config(patterns)`` as the pump's checked C-side setup.
 
     A sequence of patterns (``runner.redaction_patterns``, the same for every
@@ -586,7 +577,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
         if known is not None:
             return known
     config = redaction_config(patterns)
-    resolved = None if config is None else _Resolved(_redaction(config))
+    resolved = None if config is None else resolve_redaction(config)
     if key is not None and resolved is not None:
         if len(_capture_redactions) >= 64:
             _capture_redactions.clear()
@@ -595,7 +586,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> _Resolved | None:
 
 
 # Pattern sequences already checked -> their pump setup (_capture_redaction).
-_capture_redactions: dict[tuple[Any, ...], _Resolved] = {}
+_capture_redactions: dict[tuple[Any, ...], ResolvedRedaction] = {}
 
 
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:

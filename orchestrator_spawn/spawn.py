@@ -8,7 +8,6 @@ the child.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import subprocess
@@ -18,10 +17,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Protocol, TypeAlias, final
 
-from orchestrator_spawn import _native, _platform
+from orchestrator_spawn import _platform
+from orchestrator_spawn._native import spawn as _native
+from orchestrator_spawn._native.sandbox import SandboxPlan
 from orchestrator_spawn._pipe_streams import ChildStreamReader, ChildStreamWriter
 from orchestrator_spawn._platform import cgroup as _cgroup
-from orchestrator_spawn._platform.pidfd import PidfdExit as _PidfdExit
 from orchestrator_spawn.child import Child, log
 
 __all__ = ["DEVNULL", "PIPE", "STDOUT", "ProcessOpener", "ResourceLimits", "open_process", "spawn"]
@@ -84,8 +84,6 @@ class ResourceLimits:
         )
 
 
-# The C-accelerated, exception-free form of asyncio.get_running_loop().
-_get_running_loop = asyncio._get_running_loop
 _NO_REDIRECTS = (_native.FD_INHERIT,) * 3
 _DEFPATH = os.fsencode(os.defpath)
 _FS_ENCODING = sys.getfilesystemencoding()
@@ -131,7 +129,7 @@ def _encode_argv(argv: Sequence[StrOrBytesPath]) -> tuple[list[bytes], bytes]:
     return args, block
 
 
-def _env_entry(raw_key: Any, raw_value: Any) -> tuple[bytes, bytes]:
+def env_entry(raw_key: Any, raw_value: Any) -> tuple[bytes, bytes]:
     """One variable as (its encoded name, ``b"name=value"``), checked as the
     C core needs it; ``ValueError`` names a variable it would refuse."""
     key, value = _fsencode(raw_key), _fsencode(raw_value)
@@ -147,22 +145,22 @@ def _encode_env(env: Mapping[Any, Any] | None) -> tuple[bytes | None, int, bytes
     process's environment as is), its entry count, and the PATH it holds."""
     if env is None:
         return None, 0, _inherited_path()
-    if type(env) is _PackedEnv:
+    if type(env) is PackedEnv:
         return env.block, env.count, env.path
     envp = []
     path = None
     for raw_key, raw_value in env.items():
-        key, entry = _env_entry(raw_key, raw_value)
+        key, entry = env_entry(raw_key, raw_value)
         if key == b"PATH":
             path = entry[5:]
         envp.append(entry)
     return _pack(envp), len(envp), path
 
 
-class _PackedEnv(Mapping[str, str]):
+class PackedEnv(Mapping[str, str]):
     """A child environment already encoded for the C core.
 
-    Built by :func:`_pack_entries` from checked ``b"name=value"`` entries
+    Built by :func:`pack_entries` from checked ``b"name=value"`` entries
     (the runner builds these from the cached encoding of ``os.environ``);
     ``spawn`` hands its block to the C core as is. As a mapping it reads
     like the dict it was made from (decoded on first use).
@@ -193,11 +191,11 @@ class _PackedEnv(Mapping[str, str]):
         return self.count
 
 
-def _pack_entries(entries: Mapping[bytes, bytes]) -> _PackedEnv:
-    """name -> ``b"name=value"`` entries (checked by :func:`_env_entry`) as
+def pack_entries(entries: Mapping[bytes, bytes]) -> PackedEnv:
+    """name -> ``b"name=value"`` entries (checked by :func:`env_entry`) as
     an environment ``spawn`` passes to the C core without encoding it again."""
     path_entry = entries.get(b"PATH")
-    return _PackedEnv(
+    return PackedEnv(
         _pack(list(entries.values())),
         len(entries),
         None if path_entry is None else path_entry[5:],
@@ -222,7 +220,7 @@ def _inherited_path() -> bytes | None:
 _environ_encoded: tuple[dict[Any, Any], dict[Any, Any], list[Any], dict[bytes, bytes]] | None = None
 
 
-def _environ_entries() -> dict[bytes, bytes] | None:
+def environ_entries() -> dict[bytes, bytes] | None:
     """``os.environ`` encoded for the C core: name -> ``b"name=value"``, in
     ``os.environ``'s order. The caller must not modify the dict.
 
@@ -356,7 +354,7 @@ def spawn(
     limits: ResourceLimits | None = None,
     pass_fds: Iterable[int] = (),
     die_with_parent: bool = True,
-    _sandbox_plan: Any = None,
+    _sandbox_plan: SandboxPlan | None = None,
     _async_streams: bool = False,
 ) -> Child[IO[bytes], IO[bytes]]:
     """Starts ``argv`` as a child process and returns its :class:`Child` handle.
@@ -388,7 +386,7 @@ def spawn(
       ``_platform/cgroup.py``) kills the job's cgroup, or without one its
       process group; ``PR_SET_PDEATHSIG`` is added for spawns from the main
       thread. A job spawned from a thread that later exits is not affected.
-    - ``_sandbox_plan`` is PRIVATE: a cffi ``os_sandbox_plan *`` built by the
+    - ``_sandbox_plan`` is PRIVATE: an opaque ``SandboxPlan`` built by the
       sandbox layer (the runner passes it). With a plan, clone() makes its
       namespaces and the child runs the sandbox hooks (a real fork that
       unshares them where clone() may not); a failing hook is stage
@@ -428,7 +426,7 @@ def spawn(
     if _sandbox_plan is not None:
         # The plan's own fd (the allowlist proxy's handoff socketpair end):
         # the child's sandbox step sends on it and closes it before exec.
-        sandbox_fd = _native.sandbox_plan_inherited_fd(_sandbox_plan)
+        sandbox_fd = _sandbox_plan.inherited_fd()
         if sandbox_fd > 2:
             kept_fds = tuple(sorted({*kept_fds, sandbox_fd}))
     flags = _native.NEW_PROCESS_GROUP if process_group else 0
@@ -437,16 +435,7 @@ def spawn(
     if _sandbox_plan is not None:
         flags |= _native.NEW_PID_NS
     job = _cgroup.new_job(bool(die_with_parent)) if _cgroup._enabled else None
-    lazy_pidfd = _platform.lazy_pidfd
-    if lazy_pidfd:
-        # Inside a running event loop the child will most likely be awaited,
-        # which needs a pidfd: one made by clone() costs less than a
-        # pidfd_open() later (the more so once the child is a zombie).
-        if _get_running_loop() is not None:
-            flags |= _native.WANT_PIDFD
-    elif _platform.wants_pidfd():
-        flags |= _native.WANT_PIDFD
-    if _async_streams and lazy_pidfd:
+    if _platform.pidfd_at_spawn(_async_streams):
         flags |= _native.WANT_PIDFD
 
     # With nothing redirected (the common case) there is no plan to build or
@@ -481,15 +470,15 @@ def spawn(
         if plan is not None:
             plan.close_all()
         if job is not None:
-            os.close(job[1])
-            _cgroup.remove_job(job[0])
+            _cgroup.spawned(job)
+            _cgroup.release_job(job[0])  # no process ever entered it
         raise
     cgroup_path = None
     if job is not None:
-        os.close(job[1])
+        _cgroup.spawned(job)
         cgroup_path = job[0]
     if cgroup_path is not None and not contained & _native.CONTAINED_CGROUP:
-        _cgroup.remove_job(cgroup_path)  # cannot happen: the child joins or fails
+        _cgroup.release_job(cgroup_path)  # cannot happen: the child joins or fails
         cgroup_path = None
     if contained & _native.CONTAINED_CGROUP:
         containment = "cgroup"
@@ -508,10 +497,7 @@ def spawn(
         plan.close_child_ends()
         if plan.parent_fds != [None, None, None]:
             child_stdin, child_stdout, child_stderr = _wrap_streams(plan, _async_streams)
-    if lazy_pidfd:
-        notifier: _platform.ExitNotifier = _PidfdExit(pid, pidfd)
-    else:
-        notifier = _platform.exit_notifier(pid, pidfd)
+    notifier = _platform.exit_notifier(pid, pidfd)
     if log.isEnabledFor(logging.DEBUG):
         log.debug(
             "spawn pid=%d argv0=%r sandbox=%s containment=%s",

@@ -55,7 +55,6 @@ def checkout(tmp_path: Path) -> Path:
         shutil.copy(ROOT / name, repo / name)
     shutil.copytree(ROOT / "csrc", repo / "csrc")
     (repo / "orchestrator_spawn").mkdir()
-    shutil.copy(ROOT / "orchestrator_spawn" / "_build.py", repo / "orchestrator_spawn")
     fake = tmp_path / "python3"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
@@ -87,7 +86,7 @@ def test_fresh_clone_sets_up_then_nothing_to_do_is_instant(checkout: Path) -> No
 
 @pytest.mark.parametrize(
     "change",
-    ["csrc/pump.c", "pyproject.toml", "orchestrator_spawn/_build.py", "remove-core"],
+    ["csrc/pump.c", "pyproject.toml", "csrc/build.py", "csrc/cffi/spawn.h", "remove-core"],
 )
 def test_a_change_to_the_build_inputs_runs_the_set_up_again(checkout: Path, change: str) -> None:
     setup_env(checkout)

@@ -27,10 +27,13 @@ from pathlib import Path
 import pytest
 
 import orchestrator_spawn
-from orchestrator_spawn import PIPE, Child, _native, spawn
+from orchestrator_spawn import PIPE, Child, spawn
+from orchestrator_spawn._native import cgroup as native_cgroup
+from orchestrator_spawn._native import spawn as native_spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
-from tests.process_helpers import wait_gone
+from orchestrator_spawn.run import run_blocking
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,17 +73,6 @@ def cgroups() -> Iterator[None]:
         cgroup.set_enabled(saved)
 
 
-@pytest.fixture
-def no_cgroups() -> Iterator[None]:
-    """Cgroup containment switched off: jobs are process groups."""
-    saved = cgroup.enabled()
-    cgroup.set_enabled(False)
-    try:
-        yield
-    finally:
-        cgroup.set_enabled(saved)
-
-
 def _env_with_cgroups() -> dict[str, str]:
     """This environment without the off switch (for child orchestrators)."""
     return {k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV}
@@ -89,7 +81,7 @@ def _env_with_cgroups() -> dict[str, str]:
 def _escapee_pids(stream: object, expected: int = 2) -> list[int]:
     """Reads the escapees' pids (they may come after "ready": the double
     fork runs on its own schedule) up to "ready" and ``expected`` pids."""
-    pids = []
+    pids: list[int] = []
     ready = False
     while not (ready and len(pids) >= expected):
         line = stream.readline()  # type: ignore[attr-defined]
@@ -113,8 +105,29 @@ def _kill_leftovers(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _cleanup(child: Child, pids: list[int]) -> Iterator[None]:
+    """Whatever the test's outcome: SIGKILL what is left of ``pids``, close ``child``."""
+    try:
+        yield
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+
+
 def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
     return all(wait_gone(pid, timeout=timeout) for pid in pids)
+
+
+def _idle_paths() -> set[str]:
+    return {cached.path for kind in (True, False) for cached in cgroup._idle[kind]}
+
+
+def _released(path: str) -> bool:
+    """The job is done with its cgroup: removed, or empty in the pool."""
+    return not os.path.exists(path) or (
+        path in _idle_paths() and Path(path, "cgroup.procs").read_text() == ""
+    )
 
 
 # -- kill paths ---------------------------------------------------------------
@@ -122,14 +135,11 @@ def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
 
 def test_kill_ends_setsid_and_double_forked_descendants(cgroups: None) -> None:
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         assert child.containment == "cgroup"
         child.start_kill()
         assert child.wait_blocking(timeout=10) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> None:
@@ -141,13 +151,10 @@ def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> No
     async def main() -> int:
         return await child.kill()
 
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(main()) == -signal.SIGKILL
         assert _all_gone(pids, timeout=0.5)
         assert not os.path.exists(path)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
@@ -157,41 +164,32 @@ def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
     )
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(child.terminate(grace=0.2)) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_reaches_every_process_of_the_job(cgroups: None) -> None:
     # SIGTERM goes to each member, setsid'd ones included: the job ends
     # well before the grace when every process obeys it ...
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=20)) == -signal.SIGTERM
         assert time.monotonic() - started < 10
         assert _all_gone(pids, timeout=0.5)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
     # ... and a daemon that ignores it is killed at the grace, although the
     # child itself exited at once.
     script = "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 300' &\nsleep 0.05; echo ready\n"
     child = spawn(["sh", "-c", script + "exec sleep 302"], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout, expected=1)
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=0.5)) == -signal.SIGTERM
         assert time.monotonic() - started >= 0.45
         assert _all_gone(pids, timeout=0.5)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_drop_ends_descendants(cgroups: None) -> None:
@@ -219,21 +217,18 @@ def test_with_block_ends_descendants(cgroups: None) -> None:
 def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
     # Kernels before 5.14 have no cgroup.kill: freeze, SIGKILL each member, thaw.
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         path = child._cgroup
         assert path is not None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            _native.cgroup_kill_frozen(fd)
+            native_cgroup.cgroup_kill_frozen(fd)
         finally:
             os.close(fd)
         assert Path(path, "cgroup.freeze").read_text() == "0\n"  # thawed again
         assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
         assert _all_gone(pids)
-        assert not os.path.exists(path)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
+        assert _released(path)  # frozen, killed member by member, thawed: reusable
 
 
 def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
@@ -242,21 +237,18 @@ def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
     child = spawn(["sh", "-c", ESCAPEES], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert child.wait_blocking(timeout=10) == 0
         assert not any(wait_gone(pid, timeout=0.1) for pid in pids)
         assert child.job_usage().processes == len(pids)
         asyncio.run(child.kill())
         assert _all_gone(pids)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_cli_ctrl_c_ends_descendants(cgroups: None) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", ESCAPEES + "wait"],
+        [*CLI, "run", "--", "sh", "-c", ESCAPEES + "wait"],
         stdout=subprocess.PIPE,
         cwd=ROOT,
         env=_env_with_cgroups(),
@@ -370,31 +362,22 @@ def test_keeper_removes_the_orchestrators_cgroups(cgroups: None) -> None:
         proc.wait()
 
 
-@pytest.mark.usefixtures("no_cgroups")
-def test_job_from_an_exiting_thread_keeps_running_without_cgroups() -> None:
+@pytest.mark.parametrize(
+    ("containment", "fixture"), [("process_group", "no_cgroups"), ("cgroup", "cgroups")]
+)
+def test_job_from_an_exiting_thread_keeps_running(
+    containment: str, fixture: str, request: pytest.FixtureRequest
+) -> None:
     # PR_SET_PDEATHSIG would fire when the spawning thread exits: it must
     # only be set for spawns from the main thread.
+    request.getfixturevalue(fixture)
     children: list[Child] = []
     thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
     thread.start()
     thread.join()
     (child,) = children
     try:
-        assert child.containment == "process_group"
-        with pytest.raises(TimeoutError):
-            child.wait_blocking(timeout=0.3)
-    finally:
-        child.close()
-
-
-def test_job_from_an_exiting_thread_keeps_running(cgroups: None) -> None:
-    children: list[Child] = []
-    thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
-    thread.start()
-    thread.join()
-    (child,) = children
-    try:
-        assert child.containment == "cgroup"
+        assert child.containment == containment
         with pytest.raises(TimeoutError):
             child.wait_blocking(timeout=0.3)
     finally:
@@ -433,11 +416,18 @@ def test_no_cgroup_left_after_1000_jobs(cgroups: None) -> None:
             paths.append(child._cgroup)
             assert child.wait_blocking(timeout=30) == 0
             assert child._cgroup is None
-    assert len(set(paths)) == 1000
-    assert not [path for path in paths if os.path.exists(path)]
-    jobs_dir = os.path.dirname(paths[0])
-    left = {entry.name for entry in os.scandir(jobs_dir) if entry.is_dir()}
-    assert not left & {os.path.basename(path) for path in paths}
+    # Reused from the pool (each batch after the first starts with the idle
+    # ones), at most the pool's size left (idle and empty), none once the
+    # pool is drained (as at exit).
+    distinct = set(paths)
+    assert len(distinct) <= 1000 - 19 * cgroup._POOL_IDLE_MAX
+    left = {path for path in distinct if os.path.exists(path)}
+    assert left <= _idle_paths()
+    assert len(left) <= cgroup._POOL_IDLE_MAX
+    assert all(_released(path) for path in left)
+    cgroup.drain_pool()
+    assert not [path for path in distinct if os.path.exists(path)]
+    assert not cgroup._live
 
 
 def test_job_cgroup_removed_once_left_daemons_exit(cgroups: None) -> None:
@@ -491,6 +481,13 @@ def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
     started = time.monotonic()
     assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
     assert time.monotonic() - started >= 0.9
+    # The blocking twin takes the same keyword and waits the same way.
+    started = time.monotonic()
+    assert run_blocking(argv).returncode == 0
+    assert time.monotonic() - started < 0.8
+    started = time.monotonic()
+    assert run_blocking(argv, whole_job=True).returncode == 0
+    assert time.monotonic() - started >= 0.9
 
 
 @pytest.mark.parametrize("mode", ["cgroup", "process_group"])
@@ -529,22 +526,22 @@ def test_child_joins_its_cgroup_itself_on_the_fork_path(cgroups: None) -> None:
     path, fd = job
     try:
         read_end, write_end = os.pipe()
-        pid, _pidfd = _native.native_spawn(
-            program=b"/bin/sh",
-            search_path=None,
-            argv_block=b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
-            argc=3,
-            env_block=None,
-            envc=0,
-            cwd=None,
-            stdio=(_native.FD_INHERIT, write_end, _native.FD_INHERIT),
-            pass_fds=(),
-            new_process_group=True,
-            rlimits=_native.NO_LIMITS,
-            sandbox_plan=None,
-            want_pidfd=False,
-            force_fork=True,
-            cgroup_fd=fd,
+        pid, _pidfd, _contained = native_spawn.spawn_packed(
+            b"/bin/sh",
+            None,
+            b"sh\0-c\0grep ^0:: /proc/self/cgroup; exec sleep 30\0",
+            3,
+            None,
+            0,
+            None,
+            native_spawn.FD_INHERIT,
+            write_end,
+            native_spawn.FD_INHERIT,
+            (),
+            native_spawn.NEW_PROCESS_GROUP | native_spawn.FORCE_FORK,
+            native_spawn.NO_LIMITS,
+            fd,
+            None,
         )
         os.close(write_end)
         with os.fdopen(read_end, "rb") as out:
@@ -673,7 +670,7 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
 def test_doctor_says_how_jobs_are_held_and_what_is_missing() -> None:
     def doctor(env: dict[str, str]) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator_spawn", "doctor"],
+            [*CLI, "doctor"],
             env=env,
             cwd=ROOT,
             capture_output=True,

@@ -26,7 +26,7 @@ import pytest
 from orchestrator_spawn import PIPE, Child, Redactor, redact, spawn
 from orchestrator_spawn import pump as pump_module
 from orchestrator_spawn.pump import MEMORY, Redaction, start_capture
-from orchestrator_spawn.redact import _pattern_set
+from orchestrator_spawn.redact import compiled_patterns
 
 THREADS = 16
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
@@ -85,7 +85,7 @@ def test_importing_the_package_leaves_the_gil_off() -> None:
     assert out.stdout.strip() == "gil off"
 
 
-# ---- pattern caches (redact.py, pump.py) -----------------------------------
+# ---- the pattern cache (redact.py), the pump setups ----------------
 
 
 def test_pattern_caches_compiled_from_many_threads(contended: None) -> None:
@@ -94,8 +94,7 @@ def test_pattern_caches_compiled_from_many_threads(contended: None) -> None:
     # read-only. 16 threads compile the same sets and 70 different ones (more
     # than the caches' 64 entries, so entries are evicted while in use), and
     # every redaction must still be right.
-    _pattern_set.cache_clear()
-    pump_module._compiled.cache_clear()
+    compiled_patterns.cache_clear()
     pump_module._cached_redaction.cache_clear()
     secret = b"hunter2"
 

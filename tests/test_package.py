@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import orchestrator_spawn
-from orchestrator_spawn import _native
-
-
-def test_core_version_matches() -> None:
-    assert _native.lib.os_core_version() == _native.CORE_VERSION
 
 
 def test_public_names_importable() -> None:

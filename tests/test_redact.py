@@ -21,7 +21,6 @@ from benchmarks.redact_corpus import (
     secret_samples,
 )
 from orchestrator_spawn import Redactor, redact
-from orchestrator_spawn._native import REDACT_IGNORE_CASE, PatternSet
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
 PACK = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
@@ -117,50 +116,6 @@ def test_end_anchor_only_at_stream_end() -> None:
         assert stream(Redactor(pats), b"tail tail", size) == b"tail [REDACTED]"
         # $ also matches before a final newline, as in Python re.
         assert stream(Redactor(pats), b"tail\n", size) == b"[REDACTED]\n"
-
-
-def test_anchors_found_for_the_pattern_pack() -> None:
-    pset = PatternSet(PATTERNS, LITERALS, REDACT_IGNORE_CASE)
-    anchors = [pset.anchor(i) for i in range(pset.size)]
-    assert all(n > 0 for n, _, _ in anchors), anchors
-    # Inner factors of patterns without a literal prefix, with their offsets.
-    assert anchors[PATTERNS.index(rb"\b[0-9]{8,10}:AA[0-9A-Za-z_-]{33}\b")] == (1, 8, 10)
-    assert anchors[PATTERNS.index(rb"\b[0-9a-f]{32}-us[0-9]{1,2}\b")] == (1, 32, 32)
-    # A construct the extractor does not understand leaves the pattern unanchored.
-    unanchored = PatternSet([rb"(?x) a b c", rb"\Qabc\E", rb"a|b(?#c)"], [], 0)
-    assert [unanchored.anchor(i)[0] for i in range(3)] == [0, 0, 0]
-
-
-def test_anchors_found_for_the_builtin_pack() -> None:
-    # Every built-in pattern runs behind the literal prefilter; the
-    # assignments, flags and headers through their lookbehinds' literals.
-    pset = PatternSet(PACK, [], REDACT_IGNORE_CASE)
-    anchors = {i: pset.anchor(i) for i in range(pset.size)}
-    assert all(n > 0 for n, _, _ in anchors.values()), anchors
-    by_end = [DEFAULT_REDACTION_PATTERNS[i] for i in anchors if pset.anchor_at_end(i)]
-    assert len(by_end) >= 9, by_end
-    for i in anchors:
-        _, dmin, dmax = anchors[i]
-        if pset.anchor_at_end(i):
-            # A lookbehind's literal ends at or before the match start.
-            assert dmin <= dmax <= 0, (DEFAULT_REDACTION_PATTERNS[i], anchors[i])
-
-
-@pytest.mark.parametrize(
-    ("pattern", "expected"),
-    [
-        (rb"(?<=key=)\w+", (1, 0, 0)),
-        (rb"(?<=ab|cde)x", (2, -1, 0)),  # "ab", and "cd" ending 1 byte before
-        (rb"(?<=api_key[=:] )v", (2, 0, 0)),  # "api_key= ", "api_key: "
-        # "token=" and "token:" (cut from "token: ", so ending 1 byte before)
-        (rb"(?:(?<=token=)|(?<=token: ))v", (2, -1, 0)),
-        (rb"x{1,3}(?<=xyz)v", (1, 1, 3)),
-    ],
-)
-def test_lookbehind_anchor_offsets(pattern: bytes, expected: tuple[int, int, int]) -> None:
-    pset = PatternSet([pattern], [], REDACT_IGNORE_CASE)
-    assert pset.anchor(0) == expected
-    assert pset.anchor_at_end(0)
 
 
 def test_lookbehind_anchor_is_found_before_the_decision_point() -> None:
@@ -292,7 +247,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(TypeError):
         Redactor([3])  # type: ignore[list-item]
     with pytest.raises(TypeError, match="sequences"):
-        Redactor(rb"AKIA[0-9A-Z]{16}")
+        Redactor(rb"AKIA[0-9A-Z]{16}")  # type: ignore[arg-type]  # bytes, not a sequence
 
 
 def test_str_patterns_and_no_patterns() -> None:

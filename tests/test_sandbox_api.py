@@ -6,11 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox_support import profile
 
 from orchestrator_spawn import SandboxBackendError, sandbox_preflight
-from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox, sandbox_doctor
+from orchestrator_spawn.sandbox import (
+    PreparedSandbox,
+    backend_name,
+    prepare_sandbox,
+    sandbox_doctor,
+)
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV
+from tests.helpers.sandbox import profile
 
 
 def test_host_profile_needs_nothing_and_changes_nothing(tmp_path: Path) -> None:
@@ -67,13 +72,27 @@ def test_close_frees_the_plan_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     if sandbox_preflight(prof):
         pytest.skip("; ".join(sandbox_preflight(prof)))
     prepared = prepare_sandbox(prof, ["/bin/true"])
-    assert prepared.native_plan is not None
+    plan = prepared.native_plan
+    assert plan is not None
     assert prepared.backend == "linux_native"
     assert "open" in repr(prepared)
     prepared.close()
     prepared.close()
     assert prepared.native_plan is None
+    assert plan.closed  # freed now, not at the next collection
     assert "closed" in repr(prepared)
+
+
+def test_one_label_names_the_backend() -> None:
+    # The runner's errors, the sandbox layer and the doctor say the same.
+    from orchestrator_spawn.runner import default_sandbox_backend
+
+    label = backend_name()
+    assert default_sandbox_backend() == label
+    if sys.platform.startswith("linux"):
+        assert label == "linux_native"
+    elif sys.platform == "darwin":
+        assert label == "macos_seatbelt"
 
 
 def test_malformed_allowlist_is_refused_before_anything_runs(tmp_path: Path) -> None:

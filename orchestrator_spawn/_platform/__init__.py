@@ -1,7 +1,9 @@
 """Per-OS exit notification for child processes, behind one function.
 
 :func:`exit_notifier` returns an :class:`ExitNotifier` for a freshly spawned
-child. It only says *that* the child exited; the ``Child`` handle reaps it
+child, and :func:`pidfd_at_spawn` tells the spawn whether to ask clone() for
+a pidfd: the callers (``spawn.py``, ``child.py``) never see which mechanism
+is behind them. It only says *that* the child exited; the ``Child`` handle reaps it
 itself (``wait4`` under its lock), so reaping happens exactly once.
 
 - Linux: the child's pidfd, opened with ``pidfd_open`` when a timed wait or
@@ -38,6 +40,7 @@ __all__ = [
     "DISABLE_PIDFD_ENV",
     "ExitNotifier",
     "exit_notifier",
+    "pidfd_at_spawn",
     "pidfd_enabled",
     "set_pidfd_enabled",
     "wants_pidfd",
@@ -86,15 +89,21 @@ class ExitNotifier(Protocol):
     def close(self) -> None:
         """Releases the OS resources once no wait or watch uses them any more."""
 
+    # The two below have defaults for the backends that open nothing lazily
+    # (kqueue, the SIGCHLD thread subclass this protocol and keep them).
+
     def prepare(self) -> None:
         """Opens what ``wait``/``watch`` need if it was left for later (the
         Linux pidfd). Called by the Child under its lock while the child is
-        unreaped; raises ``OSError`` if that fails."""
+        unreaped; raises ``OSError`` if that fails. By default: nothing."""
+        return
 
     def can_wait_by_pid(self) -> bool:
         """Whether a blocking wait may sleep in ``waitid(P_PID, pid, WEXITED |
         WNOWAIT)`` instead of ``wait(None)`` (saves opening the pidfd). The
-        caller must keep every other reaper off the child meanwhile."""
+        caller must keep every other reaper off the child meanwhile. By
+        default: no."""
+        return False
 
 
 def pidfd_enabled() -> bool:
@@ -115,6 +124,25 @@ def wants_pidfd() -> bool:
     False on kernels with ``pidfd_open``: the notifier opens one when (and
     only if) a wait needs it."""
     return sys.platform.startswith("linux") and _pidfd_enabled and not _HAVE_PIDFD_OPEN
+
+
+# The C-accelerated, exception-free form of asyncio.get_running_loop().
+_get_running_loop = asyncio._get_running_loop
+
+
+def pidfd_at_spawn(async_streams: bool) -> bool:
+    """Whether the spawn should ask the kernel for the child's pidfd at clone
+    time (then handed to :func:`exit_notifier`).
+
+    With ``pidfd_open``: only where the child will most likely be awaited,
+    which needs a pidfd (inside a running event loop, or for async streams):
+    one made by clone() costs less than a ``pidfd_open()`` later (the more so
+    once the child is a zombie); elsewhere the notifier opens one if a wait
+    ever needs it. Without ``pidfd_open``: always, where the fast path is on
+    (:func:`wants_pidfd`)."""
+    if lazy_pidfd:
+        return async_streams or _get_running_loop() is not None
+    return wants_pidfd()
 
 
 def exit_notifier(pid: int, pidfd: int) -> ExitNotifier:

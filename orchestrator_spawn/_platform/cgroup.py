@@ -22,7 +22,34 @@ internal processes" rule never applies; none of the files used here needs a
 controller. The per-orchestrator directory is made on the first spawn,
 together with the keeper (``csrc/cgroup.c``): a small process that kills
 ``jobs/`` once this process died, SIGKILL included, and removes the
-directories. A job's cgroup is removed when the job is reaped and empty.
+directories.
+
+Reuse. Making and removing a cgroup (mkdir, rmdir, opening its files) costs
+the orchestrator's thread more than the rest of a spawn, so a job's cgroup,
+once the job is reaped and the cgroup is empty, goes to a small pool of idle
+cgroups (at most ``_POOL_IDLE_MAX`` per kind; beyond that, and at exit, they
+are removed) and the next job of the same kind gets it. Each pooled cgroup
+keeps its directory, ``cpu.stat`` and ``cgroup.events`` open (re-read with
+``pread``), parked above the low fds; at most ``_POOL_LIVE_MAX`` running
+jobs hold such cgroups at once (more run in cgroups of their own, as
+before). Nothing is set in a job's cgroup per job (no controller is
+enabled below ``jobs/``, no limit file written), so nothing needs resetting;
+what could carry over is checked when a cgroup is handed back: it goes to
+the pool only when ``cgroup.events`` says ``populated 0`` and ``frozen 0``
+(empty, and thawed), it has no cgroup below it, no controller is enabled for
+it (the ``cgroup.subtree_control`` of ``jobs/`` is empty, as we leave it:
+a job could otherwise have set limits in its own cgroup) and it was never
+killed through ``cgroup.kill`` (a kernel may SIGKILL every later child
+cloned into such a cgroup: 6.18 does); otherwise it is removed as before
+(or, while processes remain, swept later). CPU usage is cumulative in
+``cpu.stat``: it is read when a pooled cgroup is handed out
+and ``job_cpu_seconds`` reports the difference, so a job never sees its
+predecessors' CPU. Not reset: interface files a job may write into its own
+cgroup on purpose (``cgroup.max.descendants``, ``cgroup.max.depth``,
+``cgroup.type``), and a ``cgroup.kill`` a job writes into its own cgroup
+(our kills are known); ``ORCHESTRATOR_SPAWN_CGROUP_POOL=0`` switches reuse off
+(every job then gets a new cgroup, removed when it is done). The keeper
+removes pooled cgroups with the rest after a crash.
 
 Without a writable cgroup, jobs are process groups, and a keeper started
 on the first such spawn kills the groups registered with it (a bitmap in
@@ -35,6 +62,7 @@ at import) or :func:`set_enabled`; jobs are then process groups, as on macOS.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import itertools
@@ -46,10 +74,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native import cgroup as _native
+from orchestrator_spawn._native.spawn import park_fd
 
 __all__ = [
     "DISABLE_CGROUP_ENV",
+    "POOL_ENV",
     "Status",
     "enabled",
     "forget_group",
@@ -58,6 +88,7 @@ __all__ = [
     "kill_job",
     "new_job",
     "register_group",
+    "release_job",
     "remove_job",
     "remove_later",
     "set_enabled",
@@ -66,9 +97,11 @@ __all__ = [
 ]
 
 DISABLE_CGROUP_ENV = "ORCHESTRATOR_SPAWN_DISABLE_CGROUP"
+POOL_ENV = "ORCHESTRATOR_SPAWN_CGROUP_POOL"
 _PREFIX = "orchestrator-spawn."
 
 _enabled = sys.platform.startswith("linux") and os.environ.get(DISABLE_CGROUP_ENV, "") in ("", "0")
+_pool_enabled = os.environ.get(POOL_ENV, "") in ("", "1")
 
 
 @dataclass(frozen=True)
@@ -106,11 +139,91 @@ _lock = threading.Lock()
 _base: _Base | None = None
 _status: Status | None = None
 _job_numbers = itertools.count(1)
+_spawn_count = itertools.count(1)  # jobs asked for: the lingering sweep's clock
 # Job cgroups whose handle is done but which still hold processes the job
 # left behind: retried every _SWEEP_EVERY jobs (the keeper removes the rest).
 _lingering: set[str] = set()
 _SWEEP_EVERY = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_CLOEXEC
+
+
+class _Cached:
+    """A job cgroup that can be reused, with its files kept open."""
+
+    __slots__ = (
+        "base_usec",
+        "cpu_fd",
+        "dir_fd",
+        "events_fd",
+        "killed",
+        "kind",
+        "path",
+    )
+
+    def __init__(self, path: str, kind: bool) -> None:
+        self.path = path
+        self.kind = kind  # die_with_parent: jobs/ (True) or detached/
+        self.base_usec = 0  # cpu.stat usage_usec when the current job started
+        # Killed through cgroup.kill: never reused (see kill_job).
+        self.killed = False
+        fds: list[int] = []
+        try:
+            fds.append(os.open(path, _DIR_FLAGS))
+            for name in ("cpu.stat", "cgroup.events"):
+                fds.append(os.open(name, _FILE_FLAGS, dir_fd=fds[0]))
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            raise
+        # Out of the low range the children's pipes are taken from.
+        self.dir_fd, self.cpu_fd, self.events_fd = (park_fd(fd) for fd in fds)
+
+    def close(self) -> None:
+        for fd in (self.dir_fd, self.cpu_fd, self.events_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def reusable(self) -> bool:
+        """Empty, not frozen, no cgroup below it, never killed through
+        cgroup.kill, and no controller it could have enabled for its
+        children (none is enabled for it: its parent's subtree_control is
+        empty, so its own can hold nothing)."""
+        if self.killed:
+            return False
+        try:
+            events = os.pread(self.events_fd, 256, 0)
+            return (
+                events.startswith(b"populated 0\n")
+                and b"frozen 1" not in events
+                and os.fstat(self.dir_fd).st_nlink == 2  # 2 + its child cgroups
+                and not _controllers_enabled(self.path)
+            )
+        except OSError:
+            return False
+
+
+def _controllers_enabled(path: str) -> bool:
+    """Whether the parent of job cgroup ``path`` (``jobs/`` or ``detached/``,
+    whose ``cgroup.subtree_control`` is kept open) enables any controller
+    for its children: we never do; then a job could have set limits in its
+    own cgroup, which would outlive it."""
+    parent = path.rpartition("/")[0]
+    fd = _parent_fds.get(parent)
+    if fd is None:
+        fd = park_fd(os.open(parent + "/cgroup.subtree_control", _FILE_FLAGS))
+        _parent_fds[parent] = fd
+    return os.pread(fd, 256, 0).strip() != b""
+
+
+# Idle cgroups by kind, and the pooled cgroups jobs use now (by path): three
+# fds each (directory, cpu.stat, cgroup.events), so both are bounded.
+_POOL_IDLE_MAX = 8
+_POOL_LIVE_MAX = 32  # beyond that, jobs get cgroups that keep no fd open
+_parent_fds: dict[str, int] = {}  # jobs/ and detached/ -> their subtree_control
+_pool_lock = threading.Lock()
+_idle: dict[bool, list[_Cached]] = {True: [], False: []}
+_live: dict[str, _Cached] = {}
 
 
 def enabled() -> bool:
@@ -233,7 +346,7 @@ def _start_keeper(own: str | None, name: str | None, kill_groups: bool = False) 
             os.close(own_fd)
         os.close(watch)
     if pipe_write >= 0:
-        pipe_write = _native.park_fd(pipe_write)
+        pipe_write = park_fd(pipe_write)
     return keeper, pipe_write
 
 
@@ -319,13 +432,24 @@ def forget_group(pgid: int) -> None:
 
 
 def _after_fork_in_child() -> None:
-    # A forked child makes a base (and keeper) of its own on its first spawn.
-    global _base, _status, _lock, _group_keeper
+    # A forked child makes a base (and keeper) of its own on its first spawn;
+    # the parent's pooled cgroups stay the parent's.
+    global _base, _status, _lock, _group_keeper, _pool_lock
     _base = None
     _status = None
     _group_keeper = None
     _lingering.clear()
     _lock = threading.Lock()
+    _pool_lock = threading.Lock()
+    for cached in [*_idle[True], *_idle[False], *_live.values()]:
+        cached.close()
+    _idle[True].clear()
+    _idle[False].clear()
+    _live.clear()
+    for fd in _parent_fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _parent_fds.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -343,23 +467,92 @@ def status() -> Status:
 
 
 def new_job(die_with_parent: bool) -> tuple[str, int] | None:
-    """A new, empty cgroup for one job: (its path, a directory fd the caller
-    closes), or None when cgroup containment is off or unavailable (then the
-    job is a process group, as before: nothing fails that worked)."""
+    """A new or reused empty cgroup for one job: (its path, a directory fd),
+    or None when cgroup containment is off or unavailable (then the job is a
+    process group, as before: nothing fails that worked). Hand the fd back
+    with :func:`spawned` once the child is started (or failed to start)."""
     base = _current_base()
     if base is None:
         return None
-    number = next(_job_numbers)
-    if _lingering and number % _SWEEP_EVERY == 0:
+    if _lingering and next(_spawn_count) % _SWEEP_EVERY == 0:
         _sweep_lingering()
+    if _pool_enabled:
+        with _pool_lock:
+            idle = _idle[die_with_parent]
+            cached = idle.pop() if idle else None
+            if cached is not None:
+                _live[cached.path] = cached
+        if cached is not None:
+            try:
+                cached.base_usec = _usage_usec(cached.cpu_fd)
+                return cached.path, cached.dir_fd
+            except OSError:
+                _forget(cached)  # removed behind our back: make a new one
+                with contextlib.suppress(OSError):
+                    os.rmdir(cached.path)
+    number = next(_job_numbers)
     path = f"{base.path}/{'jobs' if die_with_parent else 'detached'}/{number}"
     try:
         os.mkdir(path)
+        if _pool_enabled and len(_live) < _POOL_LIVE_MAX:
+            try:
+                cached = _Cached(path, die_with_parent)
+            except OSError:
+                pass
+            else:
+                with _pool_lock:
+                    _live[path] = cached
+                return path, cached.dir_fd
         return path, os.open(path, _DIR_FLAGS)
     except OSError:
         with contextlib.suppress(OSError):
             os.rmdir(path)
         return None
+
+
+def spawned(job: tuple[str, int]) -> None:
+    """The child of ``job`` (from :func:`new_job`) was started or failed:
+    closes the directory fd unless the pool keeps it."""
+    cached = _live.get(job[0])
+    if cached is None or cached.dir_fd != job[1]:
+        os.close(job[1])
+
+
+def _forget(cached: _Cached) -> None:
+    with _pool_lock:
+        if _live.get(cached.path) is cached:
+            del _live[cached.path]
+    cached.close()
+
+
+def release_job(path: str) -> bool:
+    """The job of cgroup ``path`` is done with it: the cgroup goes back to
+    the pool when it is reusable (see the module's docstring), else it is
+    removed. False while a process still lives in it (nothing done)."""
+    cached = _live.get(path)
+    if cached is not None and _pool_enabled and cached.reusable():
+        with _pool_lock:
+            idle = _idle[cached.kind]
+            if _live.get(path) is cached and len(idle) < _POOL_IDLE_MAX:
+                del _live[path]
+                idle.append(cached)
+                return True
+    return remove_job(path)
+
+
+def drain_pool() -> None:
+    """Removes the idle pooled cgroups (at exit; also for tests)."""
+    with _pool_lock:
+        idle = [*_idle[True], *_idle[False]]
+        _idle[True].clear()
+        _idle[False].clear()
+    for cached in idle:
+        cached.close()
+        with contextlib.suppress(OSError):
+            os.rmdir(cached.path)
+
+
+atexit.register(drain_pool)
 
 
 def remove_later(path: str) -> None:
@@ -386,7 +579,14 @@ def _with_dir(path: str, call: Callable[[int], Any]) -> Any:
 
 
 def kill_job(path: str) -> bool:
-    """SIGKILLs every process of the job's cgroup; False if it is gone."""
+    """SIGKILLs every process of the job's cgroup; False if it is gone.
+
+    The cgroup is not reused afterwards: on some kernels (6.18 here) a
+    child cloned with CLONE_INTO_CGROUP into a cgroup that was once killed
+    through ``cgroup.kill`` is SIGKILLed at birth."""
+    cached = _live.get(path)
+    if cached is not None:
+        cached.killed = True
     try:
         _with_dir(path, _native.cgroup_kill)
     except FileNotFoundError:
@@ -435,6 +635,15 @@ def events_watch(path: str) -> int:
 
 def remove_job(path: str) -> bool:
     """Removes the job's cgroup; False while a process still lives in it."""
+    removed = _remove_job_dir(path)
+    if removed:
+        cached = _live.get(path)
+        if cached is not None:
+            _forget(cached)
+    return removed
+
+
+def _remove_job_dir(path: str) -> bool:
     try:
         os.rmdir(path)
     except FileNotFoundError:
@@ -451,20 +660,28 @@ def remove_job(path: str) -> bool:
     return True
 
 
-def job_cpu_seconds(path: str) -> float:
-    """CPU seconds used by every process that ever ran in the job's cgroup
-    (``usage_usec`` of cpu.stat, which needs no controller)."""
-    # Raw os calls: read at every reap, where open() costs three times more.
-    fd = os.open(path + "/cpu.stat", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        text = os.read(fd, 4096)
-    finally:
-        os.close(fd)
+def _usage_usec(fd: int) -> int:
+    text = os.pread(fd, 4096, 0)
     start = text.find(b"usage_usec ")
     if start < 0:
-        return 0.0
+        return 0
     end = text.find(b"\n", start)
-    return int(text[start + 11 : end if end >= 0 else len(text)]) / 1e6
+    return int(text[start + 11 : end if end >= 0 else len(text)])
+
+
+def job_cpu_seconds(path: str) -> float:
+    """CPU seconds used by every process of the job's cgroup since the job
+    started (``usage_usec`` of cpu.stat, which needs no controller, minus
+    what earlier jobs of a reused cgroup used)."""
+    cached = _live.get(path)
+    if cached is not None:
+        return max(0, _usage_usec(cached.cpu_fd) - cached.base_usec) / 1e6
+    # Raw os calls: read at every reap, where open() costs three times more.
+    fd = os.open(path + "/cpu.stat", _FILE_FLAGS)
+    try:
+        return _usage_usec(fd) / 1e6
+    finally:
+        os.close(fd)
 
 
 def job_process_count(path: str) -> int:

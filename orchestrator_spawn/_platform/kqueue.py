@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import anyio
 
+from orchestrator_spawn._platform import ExitNotifier
+
 # mypy checks this module only when it checks for macOS.
 assert sys.platform == "darwin"
 
@@ -37,7 +39,7 @@ def _exit_queue(pid: int) -> select.kqueue | None:
     return queue
 
 
-class KqueueExit:
+class KqueueExit(ExitNotifier):
     """Exit notification for one child through kqueue."""
 
     def __init__(self, pid: int) -> None:
@@ -77,12 +79,6 @@ class KqueueExit:
         if not loop.is_closed():
             loop.remove_reader(queue.fileno())
         queue.close()
-
-    def prepare(self) -> None:
-        """Nothing is opened lazily here."""
-
-    def can_wait_by_pid(self) -> bool:
-        return False
 
     def close(self) -> None:
         pass  # each kqueue is closed by its unwatch / wait

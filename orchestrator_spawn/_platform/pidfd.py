@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import anyio
 
-from orchestrator_spawn._native import park_fd
+from orchestrator_spawn._native.spawn import park_fd
 
 __all__ = ["PidfdExit"]
 

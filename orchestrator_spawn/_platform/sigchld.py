@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import anyio
 
-from orchestrator_spawn import _native
+from orchestrator_spawn._native.spawn import install_sigchld_wakeup
+from orchestrator_spawn._platform import ExitNotifier
 
 __all__ = ["SigchldExit"]
 
@@ -31,7 +32,7 @@ class _Reaper:
         self._read_fd, self._write_fd = os.pipe()
         os.set_blocking(self._read_fd, False)
         os.set_blocking(self._write_fd, False)
-        _native.install_sigchld_wakeup(self._write_fd)
+        install_sigchld_wakeup(self._write_fd)
         self._thread = threading.Thread(
             target=self._run, name="orchestrator-spawn-sigchld-reaper", daemon=True
         )
@@ -95,7 +96,7 @@ def _get_reaper() -> _Reaper:
         return _reaper
 
 
-class SigchldExit:
+class SigchldExit(ExitNotifier):
     """Exit notification for one child through the shared SIGCHLD reaper."""
 
     def __init__(self, pid: int) -> None:
@@ -158,12 +159,6 @@ class SigchldExit:
     def unwatch(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._watchers.pop(loop, None)
-
-    def prepare(self) -> None:
-        """Nothing is opened lazily here."""
-
-    def can_wait_by_pid(self) -> bool:
-        return False
 
     def close(self) -> None:
         # Make sure the reaper forgets us even if the child never exited

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 from orchestrator_spawn.errors import SandboxBackendError
 from orchestrator_spawn.sandbox.linux import PROXY_PORT_IN_NETNS, SandboxProfile
 
+if TYPE_CHECKING:
+    from orchestrator_spawn._native.sandbox import SandboxPlan
+
 __all__ = [
     "PreparedSandbox",
     "SandboxProfile",
+    "backend_name",
     "prepare_sandbox",
     "sandbox_doctor",
     "sandbox_preflight",
@@ -30,11 +34,14 @@ __all__ = [
 _PLATFORM: str = sys.platform
 
 BACKEND_HOST = "host"
-BACKEND_LINUX = "linux_native"  # the seed's backend labels
+BACKEND_LINUX = "linux_native"  # the Rust runner's backend labels
 BACKEND_MACOS = "macos_seatbelt"
 
 
-def _backend_name() -> str:
+def backend_name() -> str:
+    """The label of the sandbox backend this platform uses (the Rust runner's labels:
+    ``linux_native``, ``macos_seatbelt``, else ``sandbox_unavailable``); the
+    one place that names it, for errors, the runner and the doctor."""
     if _PLATFORM.startswith("linux"):
         return BACKEND_LINUX
     if _PLATFORM == "darwin":
@@ -108,7 +115,7 @@ class PreparedSandbox:
 
     ``argv``: the command to run (rewritten under ``sandbox-exec`` on macOS).
     ``env_overrides``: variables to set in the child (the proxy in allowlist
-    mode). ``native_plan``: the cffi ``os_sandbox_plan *`` to pass as
+    mode). ``native_plan``: the opaque native plan (``SandboxPlan``) to pass as
     ``spawn(..., _sandbox_plan=...)``, or None (``spawn`` keeps the fd the
     plan needs open in the child: the proxy handoff). ``backend``: the backend name.
     ``close()`` stops the proxy and frees the plan; it is idempotent, and the
@@ -119,7 +126,7 @@ class PreparedSandbox:
         self,
         argv: list[str],
         env_overrides: dict[str, str],
-        native_plan: Any,
+        native_plan: SandboxPlan | None,
         backend: str,
         proxy: Any = None,
     ) -> None:
@@ -137,9 +144,7 @@ class PreparedSandbox:
         if proxy is not None:
             proxy.close(wait=wait)
         if plan is not None:
-            from orchestrator_spawn._native import ffi
-
-            ffi.release(plan)
+            plan.close()
 
     def __enter__(self) -> PreparedSandbox:
         return self
@@ -173,7 +178,7 @@ def prepare_sandbox(profile: SandboxProfile, argv: Sequence[str]) -> PreparedSan
     argv = list(argv)
     if profile.mode == "host":
         return PreparedSandbox(argv, {}, None, BACKEND_HOST)
-    backend = _backend_name()
+    backend = backend_name()
     missing = _missing(profile)
     if missing:
         code = (

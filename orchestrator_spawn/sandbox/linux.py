@@ -62,7 +62,10 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from orchestrator_spawn._native.sandbox import SandboxPlan
 
 DISABLE_ENV = "ORCHESTRATOR_SPAWN_SANDBOX_DISABLE"
 
@@ -126,7 +129,7 @@ def _probe_all() -> LinuxCapabilities:
 
 def _probe_all_definite() -> tuple[LinuxCapabilities, bool]:
     """The probes' results, and whether every one of them is definite."""
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import sandbox as _native
 
     transient: list[bool] = []
 
@@ -147,7 +150,7 @@ def _probe_all_definite() -> tuple[LinuxCapabilities, bool]:
 
 
 def _probe_message(what: int, feature: str, scratch: str, transient: list[bool]) -> str | None:
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import sandbox as _native
 
     errno_, step = _native.sandbox_probe(what, scratch)
     if errno_ == 0:
@@ -282,65 +285,73 @@ def missing_features(profile: SandboxProfile, caps: LinuxCapabilities) -> list[M
     return out
 
 
-def build_plan(profile: SandboxProfile, caps: LinuxCapabilities, *, handoff_fd: int = -1) -> Any:
-    """The native plan (cffi ``os_sandbox_plan *``) enforcing ``profile``.
+def build_plan(
+    profile: SandboxProfile, caps: LinuxCapabilities, *, handoff_fd: int = -1
+) -> SandboxPlan:
+    """The native plan enforcing ``profile`` (opaque; ``close()`` frees it).
 
     The caller has checked ``missing_features`` is empty. ``handoff_fd`` is
     the child's end of the allowlist proxy's socketpair (the spawn keeps it
-    open in the child: ``_native.sandbox_plan_inherited_fd``). Raises OSError
-    from the native builder.
+    open in the child: ``SandboxPlan.inherited_fd``). Raises OSError from the
+    native builder (the plan is freed then).
     """
-    from orchestrator_spawn import _native
+    from orchestrator_spawn._native import sandbox as _native
 
-    plan = _native.sandbox_plan_new()
+    plan = _native.SandboxPlan()
+    try:
+        _fill_plan(plan, profile, caps, handoff_fd)
+    except BaseException:
+        plan.close()
+        raise
+    return plan
+
+
+def _fill_plan(
+    plan: SandboxPlan, profile: SandboxProfile, caps: LinuxCapabilities, handoff_fd: int
+) -> None:
+    from orchestrator_spawn._native import sandbox as _native
+
     net = profile.network_mode
     if caps.userns is None:
-        _native.sandbox_plan_use_userns(
-            plan, os.geteuid(), os.getegid(), new_netns=net in ("deny", "allowlist")
-        )
-        _native.sandbox_plan_set_private_ptys(plan)
+        plan.use_userns(os.geteuid(), os.getegid(), new_netns=net in ("deny", "allowlist"))
+        plan.set_private_ptys()
         mounts = writable_mounts(profile)
         if profile.fs_mode != "inherit" and "/" not in mounts:
-            _native.sandbox_plan_set_readonly_tree(plan)
+            plan.set_readonly_tree()
             for path in mounts:
-                _native.sandbox_plan_add_writable_mount(plan, path)
+                plan.add_writable_mount(path)
         for path in pinned_dirs(profile):
-            _native.sandbox_plan_add_pinned_dir(plan, path)
+            plan.add_pinned_dir(path)
         for path in readonly_binds(profile):
-            _native.sandbox_plan_add_readonly_bind(plan, path)
+            plan.add_readonly_bind(path)
 
     if caps.landlock is None:
         restrict_fs = profile.fs_mode != "inherit"
-        _native.sandbox_plan_set_landlock(plan, caps.landlock_abi, restrict_fs=restrict_fs)
+        plan.set_landlock(caps.landlock_abi, restrict_fs=restrict_fs)
         if restrict_fs:
             _add_fs_rules(plan, writable_paths(profile))
 
     if net == "deny":
-        _native.sandbox_plan_set_network(plan, _native.SANDBOX_NET_DENY)
+        plan.set_network(_native.SANDBOX_NET_DENY)
     elif net == "allowlist":
-        _native.sandbox_plan_set_network(
-            plan,
-            _native.SANDBOX_NET_ALLOWLIST,
-            proxy_port=PROXY_PORT_IN_NETNS,
-            handoff_fd=handoff_fd,
+        plan.set_network(
+            _native.SANDBOX_NET_ALLOWLIST, proxy_port=PROXY_PORT_IN_NETNS, handoff_fd=handoff_fd
         )
-    _native.sandbox_plan_set_seccomp(
-        plan,
+    plan.set_seccomp(
         deny_ip_sockets=net == "deny",
         allow_inet_only=net == "allowlist",
         deny_metadata=profile.fs_mode == "workspace_readonly",
     )
-    return plan
 
 
-def _add_fs_rules(plan: Any, writable: Iterable[str]) -> None:
-    from orchestrator_spawn import _native
+def _add_fs_rules(plan: SandboxPlan, writable: Iterable[str]) -> None:
+    from orchestrator_spawn._native import sandbox as _native
 
-    _native.sandbox_plan_add_path_rule(plan, "/", _native.SANDBOX_ACCESS_READ)
+    plan.add_path_rule("/", _native.SANDBOX_ACCESS_READ)
     for device in WRITABLE_DEVICES:
-        _native.sandbox_plan_add_path_rule(plan, device, _native.SANDBOX_ACCESS_DEVICE)
+        plan.add_path_rule(device, _native.SANDBOX_ACCESS_DEVICE)
     for path in writable:
-        _native.sandbox_plan_add_path_rule(plan, path, _native.SANDBOX_ACCESS_WRITE)
+        plan.add_path_rule(path, _native.SANDBOX_ACCESS_WRITE)
 
 
 def protections(caps: LinuxCapabilities) -> dict[str, str | None]:

@@ -1,8 +1,14 @@
 """The cffi builder for ``orchestrator_spawn._core``: cdef + set_source, nothing else.
 
-Every ``csrc/*_api.h`` is a plain C header that serves both the compiler and
-cffi: for the cdef, ``#define NAME value`` becomes ``#define NAME ...`` (the
-compiler fills the value in) and every other preprocessor line is dropped.
+Not part of the installed package: setup.py names it in ``cffi_modules``.
+
+``csrc/cffi/<part>.h`` (as pynacl keeps ``src/bindings/*.h``) declares, once,
+what ``orchestrator_spawn/_native/`` calls of one part of the core, with its
+documentation: it is a C header that ``csrc/<part>_api.h`` includes, and the
+cdef is the same text without its preprocessor lines (see ``cdef_text``). The
+constants Python reads are listed there as ``#define NAME ...`` inside a
+block the compiler never sees; the compiler fills their values in from
+``<part>_api.h``. Internals and the child-only hooks are in no cffi header.
 """
 
 from __future__ import annotations
@@ -17,21 +23,10 @@ from pathlib import Path
 
 from cffi import FFI
 
-ROOT = Path(__file__).resolve().parent.parent
-CSRC = ROOT / "csrc"
-_DEFINE = re.compile(r"^#define\s+([A-Z][A-Z0-9_]*)\s+\S.*$")
-
-
-def _cdef_text(header: Path) -> str:
-    lines = []
-    for line in header.read_text().splitlines():
-        stripped = line.strip()
-        match = _DEFINE.match(stripped)
-        if match:
-            lines.append(f"#define {match.group(1)} ...")
-        elif not stripped.startswith("#"):
-            lines.append(line)
-    return "\n".join(lines)
+CSRC = Path(__file__).resolve().parent
+# In dependency order: a part's declarations may use the types of the parts
+# before it (spawn takes a sandbox plan, pump a pattern set).
+PARTS = ("core", "fdpark", "sandbox", "spawn", "cgroup", "redact", "pump", "doctor")
 
 
 def _pcre2_flags() -> tuple[list[str], list[str]]:
@@ -63,17 +58,30 @@ def _relative(path: Path) -> str:
     return os.path.relpath(path, os.getcwd())
 
 
-_headers = sorted(CSRC.glob("*_api.h"))
 _sources = sorted(CSRC.glob("*.c"))
 _pcre2_cflags, _pcre2_libs = _pcre2_flags()
 
+_CDEF_CONSTANT = re.compile(r"#define\s+\w+\s+\.\.\.\s*$")
+
+
+def cdef_text(part: str) -> str:
+    """The cdef of one part: ``csrc/cffi/<part>.h`` without its preprocessor
+    lines (include guard, ``#ifdef OS_CFFI_CDEF``), except the constants
+    declared ``#define NAME ...`` inside that never-defined block, which only
+    cffi reads (the compiler takes their values from ``<part>_api.h``)."""
+    lines = (CSRC / "cffi" / f"{part}.h").read_text().splitlines()
+    return "\n".join(
+        line for line in lines if not line.startswith("#") or _CDEF_CONSTANT.match(line)
+    )
+
+
 ffibuilder = FFI()
-for _header in _headers:
-    ffibuilder.cdef(_cdef_text(_header))
+for _part in PARTS:
+    ffibuilder.cdef(cdef_text(_part))
 
 ffibuilder.set_source(
     "orchestrator_spawn._core",
-    "\n".join(f'#include "{h.name}"' for h in _headers),
+    "\n".join(f'#include "{part}_api.h"' for part in PARTS),
     sources=[_relative(s) for s in _sources],
     include_dirs=[_relative(CSRC)],
     define_macros=[("_GNU_SOURCE", "1")] if sys.platform.startswith("linux") else [],

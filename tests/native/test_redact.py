@@ -1,4 +1,6 @@
-"""The literal scan loops and the whole-buffer path of the redaction engine.
+"""The redaction slice, ``orchestrator_spawn._native.redact`` (``csrc/redact*.c``):
+compiled pattern sets (their anchors and scan loops, the one cache of them)
+and the whole-buffer path of the engine.
 
 Every scan loop the CPU has (forced through ``OS_REDACT_SCAN``) must give
 the ``re.sub`` result; the C-level differential test (``tests/native``, also
@@ -14,22 +16,27 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from benchmarks.redact_corpus import LITERALS
+from benchmarks.redact_corpus import PATTERNS as LOG_PATTERNS
 from benchmarks.redact_corpus_web import PATTERNS, UNANCHORED, reference, web_corpus
 from orchestrator_spawn import Redactor, redact
-from orchestrator_spawn._native import PatternSet
+from orchestrator_spawn._native.redact import REDACT_IGNORE_CASE, PatternSet
+from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 REP = b"[REDACTED]"
+PACK = tuple(p.encode() for p in DEFAULT_REDACTION_PATTERNS)
 
 
 def _available_scanners() -> list[str]:
-    found = []
+    found: list[str] = []
     for name in ("scalar", "ssse3", "avx2", "neon"):
         code = (
-            "from orchestrator_spawn._native import PatternSet;"
+            "from orchestrator_spawn._native.redact import PatternSet;"
             "print(PatternSet((b'abc',), (), 1).scanner)"
         )
         env = {**os.environ, "OS_REDACT_SCAN": name}
@@ -62,7 +69,7 @@ def test_every_scanner_gives_the_re_sub_result(scanner: str) -> None:
 import sys
 from benchmarks.redact_corpus_web import PATTERNS, UNANCHORED, reference, web_corpus
 from orchestrator_spawn import Redactor, redact
-from orchestrator_spawn._native import PatternSet
+from orchestrator_spawn._native.redact import PatternSet
 assert PatternSet(PATTERNS, (), 1).scanner == {scanner!r}
 data = web_corpus(300_000, seed=5)
 for patterns in (PATTERNS, (*PATTERNS, UNANCHORED)):
@@ -291,3 +298,93 @@ def test_unanchored_run_windows_match_re_sub(scanner: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
+
+
+# --- anchors of a compiled set ----------------------------------------------
+
+
+def test_anchors_found_for_the_pattern_pack() -> None:
+    pset = PatternSet(LOG_PATTERNS, LITERALS, REDACT_IGNORE_CASE)
+    anchors = [pset.anchor(i) for i in range(pset.size)]
+    assert all(n > 0 for n, _, _ in anchors), anchors
+    # Inner factors of patterns without a literal prefix, with their offsets.
+    assert anchors[LOG_PATTERNS.index(rb"\b[0-9]{8,10}:AA[0-9A-Za-z_-]{33}\b")] == (1, 8, 10)
+    assert anchors[LOG_PATTERNS.index(rb"\b[0-9a-f]{32}-us[0-9]{1,2}\b")] == (1, 32, 32)
+    # A construct the extractor does not understand leaves the pattern unanchored.
+    unanchored = PatternSet([rb"(?x) a b c", rb"\Qabc\E", rb"a|b(?#c)"], [], 0)
+    assert [unanchored.anchor(i)[0] for i in range(3)] == [0, 0, 0]
+
+
+def test_anchors_found_for_the_builtin_pack() -> None:
+    # Every built-in pattern runs behind the literal prefilter; the
+    # assignments, flags and headers through their lookbehinds' literals.
+    pset = PatternSet(PACK, [], REDACT_IGNORE_CASE)
+    anchors = {i: pset.anchor(i) for i in range(pset.size)}
+    assert all(n > 0 for n, _, _ in anchors.values()), anchors
+    by_end = [DEFAULT_REDACTION_PATTERNS[i] for i in anchors if pset.anchor_at_end(i)]
+    assert len(by_end) >= 9, by_end
+    for i in anchors:
+        _, dmin, dmax = anchors[i]
+        if pset.anchor_at_end(i):
+            # A lookbehind's literal ends at or before the match start.
+            assert dmin <= dmax <= 0, (DEFAULT_REDACTION_PATTERNS[i], anchors[i])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (rb"(?<=key=)\w+", (1, 0, 0)),
+        (rb"(?<=ab|cde)x", (2, -1, 0)),  # "ab", and "cd" ending 1 byte before
+        (rb"(?<=api_key[=:] )v", (2, 0, 0)),  # "api_key= ", "api_key: "
+        # "token=" and "token:" (cut from "token: ", so ending 1 byte before)
+        (rb"(?:(?<=token=)|(?<=token: ))v", (2, -1, 0)),
+        (rb"x{1,3}(?<=xyz)v", (1, 1, 3)),
+    ],
+)
+def test_lookbehind_anchor_offsets(pattern: bytes, expected: tuple[int, int, int]) -> None:
+    pset = PatternSet([pattern], [], REDACT_IGNORE_CASE)
+    assert pset.anchor(0) == expected
+    assert pset.anchor_at_end(0)
+
+
+# --- the one cache of compiled sets -------------------------------------------
+
+
+def test_a_runners_patterns_compile_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runner checks its patterns (a Redactor, before anything runs) and
+    # the pump redacts with them: one compile (and JIT) of the set for both,
+    # and for a Redactor or redact() with the same patterns afterwards.
+    import asyncio
+
+    from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
+
+    compiled: list[tuple[bytes, ...]] = []
+    real_init = PatternSet.__init__
+
+    def counting_init(self: PatternSet, patterns: Any, literals: Any, flags: int) -> None:
+        compiled.append(tuple(patterns))
+        real_init(self, patterns, literals, flags)
+
+    monkeypatch.setattr(PatternSet, "__init__", counting_init)
+    # Patterns no other test uses, so that nothing is cached yet.
+    own = rf"once-{os.getpid()}-{id(compiled)}=\w+"
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+
+    async def main() -> None:
+        for _ in range(3):
+            captured = spawn_with_runner_and_capture(
+                RunnerConfig(),
+                f"echo {own[:-3]}hunter2",
+                tmp_path,
+                out,
+                err,
+                redaction_patterns=[own],
+            )
+            assert await captured.child.wait() == 0
+            await captured.output_capture.wait()
+
+    asyncio.run(main())
+    assert out.read_bytes() == b"[REDACTED]\n"
+    assert redact(f"x {own[:-3]}abc".encode(), [own]) == b"x [REDACTED]"
+    assert Redactor([own]).feed(b"") == b""
+    assert compiled == [(own.encode(),)]
