@@ -35,6 +35,7 @@
 #include <errno.h>
 
 #include "cgroup_api.h"
+#include "child.h"
 
 #ifdef __linux__
 
@@ -116,14 +117,6 @@ static int signal_procs(int dirfd, int sig)
     close(fd);
     return count;
 }
-
-struct linux_dirent64 {
-    unsigned long long d_ino;
-    long long d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
 
 /* Calls visit(dirfd, child_dirfd, name, depth, arg) for each subdirectory. */
 static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int, int), int depth,

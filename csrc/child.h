@@ -47,6 +47,19 @@
 #include <sys/syscall.h>
 #endif
 
+#ifdef __linux__
+/* One record of getdents64(2), which libc does not declare (readdir would
+ * allocate): the spawn child's /proc/self/fd walk and the cgroup keeper's
+ * walk of a job's cgroup tree read directories with it. */
+struct linux_dirent64 {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+#endif
+
 /* The child's failure report: the step that failed and its errno (positive).
  * Stage 0 never names a failure. */
 typedef struct os_child_report {

@@ -171,14 +171,6 @@ static int close_fds_with_close_range(const os_child_ctx *ctx)
     return close_span(ctx, lo, ~0U);
 }
 
-struct linux_dirent64 {
-    unsigned long long d_ino;
-    long long d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
 /* Kernels before 5.9: walk /proc/self/fd with raw getdents64 (opendir would
  * allocate). Returns -errno when /proc is not there. */
 static int close_fds_with_proc(const os_child_ctx *ctx)
