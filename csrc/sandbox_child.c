@@ -477,35 +477,28 @@ void os_sandbox_probe_child(int what, const struct os_sandbox_plan *plan, const 
     int step = 0, err = 0;
     os_child_reset_signals();
     os_child_unblock_signals();
+/* Runs one step while none has failed yet, so that `step` names the failed one. */
+#define PROBE_STEP(name, call)  \
+    do {                        \
+        if (err == 0) {         \
+            step = (name);      \
+            err = (call);       \
+        }                       \
+    } while (0)
+    err = os_sandbox_enter_steps(plan, &step);
     if (what == OS_SANDBOX_PROBE_USERNS) {
-        err = os_sandbox_enter_steps(plan, &step);
-        if (err == 0) {
-            /* Prove the mount namespace can make a path read-only and that the
-             * network namespace's loopback can be brought up. */
-            err = os_sandbox_bind_readonly(scratch_dir);
-            step = OS_SANDBOX_STEP_BIND_READONLY;
-            if (err == 0) {
-                err = os_sandbox_loopback_up();
-                step = OS_SANDBOX_STEP_LOOPBACK;
-            }
-            /* And the mounts every sandbox makes: the read-only tree (with
-             * scratch_dir kept writable) and a private devpts. */
-            if (err == 0) {
-                err = os_sandbox_readonly_tree(plan);
-                step = OS_SANDBOX_STEP_READONLY_TREE;
-            }
-            if (err == 0) {
-                err = os_sandbox_private_ptys();
-                step = OS_SANDBOX_STEP_PRIVATE_PTYS;
-            }
-        }
+        /* Prove the mount namespace can make a path read-only and that the
+         * network namespace's loopback can be brought up; then the mounts
+         * every sandbox makes: the read-only tree (with scratch_dir kept
+         * writable) and a private devpts. */
+        PROBE_STEP(OS_SANDBOX_STEP_BIND_READONLY, os_sandbox_bind_readonly(scratch_dir));
+        PROBE_STEP(OS_SANDBOX_STEP_LOOPBACK, os_sandbox_loopback_up());
+        PROBE_STEP(OS_SANDBOX_STEP_READONLY_TREE, os_sandbox_readonly_tree(plan));
+        PROBE_STEP(OS_SANDBOX_STEP_PRIVATE_PTYS, os_sandbox_private_ptys());
     } else {
-        err = os_sandbox_enter_steps(plan, &step);
-        if (err == 0) {
-            err = os_sandbox_child_seal(plan);
-            step = OS_SANDBOX_STEP_SECCOMP;
-        }
+        PROBE_STEP(OS_SANDBOX_STEP_SECCOMP, os_sandbox_child_seal(plan));
     }
+#undef PROBE_STEP
     if (err < 0)
         os_child_report_and_exit(fd, NULL, step, -err);
     os_sys_exit(0);
