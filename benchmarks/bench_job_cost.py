@@ -104,25 +104,18 @@ async def job_spawn_files(directory: str, index: int) -> None:
     assert await child.wait() == 0
 
 
+def _logs(directory: str, index: int) -> tuple[str, str]:
+    """The stdout and stderr file paths of job ``index``."""
+    return f"{directory}/{index}.out", f"{directory}/{index}.err"
+
+
 async def job_runner(directory: str, index: int) -> None:
-    child = spawn_with_runner(
-        RUNNER,
-        COMMAND,
-        directory,
-        stdout=f"{directory}/{index}.out",
-        stderr=f"{directory}/{index}.err",
-    )
+    child = spawn_with_runner(RUNNER, COMMAND, directory, *_logs(directory, index))
     assert await child.wait() == 0
 
 
 async def job_runner_capture(directory: str, index: int) -> None:
-    captured = spawn_with_runner_and_capture(
-        RUNNER,
-        COMMAND,
-        directory,
-        stdout=f"{directory}/{index}.out",
-        stderr=f"{directory}/{index}.err",
-    )
+    captured = spawn_with_runner_and_capture(RUNNER, COMMAND, directory, *_logs(directory, index))
     assert await captured.child.wait() == 0
     await captured.output_capture.wait()
 

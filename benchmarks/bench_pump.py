@@ -44,8 +44,9 @@ from typing import Any
 import pytest
 
 from orchestrator_spawn import DEVNULL, Child, spawn
+from orchestrator_spawn._cli_bench import LineRedactor
 from orchestrator_spawn.pump import PIPE, Capture, Redaction, start_capture
-from tests.pump_helpers import piped, pump_threads, thread_count
+from tests.helpers.pump import piped, pump_threads, thread_count
 
 TOKEN_RE = rb"token=[A-Za-z0-9]+"
 REPLACEMENT = b"[REDACTED]"
@@ -290,16 +291,13 @@ async def _stdlib_one(
 
     async def copy(reader: asyncio.StreamReader | None, path: Path) -> None:
         assert reader is not None
-        pending = b""
+        # Redact whole lines only, so a token split across reads is caught.
+        lines = LineRedactor(pattern, REPLACEMENT)
         with open(path, "wb") as sink:
             while chunk := await reader.read(1 << 16):
-                # Redact whole lines only, so a token split across reads is caught.
-                pending += chunk
-                cut = pending.rfind(b"\n") + 1
-                if cut:
-                    sink.write(pattern.sub(REPLACEMENT, pending[:cut]))
-                    pending = pending[cut:]
-            sink.write(pattern.sub(REPLACEMENT, pending))
+                if out := lines.feed(chunk):
+                    sink.write(out)
+            sink.write(lines.finish())
 
     await asyncio.gather(
         copy(proc.stdout, directory / f"{index}.out"), copy(proc.stderr, directory / f"{index}.err")

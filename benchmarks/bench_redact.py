@@ -146,27 +146,42 @@ def test_engine_whole_buffer(benchmark: Any, corpus: bytes, corpus_expected: byt
     assert out.count(REP) >= len(corpus) // 20_000
 
 
-def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+def _bench_streamed(
+    benchmark: Any,
+    label: str,
+    data: bytes,
+    expected: bytes,
+    patterns: tuple[bytes, ...] = PATTERNS,
+    literals: tuple[bytes, ...] = LITERALS,
+) -> None:
+    """Times ``_stream_to_sink`` (9 rounds) and checks the streamed output."""
     written = benchmark.pedantic(
-        lambda: _stream_to_sink(corpus), rounds=9, iterations=1, warmup_rounds=1
+        lambda: _stream_to_sink(data, patterns, literals), rounds=9, iterations=1, warmup_rounds=1
     )
     if benchmark.stats is not None:
-        _results["engine streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
-    assert written == len(corpus_expected)
-    assert _stream(corpus) == corpus_expected
+        _results[label] = (benchmark.stats.stats.median, len(data))
+    assert written == len(expected)
+    assert _stream(data, patterns, literals) == expected
+
+
+def test_engine_streamed_64k(benchmark: Any, corpus: bytes, corpus_expected: bytes) -> None:
+    _bench_streamed(benchmark, "engine streamed 64 KiB", corpus, corpus_expected)
+
+
+def _bench_engine(
+    benchmark: Any, label: str, data: bytes, patterns: tuple[bytes, ...], rounds: int
+) -> None:
+    """Times the whole-buffer engine with ``LITERALS`` and checks it against ``reference``."""
+    out = _run(
+        benchmark, label, lambda: redact(data, patterns, literals=LITERALS), len(data), rounds
+    )
+    assert out == reference(data, patterns, LITERALS)
 
 
 def test_engine_with_unanchored_pattern(benchmark: Any, corpus: bytes) -> None:
-    # One pattern with no literal at all: the engine searches it alone.
-    patterns = (*PATTERNS, UNANCHORED)
-    out = _run(
-        benchmark,
-        "engine whole + 1 unanchored",
-        lambda: redact(corpus, patterns, literals=LITERALS),
-        len(corpus),
-        5,
-    )
-    assert out == reference(corpus, patterns, LITERALS)
+    # One pattern with no literal at all: the engine searches it alone, around
+    # the runs of 40 class bytes its matches need.
+    _bench_engine(benchmark, "engine whole + 1 unanchored", corpus, (*PATTERNS, UNANCHORED), 5)
 
 
 def test_python_re_whole_buffer(benchmark: Any, re_slice: bytes) -> None:
@@ -176,14 +191,7 @@ def test_python_re_whole_buffer(benchmark: Any, re_slice: bytes) -> None:
 
 
 def test_engine_adversarial(benchmark: Any, adversarial: bytes) -> None:
-    out = _run(
-        benchmark,
-        "engine adversarial",
-        lambda: redact(adversarial, PATTERNS, literals=LITERALS),
-        len(adversarial),
-        5,
-    )
-    assert out == reference(adversarial, PATTERNS, LITERALS)
+    _bench_engine(benchmark, "engine adversarial", adversarial, PATTERNS, 5)
 
 
 def test_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
@@ -196,21 +204,23 @@ def test_python_re_adversarial(benchmark: Any, adversarial: bytes) -> None:
 # --- the built-in pack --------------------------------------------------------
 
 
+def _bench_whole(
+    benchmark: Any, label: str, data: bytes, patterns: tuple[bytes, ...], expected: bytes
+) -> bytes:
+    """Times whole-buffer ``redact`` without literals (9 rounds) and checks it."""
+    out = _run(benchmark, label, lambda: redact(data, patterns), len(data), 9)
+    assert out == expected
+    return out
+
+
 def test_pack_whole_buffer(benchmark: Any, corpus: bytes, pack_expected: bytes) -> None:
-    out = _run(benchmark, "pack whole", lambda: redact(corpus, PACK), len(corpus), 9)
-    assert out == pack_expected
+    out = _bench_whole(benchmark, "pack whole", corpus, PACK, pack_expected)
     # The pack covers a good part of the planted formats (and password= lines).
     assert out.count(REP) >= len(corpus) // 40_000
 
 
 def test_pack_streamed_64k(benchmark: Any, corpus: bytes, pack_expected: bytes) -> None:
-    written = benchmark.pedantic(
-        lambda: _stream_to_sink(corpus, PACK, ()), rounds=9, iterations=1, warmup_rounds=1
-    )
-    if benchmark.stats is not None:
-        _results["pack streamed 64 KiB"] = (benchmark.stats.stats.median, len(corpus))
-    assert written == len(pack_expected)
-    assert _stream(corpus, PACK, ()) == pack_expected
+    _bench_streamed(benchmark, "pack streamed 64 KiB", corpus, pack_expected, PACK, ())
 
 
 def test_pack_python_re_whole_buffer(benchmark: Any, pack_re_slice: bytes) -> None:
@@ -248,19 +258,12 @@ def web_expected(web: bytes) -> bytes:
 
 
 def test_web_whole_buffer(benchmark: Any, web: bytes, web_expected: bytes) -> None:
-    out = _run(benchmark, "web whole", lambda: redact(web, WEB_PATTERNS), len(web), 9)
-    assert out == web_expected
+    out = _bench_whole(benchmark, "web whole", web, WEB_PATTERNS, web_expected)
     assert out.count(REP) >= len(web) // 10_000
 
 
 def test_web_streamed_64k(benchmark: Any, web: bytes, web_expected: bytes) -> None:
-    written = benchmark.pedantic(
-        lambda: _stream_to_sink(web, WEB_PATTERNS, ()), rounds=9, iterations=1, warmup_rounds=1
-    )
-    if benchmark.stats is not None:
-        _results["web streamed 64 KiB"] = (benchmark.stats.stats.median, len(web))
-    assert written == len(web_expected)
-    assert _stream(web, WEB_PATTERNS, ()) == web_expected
+    _bench_streamed(benchmark, "web streamed 64 KiB", web, web_expected, WEB_PATTERNS, ())
 
 
 def test_web_with_unanchored_pattern(benchmark: Any, web: bytes) -> None:

@@ -30,6 +30,7 @@ import resource
 import shutil
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,7 +91,7 @@ def floor() -> Callable[[bytes], int]:
     lib = ctypes.CDLL(str(library))  # ctypes releases the GIL around calls
     lib.floor_spawn_wait.argtypes = [ctypes.c_char_p]
     lib.floor_spawn_wait.restype = ctypes.c_int
-    return lib.floor_spawn_wait  # type: ignore[no-any-return]
+    return lib.floor_spawn_wait
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -207,12 +208,30 @@ def popen_plain() -> int:
     return subprocess.Popen([TRUE]).wait()
 
 
-def popen_process_group() -> int:
-    return subprocess.Popen([TRUE], process_group=0).wait()
+if sys.version_info >= (3, 11):
+
+    def popen_process_group() -> int:
+        return subprocess.Popen([TRUE], process_group=0).wait()
+
+else:  # Popen(process_group=) is new in 3.11: the 3.10 spelling
+
+    def popen_process_group() -> int:
+        return subprocess.Popen([TRUE], preexec_fn=os.setpgrp).wait()
 
 
-def popen_preexec_limits() -> int:
-    return subprocess.Popen([TRUE], process_group=0, preexec_fn=_apply_limits).wait()
+if sys.version_info >= (3, 11):
+
+    def popen_preexec_limits() -> int:
+        return subprocess.Popen([TRUE], process_group=0, preexec_fn=_apply_limits).wait()
+
+else:
+
+    def popen_preexec_limits() -> int:
+        def setpgrp_and_limits() -> None:
+            os.setpgrp()
+            _apply_limits()
+
+        return subprocess.Popen([TRUE], preexec_fn=setpgrp_and_limits).wait()
 
 
 def posix_spawn() -> int:

@@ -2,17 +2,19 @@
 
 Not part of the installed package: setup.py names it in ``cffi_modules``.
 
-The cdef is the hand-kept text of ``csrc/cffi/<part>.h`` (as pynacl keeps
-``src/bindings/*.h``): each lists only what ``orchestrator_spawn/_native/``
-calls of one part of the core, constants as ``#define NAME ...`` (the
-compiler fills the value in). The module's C source includes the real
-``csrc/<part>_api.h`` headers, so the compiler checks every declaration
-against them. Internals and the child-only hooks are in no cffi header.
+``csrc/cffi/<part>.h`` (as pynacl keeps ``src/bindings/*.h``) declares, once,
+what ``orchestrator_spawn/_native/`` calls of one part of the core, with its
+documentation: it is a C header that ``csrc/<part>_api.h`` includes, and the
+cdef is the same text without its preprocessor lines (see ``cdef_text``). The
+constants Python reads are listed there as ``#define NAME ...`` inside a
+block the compiler never sees; the compiler fills their values in from
+``<part>_api.h``. Internals and the child-only hooks are in no cffi header.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,6 +53,16 @@ def _pcre2_flags() -> tuple[list[str], list[str]]:
     return [], ["-lpcre2-8"]
 
 
+def _extra_cflags() -> list[str]:
+    """``ORCHESTRATOR_SPAWN_CFLAGS_EXTRA``: flags appended to the C core's own.
+
+    CI and scripts/test set ``-Werror`` (the core compiles clean under
+    ``-Wall -Wextra``); scripts/test-sanitizers adds the ASan/UBSan flags. A
+    user's build never turns warnings into errors by default.
+    """
+    return shlex.split(os.environ.get("ORCHESTRATOR_SPAWN_CFLAGS_EXTRA", ""))
+
+
 def _relative(path: Path) -> str:
     # setuptools wants source paths relative to the project root.
     return os.path.relpath(path, os.getcwd())
@@ -59,9 +71,23 @@ def _relative(path: Path) -> str:
 _sources = sorted(CSRC.glob("*.c"))
 _pcre2_cflags, _pcre2_libs = _pcre2_flags()
 
+_CDEF_CONSTANT = re.compile(r"#define\s+\w+\s+\.\.\.\s*$")
+
+
+def cdef_text(part: str) -> str:
+    """The cdef of one part: ``csrc/cffi/<part>.h`` without its preprocessor
+    lines (include guard, ``#ifdef OS_CFFI_CDEF``), except the constants
+    declared ``#define NAME ...`` inside that never-defined block, which only
+    cffi reads (the compiler takes their values from ``<part>_api.h``)."""
+    lines = (CSRC / "cffi" / f"{part}.h").read_text().splitlines()
+    return "\n".join(
+        line for line in lines if not line.startswith("#") or _CDEF_CONSTANT.match(line)
+    )
+
+
 ffibuilder = FFI()
 for _part in PARTS:
-    ffibuilder.cdef((CSRC / "cffi" / f"{_part}.h").read_text())
+    ffibuilder.cdef(cdef_text(_part))
 
 ffibuilder.set_source(
     "orchestrator_spawn._core",
@@ -74,11 +100,11 @@ ffibuilder.set_source(
         "-O2",
         "-Wall",
         "-Wextra",
-        "-Wno-unused-parameter",
         "-fvisibility=hidden",
         *_pcre2_cflags,
+        *_extra_cflags(),
     ],
-    extra_link_args=_pcre2_libs,
+    extra_link_args=[*_pcre2_libs, *_extra_cflags()],
     # Free-threaded interpreters have no stable ABI to target (setup.py gives
     # their wheel the interpreter's own tag): compile against its full API.
     # cffi does that by itself before 3.15; saying so keeps 3.15t the same.

@@ -35,6 +35,7 @@
 #include <errno.h>
 
 #include "cgroup_api.h"
+#include "child.h"
 
 #ifdef __linux__
 
@@ -117,14 +118,6 @@ static int signal_procs(int dirfd, int sig)
     return count;
 }
 
-struct linux_dirent64 {
-    unsigned long long d_ino;
-    long long d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
 /* Calls visit(dirfd, child_dirfd, name, depth, arg) for each subdirectory. */
 static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int, int), int depth,
                             int arg)
@@ -158,6 +151,8 @@ static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int
 
 static void signal_procs_below(int parent, int dirfd, const char *name, int depth, int sig)
 {
+    (void)parent; /* for_each_subdir's visitor signature */
+    (void)name;
     (void)signal_procs(dirfd, sig);
     if (depth < MAX_DEPTH)
         for_each_subdir(dirfd, signal_procs_below, depth + 1, sig);
@@ -293,6 +288,7 @@ void os_cgroup_events_drain(int fd)
 
 static void remove_below(int parent, int dirfd, const char *name, int depth, int unused)
 {
+    (void)unused;
     if (depth < MAX_DEPTH)
         for_each_subdir(dirfd, remove_below, depth + 1, 0);
     (void)unlinkat(parent, name, AT_REMOVEDIR);
@@ -471,6 +467,9 @@ int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *na
 }
 
 #else /* not Linux */
+
+/* Stubs that fail with ENOSYS ignore their arguments by definition. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 
 int os_cgroup_kill(int dirfd) { return -ENOSYS; }
 int os_cgroup_kill_frozen(int dirfd) { return -ENOSYS; }

@@ -10,8 +10,6 @@
  * every new child's pipe lands above them and every spawn copies them all
  * (+190 us with 2,000 fds). Parked at OS_FD_PARK_BASE and up, they leave the
  * bottom free and the copy stays a few fds long.
- *
- * Python calls it through csrc/cffi/fdpark.h.
  */
 #ifndef OS_FDPARK_API_H
 #define OS_FDPARK_API_H
@@ -20,10 +18,8 @@
  * so select() can still take the first ones). */
 #define OS_FD_PARK_BASE 256
 
-/* Moves fd (one the library owns) to the lowest free number >= OS_FD_PARK_BASE,
- * close-on-exec, and returns the new number. Returns fd itself when it is
- * there already, negative, or when no such number is free (RLIMIT_NOFILE at
- * or under the base, or full): parking is an optimisation and never fails. */
-int os_fd_park(int fd);
+/* The functions and types orchestrator_spawn/_native calls, with their
+ * documentation: csrc/cffi/fdpark.h (the cdef reads the same file). */
+#include "cffi/fdpark.h"
 
 #endif

@@ -691,6 +691,7 @@ static void name_this_thread(void) {
 }
 
 static void *reactor_main(void *arg) {
+    (void)arg;
     pump_poller_event events[256];
     name_this_thread();
     for (;;) {

@@ -47,6 +47,13 @@ typedef struct {
     /* How far before the end of the data a match may start whose anchor
      * has not fully arrived yet (the tail that is searched without one). */
     uint64_t lookahead;
+    /* The classes of the anchor's follow check, for os_scan_run. */
+    os_scan_class skip_class, need_class;
+    /* No anchor, but a run every match holds (anchor.has_run): the pattern
+     * searches alone, only where such a run is. */
+    int run;
+    os_scan_class run_class;
+    int windowed; /* compiled with PCRE2_USE_OFFSET_LIMIT (anchor or run) */
 } os_pat;
 
 struct os_pattern_set {
@@ -132,7 +139,10 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
     }
     /* Only anchored patterns run in windows; the offset limit would cost an
      * unanchored pattern some of PCRE2's start-of-match optimisations. */
-    if (p->anchor.found) options |= PCRE2_USE_OFFSET_LIMIT;
+    p->run = !p->anchor.found && p->anchor.has_run;
+    p->windowed = p->anchor.found || p->run;
+    if (p->windowed) options |= PCRE2_USE_OFFSET_LIMIT;
+    if (p->run) os_scan_class_init(&p->run_class, p->anchor.run_set);
     int errcode;
     PCRE2_SIZE off = 0;
     p->code = pcre2_compile((PCRE2_SPTR)pat, len, options | (literal ? PCRE2_LITERAL : 0), &errcode,
@@ -169,6 +179,8 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
     p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
     if (p->anchor.found) {
+        if (p->anchor.has_skip) os_scan_class_init(&p->skip_class, p->anchor.skip);
+        if (p->anchor.has_need) os_scan_class_init(&p->need_class, p->anchor.need);
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
             if (p->anchor.len[v] > maxlen) maxlen = p->anchor.len[v];
@@ -373,21 +385,29 @@ void os_redactor_free(os_redactor *r) {
 /* ------------------------------------------------------------------------ */
 /* Matching                                                                 */
 
-static int follow_ok(const os_anchor *a, const uint8_t *buf, size_t len, size_t i) {
+/* The anchor's follow check at buf[i] (right after the literal): a run of
+ * skip bytes of the right length, then need_run need bytes. Undecided (1)
+ * where the data ends first. */
+static int follow_ok(const os_scanner *sc, const os_pat *pt, const uint8_t *buf, size_t len,
+                     size_t i) {
+    const os_anchor *a = &pt->anchor;
     if (!a->has_need) return 1;
     if (a->has_skip) {
-        uint32_t k = 0;
-        while (k < a->skip_max && k < 64 && i < len && os_anchor_set_has(a->skip, buf[i])) i++, k++;
+        size_t k = os_scan_run(sc, &pt->skip_class, buf + i, len - i, a->skip_max < 64 ? a->skip_max : 64);
+        i += k;
         if (i >= len || (k == 64 && a->skip_max > 64)) return 1; /* undecided */
         if (k < a->skip_min) return 0;
     }
-    return i >= len || os_anchor_set_has(a->need, buf[i]);
+    if (i >= len) return 1;
+    if (a->need_run <= 1) return os_anchor_set_has(a->need, buf[i]);
+    size_t k = os_scan_run(sc, &pt->need_class, buf + i, len - i, a->need_run);
+    return k >= a->need_run || i + k >= len;
 }
 
 static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     os_redactor *r = ctx;
     const os_pat *pt = &r->set->pats[l->owner];
-    if (!follow_ok(&pt->anchor, r->subj, r->slen, t_rel + l->len)) return;
+    if (!follow_ok(&r->set->scanner, pt, r->subj, r->slen, t_rel + l->len)) return;
     os_pstate *p = &r->ps[l->owner];
     uint64_t t = r->base + t_rel + (pt->anchor.rel_end ? l->len : 0);
     if (p->head && p->head == p->n) p->head = p->n = 0;
@@ -459,7 +479,7 @@ static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limi
         if (r->js == NULL) return EV_ERROR;
         pcre2_jit_stack_assign(r->mc, NULL, r->js);
     }
-    if (pt->anchor.found)
+    if (pt->windowed)
         pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
     /* pcre2_jit_match skips the generic entry checks: same results. */
     int rc = (pt->jit ? pcre2_jit_match : pcre2_match)(pt->code, r->subj, r->slen,
@@ -493,6 +513,74 @@ static void set_event(os_pstate *p, int ev, uint64_t s, uint64_t e, uint64_t lo,
         p->e = e;
         p->frontier = s;
     }
+}
+
+/* The first q in [from, end - n] where subj[q, q + n) are all bytes of the
+ * run class: 1 with q and the end of its run (*re), else 0. Each step looks
+ * at the last byte of the window and back from it: a byte outside the class
+ * moves the window past it, so most bytes are never read. */
+static int find_run(const os_redactor *r, const os_pat *pt, size_t from, size_t n, size_t *q_out,
+                    size_t *re_out) {
+    const uint8_t *buf = r->subj, *set = pt->anchor.run_set;
+    size_t end = r->slen, q = from;
+    while (q + n <= end) {
+        size_t j = q + n;
+        while (j > q && os_anchor_set_has(set, buf[j - 1])) j--;
+        if (j == q) {
+            size_t re = q + n;
+            re += os_scan_run(&r->set->scanner, &pt->run_class, buf + re, end - re, end - re);
+            *q_out = q;
+            *re_out = re;
+            return 1;
+        }
+        q = j;
+    }
+    return 0;
+}
+
+/* next_event for a pattern searched where its run is (os_pat.run): each
+ * run of run_min class bytes (found by find_run) gives the window of match
+ * starts [q - run_dmax, re - run_min - run_dmin]; a run that reaches the
+ * end of the data may go on, and in the last run_dmax + run_min bytes a
+ * match may be partial before its run is complete: there the search is not
+ * limited. */
+static const os_pstate *run_event(os_redactor *r, size_t idx, os_pstate *p, int partial) {
+    const os_pat *pt = &r->set->pats[idx];
+    const os_anchor *a = &pt->anchor;
+    uint64_t end = r->base + r->slen, s = 0, e = 0;
+    uint64_t n = a->run_min, dmin = a->run_dmin, dmax = a->run_dmax;
+    while (p->frontier < end) {
+        uint64_t from = p->frontier + dmin;
+        size_t q, re;
+        if (from >= end || !find_run(r, pt, (size_t)(from - r->base), (size_t)n, &q, &re)) break;
+        uint64_t aq = r->base + q, are = r->base + re;
+        uint64_t lo = aq > dmax ? aq - dmax : 0;
+        if (lo < p->frontier) lo = p->frontier;
+        if (are >= end) {
+            int ev = search(r, idx, lo, 0, 0, partial, &s, &e);
+            if (ev == EV_NONE) p->frontier = end;
+            else set_event(p, ev, s, e, lo, end);
+            return p;
+        }
+        uint64_t hi = are - n - dmin;
+        int ev = search(r, idx, lo, hi, 1, partial, &s, &e);
+        if (ev != EV_NONE) {
+            set_event(p, ev, s, e, lo, end);
+            return p;
+        }
+        p->frontier = hi + 1;
+    }
+    /* No complete run from the frontier on. */
+    uint64_t tail = end > dmax + n ? end - dmax - n : 0;
+    if (tail < p->frontier) tail = p->frontier;
+    if (partial && tail < end) {
+        int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
+        if (ev == EV_NONE) p->frontier = end;
+        else set_event(p, ev, s, e, tail, end);
+        return p;
+    }
+    if (p->frontier < end) p->frontier = end;
+    return p;
 }
 
 /* The next event of pattern idx at or after the decision point. */
@@ -561,6 +649,7 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
         return p;
     }
     if (p->frontier >= end) return p;
+    if (pt->run) return run_event(r, idx, p, partial);
     int ev = search(r, idx, p->frontier, 0, 0, partial, &s, &e);
     if (ev == EV_NONE) p->frontier = end;
     else set_event(p, ev, s, e, p->frontier, end);
@@ -620,7 +709,7 @@ static int sticky_step(os_redactor *r, int partial) {
     }
     memcpy(r->stk + fixed, r->subj + (r->pos - r->base), fresh);
     const os_pat *pt = &r->set->pats[r->stk_idx];
-    if (pt->anchor.found) pcre2_set_offset_limit(r->mc, PCRE2_UNSET);
+    if (pt->windowed) pcre2_set_offset_limit(r->mc, PCRE2_UNSET);
     /* The interpreter: JIT code does not take PCRE2_ANCHORED at match time. */
     int rc = pcre2_match(pt->code, r->stk, fixed + fresh, r->stk_ctx,
                          PCRE2_ANCHORED | (partial ? PCRE2_PARTIAL_HARD : 0), r->md, r->mc);

@@ -839,6 +839,16 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             int sc = lit_score(it) - (hi - lo > 64 ? 8 : 0);
             if (best < 0 || sc > best_score) best = (int)k, best_score = sc, bmin = lo, bmax = hi;
         }
+        /* The longest class repeat at a bounded offset: a run every match
+         * holds (used when no literal anchors the pattern). */
+        if (it->kind == IT_CLASS && it->min >= OS_ANCHOR_RUN_MIN && omax <= 4096 &&
+            (!out->has_run || it->min > out->run_min)) {
+            out->has_run = 1;
+            memcpy(out->run_set, it->set, 32);
+            out->run_min = it->min < 4096 ? it->min : 4096;
+            out->run_dmin = omin;
+            out->run_dmax = omax;
+        }
         uint32_t a, b;
         item_width(it, &a, &b);
         omin = sat_add(omin, a);
@@ -887,6 +897,9 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
         if (needer && needer->kind == IT_CLASS && needer->min >= 1) {
             memcpy(out->need, needer->set, 32);
             out->has_need = 1;
+            /* The class repeats at least min times (its set is exact or a
+             * superset): that many need bytes follow in a row. */
+            out->need_run = needer->min < 255 ? needer->min : 255;
         } else if (needer && needer->kind == IT_LITS && lits_minlen(needer) >= 1) {
             for (size_t i = 0; i < needer->n; i++) set_add(out->need, needer->lit[i][0]);
             if (ci) set_close_case(out->need);

@@ -20,6 +20,7 @@
 #define OS_ANCHOR_MAXV 16   /* at most this many literal variants */
 #define OS_ANCHOR_MAXLEN 32 /* bytes per literal variant */
 #define OS_ANCHOR_INF UINT32_MAX
+#define OS_ANCHOR_RUN_MIN 16 /* shortest class repeat used as a run (has_run) */
 
 typedef struct {
     int found;
@@ -30,13 +31,24 @@ typedef struct {
     int rel_end;        /* dmin/dmax locate the literal's end, not its start */
     int32_t dmin, dmax; /* offset of the literal from the match start */
     /* Optional cheap check on the bytes after the literal: skip_min to
-     * skip_max bytes of class `skip`, then a byte of class `need` (the two
-     * classes are disjoint, so the greedy count decides). */
+     * skip_max bytes of class `skip`, then need_run bytes of class `need`
+     * (the two classes are disjoint, so the greedy count decides). */
     int has_need;
     uint8_t need[32];
     int has_skip;
     uint8_t skip[32];
     uint32_t skip_min, skip_max;
+    /* With has_need: at least this many bytes of class `need` follow in a
+     * row (0 means 1), e.g. 32 for "key-[0-9a-z]{32}". */
+    uint32_t need_run;
+    /* Without a literal (found == 0), a cheaper necessary condition: every
+     * match holds run_min or more bytes of class run_set in a row, starting
+     * at an offset in [run_dmin, run_dmax] from the match start (has_run;
+     * e.g. "\b[A-Za-z0-9+/]{40}\b": 40 bytes of the class at offset 0). */
+    int has_run;
+    uint8_t run_set[32];
+    uint32_t run_min;
+    uint32_t run_dmin, run_dmax;
 } os_anchor;
 
 /* Fill *out from the pattern text; ci says whether the whole pattern is

@@ -349,25 +349,73 @@ static void scan_tail(const scan_job *J, size_t c) {
     }
 }
 
+/* The loops below find candidates a block at a time: the filter marks the
+ * positions whose 3 bytes pass (a bit per position in words[], their bucket
+ * bits in mv[]) without branching on them, then verify_block checks the
+ * marked positions in a separate scalar loop. Kept apart, the filter keeps
+ * its tables in registers and the checks run without vector state to save;
+ * the fingerprint hash is computed for every candidate without a branch and
+ * only the positions that pass it (a compacted list) go on to the literal
+ * compares. Every position of a block has its 3 fingerprint bytes in the
+ * data (p + 3 <= end). */
+#define SCAN_BLOCK 512
+
+typedef struct {
+    uint32_t words[SCAN_BLOCK / 32];
+    uint8_t mv[SCAN_BLOCK];
+} scan_marks;
+
+static void verify_block(const scan_job *J, size_t base, const scan_marks *M, size_t nbytes) {
+    const os_scanner *sc = J->sc;
+    const uint8_t *p = J->buf + base;
+    uint16_t off[SCAN_BLOCK];
+    uint64_t lms[SCAN_BLOCK];
+    size_t n = 0;
+    for (size_t w = 0; w < nbytes / 32; w++) {
+        uint32_t bits = M->words[w];
+        while (bits) {
+            unsigned i = (unsigned)(w * 32) + (unsigned)__builtin_ctz(bits);
+            bits &= bits - 1;
+            uint64_t lm = sc->mask_lits[M->mv[i]] & (sc->fp_table[fp_hash(p + i)] | sc->short_mask);
+            off[n] = (uint16_t)i;
+            lms[n] = lm;
+            n += lm != 0;
+        }
+    }
+    for (size_t k = 0; k < n; k++) verify_lits(J, base + off[k], lms[k]);
+}
+
 /* Without SIMD: the exact per-byte bucket tables (a subset of what the
  * nibble masks let through), 8 positions per step without a branch, and one
  * test of their union. A candidate is then the same as for the SIMD loops:
- * verify() sees the same bucket bits or fewer, and decides exactly. */
+ * the verification sees the same bucket bits or fewer, and decides exactly. */
 static size_t scan_scalar(const scan_job *J, size_t c) {
     const os_scanner *sc = J->sc;
     const uint8_t *p = J->buf;
     const uint8_t *t0 = sc->exact[0], *t1 = sc->exact[1], *t2 = sc->exact[2];
-    for (; c + 8 + 2 <= J->end; c += 8) {
-        const uint8_t *q = p + c;
-        uint8_t m[8];
-        unsigned any = 0;
-        for (int k = 0; k < 8; k++) {
-            m[k] = (uint8_t)(t0[q[k]] & t1[q[k + 1]] & t2[q[k + 2]]);
-            any |= m[k];
+    scan_marks M;
+    while (c + 8 + 2 <= J->end) {
+        size_t k = 0;
+        unsigned any_block = 0;
+        memset(M.words, 0, sizeof M.words);
+        for (; k < SCAN_BLOCK && c + k + 8 + 2 <= J->end; k += 8) {
+            const uint8_t *q = p + c + k;
+            uint8_t m[8];
+            unsigned any = 0;
+            for (int i = 0; i < 8; i++) {
+                m[i] = (uint8_t)(t0[q[i]] & t1[q[i + 1]] & t2[q[i + 2]]);
+                any |= m[i];
+            }
+            if (__builtin_expect(any != 0, 0)) {
+                unsigned bits = 0;
+                for (int i = 0; i < 8; i++) bits |= (unsigned)(m[i] != 0) << i;
+                memcpy(M.mv + k, m, 8);
+                M.words[k / 32] |= bits << (k % 32);
+                any_block = 1;
+            }
         }
-        if (__builtin_expect(any != 0, 0))
-            for (int k = 0; k < 8; k++)
-                if (m[k]) verify(J, c + (size_t)k, m[k]);
+        if (any_block) verify_block(J, c, &M, (k + 31) / 32 * 32);
+        c += k;
     }
     return c;
 }
@@ -382,23 +430,30 @@ __attribute__((target("ssse3"))) static size_t scan_ssse3(const scan_job *J, siz
         lo[j] = _mm_loadu_si128((const __m128i *)sc->lo[j]);
         hi[j] = _mm_loadu_si128((const __m128i *)sc->hi[j]);
     }
-    for (; c + 16 + 2 <= J->end; c += 16) {
-        __m128i m = _mm_set1_epi8((char)0xff);
-        for (int j = 0; j < 3; j++) {
-            __m128i v = _mm_loadu_si128((const __m128i *)(p + c + j));
-            m = _mm_and_si128(m, _mm_shuffle_epi8(lo[j], _mm_and_si128(v, nib)));
-            m = _mm_and_si128(m, _mm_shuffle_epi8(hi[j], _mm_and_si128(_mm_srli_epi16(v, 4), nib)));
-        }
-        unsigned bits = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(m, zero)) & 0xffffu;
-        if (bits) {
-            uint8_t tmp[16];
-            _mm_storeu_si128((__m128i *)tmp, m);
-            while (bits) {
-                unsigned i = (unsigned)__builtin_ctz(bits);
-                bits &= bits - 1;
-                verify(J, c + i, tmp[i]);
+    scan_marks M;
+    while (c + 32 + 2 <= J->end) {
+        size_t k = 0;
+        uint32_t any = 0;
+        for (; k < SCAN_BLOCK && c + k + 32 + 2 <= J->end; k += 32) {
+            uint32_t word = 0;
+            for (int half = 0; half < 2; half++) {
+                const uint8_t *q = p + c + k + 16 * (size_t)half;
+                __m128i m = _mm_set1_epi8((char)0xff);
+                for (int j = 0; j < 3; j++) {
+                    __m128i v = _mm_loadu_si128((const __m128i *)(q + j));
+                    m = _mm_and_si128(m, _mm_shuffle_epi8(lo[j], _mm_and_si128(v, nib)));
+                    m = _mm_and_si128(
+                        m, _mm_shuffle_epi8(hi[j], _mm_and_si128(_mm_srli_epi16(v, 4), nib)));
+                }
+                _mm_storeu_si128((__m128i *)(M.mv + k + 16 * (size_t)half), m);
+                word |= (~(uint32_t)_mm_movemask_epi8(_mm_cmpeq_epi8(m, zero)) & 0xffffu)
+                        << (16 * half);
             }
+            M.words[k / 32] = word;
+            any |= word;
         }
+        if (any) verify_block(J, c, &M, k);
+        c += k;
     }
     return c;
 }
@@ -412,29 +467,31 @@ __attribute__((target("avx2"))) static size_t scan_avx2(const scan_job *J, size_
         lo[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sc->lo[j]));
         hi[j] = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)sc->hi[j]));
     }
-    for (; c + 32 + 2 <= J->end; c += 32) {
-        __m256i v0 = _mm256_loadu_si256((const __m256i *)(p + c));
-        __m256i v1 = _mm256_loadu_si256((const __m256i *)(p + c + 1));
-        __m256i v2 = _mm256_loadu_si256((const __m256i *)(p + c + 2));
-        __m256i m = _mm256_and_si256(
-            _mm256_shuffle_epi8(lo[0], _mm256_and_si256(v0, nib)),
-            _mm256_shuffle_epi8(hi[0], _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib)));
-        m = _mm256_and_si256(m, _mm256_shuffle_epi8(lo[1], _mm256_and_si256(v1, nib)));
-        m = _mm256_and_si256(
-            m, _mm256_shuffle_epi8(hi[1], _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib)));
-        m = _mm256_and_si256(m, _mm256_shuffle_epi8(lo[2], _mm256_and_si256(v2, nib)));
-        m = _mm256_and_si256(
-            m, _mm256_shuffle_epi8(hi[2], _mm256_and_si256(_mm256_srli_epi16(v2, 4), nib)));
-        unsigned bits = ~(unsigned)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, zero));
-        if (bits) {
-            uint8_t tmp[32];
-            _mm256_storeu_si256((__m256i *)tmp, m);
-            while (bits) {
-                unsigned i = (unsigned)__builtin_ctz(bits);
-                bits &= bits - 1;
-                verify(J, c + i, tmp[i]);
-            }
+    scan_marks M;
+    while (c + 32 + 2 <= J->end) {
+        size_t k = 0;
+        uint32_t any = 0;
+        for (; k < SCAN_BLOCK && c + k + 32 + 2 <= J->end; k += 32) {
+            const uint8_t *q = p + c + k;
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)q);
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(q + 1));
+            __m256i v2 = _mm256_loadu_si256((const __m256i *)(q + 2));
+            __m256i m = _mm256_and_si256(
+                _mm256_shuffle_epi8(lo[0], _mm256_and_si256(v0, nib)),
+                _mm256_shuffle_epi8(hi[0], _mm256_and_si256(_mm256_srli_epi16(v0, 4), nib)));
+            m = _mm256_and_si256(m, _mm256_shuffle_epi8(lo[1], _mm256_and_si256(v1, nib)));
+            m = _mm256_and_si256(
+                m, _mm256_shuffle_epi8(hi[1], _mm256_and_si256(_mm256_srli_epi16(v1, 4), nib)));
+            m = _mm256_and_si256(m, _mm256_shuffle_epi8(lo[2], _mm256_and_si256(v2, nib)));
+            m = _mm256_and_si256(
+                m, _mm256_shuffle_epi8(hi[2], _mm256_and_si256(_mm256_srli_epi16(v2, 4), nib)));
+            _mm256_storeu_si256((__m256i *)(M.mv + k), m);
+            uint32_t word = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(m, zero));
+            M.words[k / 32] = word;
+            any |= word;
         }
+        if (any) verify_block(J, c, &M, k);
+        c += k;
     }
     return c;
 }
@@ -463,29 +520,111 @@ static size_t scan_neon(const scan_job *J, size_t c) {
         m = vandq_u8(m, vqtbl1q_u8(lo[2], vandq_u8(v2, nib)));                                \
         m = vandq_u8(m, vqtbl1q_u8(hi[2], vshrq_n_u8(v2, 4)));                                \
     } while (0)
-    for (; c + 32 + 2 <= J->end; c += 32) {
-        uint8x16_t ma, mb;
-        OS_NEON_MASK(ma, c);
-        OS_NEON_MASK(mb, c + 16);
-        if (__builtin_expect(vmaxvq_u8(vorrq_u8(ma, mb)) == 0, 1)) continue;
-        for (int half = 0; half < 2; half++) {
-            uint8x16_t m = half ? mb : ma;
-            uint64_t bits = vget_lane_u64(
-                vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(vtstq_u8(m, m)), 4)), 0);
-            if (!bits) continue;
-            uint8_t tmp[16];
-            vst1q_u8(tmp, m);
-            while (bits) {
-                unsigned i = (unsigned)__builtin_ctzll(bits) >> 2;
-                bits &= ~(0xfull << (4 * i));
-                verify(J, c + 16 * (size_t)half + i, tmp[i]);
+    scan_marks M;
+    while (c + 32 + 2 <= J->end) {
+        size_t k = 0;
+        uint32_t any = 0;
+        for (; k < SCAN_BLOCK && c + k + 32 + 2 <= J->end; k += 32) {
+            uint8x16_t ma, mb;
+            OS_NEON_MASK(ma, c + k);
+            OS_NEON_MASK(mb, c + k + 16);
+            M.words[k / 32] = 0;
+            if (__builtin_expect(vmaxvq_u8(vorrq_u8(ma, mb)) == 0, 1)) continue;
+            vst1q_u8(M.mv + k, ma);
+            vst1q_u8(M.mv + k + 16, mb);
+            uint32_t word = 0;
+            for (int half = 0; half < 2; half++) {
+                uint8x16_t m = half ? mb : ma;
+                uint64_t nb = vget_lane_u64(
+                    vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(vtstq_u8(m, m)), 4)), 0);
+                while (nb) {
+                    unsigned i = (unsigned)__builtin_ctzll(nb) >> 2;
+                    nb &= ~(0xfull << (4 * i));
+                    word |= 1u << (16 * half + i);
+                }
             }
+            M.words[k / 32] = word;
+            any |= word;
         }
+        if (any) verify_block(J, c, &M, k);
+        c += k;
     }
 #undef OS_NEON_MASK
     return c;
 }
 #endif
+
+void os_scan_class_init(os_scan_class *k, const uint8_t set[32]) {
+    memset(k, 0, sizeof *k);
+    memcpy(k->set, set, 32);
+    for (int c = 0; c < 256; c++)
+        if (set[c >> 3] >> (c & 7) & 1) {
+            if (c < 0x80) k->lo7[c & 15] |= (uint8_t)(1u << (c >> 4));
+            else k->hi8[c & 15] |= (uint8_t)(1u << ((c >> 4) - 8));
+        }
+}
+
+static size_t run_bytes(const os_scan_class *k, const uint8_t *p, size_t n, size_t i) {
+    while (i < n && (k->set[p[i] >> 3] >> (p[i] & 7) & 1)) i++;
+    return i;
+}
+
+#ifdef OS_SCAN_X86
+__attribute__((target("ssse3"))) static size_t run_ssse3(const os_scan_class *k, const uint8_t *p,
+                                                         size_t n) {
+    const __m128i nib = _mm_set1_epi8(0x0f), top = _mm_set1_epi8((char)0x80);
+    const __m128i lo7 = _mm_loadu_si128((const __m128i *)k->lo7);
+    const __m128i hi8 = _mm_loadu_si128((const __m128i *)k->hi8);
+    const __m128i bits = _mm_setr_epi8(1, 2, 4, 8, 16, 32, 64, -128, 1, 2, 4, 8, 16, 32, 64, -128);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i lo = _mm_and_si128(v, nib);
+        __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+        /* pshufb gives 0 for an index with bit 7 set: each byte reads one
+         * of the two tables, by its own bit 7. */
+        __m128i row = _mm_or_si128(_mm_shuffle_epi8(lo7, _mm_or_si128(lo, _mm_and_si128(v, top))),
+                                   _mm_shuffle_epi8(hi8, _mm_or_si128(lo, _mm_andnot_si128(v, top))));
+        __m128i out = _mm_cmpeq_epi8(_mm_and_si128(row, _mm_shuffle_epi8(bits, hi)),
+                                     _mm_setzero_si128());
+        unsigned m = (unsigned)_mm_movemask_epi8(out);
+        if (m) return i + (unsigned)__builtin_ctz(m);
+    }
+    return run_bytes(k, p, n, i);
+}
+#endif
+
+#ifdef OS_SCAN_NEON
+static size_t run_neon(const os_scan_class *k, const uint8_t *p, size_t n) {
+    static const uint8_t bitv[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t nib = vdupq_n_u8(0x0f), top = vdupq_n_u8(0x80);
+    const uint8x16_t lo7 = vld1q_u8(k->lo7), hi8 = vld1q_u8(k->hi8), bits = vld1q_u8(bitv);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        uint8x16_t v = vld1q_u8(p + i);
+        uint8x16_t lo = vandq_u8(v, nib);
+        uint8x16_t row = vbslq_u8(vcltq_u8(v, top), vqtbl1q_u8(lo7, lo), vqtbl1q_u8(hi8, lo));
+        uint8x16_t in = vtstq_u8(row, vqtbl1q_u8(bits, vshrq_n_u8(v, 4)));
+        uint64_t out = ~vget_lane_u64(
+            vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(in), 4)), 0);
+        if (out) return i + ((unsigned)__builtin_ctzll(out) >> 2);
+    }
+    return run_bytes(k, p, n, i);
+}
+#endif
+
+size_t os_scan_run(const os_scanner *sc, const os_scan_class *k, const uint8_t *p, size_t n,
+                   size_t cap) {
+    if (n > cap) n = cap;
+    /* The SIMD measures read 16 bytes at a time, all of them inside p[0, n). */
+#ifdef OS_SCAN_X86
+    if (sc->impl == IMPL_AVX2 || sc->impl == IMPL_SSSE3) return run_ssse3(k, p, n);
+#endif
+#ifdef OS_SCAN_NEON
+    if (sc->impl == IMPL_NEON) return run_neon(k, p, n);
+#endif
+    return run_bytes(k, p, n, 0);
+}
 
 void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
              os_scan_hit_fn hit, void *ctx) {

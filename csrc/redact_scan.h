@@ -57,4 +57,19 @@ typedef void (*os_scan_hit_fn)(void *ctx, const os_scan_lit *lit, size_t t);
 void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
              os_scan_hit_fn hit, void *ctx);
 
+/* A byte class for os_scan_run: exact membership as two nibble tables
+ * (for c < 0x80 bit c >> 4 of lo7[c & 15], for c >= 0x80 bit (c >> 4) - 8
+ * of hi8[c & 15]) and as a bitmap. */
+typedef struct {
+    uint8_t lo7[16], hi8[16];
+    uint8_t set[32];
+} os_scan_class;
+
+void os_scan_class_init(os_scan_class *k, const uint8_t set[32]);
+
+/* The length of the run of bytes of class k at the start of p[0, n),
+ * counting at most cap: 16 bytes at a time with the scanner's SIMD loops. */
+size_t os_scan_run(const os_scanner *sc, const os_scan_class *k, const uint8_t *p, size_t n,
+                   size_t cap);
+
 #endif

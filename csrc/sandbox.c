@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "sandbox_internal.h"
 
 os_sandbox_plan *os_sandbox_plan_new(void) {
@@ -176,72 +177,6 @@ int os_sandbox_landlock_abi(void) {
 
 /* ---- Throwaway children ------------------------------------------------ */
 
-struct child_report {
-    int step;
-    int err; /* negative errno */
-};
-
-static void report_and_exit(int fd, int step, int err) {
-    struct child_report report = {step, err};
-    ssize_t n;
-    do
-        n = write(fd, &report, sizeof(report));
-    while (n < 0 && errno == EINTR);
-    _exit(127);
-}
-
-/* Reads the child's report: 0 on EOF (exec or the probe succeeded). */
-static int read_report(int fd, struct child_report *report) {
-    size_t got = 0;
-    while (got < sizeof(*report)) {
-        ssize_t n = read(fd, (char *)report + got, sizeof(*report) - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    return got == sizeof(*report) ? 1 : 0;
-}
-
-/* The probe child: only system calls, reports (step, -errno) or exits 0. */
-static void probe_child(int what, const struct os_sandbox_plan *plan, const char *scratch_dir,
-                        int fd) {
-    int step = 0, err = 0;
-    if (what == OS_SANDBOX_PROBE_USERNS) {
-        err = os_sandbox_enter_steps(plan, &step);
-        if (err == 0) {
-            /* Prove the mount namespace can make a path read-only and that the
-             * network namespace's loopback can be brought up. */
-            err = os_sandbox_bind_readonly(scratch_dir);
-            step = OS_SANDBOX_STEP_BIND_READONLY;
-            if (err == 0) {
-                err = os_sandbox_loopback_up();
-                step = OS_SANDBOX_STEP_LOOPBACK;
-            }
-            /* And the mounts every sandbox makes: the read-only tree (with
-             * scratch_dir kept writable) and a private devpts. */
-            if (err == 0) {
-                err = os_sandbox_readonly_tree(plan);
-                step = OS_SANDBOX_STEP_READONLY_TREE;
-            }
-            if (err == 0) {
-                err = os_sandbox_private_ptys();
-                step = OS_SANDBOX_STEP_PRIVATE_PTYS;
-            }
-        }
-    } else {
-        err = os_sandbox_enter_steps(plan, &step);
-        if (err == 0) {
-            err = os_sandbox_child_seal(plan);
-            step = OS_SANDBOX_STEP_SECCOMP;
-        }
-    }
-    if (err < 0)
-        report_and_exit(fd, step, err);
-    _exit(0);
-}
-
 static int build_probe_plan(int what, struct os_sandbox_plan *plan, char **scratch) {
     memset(plan, 0, sizeof(*plan));
     plan->handoff_fd = -1;
@@ -283,12 +218,15 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
         *failed_step = OS_SANDBOX_STEP_FORK;
         return -errno;
     }
+    /* As the spawn core does: every signal blocked around the fork, so no
+     * handler of ours runs in the child before it reset them. */
+    sigset_t old;
+    os_block_signals(&old);
     pid_t pid = fork();
-    if (pid == 0) {
-        close(fds[0]);
-        probe_child(what, &plan, scratch_dir, fds[1]);
-    }
+    if (pid == 0)
+        os_sandbox_probe_child(what, &plan, scratch_dir, fds[1]);
     int fork_errno = errno;
+    os_restore_signals(&old);
     close(fds[1]);
     free(plan.filter);
     if (pid < 0) {
@@ -296,15 +234,15 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
         *failed_step = OS_SANDBOX_STEP_FORK;
         return -fork_errno;
     }
-    struct child_report report;
-    int reported = read_report(fds[0], &report);
+    os_child_report report;
+    int reported = os_child_read_report(fds[0], &report);
     close(fds[0]);
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (reported) {
-        *failed_step = report.step;
-        return report.err;
+        *failed_step = report.stage;
+        return -report.error;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         /* Killed (e.g. by a seccomp arch mismatch) without a report. */
@@ -315,6 +253,9 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
 }
 
 #else /* !__linux__ */
+
+/* Stubs that fail with ENOSYS ignore their arguments by definition. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 
 os_sandbox_plan *os_sandbox_plan_new(void) { return NULL; }
 void os_sandbox_plan_free(os_sandbox_plan *plan) {}

@@ -2,9 +2,12 @@
  * sandbox_child.c: the child side of the Linux sandbox.
  *
  * Everything here runs between fork and exec in a single-threaded child of a
- * possibly multi-threaded parent: ONLY async-signal-safe calls (system calls,
- * memset/memcpy/strlen), no malloc, no stdio, no locks. All inputs were
- * prepared in the parent and sit in the plan.
+ * possibly multi-threaded parent, which may share the parent's memory (the
+ * spawn core's vfork child): ONLY raw system calls (syscall(2), the os_sys_*
+ * helpers of child.h, whose comment says why libc wrappers are not enough)
+ * and memset/memcpy/strlen; no malloc, no stdio, no locks.
+ * tests/native/test_child_symbols.py holds this file to that. All inputs
+ * were prepared in the parent and sit in the plan.
  *
  * Order (os_sandbox_enter_steps):
  *   1. user + mount (+ network) namespaces, identity uid/gid maps
@@ -41,6 +44,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "sandbox_internal.h"
 
 #ifndef PR_CAP_AMBIENT
@@ -50,6 +54,13 @@
 #ifndef MS_STRICTATIME
 #define MS_STRICTATIME (1 << 24)
 #endif
+#ifndef SYS_statx
+#if defined(__x86_64__)
+#define SYS_statx 332
+#elif defined(__aarch64__)
+#define SYS_statx 291
+#endif
+#endif
 
 static int fail(int *failed_step, int step, int err) {
     *failed_step = step;
@@ -58,17 +69,22 @@ static int fail(int *failed_step, int step, int err) {
 
 /* Writes all of text to an existing file (a /proc knob). 0 or -errno. */
 static int write_file(const char *path, const char *text) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    int fd = os_sys_open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return -errno;
+        return fd;
     size_t len = strlen(text);
-    ssize_t n;
+    long n;
     do
-        n = write(fd, text, len);
-    while (n < 0 && errno == EINTR);
-    int err = n < 0 ? -errno : ((size_t)n != len ? -EIO : 0);
-    close(fd);
+        n = os_sys_write(fd, text, len);
+    while (n == -EINTR);
+    int err = n < 0 ? (int)n : ((size_t)n != len ? -EIO : 0);
+    (void)os_sys_close(fd);
     return err;
+}
+
+static int sys_mount(const char *source, const char *target, const char *type,
+                     unsigned long flags, const void *data) {
+    return (int)OS_SYS(SYS_mount, source, target, type, flags, data);
 }
 
 int os_sandbox_clone_flags(const os_sandbox_plan *plan) {
@@ -79,11 +95,12 @@ int os_sandbox_clone_flags(const os_sandbox_plan *plan) {
 
 /* `cloned`: clone() made the namespaces already (os_sandbox_clone_flags). */
 static int enter_namespaces(const struct os_sandbox_plan *plan, int cloned, int *failed_step) {
-    if (!cloned && unshare(os_sandbox_clone_flags(plan)) != 0)
-        return fail(failed_step, OS_SANDBOX_STEP_UNSHARE, -errno);
+    int err;
+    if (!cloned && (err = os_sys_unshare(os_sandbox_clone_flags(plan))) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_UNSHARE, err);
     /* An unprivileged process may map only its own ids, and a gid map needs
      * setgroups denied first; kernels before 3.19 have no setgroups file. */
-    int err = write_file("/proc/self/setgroups", "deny");
+    err = write_file("/proc/self/setgroups", "deny");
     if (err < 0 && err != -ENOENT)
         return fail(failed_step, OS_SANDBOX_STEP_SETGROUPS, err);
     err = write_file("/proc/self/uid_map", plan->uid_map);
@@ -93,8 +110,8 @@ static int enter_namespaces(const struct os_sandbox_plan *plan, int cloned, int 
     if (err < 0)
         return fail(failed_step, OS_SANDBOX_STEP_GID_MAP, err);
     /* Nothing mounted here may propagate back to the parent's namespace. */
-    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-        return fail(failed_step, OS_SANDBOX_STEP_MOUNT_PRIVATE, -errno);
+    if ((err = sys_mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_MOUNT_PRIVATE, err);
     return 0;
 }
 
@@ -103,8 +120,15 @@ static int enter_namespaces(const struct os_sandbox_plan *plan, int cloned, int 
  * clear one of them fails with EPERM. */
 static unsigned long locked_mount_flags(const char *path, int *err) {
     struct statfs st;
-    if (statfs(path, &st) != 0) {
-        *err = -errno;
+    /* The kernel's struct statfs is libc's on 64-bit targets; elsewhere
+     * statfs64 fills a struct of the size it is told. */
+#if defined(__LP64__) || !defined(SYS_statfs64)
+    long r = OS_SYS(SYS_statfs, path, &st);
+#else
+    long r = OS_SYS(SYS_statfs64, path, sizeof st, &st);
+#endif
+    if (r < 0) {
+        *err = (int)r;
         return 0;
     }
     unsigned long flags = 0;
@@ -127,22 +151,18 @@ static unsigned long locked_mount_flags(const char *path, int *err) {
 }
 
 int os_sandbox_bind_readonly(const char *path) {
-    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0)
-        return -errno;
-    int err;
+    int err = sys_mount(path, path, NULL, MS_BIND | MS_REC, NULL);
+    if (err < 0)
+        return err;
     unsigned long flags = locked_mount_flags(path, &err);
     if (err < 0)
         return err;
-    if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL) != 0)
-        return -errno;
-    return 0;
+    return sys_mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, NULL);
 }
 
 /* Self-bind: a mount point cannot be renamed or removed (EBUSY). */
 static int pin_dir(const char *path) {
-    if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) != 0)
-        return -errno;
-    return 0;
+    return sys_mount(path, path, NULL, MS_BIND | MS_REC, NULL);
 }
 
 int os_sandbox_readonly_tree(const struct os_sandbox_plan *plan) {
@@ -173,35 +193,30 @@ int os_sandbox_readonly_tree(const struct os_sandbox_plan *plan) {
                     OS_MOVE_MOUNT_F_EMPTY_PATH) != 0)
             err = -errno;
         if (clones[j] >= 0)
-            close(clones[j]);
+            (void)os_sys_close(clones[j]);
     }
     return err;
 }
 
 int os_sandbox_private_ptys(void) {
     /* Opening /dev/ptmx finds the devpts instance at /dev/pts beside it. */
-    if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=0620") != 0)
-        return -errno;
-    return 0;
+    return sys_mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+                     "newinstance,ptmxmode=0666,mode=0620");
 }
 
 int os_sandbox_loopback_up(void) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int fd = (int)OS_SYS(SYS_socket, AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -errno;
+        return fd;
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
     memcpy(ifr.ifr_name, "lo", 3);
-    int err = 0;
-    if (ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) {
-        err = -errno;
-    } else {
+    int err = (int)OS_SYS(SYS_ioctl, fd, SIOCGIFFLAGS, &ifr);
+    if (err == 0) {
         ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
-            err = -errno;
+        err = (int)OS_SYS(SYS_ioctl, fd, SIOCSIFFLAGS, &ifr);
     }
-    close(fd);
+    (void)os_sys_close(fd);
     return err;
 }
 
@@ -212,19 +227,24 @@ int os_sandbox_loopback_up(void) {
  * process is left behind. The handoff fd is closed either way. */
 static int hand_proxy_listener_to_parent(const struct os_sandbox_plan *plan) {
     int listener = -1, channel = plan->handoff_fd, err = 0;
-    listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    listener = (int)OS_SYS(SYS_socket, AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (listener < 0) {
-        err = -errno;
-        close(channel);
-        return err;
+        (void)os_sys_close(channel);
+        return listener;
     }
     struct sockaddr_in in;
     memset(&in, 0, sizeof(in));
     in.sin_family = AF_INET;
-    in.sin_port = htons((unsigned short)plan->proxy_port);
-    in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(listener, (struct sockaddr *)&in, sizeof(in)) != 0 || listen(listener, 128) != 0)
-        goto error;
+    /* Network byte order by hand: htons may be a libc function (-O0). */
+    unsigned char *port = (unsigned char *)&in.sin_port;
+    port[0] = (unsigned char)(plan->proxy_port >> 8);
+    port[1] = (unsigned char)plan->proxy_port;
+    unsigned char *addr = (unsigned char *)&in.sin_addr.s_addr;
+    addr[0] = 127;
+    addr[3] = 1;
+    if ((err = (int)OS_SYS(SYS_bind, listener, (struct sockaddr *)&in, sizeof(in))) < 0 ||
+        (err = (int)OS_SYS(SYS_listen, listener, 128)) < 0)
+        goto done;
 
     char byte = 'L';
     struct iovec iov = {.iov_base = &byte, .iov_len = 1};
@@ -244,32 +264,30 @@ static int hand_proxy_listener_to_parent(const struct os_sandbox_plan *plan) {
     cmsg->cmsg_type = SCM_RIGHTS;
     cmsg->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(cmsg), &listener, sizeof(int));
-    ssize_t sent;
+    long sent;
     do
-        sent = sendmsg(channel, &msg, MSG_NOSIGNAL);
-    while (sent < 0 && errno == EINTR);
+        sent = OS_SYS(SYS_sendmsg, channel, &msg, MSG_NOSIGNAL);
+    while (sent == -EINTR);
     if (sent != 1)
-        goto error;
-    goto done;
-error:
-    err = errno ? -errno : -EIO;
+        err = sent < 0 ? (int)sent : -EIO;
 done:
     if (channel >= 0)
-        close(channel);
-    close(listener);
+        (void)os_sys_close(channel);
+    (void)os_sys_close(listener);
     return err;
 }
 
 static int drop_capabilities(void) {
     for (int cap = 0; cap < 64; cap++) {
-        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0) {
-            if (errno == EINVAL)
-                break; /* past the kernel's last capability */
-            return -errno;
-        }
+        int err = os_sys_prctl(PR_CAPBSET_DROP, (unsigned long)cap, 0, 0, 0);
+        if (err == -EINVAL)
+            break; /* past the kernel's last capability */
+        if (err < 0)
+            return err;
     }
-    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
-        return -errno;
+    int err = os_sys_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (err < 0 && err != -EINVAL)
+        return err;
     return 0;
 }
 
@@ -301,23 +319,29 @@ static uint64_t landlock_rights(int access, int abi, int is_dir) {
 }
 
 static int add_path_rule(int ruleset, const struct os_sandbox_path_rule *rule, int abi) {
-    int fd = open(rule->path, O_PATH | O_CLOEXEC);
+    int fd = os_sys_open(rule->path, O_PATH | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -errno; /* a missing path only loses rights */
-    struct stat st;
-    int err = 0;
-    if (fstat(fd, &st) != 0) {
-        err = -errno;
-    } else {
+        return fd == -ENOENT ? 0 : fd; /* a missing path only loses rights */
+    /* statx (Linux >= 4.11; Landlock needs 5.13) with the kernel's layout:
+     * stx_mode is the u16 at offset 0x1c of a 256-byte struct. Old libc
+     * headers (the wheels' build images) have no struct statx. */
+    union {
+        unsigned char bytes[256];
+        uint64_t align;
+    } stx;
+    unsigned short mode;
+    memset(&stx, 0, sizeof(stx));
+    int err = (int)OS_SYS(SYS_statx, fd, "", AT_EMPTY_PATH, 0x1U /* STATX_TYPE */, &stx);
+    if (err == 0) {
+        memcpy(&mode, stx.bytes + 0x1c, sizeof(mode));
         struct os_ll_path_beneath_attr attr = {
-            .allowed_access = landlock_rights(rule->access, abi, S_ISDIR(st.st_mode)),
+            .allowed_access = landlock_rights(rule->access, abi, S_ISDIR(mode)),
             .parent_fd = fd,
         };
-        if (attr.allowed_access != 0 &&
-            syscall(__NR_landlock_add_rule, ruleset, OS_LL_RULE_PATH_BENEATH, &attr, 0) != 0)
-            err = -errno;
+        if (attr.allowed_access != 0)
+            err = (int)OS_SYS(__NR_landlock_add_rule, ruleset, OS_LL_RULE_PATH_BENEATH, &attr, 0);
     }
-    close(fd);
+    (void)os_sys_close(fd);
     return err;
 }
 
@@ -351,7 +375,7 @@ static int apply_landlock(const struct os_sandbox_plan *plan) {
     }
     if (err == 0 && syscall(__NR_landlock_restrict_self, ruleset, 0) != 0)
         err = -errno;
-    close(ruleset);
+    (void)os_sys_close(ruleset);
     return err;
 }
 
@@ -373,8 +397,8 @@ static int make_mounts(const struct os_sandbox_plan *plan, int *failed_step) {
             return fail(failed_step, OS_SANDBOX_STEP_BIND_READONLY, err);
     if (plan->private_ptys && (err = os_sandbox_private_ptys()) < 0)
         return fail(failed_step, OS_SANDBOX_STEP_PRIVATE_PTYS, err);
-    if (have_cwd && chdir(cwd) != 0)
-        return fail(failed_step, OS_SANDBOX_STEP_READONLY_TREE, -errno);
+    if (have_cwd && (err = os_sys_chdir(cwd)) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_READONLY_TREE, err);
     return 0;
 }
 
@@ -401,8 +425,8 @@ static int enter_steps(const struct os_sandbox_plan *plan, int cloned, int *fail
         if (err < 0)
             return fail(failed_step, OS_SANDBOX_STEP_CAPABILITIES, err);
     }
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return fail(failed_step, OS_SANDBOX_STEP_NO_NEW_PRIVS, -errno);
+    if ((err = os_sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) < 0)
+        return fail(failed_step, OS_SANDBOX_STEP_NO_NEW_PRIVS, err);
     if (plan->landlock_abi > 0) {
         err = apply_landlock(plan);
         if (err < 0)
@@ -437,14 +461,53 @@ int os_sandbox_child_seal(const os_sandbox_plan *plan) {
     struct sock_fprog prog = {.len = plan->filter_len, .filter = plan->filter};
     /* no_new_privs was set by os_sandbox_child_enter; set it again so the
      * seal never depends on the enter hook having run. */
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-        return -errno;
+    int err = os_sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (err < 0)
+        return err;
     if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
         return -errno;
     return 0;
 }
 
+/* The probe child (os_sandbox_probe in sandbox.c forked it with every
+ * signal blocked): the steps of the probed feature, then exit 0, or report
+ * (step, positive errno) over fd and exit 127. */
+void os_sandbox_probe_child(int what, const struct os_sandbox_plan *plan, const char *scratch_dir,
+                            int fd) {
+    int step = 0, err = 0;
+    os_child_reset_signals();
+    os_child_unblock_signals();
+/* Runs one step while none has failed yet, so that `step` names the failed one. */
+#define PROBE_STEP(name, call)  \
+    do {                        \
+        if (err == 0) {         \
+            step = (name);      \
+            err = (call);       \
+        }                       \
+    } while (0)
+    err = os_sandbox_enter_steps(plan, &step);
+    if (what == OS_SANDBOX_PROBE_USERNS) {
+        /* Prove the mount namespace can make a path read-only and that the
+         * network namespace's loopback can be brought up; then the mounts
+         * every sandbox makes: the read-only tree (with scratch_dir kept
+         * writable) and a private devpts. */
+        PROBE_STEP(OS_SANDBOX_STEP_BIND_READONLY, os_sandbox_bind_readonly(scratch_dir));
+        PROBE_STEP(OS_SANDBOX_STEP_LOOPBACK, os_sandbox_loopback_up());
+        PROBE_STEP(OS_SANDBOX_STEP_READONLY_TREE, os_sandbox_readonly_tree(plan));
+        PROBE_STEP(OS_SANDBOX_STEP_PRIVATE_PTYS, os_sandbox_private_ptys());
+    } else {
+        PROBE_STEP(OS_SANDBOX_STEP_SECCOMP, os_sandbox_child_seal(plan));
+    }
+#undef PROBE_STEP
+    if (err < 0)
+        os_child_report_and_exit(fd, NULL, step, -err);
+    os_sys_exit(0);
+}
+
 #else /* !__linux__ */
+
+/* Stubs that fail with ENOSYS ignore their arguments by definition. */
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 
 /* No Linux sandbox elsewhere: fail closed (macOS uses sandbox-exec instead). */
 int os_sandbox_child_enter(const os_sandbox_plan *plan) { return -ENOSYS; }

@@ -1,7 +1,7 @@
 /*
  * sandbox_child.h: the sandbox hooks the spawn core calls (csrc/spawn*.c),
  * internal to the C core: Python never calls them. The child hooks run
- * between fork and exec and only make system calls (async-signal-safe).
+ * between fork and exec and make raw system calls only (the rule in child.h).
  */
 #ifndef OS_SANDBOX_CHILD_H
 #define OS_SANDBOX_CHILD_H

@@ -107,6 +107,11 @@ struct os_sandbox_plan {
 /* The child sequence of os_sandbox_child_enter, reporting the failing step. */
 int os_sandbox_enter_steps(const struct os_sandbox_plan *plan, int *failed_step);
 
+/* The probe's child (sandbox_child.c): runs the probe `what` and exits 0, or
+ * reports (step, positive errno) over fd and exits 127. */
+__attribute__((noreturn)) void os_sandbox_probe_child(int what, const struct os_sandbox_plan *plan,
+                                                      const char *scratch_dir, int fd);
+
 /* Single steps, shared with the probes. 0 or -errno. */
 int os_sandbox_bind_readonly(const char *path);
 int os_sandbox_loopback_up(void);

@@ -46,30 +46,36 @@
 
 #ifdef __APPLE__
 #include <spawn.h>
-extern char **environ;
 #endif
+extern char **environ;
 
 #define CHILD_STACK_SIZE (256 * 1024)
+
+/* AddressSanitizer builds (scripts/test-sanitizers): the child's stack is
+ * reused, and a child leaves its frames' redzones poisoned in the shadow
+ * memory when it execs or exits without returning (ASan cannot unpoison a
+ * stack it did not allocate). The next child's frames would then trip on
+ * that stale poison: the parent clears it before every spawn, and before
+ * the stack is unmapped (else a later mapping at that address inherits it). */
+#if defined(__SANITIZE_ADDRESS__)
+#define OS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OS_ASAN 1
+#endif
+#endif
+#ifdef OS_ASAN
+#include <sanitizer/asan_interface.h>
+#define UNPOISON_CHILD_STACK(stack) __asan_unpoison_memory_region((stack), CHILD_STACK_SIZE)
+#else
+#define UNPOISON_CHILD_STACK(stack) ((void)(stack))
+#endif
 
 static int fail(os_spawn_result *result, int stage, int error)
 {
     result->stage = stage;
     result->error = error;
     return -error;
-}
-
-static int read_full(int fd, void *buf, size_t size)
-{
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = read(fd, (char *)buf + done, size - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        done += (size_t)n;
-    }
-    return (int)done;
 }
 
 static void reap(pid_t pid)
@@ -126,7 +132,12 @@ static int resolve_program(const char *file, const char *path_list, char *out, s
 static pthread_key_t stack_key;
 static pthread_once_t stack_key_once = PTHREAD_ONCE_INIT;
 
-static void free_child_stack(void *stack) { munmap(stack, CHILD_STACK_SIZE); }
+static void free_child_stack(void *stack)
+{
+    /* ASan builds: the memory may be mapped again for something else. */
+    UNPOISON_CHILD_STACK(stack);
+    munmap(stack, CHILD_STACK_SIZE);
+}
 
 static void create_stack_key(void) { (void)pthread_key_create(&stack_key, free_child_stack); }
 
@@ -270,7 +281,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
 {
     os_child_ctx ctx;
     os_child_report report;
-    sigset_t all, old;
+    sigset_t old;
     int report_pipe[2] = {-1, -1};
     int use_vfork = !req->force_fork;
     /* A sandbox's namespaces come from clone() itself (a vfork child may not
@@ -286,11 +297,13 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     stack = child_stack();
     if (stack == NULL)
         return fail(result, OS_STAGE_FORK, errno);
+    UNPOISON_CHILD_STACK(stack);
     if (!use_vfork && pipe2(report_pipe, O_CLOEXEC) < 0)
         return fail(result, OS_STAGE_FORK, errno);
 
     ctx.request = req;
     ctx.path = path;
+    ctx.envp = req->envp != NULL ? req->envp : environ;
     ctx.report_fd = report_pipe[1];
     ctx.shares_fd_table = use_vfork && req->sandbox == NULL &&
                           !__atomic_load_n(&clone_files_unusable, __ATOMIC_RELAXED);
@@ -314,8 +327,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     if (req->want_pidfd)
         flags |= CLONE_PIDFD;
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    os_block_signals(&old);
     pid = -1;
     clone_errno = ENOSYS;
     if (req->cgroup_fd >= 0 && use_vfork &&
@@ -337,7 +349,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
         clone_errno = errno;
         in_cgroup = pid >= 0 && req->cgroup_fd >= 0;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    os_restore_signals(&old);
     /* vfork: the child has exec'd or exited, its stack is free again.
      * fork: the child has its own copy. Either way it can be reused. */
 
@@ -371,7 +383,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     } else {
         close(report_pipe[1]);
         /* EOF (the pipe closed by exec) means success. */
-        if (read_full(report_pipe[0], &report, sizeof report) != (int)sizeof report)
+        if (!os_child_read_report(report_pipe[0], &report))
             report.stage = OS_STAGE_NONE;
         close(report_pipe[0]);
     }
@@ -404,7 +416,7 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
 {
     os_child_ctx ctx;
     os_child_report report = {OS_STAGE_NONE, 0};
-    sigset_t all, old;
+    sigset_t old;
     int report_pipe[2];
     pid_t pid;
     int fork_errno;
@@ -415,6 +427,7 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
     fcntl(report_pipe[1], F_SETFD, FD_CLOEXEC);
     ctx.request = req;
     ctx.path = path;
+    ctx.envp = req->envp != NULL ? req->envp : environ;
     ctx.report_fd = report_pipe[1];
     ctx.shares_fd_table = 0;
     ctx.sandbox_cloned = 0;
@@ -423,19 +436,18 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
     ctx.shared.stage = OS_STAGE_NONE;
     ctx.shared.error = 0;
 
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    os_block_signals(&old);
     pid = fork();
     if (pid == 0)
         os_child_main(&ctx);
     fork_errno = errno;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    os_restore_signals(&old);
     close(report_pipe[1]);
     if (pid < 0) {
         close(report_pipe[0]);
         return fail(result, OS_STAGE_FORK, fork_errno);
     }
-    if (read_full(report_pipe[0], &report, sizeof report) != (int)sizeof report)
+    if (!os_child_read_report(report_pipe[0], &report))
         report.stage = OS_STAGE_NONE;
     close(report_pipe[0]);
     if (report.stage != OS_STAGE_NONE) {

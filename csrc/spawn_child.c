@@ -2,10 +2,13 @@
  * spawn_child.c: the child side of the spawn core, between fork and exec.
  *
  * Everything here runs in a child that may share its memory with the parent
- * (vfork semantics) and was forked from a multithreaded process, so it calls
- * only async-signal-safe functions: no malloc, no locks, no stdio, no Python.
- * Every input was prepared by the parent before the fork. A failure is
- * reported as (stage, errno) and the child _exits with 127.
+ * (vfork semantics) and was forked from a multithreaded process, so it makes
+ * raw system calls only (the os_sys_* helpers of child.h, whose comment says
+ * why libc wrappers are not enough: musl's setrlimit, glibc's setxid
+ * broadcast): no libc wrapper, no malloc, no locks, no stdio, no Python.
+ * tests/native/test_child_symbols.py holds this file to that. Every input was
+ * prepared by the parent before the fork. A failure is reported as (stage,
+ * errno) and the child exits with 127.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,69 +17,30 @@
 #include <stddef.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "child.h"
 #include "spawn_internal.h"
 
-extern char **environ;
-
 #ifdef __linux__
-#include <dirent.h>
 #include <sys/prctl.h>
 #endif
 
-static void report_and_exit(os_child_ctx *ctx, int stage, int error)
+__attribute__((noreturn)) static void report_and_exit(os_child_ctx *ctx, int stage, int error)
 {
-    os_child_report report = {stage, error};
-
-    ctx->shared.stage = stage;
-    ctx->shared.error = error;
-    if (ctx->report_fd >= 0) {
-        ssize_t n;
-        do {
-            n = write(ctx->report_fd, &report, sizeof report);
-        } while (n < 0 && errno == EINTR);
-    }
-    _exit(127);
-}
-
-/* Handled signals must not run the parent's handlers in the child (with vfork
- * they would run on the parent's memory), and ignored ones must not stay
- * ignored in the new program: every disposition goes back to SIG_DFL.
- *
- * Like glibc's posix_spawn, only the dispositions that are not already
- * SIG_DFL are written: a query is cheaper than a write (which also flushes
- * pending signals), and most of the ~64 signals are at their default. The
- * answer cannot go stale: without CLONE_SIGHAND the child has its own table,
- * which nothing but the child changes, and every signal stays blocked until
- * the reset is done. */
-static void reset_signal_dispositions(void)
-{
-    struct sigaction dfl, old;
-    int sig;
-
-    dfl.sa_handler = SIG_DFL;
-    dfl.sa_flags = 0;
-    sigemptyset(&dfl.sa_mask);
-    for (sig = 1; sig < NSIG; sig++) {
-        if (sig == SIGKILL || sig == SIGSTOP)
-            continue;
-        /* Fails harmlessly (EINVAL) for the signals libc reserves. */
-        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_DFL &&
-            !(old.sa_flags & SA_SIGINFO))
-            continue;
-        (void)sigaction(sig, &dfl, NULL);
-    }
+    os_child_report_and_exit(ctx->report_fd, &ctx->shared, stage, error);
 }
 
 static int clear_cloexec(int fd)
 {
-    int flags = fcntl(fd, F_GETFD);
+    int flags = os_sys_fcntl(fd, F_GETFD, 0);
     if (flags < 0)
-        return -errno;
-    if ((flags & FD_CLOEXEC) && fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
-        return -errno;
+        return flags;
+    if (flags & FD_CLOEXEC) {
+        int err = os_sys_fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
+        if (err < 0)
+            return err;
+    }
     return 0;
 }
 
@@ -91,17 +55,17 @@ static int apply_stdio(const os_spawn_request *req)
         src[i] = req->stdio[i];
         if (src[i] == OS_SPAWN_FD_DEVNULL) {
             do {
-                src[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
-            } while (src[i] < 0 && errno == EINTR);
+                src[i] = os_sys_open("/dev/null", O_RDWR | O_CLOEXEC);
+            } while (src[i] == -EINTR);
             if (src[i] < 0)
-                return -errno;
+                return src[i];
         }
     }
     for (i = 0; i < 3; i++) {
         if (src[i] >= 0 && src[i] <= 2 && src[i] != i) {
-            int moved = fcntl(src[i], F_DUPFD_CLOEXEC, 3);
+            int moved = os_sys_fcntl(src[i], F_DUPFD_CLOEXEC, 3);
             if (moved < 0)
-                return -errno;
+                return moved;
             src[i] = moved;
         }
     }
@@ -115,10 +79,10 @@ static int apply_stdio(const os_spawn_request *req)
         } else {
             int r;
             do {
-                r = dup2(src[i], i);
-            } while (r < 0 && errno == EINTR);
+                r = os_sys_dup2(src[i], i);
+            } while (r == -EINTR);
             if (r < 0)
-                return -errno;
+                return r;
         }
     }
     return 0;
@@ -169,9 +133,7 @@ static int take_private_fd_table(const os_spawn_request *req)
             end = (unsigned int)req->pass_fds[i] + 1;
     if (syscall(SYS_close_range, end, ~0U, CLOSE_RANGE_UNSHARE) == 0)
         return 0;
-    if (unshare(CLONE_FILES) == 0)
-        return 0;
-    return -errno;
+    return os_sys_unshare(CLONE_FILES);
 }
 
 /* Closes [lo, hi] except the report fd, with close_range when available.
@@ -190,9 +152,7 @@ static int close_span(const os_child_ctx *ctx, unsigned int lo, unsigned int hi)
             err = close_span(ctx, (unsigned int)keep + 1, hi);
         return err;
     }
-    if (syscall(SYS_close_range, lo, hi, 0) < 0)
-        return -errno;
-    return 0;
+    return (int)OS_SYS(SYS_close_range, lo, hi, 0);
 }
 
 static int close_fds_with_close_range(const os_child_ctx *ctx)
@@ -211,24 +171,16 @@ static int close_fds_with_close_range(const os_child_ctx *ctx)
     return close_span(ctx, lo, ~0U);
 }
 
-struct linux_dirent64 {
-    unsigned long long d_ino;
-    long long d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
 /* Kernels before 5.9: walk /proc/self/fd with raw getdents64 (opendir would
  * allocate). Returns -errno when /proc is not there. */
 static int close_fds_with_proc(const os_child_ctx *ctx)
 {
     char buf[2048];
-    int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = os_sys_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     long n;
 
     if (dir < 0)
-        return -errno;
+        return dir;
     while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
         long off = 0;
         while (off < n) {
@@ -241,26 +193,33 @@ static int close_fds_with_proc(const os_child_ctx *ctx)
             while (*p >= '0' && *p <= '9')
                 fd = fd * 10 + (*p++ - '0');
             if (fd != dir && !is_kept(ctx, fd))
-                close(fd);
+                (void)os_sys_close(fd);
         }
     }
-    close(dir);
+    (void)os_sys_close(dir);
     return 0;
 }
 #endif
 
 static void close_fds_brute_force(const os_child_ctx *ctx)
 {
-    struct rlimit rl;
     long max_fd = 65536;
     long fd;
+#ifdef __linux__
+    struct os_rlimit64 rl;
+
+    if (os_sys_getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.cur < (uint64_t)max_fd)
+        max_fd = (long)rl.cur;
+#else
+    struct rlimit rl;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
         (long)rl.rlim_cur < max_fd)
         max_fd = (long)rl.rlim_cur;
+#endif
     for (fd = 3; fd < max_fd; fd++)
         if (!is_kept(ctx, (int)fd))
-            close((int)fd);
+            (void)os_sys_close((int)fd);
 }
 
 /* Only 0, 1, 2 and pass_fds survive into the new program. */
@@ -288,12 +247,19 @@ static int apply_rlimits(const os_spawn_request *req)
     int i;
 
     for (i = 0; i < 4; i++) {
-        struct rlimit rl;
+        int err;
         if (req->rlimits[i] < 0)
             continue;
+#ifdef __linux__
+        /* prlimit64, not setrlimit: see child.h (musl's __synccall). */
+        err = os_sys_setrlimit(resources[i], (uint64_t)req->rlimits[i]);
+#else
+        struct rlimit rl;
         rl.rlim_cur = rl.rlim_max = (rlim_t)req->rlimits[i];
-        if (setrlimit(resources[i], &rl) < 0)
-            return -errno;
+        err = setrlimit(resources[i], &rl) < 0 ? -errno : 0;
+#endif
+        if (err < 0)
+            return err;
     }
     return 0;
 }
@@ -304,19 +270,19 @@ static int apply_rlimits(const os_spawn_request *req)
 static int join_cgroup(int dirfd)
 {
     int fd, err = 0;
-    ssize_t n;
+    long n;
 
     do {
-        fd = openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+        fd = os_sys_openat(dirfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    } while (fd == -EINTR);
     if (fd < 0)
-        return -errno;
+        return fd;
     do {
-        n = write(fd, "0", 1);
-    } while (n < 0 && errno == EINTR);
+        n = os_sys_write(fd, "0", 1);
+    } while (n == -EINTR);
     if (n < 0)
-        err = -errno;
-    close(fd);
+        err = (int)n;
+    (void)os_sys_close(fd);
     return err;
 }
 #endif
@@ -325,15 +291,15 @@ int os_child_main(void *arg)
 {
     os_child_ctx *ctx = arg;
     const os_spawn_request *req = ctx->request;
-    sigset_t empty;
     int err;
 
     /* The parent blocked every signal around the fork: reset the handlers
-     * before anything can be delivered, unblock only right before exec. */
-    reset_signal_dispositions();
+     * before anything can be delivered (with vfork they would run on the
+     * parent's memory), unblock only right before exec. */
+    os_child_reset_signals();
 
-    if (req->new_process_group && setpgid(0, 0) < 0)
-        report_and_exit(ctx, OS_STAGE_SETPGID, errno);
+    if (req->new_process_group && (err = os_sys_setpgid(0, 0)) < 0)
+        report_and_exit(ctx, OS_STAGE_SETPGID, -err);
 #ifdef __linux__
     if (ctx->shares_fd_table && (err = take_private_fd_table(req)) != 0)
         report_and_exit(ctx, OS_STAGE_PRIVATE_FDS_UNAVAILABLE, -err);
@@ -341,9 +307,9 @@ int os_child_main(void *arg)
     if (ctx->join_cgroup_fd >= 0 && (err = join_cgroup(ctx->join_cgroup_fd)) != 0)
         report_and_exit(ctx, OS_STAGE_CGROUP, -err);
     if (ctx->pdeathsig_parent != 0) {
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        (void)os_sys_prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         /* The parent may have died before the prctl took effect. */
-        pid_t parent = getppid(); /* 0 in a new pid namespace */
+        pid_t parent = os_sys_getppid(); /* 0 in a new pid namespace */
         if (parent != 0 && parent != ctx->pdeathsig_parent)
             report_and_exit(ctx, OS_STAGE_FORK, ESRCH);
     }
@@ -352,8 +318,8 @@ int os_child_main(void *arg)
         report_and_exit(ctx, OS_STAGE_DUP2, -err);
     if ((err = close_other_fds(ctx)) != 0)
         report_and_exit(ctx, OS_STAGE_DUP2, -err);
-    if (req->cwd != NULL && chdir(req->cwd) < 0)
-        report_and_exit(ctx, OS_STAGE_CHDIR, errno);
+    if (req->cwd != NULL && (err = os_sys_chdir(req->cwd)) < 0)
+        report_and_exit(ctx, OS_STAGE_CHDIR, -err);
 #ifdef __linux__
     if (req->sandbox != NULL &&
         (err = ctx->sandbox_cloned ? os_sandbox_child_enter_cloned(req->sandbox)
@@ -367,9 +333,7 @@ int os_child_main(void *arg)
         report_and_exit(ctx, OS_STAGE_SANDBOX, -err);
 #endif
 
-    sigemptyset(&empty);
-    sigprocmask(SIG_SETMASK, &empty, NULL);
-    execve(ctx->path, req->argv, req->envp != NULL ? req->envp : environ);
-    report_and_exit(ctx, OS_STAGE_EXEC, errno);
-    return 127;
+    os_child_unblock_signals();
+    err = os_sys_execve(ctx->path, req->argv, ctx->envp);
+    report_and_exit(ctx, OS_STAGE_EXEC, -err);
 }

@@ -5,6 +5,7 @@
 #ifndef OS_SPAWN_INTERNAL_H
 #define OS_SPAWN_INTERNAL_H
 
+#include "child.h"
 #include "sandbox_child.h"
 #include "spawn_api.h"
 
@@ -70,12 +71,6 @@ int os_spawn(const os_spawn_request *request, os_spawn_result *result);
  * which the caller compares with n to detect embedded NULs. */
 int os_split_strings(char *block, long long length, char **out, int n);
 
-/* The child's failure report: which step failed and its errno. */
-typedef struct os_child_report {
-    int stage;
-    int error;
-} os_child_report;
-
 /* Internal stage (never reaches Python): the child could take no private fd
  * table of its own (close_range(CLOSE_RANGE_UNSHARE) and unshare(CLONE_FILES)
  * both refused, as a seccomp policy may do). The parent stops cloning with
@@ -85,6 +80,7 @@ typedef struct os_child_report {
 typedef struct os_child_ctx {
     const os_spawn_request *request;
     const char *path; /* the program to exec, resolved in the parent */
+    char **envp;      /* req->envp, or the parent's environ */
     /* Fork mode: the write end of a close-on-exec pipe for the report.
      * vfork mode: -1, and the child stores its report in `shared` instead,
      * which the parent reads once the child has exec'd or exited. */
@@ -104,7 +100,7 @@ typedef struct os_child_ctx {
     volatile os_child_report shared;
 } os_child_ctx;
 
-/* Runs in the child; never returns (execs or _exits with 127). */
-int os_child_main(void *ctx);
+/* Runs in the child; never returns (execs or exits with 127). */
+__attribute__((noreturn)) int os_child_main(void *ctx);
 
 #endif

@@ -8,7 +8,8 @@ way of doing the same work:
   ``Popen(process_group=0, preexec_fn=<setrlimit>)``; from an event loop
   against ``asyncio.create_subprocess_exec``.
 - ``redact``: the built-in secret pattern pack
-  (:mod:`orchestrator_spawn.patterns`) over a generated log corpus:
+  (:mod:`orchestrator_spawn.patterns`) over the seeded log corpus that the
+  redaction benchmarks use too (:mod:`orchestrator_spawn._corpus`):
   :class:`Redactor` fed 64 KiB chunks against Python ``re.sub`` over the
   alternation of the same patterns (the reference semantics), in MB/s. The
   two outputs are compared once; a mismatch is reported.
@@ -34,7 +35,6 @@ import json
 import math
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -52,6 +52,7 @@ __all__ = [
     "GROUPS",
     "BenchResult",
     "Contender",
+    "LineRedactor",
     "Sizes",
     "add_bench_options",
     "render_table",
@@ -278,73 +279,6 @@ def _spawn_contenders(sizes: Sizes, stack: ExitStack) -> list[Contender]:
 
 # ---- redact -----------------------------------------------------------------
 
-_ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-_WORDS = (
-    "request",
-    "completed",
-    "user",
-    "session",
-    "cache",
-    "miss",
-    "retry",
-    "upstream",
-    "timeout",
-    "connection",
-    "pool",
-    "queue",
-    "job",
-    "started",
-    "finished",
-    "failed",
-    "config",
-    "reloaded",
-    "shard",
-    "replica",
-    "key",
-    "rotation",
-    "token",
-    "refreshed",
-    "password",
-    "reset",
-)
-
-
-def _secret(g: random.Random) -> str:
-    def r(n: int) -> str:
-        return "".join(g.choice(_ALNUM) for _ in range(n))
-
-    makers: list[Callable[[], str]] = [
-        lambda: "password=" + r(14),
-        lambda: "Authorization: Bearer " + r(40),
-        lambda: "ghp_" + r(36),
-        lambda: "AKIA" + r(16).upper(),
-        lambda: "token: " + r(24),
-        lambda: "postgres://app:" + r(12) + "@db.internal:5432/app",
-        lambda: "xoxb-" + "".join(g.choice("0123456789") for _ in range(12)) + "-" + r(24),
-        lambda: "api_key=" + r(32),
-    ]
-    return g.choice(makers)()
-
-
-def log_corpus(size: int, seed: int = 20261128) -> bytes:
-    """About ``size`` bytes of seeded log lines, a secret in about one line in 20."""
-    g = random.Random(seed)
-    lines: list[str] = []
-    total = 0
-    while total < size:
-        words = " ".join(g.choice(_WORDS) for _ in range(g.randrange(4, 12)))
-        line = (
-            f"2026-11-28T05:{g.randrange(60):02d}:{g.randrange(60):02d}.{g.randrange(1000):03d}Z "
-            f"{g.choice(('INFO', 'WARN', 'DEBUG', 'ERROR'))} "
-            f"{g.choice(('api', 'worker', 'auth', 'billing'))}[{g.randrange(1000)}] {words}"
-        )
-        if g.random() < 0.05:
-            line += " " + _secret(g)
-        line += f" dur={g.randrange(1000)}ms\n"
-        lines.append(line)
-        total += len(line)
-    return "".join(lines).encode()
-
 
 def _python_regex() -> re.Pattern[bytes]:
     from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
@@ -355,6 +289,7 @@ def _python_regex() -> re.Pattern[bytes]:
 
 def _redact_contenders(sizes: Sizes, stack: ExitStack, notes: list[str]) -> list[Contender]:
     from orchestrator_spawn import Redactor
+    from orchestrator_spawn._corpus import log_corpus
     from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
     corpus = log_corpus(sizes.corpus_bytes)
@@ -460,17 +395,36 @@ def _pump_contenders(sizes: Sizes, stack: ExitStack) -> list[Contender]:
     ]
 
 
+class LineRedactor:
+    """The standard-library way of redacting a stream: Python ``re`` over
+    whole lines, so that no secret is split between two reads. ``feed()``
+    returns the redacted complete lines so far, ``finish()`` the rest."""
+
+    def __init__(self, regex: re.Pattern[bytes], replacement: bytes = REPLACEMENT) -> None:
+        self._regex = regex
+        self._replacement = replacement
+        self._pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        self._pending += chunk
+        cut = self._pending.rfind(b"\n") + 1
+        if not cut:
+            return b""
+        lines, self._pending = self._pending[:cut], self._pending[cut:]
+        return self._regex.sub(self._replacement, lines)
+
+    def finish(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self._regex.sub(self._replacement, rest)
+
+
 def _copy_redacted(source: IO[bytes], sink: IO[bytes], regex: re.Pattern[bytes]) -> None:
-    """Copies ``source`` to ``sink`` through ``regex``, whole lines at a time,
-    so that no secret is split between two reads."""
-    pending = b""
+    """Copies ``source`` to ``sink`` through ``regex``, whole lines at a time."""
+    lines = LineRedactor(regex)
     while chunk := source.read1(1 << 16):  # type: ignore[attr-defined]
-        pending += chunk
-        cut = pending.rfind(b"\n") + 1
-        if cut:
-            sink.write(regex.sub(REPLACEMENT, pending[:cut]))
-            pending = pending[cut:]
-    sink.write(regex.sub(REPLACEMENT, pending))
+        if out := lines.feed(chunk):
+            sink.write(out)
+    sink.write(lines.finish())
 
 
 # ---- running ----------------------------------------------------------------

@@ -192,7 +192,7 @@ def _check_allowlist_entry(entry: str) -> str:
 
 
 def _expand(path: str) -> str:
-    # Same expansion as the seed: ``~`` and ``$VAR``/``${VAR}``; an unset
+    # Same expansion as the Rust runner: ``~`` and ``$VAR``/``${VAR}``; an unset
     # variable is left in place rather than silently becoming "".
     return os.path.expandvars(os.path.expanduser(path))
 
@@ -217,8 +217,8 @@ class ExecutionProfile(BaseModel):
 
     A host profile that sets ``fs_mode``/``network_mode`` other than
     ``inherit`` or lists writable/readable paths or a network allowlist is
-    refused: it would run unconfined while looking confined. (The seed made
-    the same check at workflow level; resource limits are allowed on host
+    refused: it would run unconfined while looking confined. (The Rust runner
+    made the same check at workflow level; resource limits are allowed on host
     profiles here because ``setrlimit`` needs no sandbox.)
     """
 

@@ -1,6 +1,6 @@
 """Runner policy checks: pure functions over strings, no I/O.
 
-Both checks follow the Rust runner ("the seed") rule for rule, so that a
+Both checks follow the Rust runner (``orchestrator-runner``) rule for rule, so that a
 command refused there is refused here and vice versa:
 
 * :func:`enforce_runner_policy` refuses empty (or all-blank) commands, NUL and
@@ -29,7 +29,7 @@ __all__ = ["MAX_COMMAND_BYTES", "enforce_runner_policy", "guard_daemon_pid_kill"
 MAX_COMMAND_BYTES = 131_072
 """The longest command accepted, in bytes of its UTF-8 encoding."""
 
-# Shell separators that start a new simple command; the seed splits on these
+# Shell separators that start a new simple command; the Rust runner splits on these
 # before looking for ``orchestrator daemon stop``.
 _SEGMENT_SPLIT = re.compile(r"[;&|]")
 _DIGITS = frozenset("0123456789")
@@ -85,7 +85,7 @@ _policy_type: type[RunnerPolicy] | None = None
 def guard_daemon_pid_kill(command: str, daemon_pid: int) -> None:
     """Refuse commands that would terminate the orchestrator daemon.
 
-    The seed's six patterns, checked in the seed's order (the first match
+    The Rust runner's six patterns, checked in its order (the first match
     decides ``matched_pattern``):
 
     1. ``orchestrator daemon stop`` in any simple command (any path prefix
@@ -141,7 +141,7 @@ def _block(reason: str, matched_pattern: str) -> None:
 
 
 def _is_word_char(char: str) -> bool:
-    # The seed's notion of a word character: ASCII letters, digits, '_'.
+    # The Rust runner's notion of a word character: ASCII letters, digits, '_'.
     return char.isascii() and (char.isalnum() or char == "_")
 
 

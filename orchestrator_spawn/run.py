@@ -481,6 +481,7 @@ def run_blocking(
     stdin: StdioSpec = None,
     stdout: StdioSpec = None,
     stderr: StdioSpec = None,
+    whole_job: bool = False,
 ) -> RunResult:
     """The blocking twin of :func:`run`: the same arguments, results and
     errors, without an event loop (no thread is started for it). A
@@ -514,6 +515,8 @@ def run_blocking(
         child.wait_blocking(remaining())
         if capture is not None:
             capture.wait_blocking(remaining())
+        if whole_job:
+            child.wait_blocking(remaining(), whole_job=True)
     except TimeoutError:
         _stop_blocking(child, capture)
         raise _timed_out(plan, capture) from None

@@ -1,11 +1,12 @@
-"""The runner entry points: run ``[shell, shell_arg, command]`` the seed's way.
+"""The runner entry points: run ``[shell, shell_arg, command]`` as the Rust runner
+(``orchestrator-runner``) does.
 
 :func:`spawn_with_runner` checks the runner policy and the daemon-PID guard,
 builds the child's environment from the policy, opens the output files,
 prepares the sandbox for a ``sandbox`` profile (failing closed when it cannot
 be enforced) and starts the shell in its own process group with the
 profile's resource limits. A failed spawn is classified: under a sandbox
-profile into :class:`SandboxBackendError` with the seed's reason codes,
+profile into :class:`SandboxBackendError` with the Rust runner's reason codes,
 otherwise into :class:`SpawnError` naming ``shell=`` and ``shell_arg=``.
 
 :func:`spawn_with_runner_and_capture` does the same with both output streams
@@ -72,15 +73,15 @@ OutputTarget = IO[Any] | int | str | os.PathLike[str]
 """Where a stream goes: an object with ``fileno()``, an int fd, or a path
 (created, or truncated if it exists)."""
 
-# Seed reason codes by resource kind (the event payload labels).
+# Reason codes by resource kind (the event payload labels, as the Rust runner's).
 _REASON_BY_KIND = {
     "memory": "memory_limit_exceeded",
     "cpu": "cpu_limit_exceeded",
     "processes": "processes_limit_exceeded",
     "open_files": "open_files_limit_exceeded",
 }
-# The errno that each configured limit produces when exhausted (the seed
-# matched the strerror texts of these: "cannot allocate memory", "resource
+# The errno that each configured limit produces when exhausted (the Rust
+# runner matched the strerror texts of these: "cannot allocate memory", "resource
 # temporarily unavailable", "too many open files").
 _KIND_BY_ERRNO = {
     errno_codes.ENOMEM: ("memory", "max_memory_mb"),
@@ -90,7 +91,7 @@ _KIND_BY_ERRNO = {
 }
 # Errors that name a wrong program or directory, never an exhausted limit:
 # the single-configured-limit rule does not claim them (a deviation from the
-# seed, which would have reported a missing shell as, say, a CPU overrun).
+# Rust runner, which would have reported a missing shell as, say, a CPU overrun).
 _NOT_A_LIMIT = frozenset(
     {
         errno_codes.ENOENT,
@@ -105,7 +106,7 @@ _NOT_A_LIMIT = frozenset(
 
 
 def default_sandbox_backend() -> str:
-    """The seed's label of the sandbox backend this platform would use."""
+    """The label of the sandbox backend this platform would use (the Rust runner's labels)."""
     return sandbox_backend_name()
 
 
@@ -118,7 +119,7 @@ def classify_spawn_error(
 ) -> OrchestratorSpawnError:
     """Turn a failed spawn into the error the runner raises (returned, not raised).
 
-    Under a ``sandbox`` profile, in this order (the seed's, then ours):
+    Under a ``sandbox`` profile, in this order (the Rust runner's, then ours):
 
     1. ``ENOMEM`` with ``max_memory_mb`` set, ``EAGAIN`` with
        ``max_processes`` set, ``EMFILE``/``ENFILE`` with ``max_open_files``
@@ -127,7 +128,7 @@ def classify_spawn_error(
     2. a failure in the child's ``sandbox`` stage:
        ``event_type="sandbox_denied"``, ``reason_code=
        "sandbox_backend_unavailable"`` (the backend could not be applied);
-    3. the seed's single-configured-limit rule: if exactly one of the four
+    3. the single-configured-limit rule: if exactly one of the four
        limits is set, the failure is attributed to it -- except for errors
        that plainly name a bad program or directory (``ENOENT``, ``EACCES``,
        ``ENOTDIR``, ...), which fall through.
@@ -136,7 +137,7 @@ def classify_spawn_error(
     :class:`SpawnError` with the original errno and stage whose message
     reads ``failed to spawn runner shell=... shell_arg=...: <cause>``.
     ``backend`` is the label of the backend that was used (default: this
-    platform's, as the seed reported it).
+    platform's).
     """
     code = err.errno or 0
     stage = getattr(err, "stage", "fork")
@@ -308,7 +309,7 @@ def _check_guard(command: str, extra_env: Mapping[str, str]) -> None:
     raw = extra_env.get(DAEMON_PID_ENV)
     if raw is None:
         return
-    # The seed silently skipped the guard for an unparsable value; a safety
+    # The Rust runner silently skipped the guard for an unparsable value; a safety
     # check must not switch itself off on a typo, so refuse instead.
     text = raw.strip()
     if not text.isascii() or not text.isdigit() or int(text) <= 0:
@@ -457,7 +458,7 @@ def spawn_with_runner(
     ``stdout``/``stderr`` are file objects, fds or paths (paths are created
     or truncated, and closed in the parent once the child has them; fds and
     file objects stay the caller's). With ``pipe_stdin`` the child's stdin is
-    a pipe (``child.stdin``); otherwise it is inherited, as in the seed.
+    a pipe (``child.stdin``); otherwise it is inherited.
 
     Environment: see :func:`build_child_env`. ``ORCHESTRATOR_DAEMON_PID`` in
     ``extra_env`` turns on :func:`guard_daemon_pid_kill`.

@@ -173,16 +173,21 @@ def test_a_cgroup_the_job_made_cgroups_in_is_not_reused(pool: None) -> None:
     assert _finished_job(["true"]) != path
 
 
+def _wait_unpopulated(path: str) -> None:
+    """Until the cgroup at ``path`` has no process left (its job exited)."""
+    deadline = time.monotonic() + 10
+    while Path(path, "cgroup.events").read_text().startswith("populated 1"):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
 def test_a_frozen_cgroup_is_not_reused(pool: None) -> None:
     first = _finished_job(["true"])
     job = spawn(["true"])
     assert job._cgroup == first
     # Exited (a zombie, out of its cgroup) but not reaped yet: freeze the
     # empty cgroup, as a job or a tool could. Frozen, it is not reusable.
-    deadline = time.monotonic() + 10
-    while Path(first, "cgroup.events").read_text().startswith("populated 1"):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_unpopulated(first)
     Path(first, "cgroup.freeze").write_text("1")
     assert job.wait_blocking(timeout=10) == 0
     assert first not in _idle_paths()
@@ -197,10 +202,7 @@ def test_a_thawed_cgroup_is_reused(pool: None) -> None:
     first = _finished_job(["true"])
     job = spawn(["true"])
     assert job._cgroup == first
-    deadline = time.monotonic() + 10
-    while Path(first, "cgroup.events").read_text().startswith("populated 1"):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    _wait_unpopulated(first)
     Path(first, "cgroup.freeze").write_text("1")
     Path(first, "cgroup.freeze").write_text("0")
     assert job.wait_blocking(timeout=10) == 0

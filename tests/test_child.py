@@ -14,7 +14,7 @@ import time
 import pytest
 
 from orchestrator_spawn import PIPE, Child, spawn
-from tests.process_helpers import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, reaped, wait_gone
 
 # The grandchild prints its pid and sleeps; the child waits for it.
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
@@ -24,14 +24,11 @@ WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 pytestmark = pytest.mark.usefixtures("exit_path")
 
 
-def reaped(pid: int) -> bool:
-    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
-    zombie it finds, which only happens when the answer is False anyway.)"""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def _start_and_join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
 
 
 def spawn_with_grandchild() -> tuple[Child, int]:
@@ -93,10 +90,7 @@ def test_racing_waiters_reap_once() -> None:
 
         threads = [threading.Thread(target=waiter) for _ in range(4)]
         threads += [threading.Thread(target=poller) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        _start_and_join(threads)
         assert results == [9] * 8
         assert reaped(child.pid)
 
@@ -241,10 +235,7 @@ def test_blocking_waiters_pollers_and_a_timed_waiter_race() -> None:
 
         threads = [threading.Thread(target=waiter) for _ in range(3)]
         threads += [threading.Thread(target=timed), threading.Thread(target=poller)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        _start_and_join(threads)
         assert results == [7] * 5
         assert reaped(child.pid)
         assert child.rusage is not None

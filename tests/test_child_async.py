@@ -26,7 +26,7 @@ from orchestrator_spawn import (
     open_process,
     spawn,
 )
-from tests.process_helpers import count_pidfds, wait_gone
+from tests.helpers.processes import count_pidfds, reaped, wait_gone
 
 T = TypeVar("T")
 Runner = Callable[[Callable[[], Awaitable[T]]], T]
@@ -51,16 +51,6 @@ def run(request: pytest.FixtureRequest, exit_path: str) -> Runner[Any]:
             loop.close()
 
     return runner
-
-
-def reaped(pid: int) -> bool:
-    """True once ``pid`` is no longer an unreaped child of ours. (It reaps a
-    zombie it finds, which only happens when the answer is False anyway.)"""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def reader(stream: object) -> ChildStreamReader:
@@ -173,7 +163,7 @@ def test_300_sleeping_children_few_threads(run: Runner[Any]) -> None:
 WITH_GRANDCHILD = "sleep 300 & echo $!; wait"
 
 
-async def spawn_with_grandchild() -> tuple[Child, int]:
+async def spawn_with_grandchild() -> tuple[Child[ChildStreamWriter, ChildStreamReader], int]:
     child = await open_process(["sh", "-c", WITH_GRANDCHILD], stdout=PIPE)
     line = await reader(child.stdout).readline()
     return child, int(line)
@@ -235,7 +225,7 @@ def test_terminate_cooperative_child(run: Runner[Any]) -> None:
 
 
 def test_async_with_kills_on_exit(run: Runner[Any]) -> None:
-    async def main() -> tuple[Child, int]:
+    async def main() -> tuple[Child[ChildStreamWriter, ChildStreamReader], int]:
         child, grandchild = await spawn_with_grandchild()
         async with child:
             assert child.returncode is None

@@ -25,7 +25,7 @@ from orchestrator_spawn import (
     open_process,
     spawn,
 )
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 pytestmark = pytest.mark.anyio
 

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from orchestrator_spawn.cli import main, parse_limit
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cli(*args: str, **kwargs: object) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "orchestrator_spawn", *args],
+        [*CLI, *args],
         capture_output=True,
         cwd=ROOT,
         timeout=60,
@@ -106,7 +106,7 @@ def test_forwards_sigterm_to_group() -> None:
     # The child's background grandchild must die with it: the CLI signals the group.
     script = "sleep 300 & echo $!; echo ready; wait"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", script],
+        [*CLI, "run", "--", "sh", "-c", script],
         stdout=subprocess.PIPE,
         cwd=ROOT,
     )

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-import orchestrator_spawn
+from tests.helpers.processes import run_cli
 
-PACKAGE_PARENT = Path(orchestrator_spawn.__file__).resolve().parent.parent
 GROUP_FLAG = "process_group=0" if sys.version_info >= (3, 11) else "start_new_session"
 
 # group -> (contender name -> the orchestrator_spawn contender it is compared with).
@@ -44,16 +41,7 @@ ROW = re.compile(
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "bench", *args],
-        capture_output=True,
-        text=True,
-        cwd=PACKAGE_PARENT,
-        env=env,
-        timeout=240,
-        check=False,
-    )
+    return run_cli("bench", *args, timeout=240)
 
 
 @pytest.mark.slow

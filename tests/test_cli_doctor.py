@@ -18,9 +18,9 @@ from orchestrator_spawn._cli_doctor import FEATURE_NAMES, KERNEL_PROBES, SANDBOX
 from orchestrator_spawn._native import doctor as native_doctor
 from orchestrator_spawn.config import load_config_file
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV
+from tests.helpers.processes import run_cli
 
 # The directory holding the package the tests import (source tree or site-packages).
-PACKAGE_PARENT = Path(orchestrator_spawn.__file__).resolve().parent.parent
 LINUX = sys.platform.startswith("linux")
 
 CONFIG = """\
@@ -38,19 +38,7 @@ execution_profiles:
 def doctor(
     *args: str, disable: str | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
-    env.pop(DISABLE_ENV, None)
-    if disable is not None:
-        env[DISABLE_ENV] = disable
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "doctor", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd or PACKAGE_PARENT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_cli("doctor", *args, env={DISABLE_ENV: disable}, cwd=cwd)
 
 
 def doctor_json(*args: str, disable: str | None = None) -> dict[str, Any]:
@@ -192,15 +180,7 @@ def test_an_unknown_profile_or_bad_config_exits_two(config_file: Path, tmp_path:
 
 @pytest.mark.parametrize("command", [(), ("run",), ("doctor",), ("bench",)])
 def test_help_shows_examples(command: tuple[str, ...]) -> None:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", *command, "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(*command, "--help", timeout=60)
     assert done.returncode == 0, done.stderr
     assert "examples:" in done.stdout
     examples = done.stdout.split("examples:", 1)[1]
@@ -208,19 +188,7 @@ def test_help_shows_examples(command: tuple[str, ...]) -> None:
 
 
 def _doctor_exit_notification(disable_pidfd: str | None) -> str:
-    env = {**os.environ, "PYTHONPATH": str(PACKAGE_PARENT)}
-    env.pop("ORCHESTRATOR_SPAWN_DISABLE_PIDFD", None)
-    if disable_pidfd is not None:
-        env["ORCHESTRATOR_SPAWN_DISABLE_PIDFD"] = disable_pidfd
-    done = subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "doctor", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=PACKAGE_PARENT,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    done = run_cli("doctor", "--json", env={"ORCHESTRATOR_SPAWN_DISABLE_PIDFD": disable_pidfd})
     assert done.returncode == 0, done.stderr
     mechanism: str = json.loads(done.stdout)["exit_notification"]
     return mechanism

@@ -9,14 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
 
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-m", "orchestrator_spawn"]
 GITHUB_TOKEN = "gh" + "p_" + "Z9y8X7w6V5" * 3 + "u4T3s2"  # ghp_ + 36 alnum, assembled
 REDACTION = pytest.mark.parametrize("redaction", [[], ["--no-redact"]], ids=["redact", "no-redact"])
 
@@ -34,10 +34,13 @@ while True:
 """
 
 
-def popen(*args: str, **kwargs: object) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(  # type: ignore[call-overload, no-any-return]
+def popen(*args: str, **kwargs: object) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """The CLI with these arguments, started; and its stdout pipe."""
+    proc: subprocess.Popen[bytes] = subprocess.Popen(  # type: ignore[call-overload]
         [*CLI, *args], cwd=ROOT, stdout=subprocess.PIPE, **kwargs
     )
+    assert proc.stdout is not None
+    return proc, proc.stdout
 
 
 def in_shell(script: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
@@ -58,10 +61,9 @@ def test_downstream_close_stops_the_job_with_sigpipe(redaction: list[str]) -> No
 
 @REDACTION
 def test_downstream_close_is_the_childs_own_sigpipe_death(redaction: list[str]) -> None:
-    proc = popen("run", *redaction, "--", "yes")
-    assert proc.stdout is not None
-    assert proc.stdout.read(4) == b"y\ny\n"
-    proc.stdout.close()
+    proc, out = popen("run", *redaction, "--", "yes")
+    assert out.read(4) == b"y\ny\n"
+    out.close()
     assert proc.wait(timeout=20) == -signal.SIGPIPE
 
 
@@ -72,10 +74,9 @@ def test_downstream_close_reaches_a_child_that_ignores_sigpipe() -> None:
         "import sys\ntry:\n    while True: print('x' * 100, flush=True)\n"
         "except BrokenPipeError:\n    sys.exit(7)"
     )
-    proc = popen("run", "--", sys.executable, "-c", code)
-    assert proc.stdout is not None
-    proc.stdout.read(10)
-    proc.stdout.close()
+    proc, out = popen("run", "--", sys.executable, "-c", code)
+    out.read(10)
+    out.close()
     assert proc.wait(timeout=20) == 7
 
 
@@ -84,12 +85,11 @@ def test_downstream_close_reaches_a_child_that_ignores_sigpipe() -> None:
     ["SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGWINCH"],
 )
 def test_every_shell_signal_reaches_the_job(name: str) -> None:
-    proc = popen("run", "--", sys.executable, "-c", SIGNAL_REPORTER, name)
-    assert proc.stdout is not None
+    proc, out = popen("run", "--", sys.executable, "-c", SIGNAL_REPORTER, name)
     try:
-        assert proc.stdout.readline() == b"ready\n"
+        assert out.readline() == b"ready\n"
         proc.send_signal(getattr(signal, name))
-        assert proc.stdout.readline() == f"got {name}\n".encode()
+        assert out.readline() == f"got {name}\n".encode()
         assert proc.poll() is None  # the CLI survived it too
     finally:
         proc.kill()
@@ -97,18 +97,16 @@ def test_every_shell_signal_reaches_the_job(name: str) -> None:
 
 
 def test_sighup_ends_the_job_and_its_group() -> None:
-    proc = popen("run", "--", "sh", "-c", "sleep 43 & echo $!; wait")
-    assert proc.stdout is not None
-    grandchild = int(proc.stdout.readline())
+    proc, out = popen("run", "--", "sh", "-c", "sleep 43 & echo $!; wait")
+    grandchild = int(out.readline())
     proc.send_signal(signal.SIGHUP)
     assert proc.wait(timeout=20) == -signal.SIGHUP
     assert wait_gone(grandchild)
 
 
 def test_second_interrupt_kills_a_job_that_ignores_it() -> None:
-    proc = popen("run", "--", "sh", "-c", "trap '' INT; echo ready; sleep 60 & wait")
-    assert proc.stdout is not None
-    assert proc.stdout.readline() == b"ready\n"
+    proc, out = popen("run", "--", "sh", "-c", "trap '' INT; echo ready; sleep 60 & wait")
+    assert out.readline() == b"ready\n"
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     assert proc.poll() is None  # the first one is only forwarded
@@ -121,19 +119,18 @@ def test_sigtstp_stops_job_and_cli_sigcont_resumes_both() -> None:
         "import os, time\nprint(os.getpid(), flush=True)\n"
         "for i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
     )
-    proc = popen("run", "--", sys.executable, "-c", code)
-    assert proc.stdout is not None
+    proc, out = popen("run", "--", sys.executable, "-c", code)
     try:
-        job = psutil.Process(int(proc.stdout.readline()))
-        proc.stdout.readline()
+        job = psutil.Process(int(out.readline()))
+        out.readline()
         proc.send_signal(signal.SIGTSTP)
         _, status = os.waitpid(proc.pid, os.WUNTRACED)
         assert os.WIFSTOPPED(status)
         assert os.WSTOPSIG(status) == signal.SIGTSTP
         assert job.status() == psutil.STATUS_STOPPED  # the job first, then the CLI
         proc.send_signal(signal.SIGCONT)
-        before = int(proc.stdout.readline())
-        assert int(proc.stdout.readline()) == before + 1
+        before = int(out.readline())
+        assert int(out.readline()) == before + 1
         assert job.status() != psutil.STATUS_STOPPED
     finally:
         proc.kill()
@@ -146,7 +143,7 @@ def test_returns_when_the_command_exits_leaving_background_work(redaction: list[
     # wait for it, and its later output never shows (let alone unredacted).
     late = f"sleep 8; echo late {GITHUB_TOKEN}"
     started = time.monotonic()
-    proc = popen(
+    proc, _ = popen(
         "run",
         *redaction,
         "--",

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = f"{shlex.quote(sys.executable)} -m orchestrator_spawn"

@@ -32,7 +32,8 @@ from orchestrator_spawn._native import cgroup as native_cgroup
 from orchestrator_spawn._native import spawn as native_spawn
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.run import run as run_job
-from tests.process_helpers import wait_gone
+from orchestrator_spawn.run import run_blocking
+from tests.helpers.processes import CLI, wait_gone
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,17 +73,6 @@ def cgroups() -> Iterator[None]:
         cgroup.set_enabled(saved)
 
 
-@pytest.fixture
-def no_cgroups() -> Iterator[None]:
-    """Cgroup containment switched off: jobs are process groups."""
-    saved = cgroup.enabled()
-    cgroup.set_enabled(False)
-    try:
-        yield
-    finally:
-        cgroup.set_enabled(saved)
-
-
 def _env_with_cgroups() -> dict[str, str]:
     """This environment without the off switch (for child orchestrators)."""
     return {k: v for k, v in os.environ.items() if k != cgroup.DISABLE_CGROUP_ENV}
@@ -91,7 +81,7 @@ def _env_with_cgroups() -> dict[str, str]:
 def _escapee_pids(stream: object, expected: int = 2) -> list[int]:
     """Reads the escapees' pids (they may come after "ready": the double
     fork runs on its own schedule) up to "ready" and ``expected`` pids."""
-    pids = []
+    pids: list[int] = []
     ready = False
     while not (ready and len(pids) >= expected):
         line = stream.readline()  # type: ignore[attr-defined]
@@ -115,6 +105,16 @@ def _kill_leftovers(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def _cleanup(child: Child, pids: list[int]) -> Iterator[None]:
+    """Whatever the test's outcome: SIGKILL what is left of ``pids``, close ``child``."""
+    try:
+        yield
+    finally:
+        _kill_leftovers(pids)
+        child.close()
+
+
 def _all_gone(pids: list[int], timeout: float = 5.0) -> bool:
     return all(wait_gone(pid, timeout=timeout) for pid in pids)
 
@@ -135,14 +135,11 @@ def _released(path: str) -> bool:
 
 def test_kill_ends_setsid_and_double_forked_descendants(cgroups: None) -> None:
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         assert child.containment == "cgroup"
         child.start_kill()
         assert child.wait_blocking(timeout=10) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> None:
@@ -154,13 +151,10 @@ def test_async_kill_ends_descendants_and_removes_the_cgroup(cgroups: None) -> No
     async def main() -> int:
         return await child.kill()
 
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(main()) == -signal.SIGKILL
         assert _all_gone(pids, timeout=0.5)
         assert not os.path.exists(path)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
@@ -170,41 +164,32 @@ def test_terminate_escalation_kills_the_whole_job(cgroups: None) -> None:
     )
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert asyncio.run(child.terminate(grace=0.2)) == -signal.SIGKILL
         assert _all_gone(pids)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_terminate_reaches_every_process_of_the_job(cgroups: None) -> None:
     # SIGTERM goes to each member, setsid'd ones included: the job ends
     # well before the grace when every process obeys it ...
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=20)) == -signal.SIGTERM
         assert time.monotonic() - started < 10
         assert _all_gone(pids, timeout=0.5)
-    finally:
-        _kill_leftovers(pids)
-        child.close()
     # ... and a daemon that ignores it is killed at the grace, although the
     # child itself exited at once.
     script = "setsid sh -c 'trap \"\" TERM; echo $$; exec sleep 300' &\nsleep 0.05; echo ready\n"
     child = spawn(["sh", "-c", script + "exec sleep 302"], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout, expected=1)
-    try:
+    with _cleanup(child, pids):
         started = time.monotonic()
         assert asyncio.run(child.terminate(grace=0.5)) == -signal.SIGTERM
         assert time.monotonic() - started >= 0.45
         assert _all_gone(pids, timeout=0.5)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_drop_ends_descendants(cgroups: None) -> None:
@@ -232,7 +217,7 @@ def test_with_block_ends_descendants(cgroups: None) -> None:
 def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
     # Kernels before 5.14 have no cgroup.kill: freeze, SIGKILL each member, thaw.
     child, pids = _spawn_escapees()
-    try:
+    with _cleanup(child, pids):
         path = child._cgroup
         assert path is not None
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -244,9 +229,6 @@ def test_freezing_fallback_of_cgroup_kill(cgroups: None) -> None:
         assert child.wait_blocking(timeout=10, whole_job=True) == -signal.SIGKILL
         assert _all_gone(pids)
         assert _released(path)  # frozen, killed member by member, thawed: reusable
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
@@ -255,21 +237,18 @@ def test_kill_after_exit_reaches_what_the_job_left(cgroups: None) -> None:
     child = spawn(["sh", "-c", ESCAPEES], stdout=PIPE)
     assert child.stdout is not None
     pids = _escapee_pids(child.stdout)
-    try:
+    with _cleanup(child, pids):
         assert child.wait_blocking(timeout=10) == 0
         assert not any(wait_gone(pid, timeout=0.1) for pid in pids)
         assert child.job_usage().processes == len(pids)
         asyncio.run(child.kill())
         assert _all_gone(pids)
         assert child._cgroup is None
-    finally:
-        _kill_leftovers(pids)
-        child.close()
 
 
 def test_cli_ctrl_c_ends_descendants(cgroups: None) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator_spawn", "run", "--", "sh", "-c", ESCAPEES + "wait"],
+        [*CLI, "run", "--", "sh", "-c", ESCAPEES + "wait"],
         stdout=subprocess.PIPE,
         cwd=ROOT,
         env=_env_with_cgroups(),
@@ -383,31 +362,22 @@ def test_keeper_removes_the_orchestrators_cgroups(cgroups: None) -> None:
         proc.wait()
 
 
-@pytest.mark.usefixtures("no_cgroups")
-def test_job_from_an_exiting_thread_keeps_running_without_cgroups() -> None:
+@pytest.mark.parametrize(
+    ("containment", "fixture"), [("process_group", "no_cgroups"), ("cgroup", "cgroups")]
+)
+def test_job_from_an_exiting_thread_keeps_running(
+    containment: str, fixture: str, request: pytest.FixtureRequest
+) -> None:
     # PR_SET_PDEATHSIG would fire when the spawning thread exits: it must
     # only be set for spawns from the main thread.
+    request.getfixturevalue(fixture)
     children: list[Child] = []
     thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
     thread.start()
     thread.join()
     (child,) = children
     try:
-        assert child.containment == "process_group"
-        with pytest.raises(TimeoutError):
-            child.wait_blocking(timeout=0.3)
-    finally:
-        child.close()
-
-
-def test_job_from_an_exiting_thread_keeps_running(cgroups: None) -> None:
-    children: list[Child] = []
-    thread = threading.Thread(target=lambda: children.append(spawn(["sleep", "30"])))
-    thread.start()
-    thread.join()
-    (child,) = children
-    try:
-        assert child.containment == "cgroup"
+        assert child.containment == containment
         with pytest.raises(TimeoutError):
             child.wait_blocking(timeout=0.3)
     finally:
@@ -510,6 +480,13 @@ def test_run_waits_for_the_whole_job_on_request(cgroups: None) -> None:
     assert time.monotonic() - started < 0.8
     started = time.monotonic()
     assert asyncio.run(run_job(argv, whole_job=True)).returncode == 0
+    assert time.monotonic() - started >= 0.9
+    # The blocking twin takes the same keyword and waits the same way.
+    started = time.monotonic()
+    assert run_blocking(argv).returncode == 0
+    assert time.monotonic() - started < 0.8
+    started = time.monotonic()
+    assert run_blocking(argv, whole_job=True).returncode == 0
     assert time.monotonic() - started >= 0.9
 
 
@@ -693,7 +670,7 @@ def test_unprivileged_user_falls_back_to_the_process_group() -> None:
 def test_doctor_says_how_jobs_are_held_and_what_is_missing() -> None:
     def doctor(env: dict[str, str]) -> str:
         done = subprocess.run(
-            [sys.executable, "-m", "orchestrator_spawn", "doctor"],
+            [*CLI, "doctor"],
             env=env,
             cwd=ROOT,
             capture_output=True,

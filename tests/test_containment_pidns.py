@@ -13,17 +13,16 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import PIPE, Child, spawn
+from orchestrator_spawn import PIPE, Child
 from orchestrator_spawn._platform import cgroup
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import probe_capabilities
-from tests.process_helpers import wait_gone
-from tests.sandbox_support import profile
+from tests.helpers.processes import wait_gone
+from tests.helpers.sandbox import profile, spawn_prepared
 
 pytestmark = [
     pytest.mark.linux_only,
@@ -35,30 +34,14 @@ pytestmark = [
 SCRIPT = "echo $$; setsid sleep 300 & (sleep 301 &); echo ready; exec sleep 302"
 
 
-@pytest.fixture
-def no_cgroups() -> Iterator[None]:
-    saved = cgroup.enabled()
-    cgroup.set_enabled(False)
-    try:
-        yield
-    finally:
-        cgroup.set_enabled(saved)
-
-
 def _sandboxed(workspace: Path, argv: list[str]) -> Child:
     reason = probe_capabilities().unavailable("userns")
     if reason is not None:
         pytest.skip(f"this kernel cannot: {reason}")
     with prepare_sandbox(profile(workspace), argv) as prepared:
-        return spawn(
-            prepared.argv,
-            env={**os.environ, **prepared.env_overrides},
-            # A pipe that stays open: a job waiting on stdin ("read x") must
-            # not see end of file from the test runner's stdin and exit.
-            stdin=PIPE,
-            stdout=PIPE,
-            _sandbox_plan=prepared.native_plan,
-        )
+        # A pipe that stays open: a job waiting on stdin ("read x") must
+        # not see end of file from the test runner's stdin and exit.
+        return spawn_prepared(prepared, stdin=PIPE, stdout=PIPE)
 
 
 def _namespace_members(child: Child) -> list[int]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +17,6 @@ from orchestrator_spawn.pump import PIPE, start_capture
 BASE = FD_PARK_BASE
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pidfds")
-
-
-@pytest.fixture
-def nofile() -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, 4096)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 @linux_only

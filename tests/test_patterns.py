@@ -406,6 +406,7 @@ def _lookbehind_widths(tree: Any) -> list[int]:
             continue
         op, av = item[0], item[1] if len(item) > 1 else None
         if op is sre_parse.ASSERT or op is sre_parse.ASSERT_NOT:
+            assert av is not None
             direction, sub = av
             if direction < 0:
                 widths.append(sub.getwidth()[1])

@@ -1,4 +1,4 @@
-"""enforce_runner_policy and guard_daemon_pid_kill: the seed's cases and more."""
+"""enforce_runner_policy and guard_daemon_pid_kill: the Rust runner's cases and more."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from orchestrator_spawn import (
     DaemonPidGuardBlocked,
     PolicyError,
     RunnerConfig,
+    RunnerPolicy,
     enforce_runner_policy,
     guard_daemon_pid_kill,
 )
@@ -17,11 +18,11 @@ from orchestrator_spawn.policy import MAX_COMMAND_BYTES
 
 
 def unsafe_runner() -> RunnerConfig:
-    """The seed's test fixture: unsafe policy, one allowed shell and argument."""
+    """The Rust runner's test fixture: unsafe policy, one allowed shell and argument."""
     return RunnerConfig(
         shell="/bin/bash",
         shell_arg="-lc",
-        policy="unsafe",
+        policy=RunnerPolicy.UNSAFE,
         allowed_shells=["/bin/bash"],
         allowed_shell_args=["-lc"],
         env_allowlist=["PATH"],
@@ -155,7 +156,7 @@ def test_guard_allows(command: str, pid: int) -> None:
 
 
 def test_guard_first_pattern_in_seed_order_wins() -> None:
-    # Matches both "daemon stop" and the literal PID: the seed reports the former.
+    # Matches both "daemon stop" and the literal PID: the Rust runner reports the former.
     with pytest.raises(DaemonPidGuardBlocked) as info:
         guard_daemon_pid_kill("kill 12345; orchestrator daemon stop", PID)
     assert info.value.matched_pattern == "orchestrator daemon stop"

@@ -15,7 +15,7 @@ import pytest
 
 from orchestrator_spawn import DEVNULL, Child, SpawnError, spawn
 from orchestrator_spawn.pump import MEMORY, PIPE, Capture, Redaction, start_capture
-from tests.pump_helpers import python_writer
+from tests.helpers.pump import python_writer
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc fds")
 

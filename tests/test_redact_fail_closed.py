@@ -23,10 +23,18 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import Redactor, RunnerConfig, run, spawn, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    Redactor,
+    RunnerConfig,
+    RunnerPolicy,
+    run,
+    spawn,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 from orchestrator_spawn.pump import MEMORY, PIPE, Capture, Redaction, start_capture
 from orchestrator_spawn.run import RunTimeoutError
+from tests.helpers.processes import CLI
 
 SECRET = "correct-horse-" + "battery-staple"
 PREFIX = SECRET[:20]  # "correct-horse-batter": not a match at end of file
@@ -212,7 +220,7 @@ def test_run_timeout_output_has_no_clear_prefix() -> None:
 
 def test_runner_child_killed_through_its_handle_after_a_cancelled_wait(tmp_path: Path) -> None:
     log = tmp_path / "out.log"
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
 
     async def main() -> None:
         captured = spawn_with_runner_and_capture(
@@ -241,9 +249,7 @@ def test_runner_child_killed_through_its_handle_after_a_cancelled_wait(tmp_path:
 def test_cli_stream_cut_short_by_a_forwarded_signal_fails_closed(tmp_path: Path) -> None:
     cli = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "orchestrator_spawn",
+            *CLI,
             "run",
             "--secret",
             SECRET,
@@ -287,7 +293,7 @@ def test_runner_child_killed_from_elsewhere(tmp_path: Path, command: str, expect
 
     async def main() -> int:
         captured = spawn_with_runner_and_capture(
-            RunnerConfig(policy="unsafe"),
+            RunnerConfig(policy=RunnerPolicy.UNSAFE),
             command,
             tmp_path,
             log,
@@ -318,9 +324,7 @@ def test_run_child_killed_from_elsewhere(command: str, expected: bytes) -> None:
 def test_cli_child_killed_from_elsewhere(command: str, expected: bytes) -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "orchestrator_spawn",
+            *CLI,
             "run",
             "--secret",
             SECRET,

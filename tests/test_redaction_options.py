@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from orchestrator_spawn import Redactor, RunnerConfig, redact, run, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    Redactor,
+    RunnerConfig,
+    RunnerPolicy,
+    redact,
+    run,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.pump import MEMORY, PIPE, Redaction, start_capture
 from orchestrator_spawn.runner import redaction_config
 from orchestrator_spawn.spawn import spawn
@@ -104,12 +111,12 @@ def test_run_refuses_one_string_as_patterns() -> None:
 def test_runner_refuses_one_string_as_patterns(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         spawn_with_runner_and_capture(
-            RunnerConfig(policy="unsafe"),
+            RunnerConfig(policy=RunnerPolicy.UNSAFE),
             "echo never",
             tmp_path,
             tmp_path / "o",
             tmp_path / "e",
-            "hunter2",  # type: ignore[arg-type]
+            "hunter2",
         )
     assert not (tmp_path / "o").exists()  # refused before anything ran
 

@@ -4,6 +4,7 @@ real processes, on asyncio, uvloop and trio."""
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import os
 import subprocess
@@ -25,7 +26,7 @@ from orchestrator_spawn import (
     run_blocking,
     spawn,
 )
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 
 GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5" * 3 + "f6G7h8"  # the built-in pack knows it
 SCRIPT = f"echo 'token {GITHUB_TOKEN}'; echo err >&2; exit 3"
@@ -248,3 +249,14 @@ async def test_pump_lines_end_even_without_close_writers() -> None:
     with anyio.fail_after(20):
         assert [line async for line in capture.lines("stdout")] == [b"one\n", b"two\n"]
     assert await child.wait() == 0
+
+
+def test_run_blocking_takes_every_keyword_of_run() -> None:
+    # CONTRACT §2a: run_blocking(argv, **same). A keyword added to one twin
+    # only (whole_job once was) fails here.
+    ours = inspect.signature(run).parameters
+    twin = inspect.signature(run_blocking).parameters
+    assert list(twin) == list(ours)
+    for name, parameter in ours.items():
+        assert twin[name].default == parameter.default, name
+        assert twin[name].kind == parameter.kind, name

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from orchestrator_spawn import run, run_blocking
-from tests.process_helpers import wait_gone
+from tests.helpers.processes import wait_gone
 from tests.test_run_api import read_pid
 
 
@@ -44,7 +44,7 @@ async def test_a_bad_pattern_raises_every_time_before_a_spawn(tmp_path: Path) ->
             await run(argv, redact=patterns)  # type: ignore[arg-type]
     assert not marker.exists()
     # Unhashable entries take the long way, with the same result.
-    unhashable = await run(["sh", "-c", "echo sekrit"], redact=[bytearray(b"sekrit")])
+    unhashable = await run(["sh", "-c", "echo sekrit"], redact=[bytearray(b"sekrit")])  # type: ignore[list-item]
     assert unhashable.stdout == b"[REDACTED]\n"
 
 

@@ -15,6 +15,7 @@ from orchestrator_spawn import (
     PolicyError,
     ResolvedExecutionProfile,
     RunnerConfig,
+    RunnerPolicy,
     SandboxBackendError,
     SpawnError,
     spawn_with_runner,
@@ -45,7 +46,7 @@ def test_allowlist_env_keeps_only_listed_parent_vars_then_extra() -> None:
 
 
 def test_unsafe_env_is_parent_plus_extra_minus_removed() -> None:
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
     env = build_child_env(runner, {"EXTRA": "x"}, PARENT)
     expected = {k: v for k, v in PARENT.items() if k != "CLAUDECODE"}
     assert env == {**expected, "EXTRA": "x"}
@@ -176,46 +177,25 @@ def _err(code: int, stage: str = "exec") -> SpawnError:
 
 
 @pytest.mark.parametrize(
-    ("code", "limits", "reason", "kind"),
+    ("code", "limits", "kind"),
     [
-        (
-            errno.ENOMEM,
-            {"max_memory_mb": 64, "max_processes": 5},
-            "memory_limit_exceeded",
-            "memory",
-        ),
-        (
-            errno.EAGAIN,
-            {"max_processes": 5, "max_open_files": 9},
-            "processes_limit_exceeded",
-            "processes",
-        ),
-        (
-            errno.EMFILE,
-            {"max_open_files": 9, "max_memory_mb": 64},
-            "open_files_limit_exceeded",
-            "open_files",
-        ),
-        (
-            errno.ENFILE,
-            {"max_open_files": 9, "max_cpu_seconds": 3},
-            "open_files_limit_exceeded",
-            "open_files",
-        ),
+        (errno.ENOMEM, {"max_memory_mb": 64, "max_processes": 5}, "memory"),
+        (errno.EAGAIN, {"max_processes": 5, "max_open_files": 9}, "processes"),
+        (errno.EMFILE, {"max_open_files": 9, "max_memory_mb": 64}, "open_files"),
+        (errno.ENFILE, {"max_open_files": 9, "max_cpu_seconds": 3}, "open_files"),
         # The single-configured-limit rule: the only limit set takes the blame.
-        (errno.EPERM, {"max_cpu_seconds": 3}, "cpu_limit_exceeded", "cpu"),
-        (errno.EINVAL, {"max_memory_mb": 64}, "memory_limit_exceeded", "memory"),
-        (errno.ENOMEM, {"max_cpu_seconds": 3}, "cpu_limit_exceeded", "cpu"),
+        (errno.EPERM, {"max_cpu_seconds": 3}, "cpu"),
+        (errno.EINVAL, {"max_memory_mb": 64}, "memory"),
+        (errno.ENOMEM, {"max_cpu_seconds": 3}, "cpu"),
     ],
 )
-def test_sandbox_resource_classification(
-    code: int, limits: dict[str, int], reason: str, kind: str
-) -> None:
+def test_sandbox_resource_classification(code: int, limits: dict[str, int], kind: str) -> None:
     err = classify_spawn_error(
         _err(code, "setrlimit"), RUNNER, _sandbox(**limits), backend="linux_native"
     )
     assert isinstance(err, SandboxBackendError)
-    assert (err.reason_code, err.resource_kind) == (reason, kind)
+    # The reason code names the resource kind: memory -> memory_limit_exceeded.
+    assert (err.reason_code, err.resource_kind) == (f"{kind}_limit_exceeded", kind)
     assert err.event_type == "sandbox_resource_exceeded"
     assert (err.execution_profile, err.backend) == ("sbx", "linux_native")
     assert os.strerror(code) in str(err)

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import RunnerConfig, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    CapturedChild,
+    ChildStreamWriter,
+    RunnerConfig,
+    RunnerPolicy,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.patterns import DEFAULT_REDACTION_PATTERNS
 
 
@@ -113,6 +119,19 @@ def test_bad_pattern_fails_before_the_command_runs(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+async def _feed_and_finish(captured: CapturedChild, data: bytes) -> int:
+    """Writes ``data`` to the child's piped stdin, closes it, and waits for the
+    child and its output capture: the child's exit code."""
+    stdin = captured.child.stdin
+    assert isinstance(stdin, ChildStreamWriter)
+    stdin.write(data)
+    await stdin.drain()
+    stdin.close()
+    code = await captured.child.wait()
+    await captured.output_capture.wait()
+    return code
+
+
 @needs_redaction
 def test_stdin_is_piped_and_echoed_output_redacted(tmp_path: Path) -> None:
     out = tmp_path / "o"
@@ -121,14 +140,7 @@ def test_stdin_is_piped_and_echoed_output_redacted(tmp_path: Path) -> None:
         captured = spawn_with_runner_and_capture(
             RunnerConfig(), "cat", tmp_path, out, os.devnull, None, None, True
         )
-        stdin = captured.child.stdin
-        assert stdin is not None
-        stdin.write(f"leak {GITHUB_TOKEN} here\n".encode())
-        await stdin.drain()
-        stdin.close()
-        code = await captured.child.wait()
-        await captured.output_capture.wait()
-        return code
+        return await _feed_and_finish(captured, f"leak {GITHUB_TOKEN} here\n".encode())
 
     assert asyncio.run(main()) == 0
     assert out.read_bytes() == b"leak [REDACTED] here\n"
@@ -183,14 +195,7 @@ def test_passthrough_capture_with_stdin_and_shared_file(tmp_path: Path) -> None:
             RunnerConfig(), "cat; echo done >&2", tmp_path, log, log, [], None, True
         )
         assert captured.child.pgid == captured.child.pid
-        stdin = captured.child.stdin
-        assert stdin is not None
-        stdin.write(b"from stdin\n")
-        await stdin.drain()
-        stdin.close()
-        code = await captured.child.wait()
-        await captured.output_capture.wait()
-        return code
+        return await _feed_and_finish(captured, b"from stdin\n")
 
     assert asyncio.run(main()) == 0
     assert log.read_bytes() == b"from stdin\ndone\n"
@@ -208,7 +213,7 @@ def test_unopenable_sink_fails_before_the_command_runs(tmp_path: Path) -> None:
 def test_failed_spawn_leaves_no_running_capture_behind(tmp_path: Path) -> None:
     from orchestrator_spawn import SpawnError
 
-    runner = RunnerConfig(policy="unsafe", shell="/definitely/missing-shell")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE, shell="/definitely/missing-shell")
     with pytest.raises(SpawnError, match="shell=/definitely/missing-shell"):
         spawn_with_runner_and_capture(runner, "true", tmp_path, tmp_path / "o", tmp_path / "e")
     assert (tmp_path / "o").read_bytes() == b""

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.helpers.processes import CLI
 
 ROOT = Path(__file__).resolve().parent.parent
 GITHUB_TOKEN = "gh" + "p_" + "Z9y8X7w6V5" * 3 + "u4T3s2"  # ghp_ + 36 alnum, assembled
@@ -14,7 +15,7 @@ GITHUB_TOKEN = "gh" + "p_" + "Z9y8X7w6V5" * 3 + "u4T3s2"  # ghp_ + 36 alnum, ass
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "run", *args],
+        [*CLI, "run", *args],
         capture_output=True,
         cwd=cwd or ROOT,
         env=env,
@@ -160,7 +161,7 @@ def test_output_write_failure_is_reported() -> None:
 
 def cli_env(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator_spawn", "run", *args],
+        [*CLI, "run", *args],
         capture_output=True,
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **env},

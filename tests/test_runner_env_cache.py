@@ -20,6 +20,7 @@ import pytest
 from orchestrator_spawn import (
     PIPE,
     RunnerConfig,
+    RunnerPolicy,
     spawn,
     spawn_with_runner,
     spawn_with_runner_and_capture,
@@ -49,8 +50,8 @@ def clean_vars(monkeypatch: pytest.MonkeyPatch) -> None:
 def child_env_of_spawn() -> dict[bytes, bytes]:
     child = spawn([PY, "-c", DUMP_ENV], stdout=PIPE)
     assert child.stdout is not None
-    data = child.stdout.read()  # type: ignore[union-attr]
-    child.stdout.close()  # type: ignore[union-attr]
+    data = child.stdout.read()
+    child.stdout.close()
     assert child.wait_blocking(timeout=30) == 0
     return _parse(data)
 
@@ -96,7 +97,7 @@ def expected_env(runner: RunnerConfig, extra_env: Mapping[str, str] | None = Non
 
 # The ways of changing os.environ between two spawns, and what the second
 # spawn must see as VAR afterwards (None: unset).
-CHANGES: dict[str, tuple[Callable[[], None], str | None]] = {
+CHANGES: dict[str, tuple[Callable[[], object], str | None]] = {
     "setitem": (lambda: os.environ.__setitem__(VAR, "second"), "second"),
     "update": (lambda: os.environ.update({VAR: "updated", OTHER: "x"}), "updated"),
     "setdefault-new": (lambda: (os.environ.pop(VAR), os.environ.setdefault(VAR, "d")), "d"),
@@ -116,9 +117,9 @@ def test_spawn_inheriting_sees_each_change(change: str) -> None:
     assert got == (None if expected is None else expected.encode())
 
 
-@pytest.mark.parametrize("policy", ["allowlist", "unsafe"])
+@pytest.mark.parametrize("policy", [RunnerPolicy.ALLOWLIST, RunnerPolicy.UNSAFE])
 @pytest.mark.parametrize("change", list(CHANGES))
-def test_runner_sees_each_change(policy: str, change: str, tmp_path: Path) -> None:
+def test_runner_sees_each_change(policy: RunnerPolicy, change: str, tmp_path: Path) -> None:
     runner = RunnerConfig(shell="/bin/sh", shell_arg="-c", policy=policy, env_allowlist=[VAR])
     os.environ[VAR] = "first"
     assert runner_value(runner, tmp_path) == "first"
@@ -130,21 +131,21 @@ def test_runner_sees_each_change(policy: str, change: str, tmp_path: Path) -> No
 
 
 def test_runner_sees_a_variable_set_after_the_first_spawn(tmp_path: Path) -> None:
-    for policy in ("allowlist", "unsafe"):
+    for policy in (RunnerPolicy.ALLOWLIST, RunnerPolicy.UNSAFE):
         runner = RunnerConfig(
             shell="/bin/sh", shell_arg="-c", policy=policy, env_allowlist=["PATH", VAR]
         )
         os.environ.pop(VAR, None)
         assert runner_value(runner, tmp_path) == "missing"
-        os.environ[VAR] = f"new-{policy}"
-        assert runner_value(runner, tmp_path) == f"new-{policy}"
+        os.environ[VAR] = f"new-{policy.value}"
+        assert runner_value(runner, tmp_path) == f"new-{policy.value}"
 
 
 def test_a_variable_moved_to_the_end_moves_in_the_child_too(tmp_path: Path) -> None:
     # Same variables and values, another order: still a change.
     os.environ[VAR] = "a"
     os.environ[OTHER] = "b"
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
     assert runner_env(runner, tmp_path) == expected_env(runner)
     del os.environ[VAR]
     os.environ[VAR] = "a"
@@ -159,10 +160,13 @@ def test_a_variable_moved_to_the_end_moves_in_the_child_too(tmp_path: Path) -> N
         (RunnerConfig(), None),
         (RunnerConfig(), {"EXTRA_A": "1", "PATH": "/override", "CLAUDECODE": "dropped"}),
         (RunnerConfig(env_allowlist=[OTHER, "HOME", OTHER, "NOT_SET_ANYWHERE", VAR]), None),
-        (RunnerConfig(policy="unsafe"), None),
-        (RunnerConfig(policy="unsafe"), {VAR: "override", "NEW_ONE": "n", "ZZ": ""}),
-        (RunnerConfig(policy="unsafe", env_remove=[VAR, "HOME"]), {"HOME": "/h", "B": "2"}),
-        (RunnerConfig(policy="unsafe", env_remove=[]), {"ORCHESTRATOR_DAEMON_PID": "1"}),
+        (RunnerConfig(policy=RunnerPolicy.UNSAFE), None),
+        (RunnerConfig(policy=RunnerPolicy.UNSAFE), {VAR: "override", "NEW_ONE": "n", "ZZ": ""}),
+        (
+            RunnerConfig(policy=RunnerPolicy.UNSAFE, env_remove=[VAR, "HOME"]),
+            {"HOME": "/h", "B": "2"},
+        ),
+        (RunnerConfig(policy=RunnerPolicy.UNSAFE, env_remove=[]), {"ORCHESTRATOR_DAEMON_PID": "1"}),
     ],
 )
 def test_child_env_is_what_build_child_env_says_in_order(
@@ -182,7 +186,7 @@ def test_encoding_is_reused_until_os_environ_changes() -> None:
     first = spawn_module.environ_entries()
     assert first is not None
     assert spawn_module.environ_entries() is first
-    runner = RunnerConfig(policy="unsafe")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE)
     packed = runner_module._child_env(runner, {})
     assert runner_module._child_env(runner, {}) is packed
     os.environ[VAR] = "changed"

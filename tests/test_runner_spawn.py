@@ -6,15 +6,16 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from orchestrator_spawn import (
+    Child,
     ChildStreamWriter,
     ExecutionProfile,
     ResolvedExecutionProfile,
     RunnerConfig,
+    RunnerPolicy,
     SpawnError,
     spawn_with_runner,
 )
@@ -46,6 +47,12 @@ def run(
     return code, out.read_text(), err.read_text()
 
 
+def show_vars(*names: str) -> str:
+    """A shell command printing the variables' values joined by "|" ("missing" if unset)."""
+    values = " ".join(f'"${{{name}:-missing}}"' for name in names)
+    return f"printf '{'|'.join(['%s'] * len(names))}' {values}"
+
+
 def test_allowlist_filters_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RUNNER_ALLOWED_TEST", "visible")
     monkeypatch.setenv("RUNNER_BLOCKED_TEST", "hidden")
@@ -53,8 +60,7 @@ def test_allowlist_filters_environment(tmp_path: Path, monkeypatch: pytest.Monke
     runner = RunnerConfig(env_allowlist=["RUNNER_ALLOWED_TEST"])
     code, out, err = run(
         runner,
-        'printf \'%s|%s|%s\' "${RUNNER_ALLOWED_TEST:-missing}" "${RUNNER_BLOCKED_TEST:-missing}"'
-        ' "${CLAUDECODE:-missing}"',
+        show_vars("RUNNER_ALLOWED_TEST", "RUNNER_BLOCKED_TEST", "CLAUDECODE"),
         tmp_path,
     )
     assert (code, out) == (0, "visible|missing|missing")
@@ -67,8 +73,8 @@ def test_unsafe_passes_parent_env_but_not_removed_names(
     monkeypatch.setenv("RUNNER_BLOCKED_TEST", "now-visible")
     monkeypatch.setenv("CLAUDECODE", "nested-session")
     code, out, _ = run(
-        RunnerConfig(policy="unsafe"),
-        'printf \'%s|%s\' "${RUNNER_BLOCKED_TEST:-missing}" "${CLAUDECODE:-missing}"',
+        RunnerConfig(policy=RunnerPolicy.UNSAFE),
+        show_vars("RUNNER_BLOCKED_TEST", "CLAUDECODE"),
         tmp_path,
     )
     assert (code, out) == (0, "now-visible|missing")
@@ -77,7 +83,7 @@ def test_unsafe_passes_parent_env_but_not_removed_names(
 def test_extra_env_is_injected_and_env_remove_still_wins(tmp_path: Path) -> None:
     code, out, _ = run(
         RunnerConfig(),
-        'printf \'%s|%s\' "${EXTRA_TEST_VAR:-missing}" "${CLAUDECODE:-missing}"',
+        show_vars("EXTRA_TEST_VAR", "CLAUDECODE"),
         tmp_path,
         extra_env={"EXTRA_TEST_VAR": "injected_value", "CLAUDECODE": "x"},
     )
@@ -168,7 +174,7 @@ def test_cpu_limit_stops_a_busy_loop(tmp_path: Path) -> None:
 
 
 def test_missing_shell_is_a_spawn_error_naming_shell(tmp_path: Path) -> None:
-    runner = RunnerConfig(policy="unsafe", shell="/definitely/missing-shell")
+    runner = RunnerConfig(policy=RunnerPolicy.UNSAFE, shell="/definitely/missing-shell")
     with pytest.raises(SpawnError) as info:
         spawn_with_runner(runner, "echo hello", tmp_path, tmp_path / "o", tmp_path / "e")
     assert "failed to spawn runner shell=/definitely/missing-shell shell_arg=-lc" in str(info.value)
@@ -183,23 +189,32 @@ def test_missing_cwd_is_a_spawn_error(tmp_path: Path) -> None:
     assert "shell=/bin/bash" in str(info.value)
 
 
+def _start_with_piped_stdin(tmp_path: Path, command: str) -> Child:
+    """The runner with ``pipe_stdin``: stdout to ``tmp_path/o``."""
+    return spawn_with_runner(
+        RunnerConfig(),
+        command,
+        tmp_path,
+        tmp_path / "o",
+        os.devnull,
+        None,
+        True,
+        ResolvedExecutionProfile.host(tmp_path),
+    )
+
+
+async def _upper(child: Child, data: bytes) -> int:
+    """Feeds ``data`` to the child (``tr a-z A-Z``) and waits for it."""
+    assert isinstance(child.stdin, ChildStreamWriter)
+    child.stdin.write(data)
+    await child.stdin.drain()
+    child.stdin.close()
+    return await child.wait()
+
+
 def test_pipe_stdin(tmp_path: Path) -> None:
     async def main() -> int:
-        child = spawn_with_runner(
-            RunnerConfig(),
-            "tr a-z A-Z",
-            tmp_path,
-            tmp_path / "o",
-            os.devnull,
-            None,
-            True,
-            ResolvedExecutionProfile.host(tmp_path),
-        )
-        assert child.stdin is not None
-        child.stdin.write(b"hello stdin\n")
-        await child.stdin.drain()
-        child.stdin.close()
-        return await child.wait()
+        return await _upper(_start_with_piped_stdin(tmp_path, "tr a-z A-Z"), b"hello stdin\n")
 
     assert asyncio.run(main()) == 0
     assert (tmp_path / "o").read_text() == "HELLO STDIN\n"
@@ -211,29 +226,12 @@ def test_pipe_stdin_under_trio_and_refused_without_a_loop(tmp_path: Path) -> Non
     trio = pytest.importorskip("trio")
     marker = tmp_path / "ran"
 
-    def start(command: str) -> Any:
-        return spawn_with_runner(
-            RunnerConfig(),
-            command,
-            tmp_path,
-            tmp_path / "o",
-            os.devnull,
-            None,
-            True,
-            ResolvedExecutionProfile.host(tmp_path),
-        )
-
     with pytest.raises(RuntimeError, match="event loop"):
-        start(f"touch {marker}")
+        _start_with_piped_stdin(tmp_path, f"touch {marker}")
     assert not marker.exists()
 
     async def main() -> int:
-        child = start("tr a-z A-Z")
-        assert isinstance(child.stdin, ChildStreamWriter)
-        child.stdin.write(b"under trio\n")
-        await child.stdin.drain()
-        child.stdin.close()
-        return await child.wait()
+        return await _upper(_start_with_piped_stdin(tmp_path, "tr a-z A-Z"), b"under trio\n")
 
     assert trio.run(main) == 0
     assert (tmp_path / "o").read_text() == "UNDER TRIO\n"

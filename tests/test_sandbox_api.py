@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox_support import profile
 
 from orchestrator_spawn import SandboxBackendError, sandbox_preflight
 from orchestrator_spawn.sandbox import (
@@ -16,6 +15,7 @@ from orchestrator_spawn.sandbox import (
     sandbox_doctor,
 )
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV
+from tests.helpers.sandbox import profile
 
 
 def test_host_profile_needs_nothing_and_changes_nothing(tmp_path: Path) -> None:

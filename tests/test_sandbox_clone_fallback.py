@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator_spawn.sandbox.linux import probe_capabilities
-from tests import seccomp_helper
+from tests.helpers import seccomp as seccomp_helper
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="Linux sandbox backend"
@@ -27,7 +27,7 @@ SCRIPT = r"""
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from sandbox_support import profile, py, run
+from tests.helpers.sandbox import profile, py, run
 workspace = Path(sys.argv[2])
 prof = profile(workspace, fs_mode="workspace_rw_scoped", writable_paths=["out"],
                readable_paths=["out/ro"])

@@ -16,35 +16,24 @@ import re
 import select
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
-from sandbox_support import profile, py, run
 
-from orchestrator_spawn import spawn
+from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import probe_capabilities
 from orchestrator_spawn.sandbox.proxy import _LoopThread
+from tests.helpers import sandbox as sbx
+from tests.helpers.sandbox import DENIED, LINUX_ONLY, needs, profile, py, run, run_captured
 
-pytestmark = [
-    pytest.mark.linux_only,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox backend"),
-]
+pytestmark = LINUX_ONLY
 
-DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
 MAX_CONNECTIONS_ENV = "ORCHESTRATOR_SPAWN_PROXY_MAX_CONNECTIONS"  # documented in proxy.py
-
-
-def needs(*features: str) -> None:
-    caps = probe_capabilities()
-    for feature in features:
-        reason = caps.unavailable(feature)
-        if reason is not None:
-            pytest.skip(f"this kernel cannot: {reason}")
 
 
 @pytest.fixture
@@ -66,21 +55,6 @@ def _errnos(results: str) -> dict[str, int]:
     return out
 
 
-def _run_capture(prof: object, argv: list[str], **spawn_args: object) -> tuple[int, str]:
-    with prepare_sandbox(prof, argv) as prepared:  # type: ignore[arg-type]
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(
-            prepared.argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            _sandbox_plan=prepared.native_plan,
-            **spawn_args,  # type: ignore[arg-type]
-        ) as child:
-            assert child.stdout is not None
-            out = child.stdout.read().decode()
-            return child.wait_blocking(timeout=60), out
-
-
 # Each attempt prints name=errno (0: it worked).
 TRY = """
 def attempt_each(calls):
@@ -91,6 +65,12 @@ def attempt_each(calls):
         except OSError as e:
             print(f"{name}={e.errno}")
 """
+
+
+def attempts(*calls: tuple[str, str]) -> str:
+    """A child program running each ``(name, expression)`` through ``attempt_each``."""
+    lines = "".join(f"    ({name!r}, lambda: {expr}),\n" for name, expr in calls)
+    return TRY + "attempt_each([\n" + lines + "])\n"
 
 
 def _snapshot(path: Path) -> tuple[object, ...]:
@@ -141,12 +121,12 @@ attempt_each([
     ids=["readonly", "rw_scoped"],
 )
 def test_metadata_outside_the_writable_set_cannot_change(
-    workspace: Path, fields: dict[str, object]
+    workspace: Path, fields: dict[str, Any]
 ) -> None:
     needs("landlock", "seccomp", "userns")
     target = workspace / "private.txt"
     before = _snapshot(target)
-    code, out = _run_capture(profile(workspace, **fields), py(_metadata_attacks(str(target))))
+    code, out = run_captured(profile(workspace, **fields), py(_metadata_attacks(str(target))))
     assert code == 0, out
     results = _errnos(out)
     for name, err in results.items():
@@ -163,16 +143,11 @@ def test_metadata_of_an_inherited_file_cannot_change_under_readonly(workspace: P
     log = workspace.parent / "job.log"
     log.write_text("")
     before = os.stat(log)
-    code = (
-        TRY
-        + """
-attempt_each([
-    ("fchmod", lambda: os.fchmod(1, 0o4755)),
-    ("proc_chmod", lambda: os.chmod("/proc/self/fd/1", 0o666)),
-    ("futime", lambda: os.utime(1, (0, 0))),
-    ("fsetxattr", lambda: os.setxattr(1, "user.evil", b"1")),
-])
-"""
+    code = attempts(
+        ("fchmod", "os.fchmod(1, 0o4755)"),
+        ("proc_chmod", 'os.chmod("/proc/self/fd/1", 0o666)'),
+        ("futime", "os.utime(1, (0, 0))"),
+        ("fsetxattr", 'os.setxattr(1, "user.evil", b"1")'),
     )
     with open(log, "w") as stdout:
         assert (
@@ -194,14 +169,9 @@ def test_no_setuid_bit_on_an_inherited_file_under_rw_scoped(workspace: Path) -> 
     log = workspace.parent / "job.log"
     log.write_text("")
     mode = os.stat(log).st_mode
-    code = (
-        TRY
-        + """
-attempt_each([
-    ("fchmod_setuid", lambda: os.fchmod(1, 0o4755)),
-    ("proc_chmod_setgid", lambda: os.chmod("/proc/self/fd/1", 0o2755)),
-])
-"""
+    code = attempts(
+        ("fchmod_setuid", "os.fchmod(1, 0o4755)"),
+        ("proc_chmod_setgid", 'os.chmod("/proc/self/fd/1", 0o2755)'),
     )
     prof = profile(workspace, fs_mode="workspace_rw_scoped", writable_paths=["out"])
     with open(log, "w") as stdout:
@@ -211,16 +181,12 @@ attempt_each([
     assert os.stat(log).st_mode == mode
 
 
-def run_with_stdout(prof: object, argv: list[str], stdout: object) -> int:
-    with prepare_sandbox(prof, argv) as prepared:  # type: ignore[arg-type]
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(
-            prepared.argv,
-            env=env,
-            stdout=stdout,  # type: ignore[arg-type]
-            _sandbox_plan=prepared.native_plan,
-        ) as child:
-            return child.wait_blocking(timeout=60)
+def run_with_stdout(prof: ResolvedExecutionProfile, argv: list[str], stdout: IO[Any]) -> int:
+    with (
+        prepare_sandbox(prof, argv) as prepared,
+        sbx.spawn_prepared(prepared, stdout=stdout) as child,
+    ):
+        return child.wait_blocking(timeout=60)
 
 
 def test_metadata_inside_the_writable_set_still_changes_but_never_setuid(
@@ -244,7 +210,7 @@ attempt_each([
 """
     )
     prof = profile(workspace, fs_mode="workspace_rw_scoped", writable_paths=["out"])
-    rc, out = _run_capture(prof, py(code))
+    rc, out = run_captured(prof, py(code))
     assert rc == 0, out
     results = _errnos(out)
     assert results["chmod_x"] == results["utime"] == results["setxattr"] == 0, out
@@ -322,7 +288,7 @@ attempt_each([
 ])
 """
     )
-    rc, out = _run_capture(profile(workspace), py(code))
+    rc, out = run_captured(profile(workspace), py(code))
     assert rc == 0, out
     results = _errnos(out)
     assert len(results) == 12, out
@@ -361,7 +327,7 @@ attempt_each([
 ])
 """
     )
-    rc, out = _run_capture(profile(workspace), py(code))
+    rc, out = run_captured(profile(workspace), py(code))
     assert rc == 0, out
     results = _errnos(out)
     assert set(results) == {"pidfd_send_signal", "kill"}, out
@@ -441,7 +407,7 @@ attempt_each([
 ])
 """
     )
-    rc, out = _run_capture(prof, py(code))
+    rc, out = run_captured(prof, py(code))
     assert rc == 0, out
     results = _errnos(out)
     assert len(results) == 11, out
@@ -506,13 +472,7 @@ os._exit(os.waitpid(pid, 0)[1] >> 8)
     try:
         with (
             prepare_sandbox(profile(workspace), py(code)) as prepared,
-            spawn(
-                prepared.argv,
-                env=dict(os.environ),
-                stdin=own_slave,
-                stdout=own_slave,
-                _sandbox_plan=prepared.native_plan,
-            ) as child,
+            sbx.spawn_prepared(prepared, stdin=own_slave, stdout=own_slave) as child,
         ):
             os.close(own_slave)
             own_slave = -1
@@ -557,13 +517,7 @@ print(sum(c.recv(100).startswith(b"HTTP/1.1 503") for c in answered))
         prepare_sandbox(prof, py(code)) as prepared,
     ):
         proxy = prepared._proxy
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(
-            prepared.argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            _sandbox_plan=prepared.native_plan,
-        ) as child:
+        with sbx.spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
             assert child.stdout is not None
             out = child.stdout.read().decode()
             assert child.wait_blocking(timeout=60) == 0, out
@@ -590,13 +544,7 @@ time.sleep(60)
     with caplog.at_level(logging.DEBUG):
         prepared = prepare_sandbox(prof, py("import time\n" + code))
         proxy = prepared._proxy
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(
-            prepared.argv,
-            env=env,
-            stdout=subprocess.PIPE,
-            _sandbox_plan=prepared.native_plan,
-        ) as child:
+        with sbx.spawn_prepared(prepared, stdout=subprocess.PIPE) as child:
             assert child.stdout is not None
             assert child.stdout.readline() == b"open\n"
             deadline = time.monotonic() + 10
@@ -632,37 +580,33 @@ print("sent", flush=True)
 print(sum(c.recv(100).startswith(b"HTTP/1.1 403") for c in conns), flush=True)
 """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with caplog.at_level(logging.INFO), prepare_sandbox(prof, py(code)) as prepared:
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(
-            prepared.argv,
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            _sandbox_plan=prepared.native_plan,
-        ) as child:
-            assert child.stdin is not None
-            assert child.stdout is not None
-            # The proxy must hold the child's listener before fds run out (the
-            # handoff itself needs one in this process).
-            proxy = prepared._proxy
-            assert proxy is not None
-            deadline = time.monotonic() + 10
-            while (proxy._child_end is not None or not proxy._sockets) and (
-                time.monotonic() < deadline
-            ):
-                time.sleep(0.01)
-            try:
-                # No fd can be opened in this process from now on.
-                resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
-                child.stdin.write(b"go\n")
-                child.stdin.flush()
-                assert child.stdout.readline() == b"sent\n"
-                time.sleep(1.5)  # three accept() rounds fail meanwhile
-            finally:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-            assert child.stdout.readline() == b"20\n"
-            assert child.wait_blocking(timeout=30) == 0
+    with (
+        caplog.at_level(logging.INFO),
+        prepare_sandbox(prof, py(code)) as prepared,
+        sbx.spawn_prepared(prepared, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as child,
+    ):
+        assert child.stdin is not None
+        assert child.stdout is not None
+        # The proxy must hold the child's listener before fds run out (the
+        # handoff itself needs one in this process).
+        proxy = prepared._proxy
+        assert proxy is not None
+        deadline = time.monotonic() + 10
+        while (proxy._child_end is not None or not proxy._sockets) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        try:
+            # No fd can be opened in this process from now on.
+            resource.setrlimit(resource.RLIMIT_NOFILE, (3, hard))
+            child.stdin.write(b"go\n")
+            child.stdin.flush()
+            assert child.stdout.readline() == b"sent\n"
+            time.sleep(1.5)  # three accept() rounds fail meanwhile
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert child.stdout.readline() == b"20\n"
+        assert child.wait_blocking(timeout=30) == 0
     failures = [r for r in caplog.records if "accept() failed" in r.getMessage()]
     assert len(failures) == 1, [r.getMessage() for r in caplog.records]
     assert not any(r.name == "asyncio" for r in caplog.records), [
@@ -718,8 +662,7 @@ for path in sys.argv[1:]:
 """
         attacker = profile(workspace, name="attacker", network_mode="deny")
         assert run(attacker, [*py(attack), *([handoff] if handoff else [])]) == 0
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(prepared.argv, env=env, _sandbox_plan=prepared.native_plan) as child:
+        with sbx.spawn_prepared(prepared) as child:
             assert child.wait_blocking(timeout=60) == 0
     server.close()
     assert bound == []

@@ -6,18 +6,16 @@ the effect. Sockets are on 127.0.0.1 / ::1 only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import http.server
 import os
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sandbox_support import CHILD_PYTHON, profile, py, run
-from sandbox_support import run as run_profile
 
 from orchestrator_spawn import (
     ResourceLimits,
@@ -26,23 +24,16 @@ from orchestrator_spawn import (
     spawn,
 )
 from orchestrator_spawn._native.sandbox import SandboxPlan
+from orchestrator_spawn.config import ResolvedExecutionProfile
 from orchestrator_spawn.sandbox import prepare_sandbox
 from orchestrator_spawn.sandbox.linux import DISABLE_ENV, probe_capabilities
+from tests.helpers import sandbox as sbx
+from tests.helpers.http_origin import Origin, nothing_accepted, nothing_received, udp_receiver
+from tests.helpers.http_origin import tcp_listener as listening_socket
+from tests.helpers.sandbox import CHILD_PYTHON, DENIED, LINUX_ONLY, needs, profile, py, run
+from tests.helpers.sandbox import run as run_profile
 
-pytestmark = [
-    pytest.mark.linux_only,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox backend"),
-]
-
-DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-def needs(*features: str) -> None:
-    caps = probe_capabilities()
-    for feature in features:
-        reason = caps.unavailable(feature)
-        if reason is not None:
-            pytest.skip(f"this kernel cannot: {reason}")
+pytestmark = LINUX_ONLY
 
 
 @pytest.fixture
@@ -133,21 +124,8 @@ def test_grandchild_is_confined_too(workspace: Path) -> None:
 
 @pytest.fixture
 def tcp_listener() -> Iterator[socket.socket]:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    sock.setblocking(False)
-    yield sock
-    sock.close()
-
-
-def _nothing_accepted(listener: socket.socket) -> bool:
-    try:
-        conn, _ = listener.accept()
-    except BlockingIOError:
-        return True
-    conn.close()
-    return False
+    with listening_socket() as sock:
+        yield sock
 
 
 def _run_seccomp_only(argv: list[str]) -> int:
@@ -165,25 +143,21 @@ def test_deny_blocks_tcp_udp_and_ipv6(
     needs("seccomp")
     prof = profile(workspace, network_mode="deny")
 
-    def run(prof: object, argv: list[str]) -> int:
+    def run(prof: ResolvedExecutionProfile, argv: list[str]) -> int:
         return _run_seccomp_only(argv) if seccomp_only else run_profile(prof, argv)
 
     port = tcp_listener.getsockname()[1]
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {port}), timeout=5))"
     assert run(prof, py(code)) != 0
-    assert _nothing_accepted(tcp_listener)
+    assert nothing_accepted(tcp_listener)
 
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.setblocking(False)
-    code = (
-        "attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-        f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]})))"
-    )
-    assert run(prof, py(code)) != 0
-    with pytest.raises(BlockingIOError):
-        udp.recv(16)  # the child has exited: a datagram sent would be queued
-    udp.close()
+    with udp_receiver() as udp:
+        code = (
+            "attempt(lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]})))"
+        )
+        assert run(prof, py(code)) != 0
+        assert nothing_received(udp)  # the child has exited: a datagram sent would be queued
 
     code = "attempt(lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM))"
     assert run(prof, py(code)) in DENIED
@@ -193,19 +167,16 @@ def test_deny_blocks_tcp_udp_and_ipv6(
 
 def test_deny_blocks_ipv6_loopback_listener(workspace: Path) -> None:
     needs("seccomp")
-    try:
-        listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        listener.bind(("::1", 0))
-    except OSError as err:
-        pytest.skip(f"no IPv6 loopback here: {err}")
-    listener.listen(8)
-    listener.setblocking(False)
-    prof = profile(workspace, network_mode="deny")
-    port = listener.getsockname()[1]
-    code = f"attempt(lambda: socket.create_connection(('::1', {port}), timeout=5))"
-    assert run(prof, py(code)) != 0
-    assert _nothing_accepted(listener)
-    listener.close()
+    with contextlib.ExitStack() as stack:
+        try:
+            listener = stack.enter_context(listening_socket("::1"))
+        except OSError as err:
+            pytest.skip(f"no IPv6 loopback here: {err}")
+        prof = profile(workspace, network_mode="deny")
+        port = listener.getsockname()[1]
+        code = f"attempt(lambda: socket.create_connection(('::1', {port}), timeout=5))"
+        assert run(prof, py(code)) != 0
+        assert nothing_accepted(listener)
 
 
 def test_deny_keeps_unix_socketpairs_working(workspace: Path) -> None:
@@ -224,47 +195,16 @@ def test_deny_confines_grandchildren(workspace: Path, tcp_listener: socket.socke
     code = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=5)"
     argv = ["/bin/sh", "-c", '"$PY" -c "$CODE"']
     assert run(prof, argv, env={"PY": CHILD_PYTHON, "CODE": code}) != 0
-    assert _nothing_accepted(tcp_listener)
+    assert nothing_accepted(tcp_listener)
 
 
 # --- network allowlist ------------------------------------------------------------
 
 
-class _Server:
-    """A local HTTP server answering every GET with its own name."""
-
-    def __init__(self, name: str) -> None:
-        self.requests: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.requests.append(self.path)
-                body = f"hello from {name}".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def servers() -> Iterator[tuple[_Server, _Server]]:
-    allowed, other = _Server("allowed"), _Server("other")
-    yield allowed, other
-    allowed.close()
-    other.close()
+def servers() -> Iterator[tuple[Origin, Origin]]:
+    with Origin(b"hello from allowed") as allowed, Origin(b"hello from other") as other:
+        yield allowed, other
 
 
 FETCH = """
@@ -278,34 +218,31 @@ def fetch(url, expect):
 """
 
 
-def test_allowlist_lets_allowed_server_through_the_proxy(
-    workspace: Path, servers: tuple[_Server, _Server]
-) -> None:
+def _fetch_through_the_proxy(workspace: Path, allowed: Origin, host: str, path: str) -> None:
+    """A child allowed ``host:port`` fetches ``path`` from ``allowed`` by that name."""
     needs("userns", "seccomp")
-    allowed, _ = servers
     prof = profile(
-        workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{allowed.port}"]
+        workspace, network_mode="allowlist", network_allowlist=[f"{host}:{allowed.port}"]
     )
-    code = FETCH + f"fetch('http://127.0.0.1:{allowed.port}/a?x=1', 'hello from allowed')"
+    code = FETCH + f"fetch('http://{host}:{allowed.port}{path}', 'hello from allowed')"
     assert run(prof, py(code)) == 0
-    assert allowed.requests == ["/a?x=1"]
+    assert allowed.paths == [path]
+
+
+def test_allowlist_lets_allowed_server_through_the_proxy(
+    workspace: Path, servers: tuple[Origin, Origin]
+) -> None:
+    _fetch_through_the_proxy(workspace, servers[0], "127.0.0.1", "/a?x=1")
 
 
 def test_allowlist_resolves_names_in_the_parent(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
-    needs("userns", "seccomp")
-    allowed, _ = servers
-    prof = profile(
-        workspace, network_mode="allowlist", network_allowlist=[f"localhost:{allowed.port}"]
-    )
-    code = FETCH + f"fetch('http://localhost:{allowed.port}/named', 'hello from allowed')"
-    assert run(prof, py(code)) == 0
-    assert allowed.requests == ["/named"]
+    _fetch_through_the_proxy(workspace, servers[0], "localhost", "/named")
 
 
 def test_allowlist_refuses_other_servers_and_direct_connections(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     allowed, other = servers
@@ -320,37 +257,31 @@ def test_allowlist_refuses_other_servers_and_direct_connections(
         assert run(prof, py(code)) != 0
     code = f"attempt(lambda: socket.create_connection(('127.0.0.1', {other.port}), timeout=5))"
     assert run(prof, py(code)) != 0
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    udp.setblocking(False)
-    code = (
-        "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
-        f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]}))"
-    )
-    run(prof, py(code))  # may "succeed" inside the namespace: it must not arrive here
-    with pytest.raises(BlockingIOError):
-        udp.recv(16)
-    udp.close()
-    assert allowed.requests == []
-    assert other.requests == []
+    with udp_receiver() as udp:
+        code = (
+            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'leak', ('127.0.0.1', {udp.getsockname()[1]}))"
+        )
+        run(prof, py(code))  # may "succeed" inside the namespace: it must not arrive here
+        assert nothing_received(udp)
+    assert allowed.paths == []
+    assert other.paths == []
 
 
 def test_allowlist_connect_tunnel_to_allowed_port_only(workspace: Path) -> None:
     needs("userns", "seccomp")
-    echo = socket.socket()
-    echo.bind(("127.0.0.1", 0))
-    echo.listen(4)
-    port = echo.getsockname()[1]
+    with listening_socket(blocking=True) as echo:
+        port = echo.getsockname()[1]
 
-    def serve() -> None:
-        conn, _ = echo.accept()
-        with conn:
-            conn.sendall(conn.recv(100).upper())
+        def serve() -> None:
+            conn, _ = echo.accept()
+            with conn:
+                conn.sendall(conn.recv(100).upper())
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    prof = profile(workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{port}"])
-    code = f"""
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        prof = profile(workspace, network_mode="allowlist", network_allowlist=[f"127.0.0.1:{port}"])
+        code = f"""
 from urllib.parse import urlsplit
 proxy = urlsplit(os.environ['HTTPS_PROXY'])
 def tunnel(target):
@@ -366,9 +297,8 @@ if not head.startswith(b'HTTP/1.1 200'):
 s.sendall(b'tunnelled')
 sys.exit(0 if s.recv(100) == b'TUNNELLED' else 6)
 """
-    assert run(prof, py(code)) == 0
-    thread.join(10)
-    echo.close()
+        assert run(prof, py(code)) == 0
+        thread.join(10)
 
 
 def test_allowlist_without_userns_is_refused(
@@ -455,7 +385,7 @@ def test_parent_is_never_restricted(workspace: Path, tcp_listener: socket.socket
     ],
 )
 def test_forced_unavailable_probe_refuses_the_spawn(
-    workspace: Path, monkeypatch: pytest.MonkeyPatch, disabled: str, fields: dict[str, object]
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, disabled: str, fields: dict[str, Any]
 ) -> None:
     monkeypatch.setenv(DISABLE_ENV, disabled)
     prof = profile(workspace, **fields)
@@ -503,10 +433,8 @@ def test_allowlist_handoff_channel_is_closed_before_the_program_runs(workspace: 
     # The program holds no fd but its stdio: the handoff end was closed.
     code = "sys.exit(0 if sorted(map(int, os.listdir('/proc/self/fd')))[:4] == [0, 1, 2, 3] "
     code += "and len(os.listdir('/proc/self/fd')) == 4 else 9)"  # 3: listdir's own fd
-    with prepare_sandbox(prof, py(code)) as prepared:
-        env = {**os.environ, **prepared.env_overrides}
-        with spawn(prepared.argv, env=env, _sandbox_plan=prepared.native_plan) as child:
-            assert child.wait_blocking(timeout=60) == 0
+    with prepare_sandbox(prof, py(code)) as prepared, sbx.spawn_prepared(prepared) as child:
+        assert child.wait_blocking(timeout=60) == 0
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root is exempt from RLIMIT_NPROC")
@@ -527,7 +455,7 @@ def test_open_files_and_memory_limits_hold_inside_the_sandbox(workspace: Path) -
 
 
 def test_concurrent_allowlist_sandboxes_keep_their_own_allowlists(
-    workspace: Path, servers: tuple[_Server, _Server]
+    workspace: Path, servers: tuple[Origin, Origin]
 ) -> None:
     needs("userns", "seccomp")
     from concurrent.futures import ThreadPoolExecutor
@@ -547,5 +475,5 @@ def test_concurrent_allowlist_sandboxes_keep_their_own_allowlists(
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(one, range(6)))
     assert results == [(0, 403 - 300)] * 6
-    assert sorted(pair[0].requests) == sorted(f"/{i}" for i in range(0, 6, 2))
-    assert sorted(pair[1].requests) == sorted(f"/{i}" for i in range(1, 6, 2))
+    assert sorted(pair[0].paths) == sorted(f"/{i}" for i in range(0, 6, 2))
+    assert sorted(pair[1].paths) == sorted(f"/{i}" for i in range(1, 6, 2))

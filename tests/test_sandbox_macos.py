@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from sandbox_support import profile
 
 from orchestrator_spawn.sandbox import macos, prepare_sandbox
+from tests.helpers.sandbox import profile
 
 IP_LITERAL = re.compile(r"\b\d{1,3}(\.\d{1,3}){3}\b|\[[0-9a-fA-F:]+\]|\b::1\b")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from orchestrator_spawn.sandbox.proxy import AllowlistProxy, parse_allowlist
+from tests.helpers.http_origin import Origin
 
 
 def test_parse_allowlist_entries() -> None:
@@ -30,38 +29,10 @@ def test_parse_allowlist_rejects_malformed_entries(entry: str) -> None:
         parse_allowlist([entry])
 
 
-class _Origin:
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.paths.append(self.path)
-                assert "Proxy-Connection" not in self.headers
-                body = b"origin says hi"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def origin() -> Iterator[_Origin]:
-    server = _Origin()
-    yield server
-    server.close()
+def origin() -> Iterator[Origin]:
+    with Origin() as server:
+        yield server
 
 
 def _exchange(port: int, request: bytes) -> bytes:
@@ -73,7 +44,7 @@ def _exchange(port: int, request: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_absolute_form_request_to_allowed_origin(origin: _Origin) -> None:
+def test_absolute_form_request_to_allowed_origin(origin: Origin) -> None:
     proxy = AllowlistProxy([f"127.0.0.1:{origin.port}"])
     try:
         port = proxy.listen_tcp()
@@ -87,9 +58,10 @@ def test_absolute_form_request_to_allowed_origin(origin: _Origin) -> None:
     assert reply.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200"))
     assert reply.endswith(b"origin says hi")
     assert origin.paths == ["/p?q=1"]
+    assert "Proxy-Connection" not in origin.headers[0]
 
 
-def test_not_listed_origin_gets_403_and_is_never_contacted(origin: _Origin) -> None:
+def test_not_listed_origin_gets_403_and_is_never_contacted(origin: Origin) -> None:
     proxy = AllowlistProxy([f"127.0.0.1:{origin.port + 1 if origin.port < 65535 else 1}"])
     try:
         port = proxy.listen_tcp()
@@ -106,7 +78,7 @@ def test_not_listed_origin_gets_403_and_is_never_contacted(origin: _Origin) -> N
     assert origin.paths == []
 
 
-def test_connect_tunnel_to_allowed_port(origin: _Origin) -> None:
+def test_connect_tunnel_to_allowed_port(origin: Origin) -> None:
     proxy = AllowlistProxy([f"localhost:{origin.port}"])
     try:
         port = proxy.listen_tcp()

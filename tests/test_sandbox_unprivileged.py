@@ -23,7 +23,6 @@ import orchestrator_spawn
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(orchestrator_spawn.__file__).resolve().parent
 SUITE = (
-    "sandbox_support.py",
     "test_sandbox_linux.py",
     "test_sandbox_proxy.py",
     "test_sandbox_runner.py",
@@ -62,7 +61,11 @@ def readable_copy() -> Iterator[Path]:
                 shutil.copytree(
                     source, top / source.name, ignore=shutil.ignore_patterns("__pycache__")
                 )
-        (top / "tests").mkdir()
+        shutil.copytree(
+            ROOT / "tests" / "helpers",
+            top / "tests" / "helpers",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         for name in SUITE:
             shutil.copy(ROOT / "tests" / name, top / "tests" / name)
         shutil.copy(ROOT / "pyproject.toml", top / "pyproject.toml")

@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from orchestrator_spawn import RunnerConfig, spawn_with_runner, spawn_with_runner_and_capture
+from orchestrator_spawn import (
+    RunnerConfig,
+    RunnerPolicy,
+    spawn_with_runner,
+    spawn_with_runner_and_capture,
+)
 from orchestrator_spawn.pump import start_capture
 from orchestrator_spawn.spawn import spawn
+from tests.helpers.processes import CLI
 
 # Five lines on each stream, alternating, each written (and flushed) whole.
 INTERLEAVED = "for i in 1 2 3 4 5; do echo out$i; sleep 0.01; echo err$i >&2; sleep 0.01; done"
@@ -41,16 +46,23 @@ def _names(tmp_path: Path, how: str) -> tuple[str, str]:
     return "same.log", "link.log"
 
 
-@pytest.mark.parametrize("how", ["dot", "hardlink"])
-def test_runner_capture_with_two_names_for_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
-) -> None:
+@pytest.fixture(params=["dot", "hardlink"])
+def two_names(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, str]:
+    """Two names of one file in the working directory, ``tmp_path``."""
     monkeypatch.chdir(tmp_path)
-    stdout, stderr = _names(tmp_path, how)
+    return _names(tmp_path, request.param)
+
+
+def test_runner_capture_with_two_names_for_one_file(
+    tmp_path: Path, two_names: tuple[str, str]
+) -> None:
+    stdout, stderr = two_names
 
     async def main() -> None:
         captured = spawn_with_runner_and_capture(
-            RunnerConfig(policy="unsafe"), INTERLEAVED, tmp_path, stdout, stderr
+            RunnerConfig(policy=RunnerPolicy.UNSAFE), INTERLEAVED, tmp_path, stdout, stderr
         )
         await captured.child.wait()
         await captured.output_capture.wait()
@@ -59,13 +71,13 @@ def test_runner_capture_with_two_names_for_one_file(
     _check((tmp_path / "same.log").read_text())
 
 
-@pytest.mark.parametrize("how", ["dot", "hardlink"])
 def test_runner_without_capture_with_two_names_for_one_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+    tmp_path: Path, two_names: tuple[str, str]
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    stdout, stderr = _names(tmp_path, how)
-    child = spawn_with_runner(RunnerConfig(policy="unsafe"), INTERLEAVED, tmp_path, stdout, stderr)
+    stdout, stderr = two_names
+    child = spawn_with_runner(
+        RunnerConfig(policy=RunnerPolicy.UNSAFE), INTERLEAVED, tmp_path, stdout, stderr
+    )
     assert child.wait_blocking() == 0
     _check((tmp_path / "same.log").read_text())
 
@@ -90,9 +102,7 @@ def test_start_capture_with_two_fds_of_one_file(tmp_path: Path) -> None:
 def test_cli_with_two_names_for_one_file(tmp_path: Path) -> None:
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "orchestrator_spawn",
+            *CLI,
             "run",
             "--stdout",
             "same.log",

@@ -26,7 +26,7 @@ from orchestrator_spawn import (
     SpawnError,
     spawn,
 )
-from tests import seccomp_helper
+from tests.helpers import seccomp as seccomp_helper
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="reads /proc of the child"

@@ -34,12 +34,12 @@ __all__ = [
 _PLATFORM: str = sys.platform
 
 BACKEND_HOST = "host"
-BACKEND_LINUX = "linux_native"  # the seed's backend labels
+BACKEND_LINUX = "linux_native"  # the Rust runner's backend labels
 BACKEND_MACOS = "macos_seatbelt"
 
 
 def backend_name() -> str:
-    """The label of the sandbox backend this platform uses (the seed's labels:
+    """The label of the sandbox backend this platform uses (the Rust runner's labels:
     ``linux_native``, ``macos_seatbelt``, else ``sandbox_unavailable``); the
     one place that names it, for errors, the runner and the doctor."""
     if _PLATFORM.startswith("linux"):

@@ -51,6 +51,33 @@ def _available_scanners() -> list[str]:
 SCANNERS = _available_scanners()
 
 
+# Prepended to the scripts below: feeds ``data`` in chunks of each size.
+_STREAMED_LIKE_RE = """
+from orchestrator_spawn import Redactor
+def streamed_like_re(data, pats, expected, sizes):
+    for size in sizes:
+        r = Redactor(pats)
+        out = b"".join(r.feed(data[i : i + size]) for i in range(0, len(data), size))
+        assert out + r.finish() == expected, size
+"""
+
+
+def run_under_scanner(scanner: str, code: str) -> None:
+    """Runs ``code`` in a new interpreter with the scan loop forced (the loop
+    is chosen when a set is compiled, and a process caches compiled sets);
+    it must print ``ok``."""
+    env = {**os.environ, "OS_REDACT_SCAN": scanner}
+    proc = subprocess.run(
+        [sys.executable, "-c", _STREAMED_LIKE_RE + code],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 def test_the_default_scanner_is_the_fastest_the_cpu_has() -> None:
     scanner = PatternSet((b"abc",), (), 1).scanner
     assert scanner in SCANNERS
@@ -63,30 +90,20 @@ def test_the_default_scanner_is_the_fastest_the_cpu_has() -> None:
 
 @pytest.mark.parametrize("scanner", SCANNERS)
 def test_every_scanner_gives_the_re_sub_result(scanner: str) -> None:
-    # A separate process: the scan loop is chosen when a set is compiled,
-    # and this process caches compiled sets.
     code = f"""
 import sys
 from benchmarks.redact_corpus_web import PATTERNS, UNANCHORED, reference, web_corpus
-from orchestrator_spawn import Redactor, redact
+from orchestrator_spawn import redact
 from orchestrator_spawn._native.redact import PatternSet
 assert PatternSet(PATTERNS, (), 1).scanner == {scanner!r}
 data = web_corpus(300_000, seed=5)
 for patterns in (PATTERNS, (*PATTERNS, UNANCHORED)):
     expected = reference(data, patterns)
     assert redact(data, patterns) == expected
-    for size in (1000, 4096 + 3, 65536):
-        r = Redactor(patterns)
-        out = b"".join(r.feed(data[i : i + size]) for i in range(0, len(data), size))
-        assert out + r.finish() == expected, size
+    streamed_like_re(data, patterns, expected, (1000, 4096 + 3, 65536))
 print("ok")
 """
-    env = {**os.environ, "OS_REDACT_SCAN": scanner}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=ROOT
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "ok"
+    run_under_scanner(scanner, code)
 
 
 def _pcre2_flags() -> tuple[list[str], list[str]]:
@@ -198,6 +215,88 @@ def test_whole_buffer_unanchored() -> None:
     data = web_corpus(150_000, seed=3)
     patterns = (*PATTERNS, UNANCHORED)
     assert redact(data, patterns) == reference(data, patterns)
+
+
+_FOLLOW_RUN_CODE = """
+import re
+from orchestrator_spawn import redact
+# Follow checks after the anchor literal: a run of need bytes of a given
+# length ("key-" then 32 of [0-9a-z]; "&token=" then 8 or more of a negated
+# class that holds the bytes >= 0x80), a skip run then a need byte ("://"
+# host ":"), a skip run then a need run ("x:y" then [a-z%]{0,70}[0-9]{5}).
+# Runs of every length around the 16-byte steps and the caps, ended by a
+# byte of the next class, a byte outside both (also >= 0x80) or the data.
+pats = (
+    rb"key-[0-9a-z]{32}",
+    rb"&token=[^&\\s]{8,}",
+    rb"zq[^\\s]{40}",
+    rb"://[A-Za-z0-9._%-]{1,64}:[^\\s/@:]{3,128}@",
+    rb"x:y[a-z%]{0,70}[0-9]{5}",
+)
+regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in pats))
+run = bytes(b for p in zip(range(0x21, 0x7F), range(0x80, 0x100)) for b in p).replace(b"&", b"")
+alnum = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+host = b"aZ9._%-" * 20
+cases = []
+for n in (0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 32, 33, 39, 40, 41, 47, 48, 63, 64, 65, 66, 80):
+    for end in (b":pw1234@", b"/:pw1234@", b"\\x80:pw@x", b"\\xff", b" ", b"&", b"12345", b""):
+        cases.append(b"key-" + (alnum * 3)[:n] + end)
+        cases.append(b"a&token=" + (run * 2)[7 * n % 50 : 7 * n % 50 + n] + end)
+        cases.append(b"zq" + (run * 2)[3 * n % 70 : 3 * n % 70 + n] + end)
+        cases.append(b"://" + host[:n] + end)
+        cases.append(b"x:y" + b"q%" * (n // 2) + b"1234"[: n % 5] + end)
+data = b" ".join(cases) + b"key-" + alnum[:20]
+for piece in cases + [data]:
+    assert redact(piece, pats) == regex.sub(b"[REDACTED]", piece), piece
+streamed_like_re(data, pats, regex.sub(b"[REDACTED]", data), (1, 7, 16, 61, 4096))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_follow_check_runs_match_re_sub(scanner: str) -> None:
+    # The run measures of the follow check after an anchor (16 bytes at a
+    # time with the SIMD scan loops, byte by byte with the scalar one)
+    # against re.sub at every run-length boundary, whole and streamed.
+    run_under_scanner(scanner, _FOLLOW_RUN_CODE)
+
+
+_RUN_CODE = """
+import random
+import re
+from orchestrator_spawn import redact
+# Patterns without a literal whose matches hold a long class run: they are
+# searched only where such a run is (at offset 0, 1-3 or 4-5 from the match
+# start). Runs of every length around the minimum, next to bytes that end
+# them (also >= 0x80), cut by the chunk boundaries and the end of the data.
+pats = (
+    rb"\\b[A-Za-z0-9+/]{40}\\b",
+    rb"[xy]{1,3}[0-9]{16}[a-z]?",
+    rb"\\d{4}-?\\d{16}",
+    rb"[^\\s]{20,}#",
+)
+regex = re.compile(b"(?i)" + b"|".join(b"(?:" + p + b")" for p in pats))
+rng = random.Random(7)
+b64 = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+parts = []
+for n in (1, 15, 16, 17, 19, 20, 21, 39, 40, 41, 42, 63, 64, 65, 80):
+    for lead in (b"", b"x", b"yy", b"xyx", b"1234", b"1234-", b"_", b"\\x80"):
+        for end in (b" ", b"#", b"-", b"_", b"\\xff", b"\\n", b"a", b"5"):
+            parts.append(lead + bytes(rng.choice(b64) for _ in range(n)) + end)
+            parts.append(lead + b"".join(rng.choice((b"1", b"7", b"0")) for _ in range(n)) + end)
+data = b"".join(parts) + bytes(rng.choice(b64) for _ in range(45))
+for piece in parts[:400] + [data]:
+    assert redact(piece, pats) == regex.sub(b"[REDACTED]", piece), piece
+streamed_like_re(data, pats, regex.sub(b"[REDACTED]", data), (1, 7, 16, 61, 4096, 65536))
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("scanner", SCANNERS)
+def test_unanchored_run_windows_match_re_sub(scanner: str) -> None:
+    # Patterns without a literal anchor but with a long class repeat are
+    # searched only around runs of that class (find_run / run_event).
+    run_under_scanner(scanner, _RUN_CODE)
 
 
 # --- anchors of a compiled set ----------------------------------------------

@@ -15,19 +15,11 @@ import pytest
 from orchestrator_spawn import SpawnError, spawn
 from orchestrator_spawn._native import sandbox as _native
 from orchestrator_spawn._native.sandbox import SandboxPlan
-from orchestrator_spawn.sandbox.linux import probe_capabilities
+from tests.helpers.sandbox import needs
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="Linux sandbox backend"
 )
-
-
-def needs(*features: str) -> None:
-    caps = probe_capabilities()
-    for feature in features:
-        reason = caps.unavailable(feature)
-        if reason is not None:
-            pytest.skip(f"this kernel cannot: {reason}")
 
 
 def closed(plan: SandboxPlan) -> bool:

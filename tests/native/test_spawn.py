@@ -12,7 +12,6 @@ import fcntl
 import os
 import resource
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,63 +30,34 @@ def pack(items: list[bytes]) -> tuple[bytes, int]:
     return b"\0".join(items) + b"\0", len(items)
 
 
-def fork_spawn(argv: list[bytes], **overrides: Any) -> int:
-    argv_block, argc = pack(argv)
-    env_block, envc = pack([b"PATH=/usr/bin:/bin"])
-    kwargs: dict[str, Any] = {
-        "program": argv[0],
-        "search_path": None if b"/" in argv[0] else b"/usr/bin:/bin",
-        "argv_block": argv_block,
-        "argc": argc,
-        "env_block": env_block,
-        "envc": envc,
-        "cwd": None,
-        "stdio": (-1, -1, -1),
-        "pass_fds": (),
-        "new_process_group": True,
-        "rlimits": (-1, -1, -1, -1),
-        "sandbox_plan": None,
-        "want_pidfd": False,
-        "force_fork": True,
-    }
-    kwargs.update(overrides)
-    return packed_spawn(**kwargs)
-
-
-def packed_spawn(
+def fork_spawn(
+    argv: list[bytes],
     *,
-    program: bytes,
-    search_path: bytes | None,
-    argv_block: bytes,
-    argc: int,
-    env_block: bytes | None,
-    envc: int,
-    cwd: bytes | None,
-    stdio: tuple[int, int, int],
-    pass_fds: tuple[int, ...],
-    new_process_group: bool,
-    rlimits: tuple[int, int, int, int],
-    sandbox_plan: None,
-    want_pidfd: bool,
-    force_fork: bool = False,
+    cwd: bytes | None = None,
+    stdio: tuple[int, int, int] = (-1, -1, -1),
+    rlimits: tuple[int, int, int, int] = (-1, -1, -1, -1),
+    force_fork: bool = True,
+    argv_block: bytes | None = None,
 ) -> int:
-    flags = (_native.NEW_PROCESS_GROUP if new_process_group else 0) | (
-        _native.FORCE_FORK if force_fork else 0
-    )
+    """One os_spawn_packed() call of argv in a new process group (by default
+    through the real fork); ``argv_block`` replaces the packed argv as given."""
+    packed, argc = pack(argv)
+    env_block, envc = pack([b"PATH=/usr/bin:/bin"])
+    flags = _native.NEW_PROCESS_GROUP | (_native.FORCE_FORK if force_fork else 0)
     pid, pidfd, _contained = _native.spawn_packed(
-        program,
-        search_path,
-        argv_block,
+        argv[0],
+        None if b"/" in argv[0] else b"/usr/bin:/bin",
+        packed if argv_block is None else argv_block,
         argc,
         env_block,
         envc,
         cwd,
         *stdio,
-        pass_fds,
-        flags | (_native.WANT_PIDFD if want_pidfd else 0),
+        (),
+        flags,
         rlimits,
         -1,
-        sandbox_plan,
+        None,
     )
     assert pidfd == -1
     return pid
@@ -154,21 +124,7 @@ def test_failures_reported_through_the_pipe(
 def test_a_block_with_an_embedded_nul_is_refused_before_any_fork() -> None:
     # The packed blocks are checked in C too (a caller other than spawn()).
     with pytest.raises(ValueError, match="embedded null byte"):
-        packed_spawn(
-            program=b"/bin/true",
-            search_path=None,
-            argv_block=b"/bin/true\0x\0",
-            argc=1,
-            env_block=None,
-            envc=0,
-            cwd=None,
-            stdio=(-1, -1, -1),
-            pass_fds=(),
-            new_process_group=True,
-            rlimits=(-1, -1, -1, -1),
-            sandbox_plan=None,
-            want_pidfd=False,
-        )
+        fork_spawn([b"/bin/true"], argv_block=b"/bin/true\0x\0", force_fork=False)
     assert_reaped_everything()
 
 
@@ -199,16 +155,6 @@ def test_a_failed_exec_names_its_stage_from_the_core() -> None:
 
 
 # -- fd parking (csrc/fdpark.c) ---------------------------------------------------
-
-
-@pytest.fixture
-def nofile() -> Iterator[None]:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, 4096)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    yield
-    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 BASE = _native.FD_PARK_BASE

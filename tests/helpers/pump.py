@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 
 def piped(argv: Sequence[str]) -> tuple[subprocess.Popen[bytes], int, int]:
@@ -50,3 +54,11 @@ def pump_threads() -> int:
         except OSError:
             continue
     return count
+
+
+def arun(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = False) -> Any:
+    """Runs ``coro`` on a fresh asyncio loop, or uvloop's (skips without uvloop)."""
+    if use_uvloop:
+        uvloop = pytest.importorskip("uvloop")
+        return uvloop.run(coro)
+    return asyncio.run(coro)

@@ -7,24 +7,16 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import orchestrator_spawn
 from orchestrator_spawn import RunResult, RunTimeoutError, SpawnError, run
 from orchestrator_spawn.pump import Redaction
+from tests.helpers.pump import arun
 
 TOKEN = r"token=[A-Za-z0-9]+"
-
-
-def arun(coro: Coroutine[Any, Any, Any], *, use_uvloop: bool = False) -> Any:
-    if use_uvloop:
-        uvloop = pytest.importorskip("uvloop")
-        return uvloop.run(coro)
-    return asyncio.run(coro)
 
 
 def gone(pid: int, within: float = 10.0) -> bool:
