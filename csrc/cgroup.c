@@ -59,8 +59,7 @@
 /* Everything below up to os_keeper_start also runs in the keeper: only
  * async-signal-safe calls. */
 
-static int write_at(int dirfd, const char *file, const char *text)
-{
+static int write_at(int dirfd, const char *file, const char *text) {
     int fd, err = 0;
     ssize_t n;
     size_t len = strlen(text);
@@ -81,8 +80,7 @@ static int write_at(int dirfd, const char *file, const char *text)
 
 /* Reads cgroup.procs of `dirfd` and sends `sig` to each pid. Returns the
  * number of pids seen, or -errno. */
-static int signal_procs(int dirfd, int sig)
-{
+static int signal_procs(int dirfd, int sig) {
     char buf[4096];
     int fd, count = 0, pid = 0, in_number = 0;
     ssize_t n;
@@ -120,8 +118,7 @@ static int signal_procs(int dirfd, int sig)
 
 /* Calls visit(dirfd, child_dirfd, name, depth, arg) for each subdirectory. */
 static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int, int), int depth,
-                            int arg)
-{
+                            int arg) {
     char buf[2048];
     long n;
     int dir = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -149,8 +146,7 @@ static void for_each_subdir(int dirfd, void (*visit)(int, int, const char *, int
  * child cgroups when it runs as root). */
 #define MAX_DEPTH 16
 
-static void signal_procs_below(int parent, int dirfd, const char *name, int depth, int sig)
-{
+static void signal_procs_below(int parent, int dirfd, const char *name, int depth, int sig) {
     (void)parent; /* for_each_subdir's visitor signature */
     (void)name;
     (void)signal_procs(dirfd, sig);
@@ -158,8 +154,7 @@ static void signal_procs_below(int parent, int dirfd, const char *name, int dept
         for_each_subdir(dirfd, signal_procs_below, depth + 1, sig);
 }
 
-int os_cgroup_signal(int dirfd, int sig)
-{
+int os_cgroup_signal(int dirfd, int sig) {
     int err = os_cgroup_populated(dirfd);
 
     if (err < 0)
@@ -171,8 +166,7 @@ int os_cgroup_signal(int dirfd, int sig)
     return 0;
 }
 
-int os_cgroup_kill_frozen(int dirfd)
-{
+int os_cgroup_kill_frozen(int dirfd) {
     /* Freeze (recursive, so nothing forks meanwhile), SIGKILL every member
      * (a fatal signal gets through the v2 freezer), thaw. */
     int err = write_at(dirfd, "cgroup.freeze", "1");
@@ -182,8 +176,7 @@ int os_cgroup_kill_frozen(int dirfd)
     return write_at(dirfd, "cgroup.freeze", "0");
 }
 
-int os_cgroup_kill(int dirfd)
-{
+int os_cgroup_kill(int dirfd) {
     int err = write_at(dirfd, "cgroup.kill", "1");
 
     /* No cgroup.kill before Linux 5.14. If cgroup.freeze is missing too
@@ -191,8 +184,7 @@ int os_cgroup_kill(int dirfd)
     return err == -ENOENT ? os_cgroup_kill_frozen(dirfd) : err;
 }
 
-int os_cgroup_populated(int dirfd)
-{
+int os_cgroup_populated(int dirfd) {
     char buf[256];
     int fd;
     ssize_t n;
@@ -216,8 +208,7 @@ int os_cgroup_populated(int dirfd)
 
 int os_cgroup_count_procs(int dirfd) { return signal_procs(dirfd, 0); }
 
-int os_cgroup_wait_empty(int dirfd, int timeout_ms)
-{
+int os_cgroup_wait_empty(int dirfd, int timeout_ms) {
     struct pollfd pfd;
     int result;
 
@@ -248,8 +239,7 @@ int os_cgroup_wait_empty(int dirfd, int timeout_ms)
     return result;
 }
 
-int os_cgroup_events_watch(int dirfd)
-{
+int os_cgroup_events_watch(int dirfd) {
     char path[64];
     int fd, err;
 
@@ -279,23 +269,19 @@ int os_cgroup_events_watch(int dirfd)
     return fd;
 }
 
-void os_cgroup_events_drain(int fd)
-{
+void os_cgroup_events_drain(int fd) {
     char buf[1024];
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
+    while (read(fd, buf, sizeof buf) > 0) {}
 }
 
-static void remove_below(int parent, int dirfd, const char *name, int depth, int unused)
-{
+static void remove_below(int parent, int dirfd, const char *name, int depth, int unused) {
     (void)unused;
     if (depth < MAX_DEPTH)
         for_each_subdir(dirfd, remove_below, depth + 1, 0);
     (void)unlinkat(parent, name, AT_REMOVEDIR);
 }
 
-static void keeper_reset_signals(void)
-{
+static void keeper_reset_signals(void) {
     struct sigaction dfl;
     sigset_t none;
     int sig;
@@ -311,8 +297,7 @@ static void keeper_reset_signals(void)
 
 /* Leaves the keeper with stdio on /dev/null, `watch_fd` on 3 and the cgroup
  * directory on 4 (-1: /dev/null sits there), nothing else. */
-static int keeper_fds(int watch_fd, int own_dirfd)
-{
+static int keeper_fds(int watch_fd, int own_dirfd) {
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     int keep[2] = {watch_fd, own_dirfd};
     int i;
@@ -349,8 +334,7 @@ static int keeper_fds(int watch_fd, int own_dirfd)
 #define KEEPER_PID_LIMIT (1 << 22)
 static unsigned long long *keeper_groups;
 
-int os_keeper_groups_new(void)
-{
+int os_keeper_groups_new(void) {
     void *map = mmap(NULL, KEEPER_PID_LIMIT / 8, PROT_READ | PROT_WRITE,
                      MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (map == MAP_FAILED)
@@ -363,8 +347,7 @@ int os_keeper_groups_new(void)
     return 0;
 }
 
-void os_keeper_group_set(int pgid, int registered)
-{
+void os_keeper_group_set(int pgid, int registered) {
     unsigned long long *groups = __atomic_load_n(&keeper_groups, __ATOMIC_ACQUIRE);
     unsigned long long bit;
 
@@ -377,8 +360,7 @@ void os_keeper_group_set(int pgid, int registered)
         __atomic_fetch_and(&groups[pgid / 64], ~bit, __ATOMIC_RELAXED);
 }
 
-static void keeper_kill_groups(void)
-{
+static void keeper_kill_groups(void) {
     for (int word = 0; word < KEEPER_PID_LIMIT / 64; word++) {
         unsigned long long bits = __atomic_load_n(&keeper_groups[word], __ATOMIC_RELAXED);
         for (int bit = 0; bits != 0 && bit < 64; bit++)
@@ -387,8 +369,7 @@ static void keeper_kill_groups(void)
     }
 }
 
-static void keeper_main(int watch_fd, int own_dirfd, int kill_groups, const char *name)
-{
+static void keeper_main(int watch_fd, int own_dirfd, int kill_groups, const char *name) {
     struct pollfd pfd;
     int base, jobs;
 
@@ -401,8 +382,7 @@ static void keeper_main(int watch_fd, int own_dirfd, int kill_groups, const char
     pfd.events = POLLIN;
     /* POLLIN: the pidfd's process exited (or the pipe reached EOF);
      * POLLHUP/POLLERR end the wait as well. */
-    while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
-    }
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {}
     if (kill_groups && keeper_groups != NULL)
         keeper_kill_groups();
     if (own_dirfd < 0)
@@ -417,16 +397,14 @@ static void keeper_main(int watch_fd, int own_dirfd, int kill_groups, const char
     }
     /* Jobs spawned with die_with_parent=False may run on: the keeper
      * outlives them only to remove their cgroups once they are done. */
-    while (os_cgroup_wait_empty(base, -1) == -EINTR) {
-    }
+    while (os_cgroup_wait_empty(base, -1) == -EINTR) {}
     for_each_subdir(base, remove_below, 0, 0);
     close(base);
     (void)unlinkat(4, name, AT_REMOVEDIR);
     _exit(0);
 }
 
-int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name)
-{
+int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name) {
     int pipe_fds[2];
     pid_t middle, keeper = -1;
     int status;
@@ -459,8 +437,7 @@ int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *na
         n = read(pipe_fds[0], &keeper, sizeof keeper);
     } while (n < 0 && errno == EINTR);
     close(pipe_fds[0]);
-    while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(middle, &status, 0) < 0 && errno == EINTR) {}
     if (n != (ssize_t)sizeof keeper || keeper < 0)
         return -ECHILD;
     return keeper;
@@ -479,8 +456,7 @@ int os_cgroup_count_procs(int dirfd) { return -ENOSYS; }
 int os_cgroup_wait_empty(int dirfd, int timeout_ms) { return -ENOSYS; }
 int os_cgroup_events_watch(int dirfd) { return -ENOSYS; }
 void os_cgroup_events_drain(int fd) {}
-int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name)
-{
+int os_keeper_start(int watch_fd, int kill_groups, int own_dirfd, const char *name) {
     return -ENOSYS;
 }
 int os_keeper_groups_new(void) { return -ENOSYS; }

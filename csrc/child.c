@@ -16,8 +16,7 @@ struct os_kernel_sigaction {
 
 /* SIG_DFL and not SA_SIGINFO (the restorer and mask glibc leaves there do
  * not matter): the disposition a new program starts with anyway. */
-static int is_default(const struct os_kernel_sigaction *sa)
-{
+static int is_default(const struct os_kernel_sigaction *sa) {
 #if defined(__mips__)
     for (size_t i = 0; i < sizeof sa->words / sizeof sa->words[0]; i++)
         if (sa->words[i] != 0)
@@ -37,8 +36,7 @@ static int is_default(const struct os_kernel_sigaction *sa)
  * the reset is done. Unlike libc's sigaction, the system call also resets
  * the signals libc keeps for itself (glibc's 32 and 33): the new program
  * starts with those at SIG_DFL anyway. */
-void os_child_reset_signals(void)
-{
+void os_child_reset_signals(void) {
 #ifdef __linux__
     struct os_kernel_sigaction dfl, old;
     int sig;
@@ -72,8 +70,7 @@ void os_child_reset_signals(void)
 #endif
 }
 
-void os_child_unblock_signals(void)
-{
+void os_child_unblock_signals(void) {
 #ifdef __linux__
     static const uint64_t none = 0;
     (void)os_sys_sigmask_set(&none);
@@ -84,8 +81,7 @@ void os_child_unblock_signals(void)
 #endif
 }
 
-void os_child_report_and_exit(int fd, volatile os_child_report *shared, int stage, int error)
-{
+void os_child_report_and_exit(int fd, volatile os_child_report *shared, int stage, int error) {
     os_child_report report = {stage, error};
 
     if (shared != NULL) {

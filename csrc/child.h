@@ -75,20 +75,16 @@ static inline long os_sys_ret(long r) { return r < 0 ? -(long)errno : r; }
 #define OS_SYS(...) os_sys_ret(syscall(__VA_ARGS__))
 
 static inline int os_sys_close(int fd) { return (int)OS_SYS(SYS_close, fd); }
-static inline long os_sys_write(int fd, const void *buf, size_t len)
-{
+static inline long os_sys_write(int fd, const void *buf, size_t len) {
     return OS_SYS(SYS_write, fd, buf, len);
 }
-static inline int os_sys_open(const char *path, int flags)
-{
+static inline int os_sys_open(const char *path, int flags) {
     return (int)OS_SYS(SYS_openat, AT_FDCWD, path, flags, 0);
 }
-static inline int os_sys_openat(int dirfd, const char *path, int flags)
-{
+static inline int os_sys_openat(int dirfd, const char *path, int flags) {
     return (int)OS_SYS(SYS_openat, dirfd, path, flags, 0);
 }
-static inline int os_sys_fcntl(int fd, int cmd, long arg)
-{
+static inline int os_sys_fcntl(int fd, int cmd, long arg) {
     return (int)OS_SYS(SYS_fcntl, fd, cmd, arg);
 }
 /* dup2 for two different fds (the only case the child needs): arm64 has no
@@ -98,17 +94,14 @@ static inline int os_sys_chdir(const char *path) { return (int)OS_SYS(SYS_chdir,
 static inline int os_sys_setpgid(int pid, int pgid) { return (int)OS_SYS(SYS_setpgid, pid, pgid); }
 static inline int os_sys_getppid(void) { return (int)syscall(SYS_getppid); }
 static inline int os_sys_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4,
-                               unsigned long a5)
-{
+                               unsigned long a5) {
     return (int)OS_SYS(SYS_prctl, option, a2, a3, a4, a5);
 }
 static inline int os_sys_unshare(int flags) { return (int)OS_SYS(SYS_unshare, flags); }
-static inline int os_sys_execve(const char *path, char *const argv[], char *const envp[])
-{
+static inline int os_sys_execve(const char *path, char *const argv[], char *const envp[]) {
     return (int)OS_SYS(SYS_execve, path, argv, envp);
 }
-__attribute__((noreturn)) static inline void os_sys_exit(int status)
-{
+__attribute__((noreturn)) static inline void os_sys_exit(int status) {
     for (;;)
         syscall(SYS_exit_group, status);
 }
@@ -119,13 +112,11 @@ struct os_rlimit64 {
     uint64_t cur;
     uint64_t max;
 };
-static inline int os_sys_setrlimit(int resource, uint64_t value)
-{
+static inline int os_sys_setrlimit(int resource, uint64_t value) {
     struct os_rlimit64 rl = {value, value};
     return (int)OS_SYS(SYS_prlimit64, 0, resource, &rl, NULL);
 }
-static inline int os_sys_getrlimit(int resource, struct os_rlimit64 *old)
-{
+static inline int os_sys_getrlimit(int resource, struct os_rlimit64 *old) {
     return (int)OS_SYS(SYS_prlimit64, 0, resource, NULL, old);
 }
 
@@ -133,28 +124,26 @@ static inline int os_sys_getrlimit(int resource, struct os_rlimit64 *old)
  * glibc): 64 signals, 8 bytes, on every architecture we build for. */
 #define OS_KERNEL_SIGSET_SIZE 8
 
-static inline int os_sys_sigmask_set(const uint64_t *mask)
-{
+static inline int os_sys_sigmask_set(const uint64_t *mask) {
     return (int)OS_SYS(SYS_rt_sigprocmask, SIG_SETMASK, mask, NULL, OS_KERNEL_SIGSET_SIZE);
 }
 #else
 #define OS_SYS(r) os_sys_ret((long)(r))
 
 static inline int os_sys_close(int fd) { return (int)OS_SYS(close(fd)); }
-static inline long os_sys_write(int fd, const void *buf, size_t len)
-{
+static inline long os_sys_write(int fd, const void *buf, size_t len) {
     return OS_SYS(write(fd, buf, len));
 }
-static inline int os_sys_open(const char *path, int flags) { return (int)OS_SYS(open(path, flags)); }
-static inline int os_sys_fcntl(int fd, int cmd, long arg)
-{
+static inline int os_sys_open(const char *path, int flags) {
+    return (int)OS_SYS(open(path, flags));
+}
+static inline int os_sys_fcntl(int fd, int cmd, long arg) {
     return (int)OS_SYS(fcntl(fd, cmd, arg));
 }
 static inline int os_sys_dup2(int from, int to) { return (int)OS_SYS(dup2(from, to)); }
 static inline int os_sys_chdir(const char *path) { return (int)OS_SYS(chdir(path)); }
 static inline int os_sys_setpgid(int pid, int pgid) { return (int)OS_SYS(setpgid(pid, pgid)); }
-static inline int os_sys_execve(const char *path, char *const argv[], char *const envp[])
-{
+static inline int os_sys_execve(const char *path, char *const argv[], char *const envp[]) {
     return (int)OS_SYS(execve(path, argv, envp));
 }
 __attribute__((noreturn)) static inline void os_sys_exit(int status) { _exit(status); }
@@ -182,22 +171,19 @@ __attribute__((noreturn)) void os_child_report_and_exit(int fd, volatile os_chil
 
 /* Blocks every signal in the calling thread around a fork, so that no handler
  * of the parent runs in the child before it reset its dispositions. */
-static inline void os_block_signals(sigset_t *old)
-{
+static inline void os_block_signals(sigset_t *old) {
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, old);
 }
 
-static inline void os_restore_signals(const sigset_t *old)
-{
+static inline void os_restore_signals(const sigset_t *old) {
     pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 /* Reads a child's report from the read end of its close-on-exec pipe. 1: a
  * report was read; 0: EOF (the child exec'd, or finished without failing). */
-static inline int os_child_read_report(int fd, os_child_report *report)
-{
+static inline int os_child_read_report(int fd, os_child_report *report) {
     size_t got = 0;
     while (got < sizeof *report) {
         ssize_t n = read(fd, (char *)report + got, sizeof *report - got);

@@ -37,8 +37,7 @@
 
 #define DOCTOR_STACK_SIZE (64 * 1024)
 
-int os_doctor_pidfd_open(void)
-{
+int os_doctor_pidfd_open(void) {
     long fd = syscall(SYS_pidfd_open, (long)getpid(), 0L);
     if (fd < 0)
         return -errno;
@@ -46,8 +45,7 @@ int os_doctor_pidfd_open(void)
     return 0;
 }
 
-int os_doctor_close_range(void)
-{
+int os_doctor_close_range(void) {
     int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     int err;
     if (fd < 0)
@@ -61,14 +59,12 @@ int os_doctor_close_range(void)
 
 /* The child of the clone probe: a fresh copy of the parent (no CLONE_VM)
  * that only exits. */
-static int doctor_child(void *arg)
-{
+static int doctor_child(void *arg) {
     (void)arg;
     _exit(0);
 }
 
-int os_doctor_clone_pidfd(void)
-{
+int os_doctor_clone_pidfd(void) {
     char *stack = malloc(DOCTOR_STACK_SIZE);
     int pidfd = -1;
     int status;
@@ -83,8 +79,7 @@ int os_doctor_clone_pidfd(void)
         free(stack);
         return -err;
     }
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     free(stack);
     if (pidfd < 0)
         return -ENOSYS; /* kernels before 5.2 ignore the flag */
@@ -101,8 +96,7 @@ int os_doctor_clone_pidfd(void) { return -ENOSYS; }
 #endif
 
 /* pcre2_config writes strings of up to its own reported length. */
-static int doctor_pcre2_string(uint32_t what, char *buf, size_t len)
-{
+static int doctor_pcre2_string(uint32_t what, char *buf, size_t len) {
     int need = pcre2_config(what, NULL);
     if (need < 0) {
         if (len > 0)
@@ -115,21 +109,18 @@ static int doctor_pcre2_string(uint32_t what, char *buf, size_t len)
     return 0;
 }
 
-int os_doctor_pcre2_version(char *buf, size_t len)
-{
+int os_doctor_pcre2_version(char *buf, size_t len) {
     return doctor_pcre2_string(PCRE2_CONFIG_VERSION, buf, len);
 }
 
-int os_doctor_pcre2_jit_built(void)
-{
+int os_doctor_pcre2_jit_built(void) {
     uint32_t jit = 0;
     if (pcre2_config(PCRE2_CONFIG_JIT, &jit) < 0)
         return 0;
     return jit != 0;
 }
 
-int os_doctor_pcre2_jit_target(char *buf, size_t len)
-{
+int os_doctor_pcre2_jit_target(char *buf, size_t len) {
     if (!os_doctor_pcre2_jit_built()) {
         if (len > 0)
             buf[0] = '\0';
@@ -138,8 +129,7 @@ int os_doctor_pcre2_jit_target(char *buf, size_t len)
     return doctor_pcre2_string(PCRE2_CONFIG_JITTARGET, buf, len);
 }
 
-int os_doctor_pcre2_jit_works(void)
-{
+int os_doctor_pcre2_jit_works(void) {
     int errorcode;
     PCRE2_SIZE erroroffset;
     pcre2_code *code;

@@ -7,8 +7,7 @@
 
 #include "fdpark_api.h"
 
-int os_fd_park(int fd)
-{
+int os_fd_park(int fd) {
     int parked;
 
     if (fd < 0 || fd >= OS_FD_PARK_BASE)

@@ -90,16 +90,16 @@ typedef struct pump_stream {
     pump_tag tag;
     struct os_pump_capture *capture;
     int src_fd;
-    bool reading;       /* registered and enabled in the poller */
-    bool eof;           /* the source is finished and closed */
-    bool finished;      /* all output written, targets closed */
-    bool abort_pending; /* drain what is there, then act as at end of file */
-    bool redact_failed; /* fail closed: the redactor's output is withheld */
-    bool grow_tried;    /* tried to grow the source pipe already */
-    bool pipe_grown;    /* ... and it worked: counted in grown_pipes */
-    bool nonblock_later; /* a pipe the pump made: stream_start sets O_NONBLOCK and parks it */
+    bool reading;         /* registered and enabled in the poller */
+    bool eof;             /* the source is finished and closed */
+    bool finished;        /* all output written, targets closed */
+    bool abort_pending;   /* drain what is there, then act as at end of file */
+    bool redact_failed;   /* fail closed: the redactor's output is withheld */
+    bool grow_tried;      /* tried to grow the source pipe already */
+    bool pipe_grown;      /* ... and it worked: counted in grown_pipes */
+    bool nonblock_later;  /* a pipe the pump made: stream_start sets O_NONBLOCK and parks it */
     bool park_sink_later; /* a sink fd the start made: stream_start parks it */
-    int src_flags;      /* the caller's file status flags, -1 if unknown */
+    int src_flags;        /* the caller's file status flags, -1 if unknown */
     /* Redaction asked for: the redactor is made on the reactor when the
      * stream starts (stream_start), from these; until then, and if making it
      * failed (redact_failed), it is NULL. */
@@ -218,12 +218,10 @@ static void signal_fd_close(int *r, int *w) {
 static void signal_fd_raise(int w) {
 #ifdef PUMP_HAVE_EVENTFD
     uint64_t one = 1;
-    while (write(w, &one, sizeof one) < 0 && errno == EINTR) {
-    }
+    while (write(w, &one, sizeof one) < 0 && errno == EINTR) {}
 #else
     /* EAGAIN means the pipe is full, hence readable already. */
-    while (write(w, "x", 1) < 0 && errno == EINTR) {
-    }
+    while (write(w, "x", 1) < 0 && errno == EINTR) {}
 #endif
 }
 
@@ -488,8 +486,7 @@ static bool child_was_killed(os_pump_capture *c) {
             return __atomic_load_n(&c->truncated, __ATOMIC_ACQUIRE) != 0;
         siginfo_t info;
         memset(&info, 0, sizeof info);
-        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == pid)
+        if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid)
             return info.si_code == CLD_KILLED || info.si_code == CLD_DUMPED;
         /* Still running, or reaped already (ECHILD: its owner is about to
          * say how it ended). */
@@ -698,8 +695,7 @@ static void *reactor_main(void *arg) {
         int n = pump_poller_wait(&P.poller, events, 256, -1);
         if (n < 0) {
             if (n != -EINTR)
-                fprintf(stderr, "orchestrator_spawn pump: poller wait failed: %s\n",
-                        strerror(-n));
+                fprintf(stderr, "orchestrator_spawn pump: poller wait failed: %s\n", strerror(-n));
             continue;
         }
         for (int i = 0; i < n; i++) {
@@ -1272,21 +1268,32 @@ size_t os_pump_active_captures(void) {
  * names in errors and stats; NULL for a value that is none of them. */
 const char *os_pump_stage_name(int stage) {
     switch (stage) {
-    case OS_PUMP_STAGE_NONE: return "none";
-    case OS_PUMP_STAGE_READ: return "read";
-    case OS_PUMP_STAGE_REDACT: return "redact";
-    case OS_PUMP_STAGE_WRITE: return "write";
-    case OS_PUMP_STAGE_CLOSE: return "close";
-    default: return NULL;
+    case OS_PUMP_STAGE_NONE:
+        return "none";
+    case OS_PUMP_STAGE_READ:
+        return "read";
+    case OS_PUMP_STAGE_REDACT:
+        return "redact";
+    case OS_PUMP_STAGE_WRITE:
+        return "write";
+    case OS_PUMP_STAGE_CLOSE:
+        return "close";
+    default:
+        return NULL;
     }
 }
 
 const char *os_pump_part_name(int part) {
     switch (part) {
-    case OS_PUMP_PART_SOURCE: return "the source";
-    case OS_PUMP_PART_SINK: return "the sink";
-    case OS_PUMP_PART_TEE: return "the live-output pipe";
-    case OS_PUMP_PART_REDACTOR: return "the redactor";
-    default: return NULL;
+    case OS_PUMP_PART_SOURCE:
+        return "the source";
+    case OS_PUMP_PART_SINK:
+        return "the sink";
+    case OS_PUMP_PART_TEE:
+        return "the live-output pipe";
+    case OS_PUMP_PART_REDACTOR:
+        return "the redactor";
+    default:
+        return NULL;
     }
 }

@@ -42,8 +42,8 @@
 
 typedef struct {
     pcre2_code *code;
-    int jit;            /* JIT-compiled for complete and hard-partial matching */
-    os_anchor anchor;   /* anchor.found == 0: the pattern searches alone */
+    int jit;          /* JIT-compiled for complete and hard-partial matching */
+    os_anchor anchor; /* anchor.found == 0: the pattern searches alone */
     /* How far before the end of the data a match may start whose anchor
      * has not fully arrived yet (the tail that is searched without one). */
     uint64_t lookahead;
@@ -117,7 +117,8 @@ struct os_redactor {
 /* The pattern set                                                          */
 
 static void set_error(char *msg, size_t cap, const char *text) {
-    if (cap) snprintf(msg, cap, "%s", text);
+    if (cap)
+        snprintf(msg, cap, "%s", text);
 }
 
 static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_t options,
@@ -141,15 +142,18 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
      * unanchored pattern some of PCRE2's start-of-match optimisations. */
     p->run = !p->anchor.found && p->anchor.has_run;
     p->windowed = p->anchor.found || p->run;
-    if (p->windowed) options |= PCRE2_USE_OFFSET_LIMIT;
-    if (p->run) os_scan_class_init(&p->run_class, p->anchor.run_set);
+    if (p->windowed)
+        options |= PCRE2_USE_OFFSET_LIMIT;
+    if (p->run)
+        os_scan_class_init(&p->run_class, p->anchor.run_set);
     int errcode;
     PCRE2_SIZE off = 0;
     p->code = pcre2_compile((PCRE2_SPTR)pat, len, options | (literal ? PCRE2_LITERAL : 0), &errcode,
                             &off, NULL);
     if (!p->code) {
         *err_offset = off;
-        if (err_cap) pcre2_get_error_message(errcode, (PCRE2_UCHAR *)err_msg, err_cap);
+        if (err_cap)
+            pcre2_get_error_message(errcode, (PCRE2_UCHAR *)err_msg, err_cap);
         return OS_REDACT_E_COMPILE;
     }
     set->n++;
@@ -173,27 +177,30 @@ static int add_pattern(os_pattern_set *set, const char *pat, size_t len, uint32_
             return OS_REDACT_E_EMPTY_MATCH;
         }
     }
-    if (lookbehind > set->context) set->context = lookbehind;
+    if (lookbehind > set->context)
+        set->context = lookbehind;
     /* Without JIT, pcre2_match falls back to the interpreter: slower, same
      * results. */
     p->jit = pcre2_jit_compile(p->code, PCRE2_JIT_COMPLETE | PCRE2_JIT_PARTIAL_HARD) == 0;
 
     if (p->anchor.found) {
-        if (p->anchor.has_skip) os_scan_class_init(&p->skip_class, p->anchor.skip);
-        if (p->anchor.has_need) os_scan_class_init(&p->need_class, p->anchor.need);
+        if (p->anchor.has_skip)
+            os_scan_class_init(&p->skip_class, p->anchor.skip);
+        if (p->anchor.has_need)
+            os_scan_class_init(&p->need_class, p->anchor.need);
         uint32_t maxlen = 0;
         for (size_t v = 0; v < p->anchor.n; v++)
-            if (p->anchor.len[v] > maxlen) maxlen = p->anchor.len[v];
+            if (p->anchor.len[v] > maxlen)
+                maxlen = p->anchor.len[v];
         int64_t reach = (int64_t)p->anchor.dmax + (p->anchor.rel_end ? 0 : maxlen);
         p->lookahead = reach > 0 ? (uint64_t)reach : 0;
     }
     return 0;
 }
 
-int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
-                       size_t n_patterns, const char *const *literals,
-                       const size_t *literal_lens, size_t n_literals, uint32_t flags,
-                       os_pattern_set **out, size_t *err_index, size_t *err_offset,
+int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens, size_t n_patterns,
+                       const char *const *literals, const size_t *literal_lens, size_t n_literals,
+                       uint32_t flags, os_pattern_set **out, size_t *err_index, size_t *err_offset,
                        char *err_msg, size_t err_msg_len) {
     *out = NULL;
     *err_index = 0;
@@ -203,7 +210,8 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
     uint32_t options = ci ? PCRE2_CASELESS : 0;
     size_t total = n_patterns + n_literals;
     os_pattern_set *set = calloc(1, sizeof *set);
-    if (!set) return -ENOMEM;
+    if (!set)
+        return -ENOMEM;
     set->pats = calloc(total ? total : 1, sizeof *set->pats);
     if (!set->pats) {
         free(set);
@@ -218,13 +226,16 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
         const char *src = literal ? literals[i - n_patterns] : patterns[i];
         size_t len = literal ? literal_lens[i - n_patterns] : pattern_lens[i];
         rc = add_pattern(set, src, len, options, literal, ci, err_offset, err_msg, err_msg_len);
-        if (rc) *err_index = i;
+        if (rc)
+            *err_index = i;
     }
     if (rc == 0) {
         size_t nl = 0;
-        for (size_t i = 0; i < set->n; i++) nl += set->pats[i].anchor.found ? set->pats[i].anchor.n : 0;
+        for (size_t i = 0; i < set->n; i++)
+            nl += set->pats[i].anchor.found ? set->pats[i].anchor.n : 0;
         os_scan_lit *lits = calloc(nl ? nl : 1, sizeof *lits);
-        if (!lits) rc = -ENOMEM;
+        if (!lits)
+            rc = -ENOMEM;
         size_t k = 0;
         for (size_t i = 0; lits && i < set->n; i++) {
             const os_anchor *a = &set->pats[i].anchor;
@@ -239,7 +250,8 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
                 }
             }
         }
-        if (lits) rc = os_scanner_init(&set->scanner, lits, nl);
+        if (lits)
+            rc = os_scanner_init(&set->scanner, lits, nl);
         free(lits);
     }
     if (rc) {
@@ -251,8 +263,10 @@ int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
 }
 
 void os_pattern_set_free(os_pattern_set *set) {
-    if (!set) return;
-    for (size_t i = 0; i < set->n; i++) pcre2_code_free(set->pats[i].code);
+    if (!set)
+        return;
+    for (size_t i = 0; i < set->n; i++)
+        pcre2_code_free(set->pats[i].code);
     free(set->pats);
     os_scanner_free(&set->scanner);
     free(set);
@@ -262,9 +276,10 @@ const char *os_pattern_set_scanner(const os_pattern_set *set) {
     return os_scanner_impl_name(&set->scanner);
 }
 
-int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,
-                             int32_t *dmax, int *rel_end) {
-    if (index >= set->n) return -EINVAL;
+int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin, int32_t *dmax,
+                             int *rel_end) {
+    if (index >= set->n)
+        return -EINVAL;
     const os_anchor *a = &set->pats[index].anchor;
     *dmin = a->dmin;
     *dmax = a->dmax;
@@ -276,11 +291,14 @@ int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *d
 /* Redactor buffers                                                         */
 
 static int grow(uint8_t **p, size_t *cap, size_t need) {
-    if (need <= *cap) return 0;
+    if (need <= *cap)
+        return 0;
     size_t c = *cap ? *cap : 4096;
-    while (c < need) c *= 2;
+    while (c < need)
+        c *= 2;
     uint8_t *q = realloc(*p, c);
-    if (!q) return -ENOMEM;
+    if (!q)
+        return -ENOMEM;
     *p = q;
     *cap = c;
     return 0;
@@ -292,12 +310,15 @@ static int grow(uint8_t **p, size_t *cap, size_t need) {
 #define OS_REDACT_HUGE ((size_t)2 << 20)
 
 static int grow_out(os_redactor *r, size_t need) {
-    if (need <= r->out_cap) return 0;
-    if (need < 4 * OS_REDACT_HUGE) return grow(&r->out, &r->out_cap, need);
+    if (need <= r->out_cap)
+        return 0;
+    if (need < 4 * OS_REDACT_HUGE)
+        return grow(&r->out, &r->out_cap, need);
     size_t cap = r->out_cap * 2 > need ? r->out_cap * 2 : need;
     cap = (cap + OS_REDACT_HUGE - 1) / OS_REDACT_HUGE * OS_REDACT_HUGE;
     void *q = NULL;
-    if (posix_memalign(&q, OS_REDACT_HUGE, cap)) return -ENOMEM;
+    if (posix_memalign(&q, OS_REDACT_HUGE, cap))
+        return -ENOMEM;
 #ifdef MADV_HUGEPAGE
     (void)madvise(q, cap, MADV_HUGEPAGE);
 #endif
@@ -312,12 +333,14 @@ static void plan_flush(os_redactor *r);
 static void plan_other(os_redactor *r, const uint8_t *p, size_t n);
 
 static void emit(os_redactor *r, const uint8_t *p, size_t n) {
-    if (n == 0 || r->failed) return;
+    if (n == 0 || r->failed)
+        return;
     if (r->planning) {
         plan_other(r, p, n);
         return;
     }
-    if (r->out_off && r->out_off == r->out_len) r->out_off = r->out_len = 0;
+    if (r->out_off && r->out_off == r->out_len)
+        r->out_off = r->out_len = 0;
     if (grow_out(r, r->out_len + n)) {
         r->failed = -ENOMEM;
         return;
@@ -328,11 +351,14 @@ static void emit(os_redactor *r, const uint8_t *p, size_t n) {
 
 /* Emit the clear bytes [pos, upto) of the stream. */
 static void emit_clear(os_redactor *r, uint64_t upto) {
-    if (upto <= r->pos) return;
+    if (upto <= r->pos)
+        return;
     if (r->planning) {
         /* Stream offsets are offsets into the caller's buffer. */
-        if (r->plan_to != r->pos) plan_flush(r);
-        if (r->plan_to == r->plan_from) r->plan_from = r->pos;
+        if (r->plan_to != r->pos)
+            plan_flush(r);
+        if (r->plan_to == r->plan_from)
+            r->plan_from = r->pos;
         r->plan_to = upto;
     } else {
         emit(r, r->subj + (r->pos - r->base), (size_t)(upto - r->pos));
@@ -343,7 +369,8 @@ static void emit_clear(os_redactor *r, uint64_t upto) {
 os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replacement,
                              size_t replacement_len, size_t max_hold) {
     os_redactor *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
+    if (!r)
+        return NULL;
     r->set = set;
     r->n_pats = set->n;
     r->max_hold = max_hold;
@@ -365,20 +392,25 @@ os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replaceme
 }
 
 void os_redactor_free(os_redactor *r) {
-    if (!r) return;
+    if (!r)
+        return;
     /* r->set is not touched here: at interpreter exit the set may already
      * be gone when the last redactor is collected. */
     if (r->ps)
-        for (size_t i = 0; i < r->n_pats; i++) free(r->ps[i].t);
+        for (size_t i = 0; i < r->n_pats; i++)
+            free(r->ps[i].t);
     free(r->ps);
     free(r->rep);
     free(r->buf);
     free(r->out);
     free(r->stk);
     free(r->plan);
-    if (r->md) pcre2_match_data_free(r->md);
-    if (r->mc) pcre2_match_context_free(r->mc);
-    if (r->js) pcre2_jit_stack_free(r->js);
+    if (r->md)
+        pcre2_match_data_free(r->md);
+    if (r->mc)
+        pcre2_match_context_free(r->mc);
+    if (r->js)
+        pcre2_jit_stack_free(r->js);
     free(r);
 }
 
@@ -391,15 +423,21 @@ void os_redactor_free(os_redactor *r) {
 static int follow_ok(const os_scanner *sc, const os_pat *pt, const uint8_t *buf, size_t len,
                      size_t i) {
     const os_anchor *a = &pt->anchor;
-    if (!a->has_need) return 1;
+    if (!a->has_need)
+        return 1;
     if (a->has_skip) {
-        size_t k = os_scan_run(sc, &pt->skip_class, buf + i, len - i, a->skip_max < 64 ? a->skip_max : 64);
+        size_t k =
+            os_scan_run(sc, &pt->skip_class, buf + i, len - i, a->skip_max < 64 ? a->skip_max : 64);
         i += k;
-        if (i >= len || (k == 64 && a->skip_max > 64)) return 1; /* undecided */
-        if (k < a->skip_min) return 0;
+        if (i >= len || (k == 64 && a->skip_max > 64))
+            return 1; /* undecided */
+        if (k < a->skip_min)
+            return 0;
     }
-    if (i >= len) return 1;
-    if (a->need_run <= 1) return os_anchor_set_has(a->need, buf[i]);
+    if (i >= len)
+        return 1;
+    if (a->need_run <= 1)
+        return os_anchor_set_has(a->need, buf[i]);
     size_t k = os_scan_run(sc, &pt->need_class, buf + i, len - i, a->need_run);
     return k >= a->need_run || i + k >= len;
 }
@@ -407,10 +445,12 @@ static int follow_ok(const os_scanner *sc, const os_pat *pt, const uint8_t *buf,
 static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     os_redactor *r = ctx;
     const os_pat *pt = &r->set->pats[l->owner];
-    if (!follow_ok(&r->set->scanner, pt, r->subj, r->slen, t_rel + l->len)) return;
+    if (!follow_ok(&r->set->scanner, pt, r->subj, r->slen, t_rel + l->len))
+        return;
     os_pstate *p = &r->ps[l->owner];
     uint64_t t = r->base + t_rel + (pt->anchor.rel_end ? l->len : 0);
-    if (p->head && p->head == p->n) p->head = p->n = 0;
+    if (p->head && p->head == p->n)
+        p->head = p->n = 0;
     if (p->n == p->cap) {
         if (p->head > 0) {
             memmove(p->t, p->t + p->head, (p->n - p->head) * sizeof *p->t);
@@ -431,8 +471,10 @@ static void on_hit(void *ctx, const os_scan_lit *l, size_t t_rel) {
     /* Hits arrive almost sorted (fingerprints sit at different offsets of
      * different literals): insert from the back, dropping duplicates. */
     size_t i = p->n;
-    while (i > p->head && p->t[i - 1] > t) i--;
-    if (i > p->head && p->t[i - 1] == t) return;
+    while (i > p->head && p->t[i - 1] > t)
+        i--;
+    if (i > p->head && p->t[i - 1] == t)
+        return;
     memmove(p->t + i + 1, p->t + i, (p->n - i) * sizeof *p->t);
     p->t[i] = t;
     p->n++;
@@ -445,19 +487,25 @@ static void debug_check(const os_redactor *r, size_t idx, uint64_t s, uint64_t e
             /* A forward anchor lies inside the match; a lookbehind's anywhere
              * in the kept data (usually just before the match). */
             int64_t t = (int64_t)s + d - (a->rel_end ? a->len[v] : 0);
-            if (!a->rel_end && (uint64_t)t + a->len[v] > e) continue;
-            if (t < (int64_t)r->base || (uint64_t)t + a->len[v] > r->base + r->slen) continue;
+            if (!a->rel_end && (uint64_t)t + a->len[v] > e)
+                continue;
+            if (t < (int64_t)r->base || (uint64_t)t + a->len[v] > r->base + r->slen)
+                continue;
             const uint8_t *p = r->subj + ((uint64_t)t - r->base);
             size_t k = 0;
             for (; k < a->len[v]; k++) {
                 uint8_t x = p[k], y = a->lit[v][k];
                 if (a->ci) {
-                    if (x >= 'A' && x <= 'Z') x |= 0x20;
-                    if (y >= 'A' && y <= 'Z') y |= 0x20;
+                    if (x >= 'A' && x <= 'Z')
+                        x |= 0x20;
+                    if (y >= 'A' && y <= 'Z')
+                        y |= 0x20;
                 }
-                if (x != y) break;
+                if (x != y)
+                    break;
             }
-            if (k == a->len[v]) return;
+            if (k == a->len[v])
+                return;
         }
     }
     fprintf(stderr,
@@ -476,30 +524,33 @@ static int search(os_redactor *r, size_t idx, uint64_t lo, uint64_t hi, int limi
     if (pt->jit && r->js == NULL) {
         r->js = pcre2_jit_stack_create(32 * 1024, 1024 * 1024, NULL);
         /* Fail closed, as when a match overflows the JIT stack. */
-        if (r->js == NULL) return EV_ERROR;
+        if (r->js == NULL)
+            return EV_ERROR;
         pcre2_jit_stack_assign(r->mc, NULL, r->js);
     }
     if (pt->windowed)
         pcre2_set_offset_limit(r->mc, limited ? (PCRE2_SIZE)(hi - r->base) : PCRE2_UNSET);
     /* pcre2_jit_match skips the generic entry checks: same results. */
-    int rc = (pt->jit ? pcre2_jit_match : pcre2_match)(pt->code, r->subj, r->slen,
-                                                      (PCRE2_SIZE)(lo - r->base),
-                                                      partial ? PCRE2_PARTIAL_HARD : 0, r->md,
-                                                      r->mc);
+    int rc = (pt->jit ? pcre2_jit_match
+                      : pcre2_match)(pt->code, r->subj, r->slen, (PCRE2_SIZE)(lo - r->base),
+                                     partial ? PCRE2_PARTIAL_HARD : 0, r->md, r->mc);
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
     if (rc >= 0) {
         *s = r->base + ov[0];
         *e = r->base + ov[1];
         /* Never zero-width (only \K could do that): always make progress. */
-        if (*e <= *s) *e = *s + 1 <= r->base + r->slen ? *s + 1 : *s;
-        if (r->set->debug && pt->anchor.found) debug_check(r, idx, *s, *e);
+        if (*e <= *s)
+            *e = *s + 1 <= r->base + r->slen ? *s + 1 : *s;
+        if (r->set->debug && pt->anchor.found)
+            debug_check(r, idx, *s, *e);
         return EV_FULL;
     }
     if (rc == PCRE2_ERROR_PARTIAL) {
         *s = r->base + ov[0];
         return EV_PARTIAL;
     }
-    if (rc == PCRE2_ERROR_NOMATCH) return EV_NONE;
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return EV_NONE;
     return EV_ERROR; /* match/depth/heap limit, JIT stack: fail closed */
 }
 
@@ -525,7 +576,8 @@ static int find_run(const os_redactor *r, const os_pat *pt, size_t from, size_t 
     size_t end = r->slen, q = from;
     while (q + n <= end) {
         size_t j = q + n;
-        while (j > q && os_anchor_set_has(set, buf[j - 1])) j--;
+        while (j > q && os_anchor_set_has(set, buf[j - 1]))
+            j--;
         if (j == q) {
             size_t re = q + n;
             re += os_scan_run(&r->set->scanner, &pt->run_class, buf + re, end - re, end - re);
@@ -552,14 +604,18 @@ static const os_pstate *run_event(os_redactor *r, size_t idx, os_pstate *p, int 
     while (p->frontier < end) {
         uint64_t from = p->frontier + dmin;
         size_t q, re;
-        if (from >= end || !find_run(r, pt, (size_t)(from - r->base), (size_t)n, &q, &re)) break;
+        if (from >= end || !find_run(r, pt, (size_t)(from - r->base), (size_t)n, &q, &re))
+            break;
         uint64_t aq = r->base + q, are = r->base + re;
         uint64_t lo = aq > dmax ? aq - dmax : 0;
-        if (lo < p->frontier) lo = p->frontier;
+        if (lo < p->frontier)
+            lo = p->frontier;
         if (are >= end) {
             int ev = search(r, idx, lo, 0, 0, partial, &s, &e);
-            if (ev == EV_NONE) p->frontier = end;
-            else set_event(p, ev, s, e, lo, end);
+            if (ev == EV_NONE)
+                p->frontier = end;
+            else
+                set_event(p, ev, s, e, lo, end);
             return p;
         }
         uint64_t hi = are - n - dmin;
@@ -572,14 +628,18 @@ static const os_pstate *run_event(os_redactor *r, size_t idx, os_pstate *p, int 
     }
     /* No complete run from the frontier on. */
     uint64_t tail = end > dmax + n ? end - dmax - n : 0;
-    if (tail < p->frontier) tail = p->frontier;
+    if (tail < p->frontier)
+        tail = p->frontier;
     if (partial && tail < end) {
         int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
-        if (ev == EV_NONE) p->frontier = end;
-        else set_event(p, ev, s, e, tail, end);
+        if (ev == EV_NONE)
+            p->frontier = end;
+        else
+            set_event(p, ev, s, e, tail, end);
         return p;
     }
-    if (p->frontier < end) p->frontier = end;
+    if (p->frontier < end)
+        p->frontier = end;
     return p;
 }
 
@@ -589,12 +649,14 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
     const os_pat *pt = &r->set->pats[idx];
     uint64_t end = r->base + r->slen, s = 0, e = 0;
     if (p->ev != EV_NONE) {
-        if (p->s >= r->pos) return p;
+        if (p->s >= r->pos)
+            return p;
         p->ev = EV_NONE; /* overlapped by an earlier match */
     }
     /* Everything before the decision point is decided: a match that ended
      * past this pattern's frontier moves it (the streaming trap). */
-    if (p->frontier < r->pos) p->frontier = r->pos;
+    if (p->frontier < r->pos)
+        p->frontier = r->pos;
     if (pt->anchor.found) {
         int64_t dmin = pt->anchor.dmin, dmax = pt->anchor.dmax;
         int64_t front = (int64_t)p->frontier, iend = (int64_t)end;
@@ -605,20 +667,23 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
                 p->head++;
                 continue;
             }
-            if (lo < front) lo = front;
+            if (lo < front)
+                lo = front;
             if (hi >= iend) {
                 /* Only a lookbehind's literal, which precedes the match, has
                  * windows reaching the end of the data; so do all later hits.
                  * Starts at or after the end wait for more data. */
                 if (lo >= iend) {
-                    if (partial) return p;
+                    if (partial)
+                        return p;
                     p->head = p->n;
                     break;
                 }
                 int ev = search(r, idx, (uint64_t)lo, 0, 0, partial, &s, &e);
                 if (ev == EV_NONE) {
                     p->frontier = end;
-                    if (partial) return p; /* the hits stay for the next data */
+                    if (partial)
+                        return p; /* the hits stay for the next data */
                     p->head = p->n;
                     break;
                 }
@@ -641,18 +706,26 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
         }
         /* Near the end, a match's anchor may not have arrived yet. */
         uint64_t tail = end > pt->lookahead ? end - pt->lookahead : 0;
-        if (tail < p->frontier) tail = p->frontier;
-        if (tail >= end) return p;
+        if (tail < p->frontier)
+            tail = p->frontier;
+        if (tail >= end)
+            return p;
         int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
-        if (ev == EV_NONE) p->frontier = end;
-        else set_event(p, ev, s, e, tail, end);
+        if (ev == EV_NONE)
+            p->frontier = end;
+        else
+            set_event(p, ev, s, e, tail, end);
         return p;
     }
-    if (p->frontier >= end) return p;
-    if (pt->run) return run_event(r, idx, p, partial);
+    if (p->frontier >= end)
+        return p;
+    if (pt->run)
+        return run_event(r, idx, p, partial);
     int ev = search(r, idx, p->frontier, 0, 0, partial, &s, &e);
-    if (ev == EV_NONE) p->frontier = end;
-    else set_event(p, ev, s, e, p->frontier, end);
+    if (ev == EV_NONE)
+        p->frontier = end;
+    else
+        set_event(p, ev, s, e, p->frontier, end);
     return p;
 }
 
@@ -663,7 +736,8 @@ static void drop_all(os_redactor *r, uint64_t end) {
     for (size_t i = 0; i < r->set->n; i++) {
         os_pstate *p = &r->ps[i];
         p->ev = EV_NONE;
-        if (p->frontier < end) p->frontier = end;
+        if (p->frontier < end)
+            p->frontier = end;
     }
 }
 
@@ -678,11 +752,14 @@ static void drop_all(os_redactor *r, uint64_t end) {
  * memory for that, matching starts afresh after end (as it always did). */
 static void sticky_start(os_redactor *r, size_t idx, uint64_t s, uint64_t end) {
     size_t ctx = r->set->context;
-    if (ctx > s - r->base) ctx = (size_t)(s - r->base);
+    if (ctx > s - r->base)
+        ctx = (size_t)(s - r->base);
     size_t head = end - s < OS_STICKY_HEAD ? (size_t)(end - s) : OS_STICKY_HEAD;
     size_t tail = (size_t)(end - s) - head;
-    if (tail > OS_STICKY_TAIL) tail = OS_STICKY_TAIL;
-    if (grow(&r->stk, &r->stk_cap, ctx + head + tail)) return;
+    if (tail > OS_STICKY_TAIL)
+        tail = OS_STICKY_TAIL;
+    if (grow(&r->stk, &r->stk_cap, ctx + head + tail))
+        return;
     memcpy(r->stk, r->subj + (s - ctx - r->base), ctx + head);
     memcpy(r->stk + ctx + head, r->subj + (end - tail - r->base), tail);
     r->sticky = 1;
@@ -709,7 +786,8 @@ static int sticky_step(os_redactor *r, int partial) {
     }
     memcpy(r->stk + fixed, r->subj + (r->pos - r->base), fresh);
     const os_pat *pt = &r->set->pats[r->stk_idx];
-    if (pt->windowed) pcre2_set_offset_limit(r->mc, PCRE2_UNSET);
+    if (pt->windowed)
+        pcre2_set_offset_limit(r->mc, PCRE2_UNSET);
     /* The interpreter: JIT code does not take PCRE2_ANCHORED at match time. */
     int rc = pcre2_match(pt->code, r->stk, fixed + fresh, r->stk_ctx,
                          PCRE2_ANCHORED | (partial ? PCRE2_PARTIAL_HARD : 0), r->md, r->mc);
@@ -721,7 +799,8 @@ static int sticky_step(os_redactor *r, int partial) {
         r->stk_tail = keep;
         r->pos = end;
         drop_all(r, end);
-        if (rc == PCRE2_ERROR_PARTIAL) return 1;
+        if (rc == PCRE2_ERROR_PARTIAL)
+            return 1;
         r->sticky = 0;
         return 1;
     }
@@ -740,7 +819,8 @@ static void process(os_redactor *r, int partial) {
     const os_pattern_set *set = r->set;
     uint64_t end = r->base + r->slen;
     for (size_t i = 0; i < set->n; i++)
-        if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR) r->ps[i].ev = EV_NONE;
+        if (r->ps[i].ev == EV_PARTIAL || r->ps[i].ev == EV_ERROR)
+            r->ps[i].ev = EV_NONE;
 
     if (r->sticky && end > r->pos) {
         if (sticky_step(r, partial)) {
@@ -751,14 +831,16 @@ static void process(os_redactor *r, int partial) {
          * that straddles pos may announce a match after it. */
         uint64_t ml = set->scanner.maxlen;
         uint64_t from = r->pos > ml ? r->pos - ml : 0;
-        if (from > r->seen_end) r->seen_end = from < r->base ? r->base : from;
+        if (from > r->seen_end)
+            r->seen_end = from < r->base ? r->base : from;
     }
 
     /* Literals ending after seen_end are new. A lookbehind's literal may
      * start before the decision point, so the scan starts up to one literal
      * length before seen_end, whatever pos is (the kept context covers it). */
     uint64_t from = r->base, ml = set->scanner.maxlen;
-    if (r->seen_end + 1 > ml && r->seen_end + 1 - ml > from) from = r->seen_end + 1 - ml;
+    if (r->seen_end + 1 > ml && r->seen_end + 1 - ml > from)
+        from = r->seen_end + 1 - ml;
     if (from < end)
         os_scan(&set->scanner, r->subj, (size_t)(from - r->base), r->slen,
                 (size_t)(r->seen_end - r->base), on_hit, r);
@@ -768,7 +850,8 @@ static void process(os_redactor *r, int partial) {
         const os_pstate *best = NULL;
         for (size_t i = 0; i < set->n; i++) {
             const os_pstate *p = next_event(r, i, partial);
-            if (p->ev != EV_NONE && (!best || p->s < best->s)) best = p;
+            if (p->ev != EV_NONE && (!best || p->s < best->s))
+                best = p;
         }
         if (!best) {
             emit_clear(r, end);
@@ -794,7 +877,8 @@ static void process(os_redactor *r, int partial) {
 
 trim:
     /* Keep only what later matching can look at. */
-    if (r->inplace) return;
+    if (r->inplace)
+        return;
     uint64_t keep = r->pos > set->context ? r->pos - set->context : 0;
     if (keep > r->base) {
         size_t drop = (size_t)(keep - r->base);
@@ -807,7 +891,8 @@ trim:
 }
 
 static int append(os_redactor *r, const uint8_t *data, size_t n) {
-    if (grow(&r->buf, &r->cap, r->len + n)) return r->failed = -ENOMEM;
+    if (grow(&r->buf, &r->cap, r->len + n))
+        return r->failed = -ENOMEM;
     memcpy(r->buf + r->len, data, n);
     r->len += n;
     r->subj = r->buf;
@@ -831,7 +916,8 @@ static int feed_inplace(os_redactor *r, const uint8_t *data, uint64_t data_off, 
         process(r, 1);
     }
     r->inplace = 0;
-    if (r->failed) return r->failed;
+    if (r->failed)
+        return r->failed;
     uint64_t keep = r->pos - r->set->context;
     size_t from = (size_t)(keep - data_off);
     r->len = 0;
@@ -845,20 +931,26 @@ static int feed_inplace(os_redactor *r, const uint8_t *data, uint64_t data_off, 
 #define OS_REDACT_SEAM ((size_t)4096)
 
 int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) {
-    if (r->failed) return r->failed;
-    if (r->finished) return -EINVAL;
+    if (r->failed)
+        return r->failed;
+    if (r->finished)
+        return -EINVAL;
     uint64_t data_off = r->base + r->slen;
     size_t done = 0;
     /* Most of a feed comes out again: size the output once. */
-    if (!r->planning && grow_out(r, r->out_len + len + len / 16)) return r->failed = -ENOMEM;
+    if (!r->planning && grow_out(r, r->out_len + len + len / 16))
+        return r->failed = -ENOMEM;
     while (done < len) {
         size_t n = len - done < OS_REDACT_PIECE ? len - done : OS_REDACT_PIECE;
         int seam = done == 0 && len > 4 * OS_REDACT_SEAM;
-        if (seam) n = OS_REDACT_SEAM;
-        if (append(r, data + done, n)) return r->failed;
+        if (seam)
+            n = OS_REDACT_SEAM;
+        if (append(r, data + done, n))
+            return r->failed;
         done += n;
         process(r, 1);
-        if (r->failed) return r->failed;
+        if (r->failed)
+            return r->failed;
         if (seam && r->pos >= data_off + r->set->context)
             return feed_inplace(r, data, data_off, done, len);
     }
@@ -866,16 +958,20 @@ int os_redactor_feed(os_redactor *r, const uint8_t *data, size_t len) {
 }
 
 int os_redactor_finish(os_redactor *r) {
-    if (r->failed) return r->failed;
-    if (r->finished) return 0;
+    if (r->failed)
+        return r->failed;
+    if (r->finished)
+        return 0;
     process(r, 0);
     r->finished = 1;
     return r->failed;
 }
 
 int os_redactor_abort(os_redactor *r) {
-    if (r->failed) return r->failed;
-    if (r->finished) return 0;
+    if (r->failed)
+        return r->failed;
+    if (r->finished)
+        return 0;
     /* Everything before pos is decided already; what follows may be the
      * start of a secret whose end never came. */
     uint64_t end = r->base + r->slen;
@@ -894,7 +990,8 @@ const uint8_t *os_redactor_output(os_redactor *r, size_t *len) {
 }
 
 void os_redactor_consume(os_redactor *r, size_t n) {
-    if (n > r->out_len - r->out_off) n = r->out_len - r->out_off;
+    if (n > r->out_len - r->out_off)
+        n = r->out_len - r->out_off;
     r->out_off += n;
     if (r->out_off == r->out_len) {
         r->out_off = r->out_len = 0;
@@ -919,7 +1016,8 @@ size_t os_redactor_held(const os_redactor *r) { return (size_t)(r->base + r->sle
 enum { PLAN_INPUT = 0, PLAN_REPLACEMENT = 1, PLAN_OTHER = 2 };
 
 static void plan_put(os_redactor *r, const uint64_t *v, size_t nv, uint8_t tag) {
-    if (r->failed) return;
+    if (r->failed)
+        return;
     if (grow(&r->plan, &r->plan_cap, r->plan_len + 1 + 10 * nv)) {
         r->failed = -ENOMEM;
         return;
@@ -936,7 +1034,8 @@ static void plan_put(os_redactor *r, const uint64_t *v, size_t nv, uint8_t tag) 
 }
 
 static void plan_flush(os_redactor *r) {
-    if (r->plan_to == r->plan_from) return;
+    if (r->plan_to == r->plan_from)
+        return;
     uint64_t v[2] = {r->plan_from - r->plan_src, r->plan_to - r->plan_from};
     plan_put(r, v, 2, PLAN_INPUT);
     r->plan_out += (size_t)(r->plan_to - r->plan_from);
@@ -950,8 +1049,10 @@ static void plan_other(os_redactor *r, const uint8_t *p, size_t n) {
     } else {
         uint64_t v = n;
         plan_put(r, &v, 1, PLAN_OTHER);
-        if (!r->failed && grow(&r->out, &r->out_cap, r->out_len + n)) r->failed = -ENOMEM;
-        if (r->failed) return;
+        if (!r->failed && grow(&r->out, &r->out_cap, r->out_len + n))
+            r->failed = -ENOMEM;
+        if (r->failed)
+            return;
         memcpy(r->out + r->out_len, p, n);
         r->out_len += n;
     }
@@ -963,23 +1064,30 @@ static uint64_t plan_get(const uint8_t *plan, size_t *i) {
     for (unsigned shift = 0;; shift += 7) {
         uint8_t b = plan[(*i)++];
         x |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) return x;
+        if (!(b & 0x80))
+            return x;
     }
 }
 
 int os_redactor_plan(os_redactor *r, const uint8_t *data, size_t len, size_t *out_len) {
     *out_len = 0;
-    if (r->failed) return r->failed;
-    if (r->finished || r->base + r->slen != 0 || r->out_len != 0) return -EINVAL;
+    if (r->failed)
+        return r->failed;
+    if (r->finished || r->base + r->slen != 0 || r->out_len != 0)
+        return -EINVAL;
     r->planning = 1;
     r->plan_len = r->plan_out = 0;
     r->plan_src = r->plan_from = r->plan_to = 0;
     int rc = os_redactor_feed(r, data, len);
-    if (rc == 0) rc = os_redactor_finish(r);
-    if (rc == 0) plan_flush(r);
-    if (rc == 0 && r->failed) rc = r->failed;
+    if (rc == 0)
+        rc = os_redactor_finish(r);
+    if (rc == 0)
+        plan_flush(r);
+    if (rc == 0 && r->failed)
+        rc = r->failed;
     r->planning = 0;
-    if (rc) return rc;
+    if (rc)
+        return rc;
     *out_len = r->plan_out;
     return 0;
 }
@@ -990,7 +1098,8 @@ void os_redactor_write_plan(os_redactor *r, const uint8_t *data, uint8_t *out) {
     if (r->plan_out >= 2 * OS_REDACT_HUGE) {
         uintptr_t a = ((uintptr_t)out + 4095) & ~(uintptr_t)4095;
         uintptr_t b = ((uintptr_t)out + r->plan_out) & ~(uintptr_t)4095;
-        if (b > a) (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+        if (b > a)
+            (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
     }
 #endif
     uint64_t src = 0;

@@ -64,8 +64,10 @@ static uint32_t sat_add(uint32_t a, uint32_t b) {
 }
 
 static uint32_t sat_mul(uint32_t a, uint32_t b) {
-    if (a == 0 || b == 0) return 0;
-    if (a == OS_ANCHOR_INF || b == OS_ANCHOR_INF) return OS_ANCHOR_INF;
+    if (a == 0 || b == 0)
+        return 0;
+    if (a == OS_ANCHOR_INF || b == OS_ANCHOR_INF)
+        return OS_ANCHOR_INF;
     uint64_t m = (uint64_t)a * b;
     return m >= OS_ANCHOR_INF ? OS_ANCHOR_INF : (uint32_t)m;
 }
@@ -91,47 +93,76 @@ static void set_named(uint8_t set[32], uint8_t kind) {
     uint8_t k = (uint8_t)(kind | 0x20);
     for (int c = 0; c < 256; c++) {
         int in = 0;
-        if (k == 'd') in = is_digit((uint8_t)c);
-        else if (k == 'w') in = is_alnum((uint8_t)c) || c == '_';
-        else if (k == 's') in = c == ' ' || (c >= 9 && c <= 13);
-        if (in) set_add(tmp, (uint8_t)c);
+        if (k == 'd')
+            in = is_digit((uint8_t)c);
+        else if (k == 'w')
+            in = is_alnum((uint8_t)c) || c == '_';
+        else if (k == 's')
+            in = c == ' ' || (c >= 9 && c <= 13);
+        if (in)
+            set_add(tmp, (uint8_t)c);
     }
     int negate = kind >= 'A' && kind <= 'Z';
-    for (int i = 0; i < 32; i++) set[i] |= negate ? (uint8_t)~tmp[i] : tmp[i];
+    for (int i = 0; i < 32; i++)
+        set[i] |= negate ? (uint8_t)~tmp[i] : tmp[i];
 }
 
 static int hexval(uint8_t c) {
-    if (is_digit(c)) return c - '0';
+    if (is_digit(c))
+        return c - '0';
     c = fold(c);
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
     return -1;
 }
 
 /* After a backslash (outside or inside a class). Returns 1 with the byte(s)
  * added to set, 2 for a zero-width assertion, 0 when not understood. */
 static int parse_escape(parser *P, uint8_t set[32], int in_class) {
-    if (P->p >= P->end) return 0;
+    if (P->p >= P->end)
+        return 0;
     uint8_t c = *P->p++;
     switch (c) {
-    case 'd': case 'D': case 'w': case 'W': case 's': case 'S':
+    case 'd':
+    case 'D':
+    case 'w':
+    case 'W':
+    case 's':
+    case 'S':
         set_named(set, c);
         return 1;
-    case 'b': case 'B': case 'A': case 'z': case 'Z': case 'G':
+    case 'b':
+    case 'B':
+    case 'A':
+    case 'z':
+    case 'Z':
+    case 'G':
         return in_class ? 0 : 2;
-    case 'n': set_add(set, '\n'); return 1;
-    case 't': set_add(set, '\t'); return 1;
-    case 'r': set_add(set, '\r'); return 1;
-    case 'f': set_add(set, '\f'); return 1;
+    case 'n':
+        set_add(set, '\n');
+        return 1;
+    case 't':
+        set_add(set, '\t');
+        return 1;
+    case 'r':
+        set_add(set, '\r');
+        return 1;
+    case 'f':
+        set_add(set, '\f');
+        return 1;
     case 'x': {
-        if (P->end - P->p < 2) return 0;
+        if (P->end - P->p < 2)
+            return 0;
         int h = hexval(P->p[0]), l = hexval(P->p[1]);
-        if (h < 0 || l < 0) return 0;
+        if (h < 0 || l < 0)
+            return 0;
         P->p += 2;
         set_add(set, (uint8_t)(h * 16 + l));
         return 1;
     }
     default:
-        if (is_alnum(c) || c >= 0x80) return 0;
+        if (is_alnum(c) || c >= 0x80)
+            return 0;
         set_add(set, c);
         return 1;
     }
@@ -148,7 +179,8 @@ static int parse_class(parser *P, uint8_t set[32]) {
     }
     int first = 1;
     for (;;) {
-        if (P->p >= P->end) return 0;
+        if (P->p >= P->end)
+            return 0;
         uint8_t c = *P->p;
         if (c == ']' && !first) {
             P->p++;
@@ -161,12 +193,16 @@ static int parse_class(parser *P, uint8_t set[32]) {
         if (c == '\\') {
             uint8_t one[32] = {0};
             P->p++;
-            if (!parse_escape(P, one, 1)) return 0;
+            if (!parse_escape(P, one, 1))
+                return 0;
             int cnt = 0, only = -1;
             for (int b = 0; b < 256; b++)
-                if (os_anchor_set_has(one, (uint8_t)b)) cnt++, only = b;
-            for (int i = 0; i < 32; i++) tmp[i] |= one[i];
-            if (cnt != 1) continue; /* \d and friends cannot start a range */
+                if (os_anchor_set_has(one, (uint8_t)b))
+                    cnt++, only = b;
+            for (int i = 0; i < 32; i++)
+                tmp[i] |= one[i];
+            if (cnt != 1)
+                continue; /* \d and friends cannot start a range */
             lo = only;
         } else {
             P->p++;
@@ -180,21 +216,28 @@ static int parse_class(parser *P, uint8_t set[32]) {
             if (*P->p == '\\') {
                 uint8_t one[32] = {0};
                 P->p++;
-                if (!parse_escape(P, one, 1)) return 0;
+                if (!parse_escape(P, one, 1))
+                    return 0;
                 int cnt = 0;
                 hi = -1;
                 for (int b = 0; b < 256; b++)
-                    if (os_anchor_set_has(one, (uint8_t)b)) cnt++, hi = b;
-                if (cnt != 1) return 0;
+                    if (os_anchor_set_has(one, (uint8_t)b))
+                        cnt++, hi = b;
+                if (cnt != 1)
+                    return 0;
             } else {
                 hi = *P->p++;
             }
-            if (hi < lo) return 0;
-            for (int b = lo; b <= hi; b++) set_add(tmp, (uint8_t)b);
+            if (hi < lo)
+                return 0;
+            for (int b = lo; b <= hi; b++)
+                set_add(tmp, (uint8_t)b);
         }
     }
-    if (P->ci) set_close_case(tmp);
-    for (int i = 0; i < 32; i++) set[i] |= negate ? (uint8_t)~tmp[i] : tmp[i];
+    if (P->ci)
+        set_close_case(tmp);
+    for (int i = 0; i < 32; i++)
+        set[i] |= negate ? (uint8_t)~tmp[i] : tmp[i];
     return 1;
 }
 
@@ -205,16 +248,19 @@ static int skip_group(parser *P) {
     while (P->p < P->end) {
         uint8_t c = *P->p++;
         if (c == '\\') {
-            if (P->p >= P->end) return 0;
+            if (P->p >= P->end)
+                return 0;
             P->p++;
         } else if (c == '[') {
             P->p--;
             uint8_t dummy[32] = {0};
-            if (!parse_class(P, dummy)) return 0;
+            if (!parse_class(P, dummy))
+                return 0;
         } else if (c == '(') {
             depth++;
         } else if (c == ')') {
-            if (--depth == 0) return 1;
+            if (--depth == 0)
+                return 1;
         }
     }
     return 0;
@@ -223,30 +269,37 @@ static int skip_group(parser *P) {
 static size_t lits_minlen(const item *it) {
     size_t m = SIZE_MAX;
     for (size_t i = 0; i < it->n; i++)
-        if (it->len[i] < m) m = it->len[i];
+        if (it->len[i] < m)
+            m = it->len[i];
     return m;
 }
 
 static size_t lits_maxlen(const item *it) {
     size_t m = 0;
     for (size_t i = 0; i < it->n; i++)
-        if (it->len[i] > m) m = it->len[i];
+        if (it->len[i] > m)
+            m = it->len[i];
     return m;
 }
 
 static int lit_eq(const uint8_t *a, size_t la, const uint8_t *b, size_t lb, int ci) {
-    if (la != lb) return 0;
+    if (la != lb)
+        return 0;
     for (size_t i = 0; i < la; i++)
-        if ((ci ? fold(a[i]) : a[i]) != (ci ? fold(b[i]) : b[i])) return 0;
+        if ((ci ? fold(a[i]) : a[i]) != (ci ? fold(b[i]) : b[i]))
+            return 0;
     return 1;
 }
 
 /* Add a variant unless present; 0 when the set would overflow. */
 static int lits_add(item *it, const uint8_t *s, size_t len, int ci) {
-    if (len > OS_ANCHOR_MAXLEN) return 0;
+    if (len > OS_ANCHOR_MAXLEN)
+        return 0;
     for (size_t i = 0; i < it->n; i++)
-        if (lit_eq(it->lit[i], it->len[i], s, len, ci)) return 1;
-    if (it->n == OS_ANCHOR_MAXV) return 0;
+        if (lit_eq(it->lit[i], it->len[i], s, len, ci))
+            return 1;
+    if (it->n == OS_ANCHOR_MAXV)
+        return 0;
     memcpy(it->lit[it->n], s, len);
     it->len[it->n++] = (uint8_t)len;
     return 1;
@@ -255,7 +308,8 @@ static int lits_add(item *it, const uint8_t *s, size_t len, int ci) {
 /* The set a -> a x b (concatenation); 0 (a unchanged) when too big. */
 static int lits_concat(item *a, const item *b, int ci) {
     item *r = calloc(1, sizeof *r);
-    if (!r) return 0;
+    if (!r)
+        return 0;
     r->kind = IT_LITS;
     r->n = 0;
     int ok = 1;
@@ -292,12 +346,13 @@ static void item_width(const item *it, uint32_t *mn, uint32_t *mx) {
 }
 
 static int seq_push(seq *S, const item *it, int ci) {
-    if (it->kind == IT_LITS && it->n == 1 && it->len[0] == 0) return 1; /* empty */
+    if (it->kind == IT_LITS && it->n == 1 && it->len[0] == 0)
+        return 1; /* empty */
     if (it->kind == IT_LITS && !it->trunc && S->n > 0 && S->it[S->n - 1].kind == IT_LITS &&
-        !S->it[S->n - 1].trunc &&
-        lits_concat(&S->it[S->n - 1], it, ci))
+        !S->it[S->n - 1].trunc && lits_concat(&S->it[S->n - 1], it, ci))
         return 1;
-    if (S->n == MAX_ITEMS) return 0;
+    if (S->n == MAX_ITEMS)
+        return 0;
     S->it[S->n++] = *it;
     return 1;
 }
@@ -314,18 +369,22 @@ static int lit_score(const item *it) {
  * which joins the need set. */
 static void lb_cut(item *it, size_t L, int ci) {
     size_t maxl = lits_maxlen(it), minl = lits_minlen(it);
-    if (maxl <= L) return;
+    if (maxl <= L)
+        return;
     item r = *it;
     r.n = 0;
     for (size_t v = 0; v < it->n; v++) {
         size_t len = it->len[v];
-        if (len > L) set_add(r.need, it->lit[v][L]);
+        if (len > L)
+            set_add(r.need, it->lit[v][L]);
         (void)lits_add(&r, it->lit[v], len > L ? L : len, ci); /* never more */
     }
-    if (ci) set_close_case(r.need);
+    if (ci)
+        set_close_case(r.need);
     r.has_need = it->has_need || minl > L;
     r.emin = it->emin - (int32_t)(maxl - L);
-    if (minl > L) r.emax = it->emax - (int32_t)(minl - L);
+    if (minl > L)
+        r.emax = it->emax - (int32_t)(minl - L);
     *it = r;
 }
 
@@ -337,19 +396,25 @@ static int lb_union(item *a, const item *b, int ci) {
     size_t la = lits_minlen(a), lb = lits_minlen(b), L = la < lb ? la : lb;
     item x, y;
     for (;; L--) {
-        if (L < 2) return 0;
+        if (L < 2)
+            return 0;
         x = *a;
         y = *b;
         lb_cut(&x, L, ci);
         lb_cut(&y, L, ci);
         int ok = 1;
-        for (size_t i = 0; ok && i < y.n; i++) ok = lits_add(&x, y.lit[i], y.len[i], ci);
-        if (ok) break;
+        for (size_t i = 0; ok && i < y.n; i++)
+            ok = lits_add(&x, y.lit[i], y.len[i], ci);
+        if (ok)
+            break;
     }
-    if (y.emin < x.emin) x.emin = y.emin;
-    if (y.emax > x.emax) x.emax = y.emax;
+    if (y.emin < x.emin)
+        x.emin = y.emin;
+    if (y.emax > x.emax)
+        x.emax = y.emax;
     if (x.has_need && y.has_need)
-        for (int i = 0; i < 32; i++) x.need[i] |= y.need[i];
+        for (int i = 0; i < 32; i++)
+            x.need[i] |= y.need[i];
     else
         x.has_need = 0;
     *a = x;
@@ -367,7 +432,8 @@ static void lb_settle(item *it, int ci) {
         item t = *it;
         lb_cut(&t, L, ci);
         int sc = (int)(L > 8 ? 8 : L) * 16 - 16 * (int)t.n;
-        if (sc > best_sc) best = t, best_sc = sc;
+        if (sc > best_sc)
+            best = t, best_sc = sc;
     }
     *it = best;
 }
@@ -419,9 +485,11 @@ static int parse_seq(parser *P, seq *S);
 
 /* The '(' and any prefix are consumed; parse alternatives up to ')'. */
 static int parse_group(parser *P, item *out) {
-    if (P->depth >= MAX_DEPTH) return 0;
+    if (P->depth >= MAX_DEPTH)
+        return 0;
     seq *S = malloc(sizeof *S);
-    if (!S) return 0;
+    if (!S)
+        return 0;
     P->depth++;
     int first = 1, ok = 1;
     for (;;) {
@@ -455,7 +523,8 @@ static int parse_group(parser *P, item *out) {
                     tmp.min = a < c ? a : c;
                     tmp.max = b > d ? b : d;
                 }
-                if (merged) *out = tmp;
+                if (merged)
+                    *out = tmp;
             }
             if (!merged) {
                 uint32_t a, b, c, d;
@@ -467,7 +536,8 @@ static int parse_group(parser *P, item *out) {
                 out->max = b > d ? b : d;
             }
         }
-        if (r == R_CLOSE) break;
+        if (r == R_CLOSE)
+            break;
     }
     P->depth--;
     free(S);
@@ -483,7 +553,8 @@ static int lb_candidate(const seq *S, int ci, item *out) {
     int32_t bmin = 0, bmax = 0;
     for (size_t k = S->n; k-- > 0;) {
         const item *it = &S->it[k];
-        if (amax > 4096) break;
+        if (amax > 4096)
+            break;
         if (it->kind == IT_LITS && !it->trunc && lits_minlen(it) >= 1) {
             int sc = lit_score(it);
             if (best < 0 || sc > best_score) {
@@ -498,7 +569,8 @@ static int lb_candidate(const seq *S, int ci, item *out) {
         amin = sat_add(amin, a);
         amax = sat_add(amax, b);
     }
-    if (best < 0) return 0;
+    if (best < 0)
+        return 0;
     const item *it = &S->it[best];
     memset(out, 0, sizeof *out);
     out->kind = IT_LB;
@@ -513,8 +585,10 @@ static int lb_candidate(const seq *S, int ci, item *out) {
         memcpy(out->need, nx->set, 32);
         out->has_need = 1;
     } else if (nx && nx->kind == IT_LITS && lits_minlen(nx) >= 1) {
-        for (size_t i = 0; i < nx->n; i++) set_add(out->need, nx->lit[i][0]);
-        if (ci) set_close_case(out->need);
+        for (size_t i = 0; i < nx->n; i++)
+            set_add(out->need, nx->lit[i][0]);
+        if (ci)
+            set_close_case(out->need);
         out->has_need = 1;
     }
     lb_cut(out, lits_minlen(out), ci);
@@ -525,9 +599,11 @@ static int lb_candidate(const seq *S, int ci, item *out) {
  * a literal (lb_candidate); the result is their union. 0 when not
  * understood (the caller then skips the group as a plain assertion). */
 static int parse_lookbehind(parser *P, item *out) {
-    if (P->depth >= MAX_DEPTH) return 0;
+    if (P->depth >= MAX_DEPTH)
+        return 0;
     seq *S = malloc(sizeof *S);
-    if (!S) return 0;
+    if (!S)
+        return 0;
     P->depth++;
     int first = 1, ok = 1;
     for (;;) {
@@ -545,7 +621,8 @@ static int parse_lookbehind(parser *P, item *out) {
             ok = 0;
             break;
         }
-        if (r == R_CLOSE) break;
+        if (r == R_CLOSE)
+            break;
     }
     P->depth--;
     free(S);
@@ -555,31 +632,42 @@ static int parse_lookbehind(parser *P, item *out) {
 /* A quantifier after an atom: 1 and the range, 0 for none, -1 for one not
  * understood. Lazy and possessive suffixes do not change the widths. */
 static int parse_quant(parser *P, uint32_t *qmin, uint32_t *qmax) {
-    if (P->p >= P->end) return 0;
+    if (P->p >= P->end)
+        return 0;
     uint8_t c = *P->p;
-    if (c == '?') *qmin = 0, *qmax = 1, P->p++;
-    else if (c == '*') *qmin = 0, *qmax = OS_ANCHOR_INF, P->p++;
-    else if (c == '+') *qmin = 1, *qmax = OS_ANCHOR_INF, P->p++;
+    if (c == '?')
+        *qmin = 0, *qmax = 1, P->p++;
+    else if (c == '*')
+        *qmin = 0, *qmax = OS_ANCHOR_INF, P->p++;
+    else if (c == '+')
+        *qmin = 1, *qmax = OS_ANCHOR_INF, P->p++;
     else if (c == '{') {
         const uint8_t *q = P->p + 1;
         uint32_t m = 0, n;
-        if (q >= P->end || !is_digit(*q)) return -1;
+        if (q >= P->end || !is_digit(*q))
+            return -1;
         while (q < P->end && is_digit(*q)) {
             m = m * 10 + (uint32_t)(*q++ - '0');
-            if (m > 100000) return -1;
+            if (m > 100000)
+                return -1;
         }
-        if (q < P->end && *q == '}') n = m;
+        if (q < P->end && *q == '}')
+            n = m;
         else if (q < P->end && *q == ',') {
             q++;
-            if (q < P->end && *q == '}') n = OS_ANCHOR_INF;
+            if (q < P->end && *q == '}')
+                n = OS_ANCHOR_INF;
             else {
                 n = 0;
-                if (q >= P->end || !is_digit(*q)) return -1;
+                if (q >= P->end || !is_digit(*q))
+                    return -1;
                 while (q < P->end && is_digit(*q)) {
                     n = n * 10 + (uint32_t)(*q++ - '0');
-                    if (n > 100000) return -1;
+                    if (n > 100000)
+                        return -1;
                 }
-                if (q >= P->end || *q != '}' || n < m) return -1;
+                if (q >= P->end || *q != '}' || n < m)
+                    return -1;
             }
         } else
             return -1;
@@ -588,14 +676,16 @@ static int parse_quant(parser *P, uint32_t *qmin, uint32_t *qmax) {
         *qmax = n;
     } else
         return 0;
-    if (P->p < P->end && (*P->p == '?' || *P->p == '+')) P->p++;
+    if (P->p < P->end && (*P->p == '?' || *P->p == '+'))
+        P->p++;
     return 1;
 }
 
 static int set_count(const uint8_t set[32], int ci) {
     int n = 0;
     for (int c = 0; c < 256; c++)
-        if (os_anchor_set_has(set, (uint8_t)c) && !(ci && c >= 'A' && c <= 'Z')) n++;
+        if (os_anchor_set_has(set, (uint8_t)c) && !(ci && c >= 'A' && c <= 'Z'))
+            n++;
     return n;
 }
 
@@ -603,7 +693,8 @@ static void class_to_lits(const uint8_t set[32], int ci, item *out) {
     memset(out, 0, sizeof *out);
     out->kind = IT_LITS;
     for (int c = 0; c < 256; c++) {
-        if (!os_anchor_set_has(set, (uint8_t)c) || (ci && c >= 'A' && c <= 'Z')) continue;
+        if (!os_anchor_set_has(set, (uint8_t)c) || (ci && c >= 'A' && c <= 'Z'))
+            continue;
         uint8_t b = (uint8_t)c;
         lits_add(out, &b, 1, ci);
     }
@@ -612,7 +703,8 @@ static void class_to_lits(const uint8_t set[32], int ci, item *out) {
 
 static int parse_seq(parser *P, seq *S) {
     for (;;) {
-        if (P->p >= P->end) return R_END;
+        if (P->p >= P->end)
+            return R_END;
         uint8_t c = *P->p;
         if (c == '|') {
             P->p++;
@@ -633,17 +725,21 @@ static int parse_seq(parser *P, seq *S) {
             memset(atom.set, 0xff, 32); /* (?s) may let it match \n */
             is_class = 1;
         } else if (c == '[') {
-            if (!parse_class(P, atom.set)) return R_STOP;
+            if (!parse_class(P, atom.set))
+                return R_STOP;
             is_class = 1;
             atom.exact = 1;
         } else if (c == '\\') {
             P->p++;
             int r = parse_escape(P, atom.set, 0);
-            if (r == 0) return R_STOP;
-            if (r == 2) zero = 1;
+            if (r == 0)
+                return R_STOP;
+            if (r == 2)
+                zero = 1;
             else {
                 /* "\x41" matches "a" too when caseless. */
-                if (P->ci) set_close_case(atom.set);
+                if (P->ci)
+                    set_close_case(atom.set);
                 is_class = 1;
                 atom.exact = 1;
             }
@@ -652,7 +748,8 @@ static int parse_seq(parser *P, seq *S) {
             const uint8_t *q = P->p;
             if (q < P->end && *q == '?') {
                 q++;
-                if (q >= P->end) return R_STOP;
+                if (q >= P->end)
+                    return R_STOP;
                 if (*q == ':' || *q == '>') {
                     P->p = q + 1;
                 } else if (*q == '=' || *q == '!' ||
@@ -661,19 +758,27 @@ static int parse_seq(parser *P, seq *S) {
                     zero = 1;
                     if (*q == '<' && q[1] == '=') {
                         const uint8_t *body = P->p;
-                        if (parse_lookbehind(P, &atom)) lb = 1;
-                        else P->p = body;
+                        if (parse_lookbehind(P, &atom))
+                            lb = 1;
+                        else
+                            P->p = body;
                     }
-                    if (!lb && !skip_group(P)) return R_STOP;
-                } else if (*q == '<' || *q == '\'' || (*q == 'P' && q + 1 < P->end && q[1] == '<')) {
+                    if (!lb && !skip_group(P))
+                        return R_STOP;
+                } else if (*q == '<' || *q == '\'' ||
+                           (*q == 'P' && q + 1 < P->end && q[1] == '<')) {
                     uint8_t close = *q == '\'' ? '\'' : '>';
-                    while (q < P->end && *q != close) q++;
-                    if (q >= P->end) return R_STOP;
+                    while (q < P->end && *q != close)
+                        q++;
+                    if (q >= P->end)
+                        return R_STOP;
                     P->p = q + 1;
                 } else {
                     /* Inline flags "(?imsnU-imsnU)" or "(?flags:". */
-                    while (q < P->end && (is_alpha(*q) || *q == '-' || *q == '^')) q++;
-                    if (q >= P->end) return R_STOP;
+                    while (q < P->end && (is_alpha(*q) || *q == '-' || *q == '^'))
+                        q++;
+                    if (q >= P->end)
+                        return R_STOP;
                     if (*q == ')') {
                         P->p = q + 1;
                         zero = 1;
@@ -684,24 +789,29 @@ static int parse_seq(parser *P, seq *S) {
                 }
             }
             if (!zero) {
-                if (!parse_group(P, &atom)) return R_STOP;
+                if (!parse_group(P, &atom))
+                    return R_STOP;
             }
         } else if (c == '*' || c == '+' || c == '?' || c == '{') {
             return R_STOP;
         } else {
             P->p++;
             set_add(atom.set, c);
-            if (P->ci) set_close_case(atom.set);
+            if (P->ci)
+                set_close_case(atom.set);
             is_class = 1;
             atom.exact = 1;
         }
 
         uint32_t qmin = 1, qmax = 1;
         int q = parse_quant(P, &qmin, &qmax);
-        if (q < 0) return R_STOP;
+        if (q < 0)
+            return R_STOP;
         if (zero) {
-            if (q > 0) return R_STOP;
-            if (lb && !seq_push(S, &atom, P->ci)) return R_STOP;
+            if (q > 0)
+                return R_STOP;
+            if (lb && !seq_push(S, &atom, P->ci))
+                return R_STOP;
             continue;
         }
         item it;
@@ -711,7 +821,8 @@ static int parse_seq(parser *P, seq *S) {
                 class_to_lits(atom.set, P->ci, &it);
             } else if (q > 0 && qmin == 0 && qmax == 1 && cnt <= 3 && atom.exact) {
                 class_to_lits(atom.set, P->ci, &it);
-                if (!lits_add(&it, (const uint8_t *)"", 0, P->ci)) return R_STOP;
+                if (!lits_add(&it, (const uint8_t *)"", 0, P->ci))
+                    return R_STOP;
             } else {
                 it = atom;
                 it.kind = IT_CLASS;
@@ -731,7 +842,8 @@ static int parse_seq(parser *P, seq *S) {
             it.min = sat_mul(a, qmin);
             it.max = sat_mul(b, qmax);
         }
-        if (!seq_push(S, &it, P->ci)) return R_STOP;
+        if (!seq_push(S, &it, P->ci))
+            return R_STOP;
     }
 }
 
@@ -744,36 +856,46 @@ static int prescan(const uint8_t *p, size_t n, int *ci) {
     for (size_t i = 0; i < n; i++) {
         uint8_t c = p[i];
         if (c == '\\') {
-            if (i + 1 >= n) return -1;
+            if (i + 1 >= n)
+                return -1;
             uint8_t e = p[i + 1];
-            if (e == 'Q' || e == 'E' || e == 'K' ||
-                (e == 'x' && i + 2 < n && p[i + 2] == '{'))
+            if (e == 'Q' || e == 'E' || e == 'K' || (e == 'x' && i + 2 < n && p[i + 2] == '{'))
                 return -1;
             i++;
         } else if (c == '[') {
             i++;
-            if (i < n && p[i] == '^') i++;
-            if (i < n && p[i] == ']') i++;
+            if (i < n && p[i] == '^')
+                i++;
+            if (i < n && p[i] == ']')
+                i++;
             while (i < n && p[i] != ']') {
-                if (p[i] == '\\') i++;
-                else if (p[i] == '[' && i + 1 < n && p[i + 1] == ':') return -1;
+                if (p[i] == '\\')
+                    i++;
+                else if (p[i] == '[' && i + 1 < n && p[i + 1] == ':')
+                    return -1;
                 i++;
             }
-            if (i >= n) return -1;
+            if (i >= n)
+                return -1;
         } else if (c == '(') {
             depth++;
-            if (i + 1 < n && p[i + 1] == '*') return -1;
+            if (i + 1 < n && p[i + 1] == '*')
+                return -1;
             if (i + 1 < n && p[i + 1] == '?') {
                 size_t j = i + 2;
                 if (j < n && (p[j] == '#' || p[j] == '|' || p[j] == '(' || p[j] == 'R' ||
                               p[j] == '&' || is_digit(p[j]) || p[j] == '+' || p[j] == 'C'))
                     return -1;
-                if (j < n && p[j] == 'P' && j + 1 < n && p[j + 1] != '<') return -1;
+                if (j < n && p[j] == 'P' && j + 1 < n && p[j + 1] != '<')
+                    return -1;
                 int neg = 0;
                 for (; j < n && (is_alpha(p[j]) || p[j] == '-' || p[j] == '^'); j++) {
-                    if (p[j] == '-') neg = 1;
-                    if (p[j] == 'x') return -1;
-                    if (p[j] == 'i' && !neg) *ci = 1;
+                    if (p[j] == '-')
+                        neg = 1;
+                    if (p[j] == 'x')
+                        return -1;
+                    if (p[j] == 'i' && !neg)
+                        *ci = 1;
                 }
             }
         } else if (c == ')') {
@@ -788,9 +910,11 @@ static int prescan(const uint8_t *p, size_t n, int *ci) {
 void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
     memset(out, 0, sizeof *out);
     int alt = prescan(pat, len, &ci);
-    if (alt < 0) return;
+    if (alt < 0)
+        return;
     seq *S = malloc(sizeof *S);
-    if (!S) return;
+    if (!S)
+        return;
     S->n = 0;
     parser P = {pat, pat + len, ci, 0};
     if (alt) {
@@ -814,14 +938,18 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
                 ok = 0;
                 break;
             }
-            if (first) whole = a, first = 0;
+            if (first)
+                whole = a, first = 0;
             else
-                for (size_t i = 0; ok && i < a.n; i++) ok = lits_add(&whole, a.lit[i], a.len[i], ci);
+                for (size_t i = 0; ok && i < a.n; i++)
+                    ok = lits_add(&whole, a.lit[i], a.len[i], ci);
             whole.trunc |= a.trunc; /* nothing follows: the width does not matter */
-            if (!ok || r == R_END) break;
+            if (!ok || r == R_END)
+                break;
         }
         S->n = 0;
-        if (ok && !first) S->it[S->n++] = whole;
+        if (ok && !first)
+            S->it[S->n++] = whole;
     } else {
         (void)parse_seq(&P, S); /* a STOP keeps the items before it */
     }
@@ -837,7 +965,8 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
             int64_t lo = (int64_t)omin + (it->kind == IT_LB ? it->emin : 0);
             int64_t hi = (int64_t)omax + (it->kind == IT_LB ? it->emax : 0);
             int sc = lit_score(it) - (hi - lo > 64 ? 8 : 0);
-            if (best < 0 || sc > best_score) best = (int)k, best_score = sc, bmin = lo, bmax = hi;
+            if (best < 0 || sc > best_score)
+                best = (int)k, best_score = sc, bmin = lo, bmax = hi;
         }
         /* The longest class repeat at a bounded offset: a run every match
          * holds (used when no literal anchors the pattern). */
@@ -901,15 +1030,19 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
              * superset): that many need bytes follow in a row. */
             out->need_run = needer->min < 255 ? needer->min : 255;
         } else if (needer && needer->kind == IT_LITS && lits_minlen(needer) >= 1) {
-            for (size_t i = 0; i < needer->n; i++) set_add(out->need, needer->lit[i][0]);
-            if (ci) set_close_case(out->need);
+            for (size_t i = 0; i < needer->n; i++)
+                set_add(out->need, needer->lit[i][0]);
+            if (ci)
+                set_close_case(out->need);
             out->has_need = 1;
         }
         if (out->has_skip) {
             int disjoint = out->has_need;
             for (int i = 0; disjoint && i < 32; i++)
-                if (out->skip[i] & out->need[i]) disjoint = 0;
-            if (!disjoint) out->has_skip = out->has_need = 0;
+                if (out->skip[i] & out->need[i])
+                    disjoint = 0;
+            if (!disjoint)
+                out->has_skip = out->has_need = 0;
         }
     }
     free(S);
@@ -917,9 +1050,11 @@ void os_anchor_extract(const uint8_t *pat, size_t len, int ci, os_anchor *out) {
 
 int os_pattern_min_width(const uint8_t *pat, size_t len, int ci, uint32_t *out) {
     int alt = prescan(pat, len, &ci);
-    if (alt < 0) return 0;
+    if (alt < 0)
+        return 0;
     seq *S = malloc(sizeof *S);
-    if (!S) return 0;
+    if (!S)
+        return 0;
     parser P = {pat, pat + len, ci, 0};
     uint32_t best = OS_ANCHOR_INF;
     int ok = 1;
@@ -936,10 +1071,13 @@ int os_pattern_min_width(const uint8_t *pat, size_t len, int ci, uint32_t *out) 
             item_width(&S->it[k], &a, &b);
             w = sat_add(w, a);
         }
-        if (w < best) best = w;
-        if (r == R_END) break;
+        if (w < best)
+            best = w;
+        if (r == R_END)
+            break;
     }
     free(S);
-    if (ok) *out = best;
+    if (ok)
+        *out = best;
     return ok;
 }

@@ -16,7 +16,7 @@
 
 #define OS_REDACT_IGNORE_CASE 1
 
-#define OS_REDACT_E_COMPILE -1001    /* a pattern does not compile */
+#define OS_REDACT_E_COMPILE -1001     /* a pattern does not compile */
 #define OS_REDACT_E_EMPTY_MATCH -1002 /* a pattern can match the empty string */
 
 /* The functions and types orchestrator_spawn/_native calls, with their

@@ -29,15 +29,22 @@ static const char *const impl_names[IMPL_COUNT] = {"scalar", "ssse3", "avx2", "n
 
 static int impl_supported(int impl) {
     switch (impl) {
-    case IMPL_SCALAR: return 1;
+    case IMPL_SCALAR:
+        return 1;
 #ifdef OS_SCAN_X86
-    case IMPL_SSSE3: __builtin_cpu_init(); return __builtin_cpu_supports("ssse3");
-    case IMPL_AVX2: __builtin_cpu_init(); return __builtin_cpu_supports("avx2");
+    case IMPL_SSSE3:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("ssse3");
+    case IMPL_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2");
 #endif
 #ifdef OS_SCAN_NEON
-    case IMPL_NEON: return 1;
+    case IMPL_NEON:
+        return 1;
 #endif
-    default: return 0;
+    default:
+        return 0;
     }
 }
 
@@ -46,12 +53,15 @@ static int choose_impl(void) {
     const char *force = getenv("OS_REDACT_SCAN");
     if (force && *force)
         for (int i = 0; i < IMPL_COUNT; i++)
-            if (strcmp(force, impl_names[i]) == 0 && impl_supported(i)) return i;
+            if (strcmp(force, impl_names[i]) == 0 && impl_supported(i))
+                return i;
     const char *scalar = getenv("OS_REDACT_SCALAR_SCAN");
-    if (scalar && *scalar && strcmp(scalar, "0") != 0) return IMPL_SCALAR;
+    if (scalar && *scalar && strcmp(scalar, "0") != 0)
+        return IMPL_SCALAR;
     static const int order[] = {IMPL_AVX2, IMPL_NEON, IMPL_SSSE3};
     for (size_t i = 0; i < sizeof order / sizeof *order; i++)
-        if (impl_supported(order[i])) return order[i];
+        if (impl_supported(order[i]))
+            return order[i];
     return IMPL_SCALAR;
 }
 
@@ -61,42 +71,66 @@ const char *os_scanner_impl_name(const os_scanner *sc) { return impl_names[sc->i
 static double byte_freq(uint8_t c) {
     /* English letter frequencies, per mille x 10. */
     static const unsigned short letter[26] = {817, 149, 278, 425, 1270, 223, 202, 609, 697,
-                                               15,  77,  403, 241, 675,  751, 193, 10,  599,
-                                               633, 906, 276, 98,  236,  15,  197, 7};
-    if (c == ' ') return 2000;
-    if (c >= 'a' && c <= 'z') return letter[c - 'a'];
-    if (c >= 'A' && c <= 'Z') return letter[c - 'A'] / 4.0 + 20;
-    if (c >= '0' && c <= '9') return 500;
+                                              15,  77,  403, 241, 675,  751, 193, 10,  599,
+                                              633, 906, 276, 98,  236,  15,  197, 7};
+    if (c == ' ')
+        return 2000;
+    if (c >= 'a' && c <= 'z')
+        return letter[c - 'a'];
+    if (c >= 'A' && c <= 'Z')
+        return letter[c - 'A'] / 4.0 + 20;
+    if (c >= '0' && c <= '9')
+        return 500;
     switch (c) {
-    case ':': case '-': case '.': return 400;
-    case '/': case '\n': return 300;
-    case '=': case '"': return 250;
-    case ',': return 150;
-    case '_': return 120;
-    case '[': case ']': return 100;
-    case '(': case ')': case '{': case '}': return 60;
-    case '\'': return 40;
-    default: return c >= 0x80 ? 5 : 20;
+    case ':':
+    case '-':
+    case '.':
+        return 400;
+    case '/':
+    case '\n':
+        return 300;
+    case '=':
+    case '"':
+        return 250;
+    case ',':
+        return 150;
+    case '_':
+        return 120;
+    case '[':
+    case ']':
+        return 100;
+    case '(':
+    case ')':
+    case '{':
+    case '}':
+        return 60;
+    case '\'':
+        return 40;
+    default:
+        return c >= 0x80 ? 5 : 20;
     }
 }
 
 static double lit_byte_freq(const os_scan_lit *l, size_t i) {
     uint8_t c = l->bytes[i];
-    if (l->ci && c >= 'a' && c <= 'z') return byte_freq(c) + byte_freq((uint8_t)(c - 32));
+    if (l->ci && c >= 'a' && c <= 'z')
+        return byte_freq(c) + byte_freq((uint8_t)(c - 32));
     return byte_freq(c);
 }
 
 /* Words so common in logs that a fingerprint inside one of them would fire
  * all the time, whatever its letters' frequencies say. */
 static const char *const common_words[] = {
-    "token", "secret", "password", "passwd", "key=", "https", "://", "www", ".com", "user",
-    "session", "error", "info", "debug", "warn", "request", "response", "status", "api", "id=",
-    "the", "and", "ing", "ion", "tion", "ent", "for", "com", "org", "net", "json", "time",
-    "access", "auth", "ers", "ter", "con", "pro", "res", "begin", "end", "---", "worker",
-    "work", "server", "service", "client", "connect", "message", "failed", "success",
-    "started", "complete", "retry", "timeout", "cache", "query", "host", "port", "path",
-    "name", "data", "value", "default", "config", "update", "delete", "create", "load",
-    "true", "false", "null", "event", "trace", "commit", "deploy", "ms ", "ok", NULL};
+    "token",    "secret", "password", "passwd",  "key=",     "https",   "://",     "www",
+    ".com",     "user",   "session",  "error",   "info",     "debug",   "warn",    "request",
+    "response", "status", "api",      "id=",     "the",      "and",     "ing",     "ion",
+    "tion",     "ent",    "for",      "com",     "org",      "net",     "json",    "time",
+    "access",   "auth",   "ers",      "ter",     "con",      "pro",     "res",     "begin",
+    "end",      "---",    "worker",   "work",    "server",   "service", "client",  "connect",
+    "message",  "failed", "success",  "started", "complete", "retry",   "timeout", "cache",
+    "query",    "host",   "port",     "path",    "name",     "data",    "value",   "default",
+    "config",   "update", "delete",   "create",  "load",     "true",    "false",   "null",
+    "event",    "trace",  "commit",   "deploy",  "ms ",      "ok",      NULL};
 
 static double window_cost(const os_scan_lit *l, size_t k) {
     double cost = 1.0; /* proportional to the expected frequency */
@@ -107,11 +141,14 @@ static double window_cost(const os_scan_lit *l, size_t k) {
         w[j] = (char)((c >= 'A' && c <= 'Z') ? (c | 0x20) : c);
     }
     for (size_t i = 0; common_words[i]; i++)
-        if (strstr(common_words[i], w)) cost *= 50.0;
+        if (strstr(common_words[i], w))
+            cost *= 50.0;
     return cost;
 }
 
-static inline uint8_t fold_byte(uint8_t c) { return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c; }
+static inline uint8_t fold_byte(uint8_t c) {
+    return (c >= 'A' && c <= 'Z') ? (uint8_t)(c | 0x20) : c;
+}
 
 /* A hash of 3 bytes that ignores ASCII case (bit 5 is forced on, which
  * merely adds harmless collisions between some punctuation pairs). */
@@ -145,12 +182,14 @@ typedef struct {
 } bucket_masks;
 
 static double bucket_cost(const bucket_masks *b, const double prob[256]) {
-    if (b->n == 0) return 0.0;
+    if (b->n == 0)
+        return 0.0;
     double fp = 1.0;
     for (size_t j = 0; j < 3; j++) {
         double p = 0.0;
         for (int c = 0; c < 256; c++)
-            if ((b->lo[j] >> (c & 15) & 1) && (b->hi[j] >> (c >> 4) & 1)) p += prob[c];
+            if ((b->lo[j] >> (c & 15) & 1) && (b->hi[j] >> (c >> 4) & 1))
+                p += prob[c];
         fp *= p;
     }
     /* A candidate costs a fixed part plus one compare per literal. */
@@ -197,20 +236,25 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
     }
     sc->nlits = n;
     double prob[256], total = 0.0;
-    for (int c = 0; c < 256; c++) total += byte_freq((uint8_t)c);
-    for (int c = 0; c < 256; c++) prob[c] = byte_freq((uint8_t)c) / total;
+    for (int c = 0; c < 256; c++)
+        total += byte_freq((uint8_t)c);
+    for (int c = 0; c < 256; c++)
+        prob[c] = byte_freq((uint8_t)c) / total;
     for (size_t i = 0; i < n; i++) {
         os_scan_lit *l = &ord[i].lit;
         *l = lits[i];
         if (l->ci)
             for (size_t j = 0; j < l->len; j++)
-                if (l->bytes[j] >= 'A' && l->bytes[j] <= 'Z') l->bytes[j] |= 0x20;
-        if (l->len > sc->maxlen) sc->maxlen = l->len;
+                if (l->bytes[j] >= 'A' && l->bytes[j] <= 'Z')
+                    l->bytes[j] |= 0x20;
+        if (l->len > sc->maxlen)
+            sc->maxlen = l->len;
         l->fp_len = l->len < 3 ? l->len : 3;
         double best = 0.0;
         for (size_t k = 0; k + l->fp_len <= l->len; k++) {
             double cost = window_cost(l, k);
-            if (k == 0 || cost < best) best = cost, l->fp_off = (uint8_t)k;
+            if (k == 0 || cost < best)
+                best = cost, l->fp_off = (uint8_t)k;
         }
         l->pm = l->pv = 0;
         for (size_t j = 0; j < 8 && j < l->len; j++) {
@@ -235,7 +279,8 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
             bucket_masks t = bm[b];
             bucket_add(&t, &ord[i].lit);
             double delta = bucket_cost(&t, prob) - bucket_cost(&bm[b], prob);
-            if (b == 0 || delta < best_delta) best_b = b, best_delta = delta;
+            if (b == 0 || delta < best_delta)
+                best_b = b, best_delta = delta;
         }
         bucket_add(&bm[best_b], &ord[i].lit);
         ord[i].bucket = best_b;
@@ -244,7 +289,8 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
     size_t k = 0;
     for (int b = 0; b < 8; b++) {
         sc->bstart[b] = (uint32_t)k;
-        while (k < n && ord[k].bucket == b) sc->lits[k] = ord[k].lit, k++;
+        while (k < n && ord[k].bucket == b)
+            sc->lits[k] = ord[k].lit, k++;
     }
     sc->bstart[8] = (uint32_t)k;
     free(ord);
@@ -253,9 +299,12 @@ int os_scanner_init(os_scanner *sc, const os_scan_lit *lits, size_t n) {
             const os_scan_lit *l = &sc->lits[i];
             uint64_t bit = 1ull << (i & 63);
             for (unsigned m = 0; m < 256; m++)
-                if (m >> b & 1) sc->mask_lits[m] |= bit;
-            if (l->fp_len < 3) sc->short_mask |= bit;
-            else sc->fp_table[fp_hash(l->bytes + l->fp_off)] |= bit;
+                if (m >> b & 1)
+                    sc->mask_lits[m] |= bit;
+            if (l->fp_len < 3)
+                sc->short_mask |= bit;
+            else
+                sc->fp_table[fp_hash(l->bytes + l->fp_off)] |= bit;
         }
     for (int b = 0; b < 8; b++) {
         uint8_t bit = (uint8_t)(1u << b);
@@ -282,11 +331,14 @@ void os_scanner_free(os_scanner *sc) {
 }
 
 static int lit_at(const os_scan_lit *l, const uint8_t *p) {
-    if (!l->ci) return memcmp(l->bytes, p, l->len) == 0;
+    if (!l->ci)
+        return memcmp(l->bytes, p, l->len) == 0;
     for (size_t i = 0; i < l->len; i++) {
         uint8_t c = p[i];
-        if (c >= 'A' && c <= 'Z') c |= 0x20;
-        if (c != l->bytes[i]) return 0;
+        if (c >= 'A' && c <= 'Z')
+            c |= 0x20;
+        if (c != l->bytes[i])
+            return 0;
     }
     return 1;
 }
@@ -307,19 +359,23 @@ __attribute__((noinline)) static void verify_lits(const scan_job *J, size_t c, u
         lm &= lm - 1;
         for (size_t i = bit; i < sc->nlits; i += 64) {
             const os_scan_lit *l = &sc->lits[i];
-            if (c < (size_t)l->fp_off + J->from) continue;
+            if (c < (size_t)l->fp_off + J->from)
+                continue;
             size_t t = c - l->fp_off;
-            if (t + l->len > J->end || t + l->len <= J->seen_end) continue;
+            if (t + l->len > J->end || t + l->len <= J->seen_end)
+                continue;
             if (t + 8 <= J->end) {
                 uint64_t w;
                 memcpy(&w, J->buf + t, 8);
-                if ((w & l->pm) != l->pv) continue;
+                if ((w & l->pm) != l->pv)
+                    continue;
                 if (l->len <= 8) {
                     J->hit(J->ctx, l, t);
                     continue;
                 }
             }
-            if (lit_at(l, J->buf + t)) J->hit(J->ctx, l, t);
+            if (lit_at(l, J->buf + t))
+                J->hit(J->ctx, l, t);
         }
     }
 }
@@ -329,8 +385,10 @@ __attribute__((noinline)) static void verify_lits(const scan_job *J, size_t c, u
 static inline void verify(const scan_job *J, size_t c, unsigned mask) {
     const os_scanner *sc = J->sc;
     uint64_t lm = sc->mask_lits[mask];
-    if (c + 3 <= J->end) lm &= sc->fp_table[fp_hash(J->buf + c)] | sc->short_mask;
-    if (lm) verify_lits(J, c, lm);
+    if (c + 3 <= J->end)
+        lm &= sc->fp_table[fp_hash(J->buf + c)] | sc->short_mask;
+    if (lm)
+        verify_lits(J, c, lm);
 }
 
 /* The last positions, whose fingerprint runs past the end (any byte may
@@ -341,11 +399,13 @@ static void scan_tail(const scan_job *J, size_t c) {
     for (; c < J->end; c++) {
         unsigned m = 0xff;
         for (size_t j = 0; j < 3 && m; j++) {
-            if (c + j >= J->end) break; /* past the end: any byte may follow */
+            if (c + j >= J->end)
+                break; /* past the end: any byte may follow */
             uint8_t b = p[c + j];
             m &= sc->lo[j][b & 15] & sc->hi[j][b >> 4];
         }
-        if (m) verify(J, c, m);
+        if (m)
+            verify(J, c, m);
     }
 }
 
@@ -382,7 +442,8 @@ static void verify_block(const scan_job *J, size_t base, const scan_marks *M, si
             n += lm != 0;
         }
     }
-    for (size_t k = 0; k < n; k++) verify_lits(J, base + off[k], lms[k]);
+    for (size_t k = 0; k < n; k++)
+        verify_lits(J, base + off[k], lms[k]);
 }
 
 /* Without SIMD: the exact per-byte bucket tables (a subset of what the
@@ -408,13 +469,15 @@ static size_t scan_scalar(const scan_job *J, size_t c) {
             }
             if (__builtin_expect(any != 0, 0)) {
                 unsigned bits = 0;
-                for (int i = 0; i < 8; i++) bits |= (unsigned)(m[i] != 0) << i;
+                for (int i = 0; i < 8; i++)
+                    bits |= (unsigned)(m[i] != 0) << i;
                 memcpy(M.mv + k, m, 8);
                 M.words[k / 32] |= bits << (k % 32);
                 any_block = 1;
             }
         }
-        if (any_block) verify_block(J, c, &M, (k + 31) / 32 * 32);
+        if (any_block)
+            verify_block(J, c, &M, (k + 31) / 32 * 32);
         c += k;
     }
     return c;
@@ -452,7 +515,8 @@ __attribute__((target("ssse3"))) static size_t scan_ssse3(const scan_job *J, siz
             M.words[k / 32] = word;
             any |= word;
         }
-        if (any) verify_block(J, c, &M, k);
+        if (any)
+            verify_block(J, c, &M, k);
         c += k;
     }
     return c;
@@ -490,7 +554,8 @@ __attribute__((target("avx2"))) static size_t scan_avx2(const scan_job *J, size_
             M.words[k / 32] = word;
             any |= word;
         }
-        if (any) verify_block(J, c, &M, k);
+        if (any)
+            verify_block(J, c, &M, k);
         c += k;
     }
     return c;
@@ -510,15 +575,15 @@ static size_t scan_neon(const scan_job *J, size_t c) {
         lo[j] = vld1q_u8(sc->lo[j]);
         hi[j] = vld1q_u8(sc->hi[j]);
     }
-#define OS_NEON_MASK(m, at)                                                                   \
-    do {                                                                                      \
-        uint8x16_t v0 = vld1q_u8(p + (at)), v1 = vld1q_u8(p + (at) + 1),                      \
-                   v2 = vld1q_u8(p + (at) + 2);                                               \
+#define OS_NEON_MASK(m, at)                                                                       \
+    do {                                                                                          \
+        uint8x16_t v0 = vld1q_u8(p + (at)), v1 = vld1q_u8(p + (at) + 1),                          \
+                   v2 = vld1q_u8(p + (at) + 2);                                                   \
         m = vandq_u8(vqtbl1q_u8(lo[0], vandq_u8(v0, nib)), vqtbl1q_u8(hi[0], vshrq_n_u8(v0, 4))); \
-        m = vandq_u8(m, vqtbl1q_u8(lo[1], vandq_u8(v1, nib)));                                \
-        m = vandq_u8(m, vqtbl1q_u8(hi[1], vshrq_n_u8(v1, 4)));                                \
-        m = vandq_u8(m, vqtbl1q_u8(lo[2], vandq_u8(v2, nib)));                                \
-        m = vandq_u8(m, vqtbl1q_u8(hi[2], vshrq_n_u8(v2, 4)));                                \
+        m = vandq_u8(m, vqtbl1q_u8(lo[1], vandq_u8(v1, nib)));                                    \
+        m = vandq_u8(m, vqtbl1q_u8(hi[1], vshrq_n_u8(v1, 4)));                                    \
+        m = vandq_u8(m, vqtbl1q_u8(lo[2], vandq_u8(v2, nib)));                                    \
+        m = vandq_u8(m, vqtbl1q_u8(hi[2], vshrq_n_u8(v2, 4)));                                    \
     } while (0)
     scan_marks M;
     while (c + 32 + 2 <= J->end) {
@@ -529,7 +594,8 @@ static size_t scan_neon(const scan_job *J, size_t c) {
             OS_NEON_MASK(ma, c + k);
             OS_NEON_MASK(mb, c + k + 16);
             M.words[k / 32] = 0;
-            if (__builtin_expect(vmaxvq_u8(vorrq_u8(ma, mb)) == 0, 1)) continue;
+            if (__builtin_expect(vmaxvq_u8(vorrq_u8(ma, mb)) == 0, 1))
+                continue;
             vst1q_u8(M.mv + k, ma);
             vst1q_u8(M.mv + k + 16, mb);
             uint32_t word = 0;
@@ -546,7 +612,8 @@ static size_t scan_neon(const scan_job *J, size_t c) {
             M.words[k / 32] = word;
             any |= word;
         }
-        if (any) verify_block(J, c, &M, k);
+        if (any)
+            verify_block(J, c, &M, k);
         c += k;
     }
 #undef OS_NEON_MASK
@@ -559,13 +626,16 @@ void os_scan_class_init(os_scan_class *k, const uint8_t set[32]) {
     memcpy(k->set, set, 32);
     for (int c = 0; c < 256; c++)
         if (set[c >> 3] >> (c & 7) & 1) {
-            if (c < 0x80) k->lo7[c & 15] |= (uint8_t)(1u << (c >> 4));
-            else k->hi8[c & 15] |= (uint8_t)(1u << ((c >> 4) - 8));
+            if (c < 0x80)
+                k->lo7[c & 15] |= (uint8_t)(1u << (c >> 4));
+            else
+                k->hi8[c & 15] |= (uint8_t)(1u << ((c >> 4) - 8));
         }
 }
 
 static size_t run_bytes(const os_scan_class *k, const uint8_t *p, size_t n, size_t i) {
-    while (i < n && (k->set[p[i] >> 3] >> (p[i] & 7) & 1)) i++;
+    while (i < n && (k->set[p[i] >> 3] >> (p[i] & 7) & 1))
+        i++;
     return i;
 }
 
@@ -583,12 +653,14 @@ __attribute__((target("ssse3"))) static size_t run_ssse3(const os_scan_class *k,
         __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
         /* pshufb gives 0 for an index with bit 7 set: each byte reads one
          * of the two tables, by its own bit 7. */
-        __m128i row = _mm_or_si128(_mm_shuffle_epi8(lo7, _mm_or_si128(lo, _mm_and_si128(v, top))),
-                                   _mm_shuffle_epi8(hi8, _mm_or_si128(lo, _mm_andnot_si128(v, top))));
-        __m128i out = _mm_cmpeq_epi8(_mm_and_si128(row, _mm_shuffle_epi8(bits, hi)),
-                                     _mm_setzero_si128());
+        __m128i row =
+            _mm_or_si128(_mm_shuffle_epi8(lo7, _mm_or_si128(lo, _mm_and_si128(v, top))),
+                         _mm_shuffle_epi8(hi8, _mm_or_si128(lo, _mm_andnot_si128(v, top))));
+        __m128i out =
+            _mm_cmpeq_epi8(_mm_and_si128(row, _mm_shuffle_epi8(bits, hi)), _mm_setzero_si128());
         unsigned m = (unsigned)_mm_movemask_epi8(out);
-        if (m) return i + (unsigned)__builtin_ctz(m);
+        if (m)
+            return i + (unsigned)__builtin_ctz(m);
     }
     return run_bytes(k, p, n, i);
 }
@@ -605,9 +677,10 @@ static size_t run_neon(const os_scan_class *k, const uint8_t *p, size_t n) {
         uint8x16_t lo = vandq_u8(v, nib);
         uint8x16_t row = vbslq_u8(vcltq_u8(v, top), vqtbl1q_u8(lo7, lo), vqtbl1q_u8(hi8, lo));
         uint8x16_t in = vtstq_u8(row, vqtbl1q_u8(bits, vshrq_n_u8(v, 4)));
-        uint64_t out = ~vget_lane_u64(
-            vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(in), 4)), 0);
-        if (out) return i + ((unsigned)__builtin_ctzll(out) >> 2);
+        uint64_t out =
+            ~vget_lane_u64(vreinterpret_u64_u8(vshrn_n_u16(vreinterpretq_u16_u8(in), 4)), 0);
+        if (out)
+            return i + ((unsigned)__builtin_ctzll(out) >> 2);
     }
     return run_bytes(k, p, n, i);
 }
@@ -615,29 +688,37 @@ static size_t run_neon(const os_scan_class *k, const uint8_t *p, size_t n) {
 
 size_t os_scan_run(const os_scanner *sc, const os_scan_class *k, const uint8_t *p, size_t n,
                    size_t cap) {
-    if (n > cap) n = cap;
-    /* The SIMD measures read 16 bytes at a time, all of them inside p[0, n). */
+    if (n > cap)
+        n = cap;
+        /* The SIMD measures read 16 bytes at a time, all of them inside p[0, n). */
 #ifdef OS_SCAN_X86
-    if (sc->impl == IMPL_AVX2 || sc->impl == IMPL_SSSE3) return run_ssse3(k, p, n);
+    if (sc->impl == IMPL_AVX2 || sc->impl == IMPL_SSSE3)
+        return run_ssse3(k, p, n);
 #endif
 #ifdef OS_SCAN_NEON
-    if (sc->impl == IMPL_NEON) return run_neon(k, p, n);
+    if (sc->impl == IMPL_NEON)
+        return run_neon(k, p, n);
 #endif
     return run_bytes(k, p, n, 0);
 }
 
 void os_scan(const os_scanner *sc, const uint8_t *buf, size_t from, size_t end, size_t seen_end,
              os_scan_hit_fn hit, void *ctx) {
-    if (sc->nlits == 0 || from >= end) return;
+    if (sc->nlits == 0 || from >= end)
+        return;
     scan_job J = {sc, buf, from, end, seen_end, hit, ctx};
     size_t c = from;
 #ifdef OS_SCAN_X86
-    if (sc->impl == IMPL_AVX2) c = scan_avx2(&J, c);
-    else if (sc->impl == IMPL_SSSE3) c = scan_ssse3(&J, c);
+    if (sc->impl == IMPL_AVX2)
+        c = scan_avx2(&J, c);
+    else if (sc->impl == IMPL_SSSE3)
+        c = scan_ssse3(&J, c);
 #endif
 #ifdef OS_SCAN_NEON
-    if (sc->impl == IMPL_NEON) c = scan_neon(&J, c);
+    if (sc->impl == IMPL_NEON)
+        c = scan_neon(&J, c);
 #endif
-    if (sc->impl == IMPL_SCALAR) c = scan_scalar(&J, c);
+    if (sc->impl == IMPL_SCALAR)
+        c = scan_scalar(&J, c);
     scan_tail(&J, c);
 }

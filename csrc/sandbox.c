@@ -207,8 +207,8 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     char *scratch[1] = {(char *)scratch_dir};
     int err = build_probe_plan(what, &plan, scratch);
     if (err < 0) {
-        *failed_step = what == OS_SANDBOX_PROBE_SECCOMP ? OS_SANDBOX_STEP_SECCOMP
-                                                        : OS_SANDBOX_STEP_LANDLOCK;
+        *failed_step =
+            what == OS_SANDBOX_PROBE_SECCOMP ? OS_SANDBOX_STEP_SECCOMP : OS_SANDBOX_STEP_LANDLOCK;
         free(plan.filter);
         return err;
     }
@@ -238,8 +238,7 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
     int reported = os_child_read_report(fds[0], &report);
     close(fds[0]);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     if (reported) {
         *failed_step = report.stage;
         return -report.error;
@@ -266,9 +265,7 @@ int os_sandbox_plan_use_userns(os_sandbox_plan *plan, unsigned int uid, unsigned
 int os_sandbox_plan_add_readonly_bind(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
 int os_sandbox_plan_add_pinned_dir(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
 int os_sandbox_plan_set_readonly_tree(os_sandbox_plan *plan) { return -ENOSYS; }
-int os_sandbox_plan_add_writable_mount(os_sandbox_plan *plan, const char *path) {
-    return -ENOSYS;
-}
+int os_sandbox_plan_add_writable_mount(os_sandbox_plan *plan, const char *path) { return -ENOSYS; }
 int os_sandbox_plan_set_private_ptys(os_sandbox_plan *plan) { return -ENOSYS; }
 int os_sandbox_plan_inherited_fd(const os_sandbox_plan *plan) { return -1; }
 int os_sandbox_plan_set_landlock(os_sandbox_plan *plan, int abi, int restrict_fs) {
@@ -295,23 +292,39 @@ int os_sandbox_probe(int what, const char *scratch_dir, int *failed_step) {
  * error messages (on every platform: a name is only text). */
 const char *os_sandbox_step_name(int step) {
     switch (step) {
-    case OS_SANDBOX_STEP_FORK: return "fork";
-    case OS_SANDBOX_STEP_UNSHARE: return "unshare(user, mount, net namespaces)";
-    case OS_SANDBOX_STEP_SETGROUPS: return "write /proc/self/setgroups";
-    case OS_SANDBOX_STEP_UID_MAP: return "write /proc/self/uid_map";
-    case OS_SANDBOX_STEP_GID_MAP: return "write /proc/self/gid_map";
-    case OS_SANDBOX_STEP_MOUNT_PRIVATE: return "make mounts private";
-    case OS_SANDBOX_STEP_BIND_READONLY: return "bind-mount read-only";
-    case OS_SANDBOX_STEP_LOOPBACK: return "bring loopback up";
-    case OS_SANDBOX_STEP_NO_NEW_PRIVS: return "prctl(PR_SET_NO_NEW_PRIVS)";
-    case OS_SANDBOX_STEP_LANDLOCK: return "Landlock";
-    case OS_SANDBOX_STEP_SECCOMP: return "seccomp filter";
-    case OS_SANDBOX_STEP_PROXY_HANDOFF: return "hand the proxy listener to the parent";
-    case OS_SANDBOX_STEP_CAPABILITIES: return "drop capabilities";
+    case OS_SANDBOX_STEP_FORK:
+        return "fork";
+    case OS_SANDBOX_STEP_UNSHARE:
+        return "unshare(user, mount, net namespaces)";
+    case OS_SANDBOX_STEP_SETGROUPS:
+        return "write /proc/self/setgroups";
+    case OS_SANDBOX_STEP_UID_MAP:
+        return "write /proc/self/uid_map";
+    case OS_SANDBOX_STEP_GID_MAP:
+        return "write /proc/self/gid_map";
+    case OS_SANDBOX_STEP_MOUNT_PRIVATE:
+        return "make mounts private";
+    case OS_SANDBOX_STEP_BIND_READONLY:
+        return "bind-mount read-only";
+    case OS_SANDBOX_STEP_LOOPBACK:
+        return "bring loopback up";
+    case OS_SANDBOX_STEP_NO_NEW_PRIVS:
+        return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case OS_SANDBOX_STEP_LANDLOCK:
+        return "Landlock";
+    case OS_SANDBOX_STEP_SECCOMP:
+        return "seccomp filter";
+    case OS_SANDBOX_STEP_PROXY_HANDOFF:
+        return "hand the proxy listener to the parent";
+    case OS_SANDBOX_STEP_CAPABILITIES:
+        return "drop capabilities";
     case OS_SANDBOX_STEP_READONLY_TREE:
         return "make the mount tree read-only (open_tree, mount_setattr)";
-    case OS_SANDBOX_STEP_PIN_DIR: return "pin a directory above a readable path (bind mount)";
-    case OS_SANDBOX_STEP_PRIVATE_PTYS: return "mount a private devpts on /dev/pts";
-    default: return NULL;
+    case OS_SANDBOX_STEP_PIN_DIR:
+        return "pin a directory above a readable path (bind mount)";
+    case OS_SANDBOX_STEP_PRIVATE_PTYS:
+        return "mount a private devpts on /dev/pts";
+    default:
+        return NULL;
     }
 }

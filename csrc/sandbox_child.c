@@ -82,8 +82,8 @@ static int write_file(const char *path, const char *text) {
     return err;
 }
 
-static int sys_mount(const char *source, const char *target, const char *type,
-                     unsigned long flags, const void *data) {
+static int sys_mount(const char *source, const char *target, const char *type, unsigned long flags,
+                     const void *data) {
     return (int)OS_SYS(SYS_mount, source, target, type, flags, data);
 }
 
@@ -161,9 +161,7 @@ int os_sandbox_bind_readonly(const char *path) {
 }
 
 /* Self-bind: a mount point cannot be renamed or removed (EBUSY). */
-static int pin_dir(const char *path) {
-    return sys_mount(path, path, NULL, MS_BIND | MS_REC, NULL);
-}
+static int pin_dir(const char *path) { return sys_mount(path, path, NULL, MS_BIND | MS_REC, NULL); }
 
 int os_sandbox_readonly_tree(const struct os_sandbox_plan *plan) {
     int n = plan->n_writable_mounts, err = 0, i;
@@ -313,8 +311,8 @@ static uint64_t landlock_rights(int access, int abi, int is_dir) {
         rights |= OS_LL_FS_READ_FILE | OS_LL_FS_WRITE_FILE | OS_LL_FS_TRUNCATE |
                   OS_LL_FS_IOCTL_DEV | OS_LL_FS_READ_DIR;
     if (!is_dir) /* Landlock refuses directory-only rights on a file rule. */
-        rights &= OS_LL_FS_EXECUTE | OS_LL_FS_WRITE_FILE | OS_LL_FS_READ_FILE |
-                  OS_LL_FS_TRUNCATE | OS_LL_FS_IOCTL_DEV;
+        rights &= OS_LL_FS_EXECUTE | OS_LL_FS_WRITE_FILE | OS_LL_FS_READ_FILE | OS_LL_FS_TRUNCATE |
+                  OS_LL_FS_IOCTL_DEV;
     return rights & all;
 }
 
@@ -478,12 +476,12 @@ void os_sandbox_probe_child(int what, const struct os_sandbox_plan *plan, const 
     os_child_reset_signals();
     os_child_unblock_signals();
 /* Runs one step while none has failed yet, so that `step` names the failed one. */
-#define PROBE_STEP(name, call)  \
-    do {                        \
-        if (err == 0) {         \
-            step = (name);      \
-            err = (call);       \
-        }                       \
+#define PROBE_STEP(name, call) \
+    do {                       \
+        if (err == 0) {        \
+            step = (name);     \
+            err = (call);      \
+        }                      \
     } while (0)
     err = os_sandbox_enter_steps(plan, &step);
     if (what == OS_SANDBOX_PROBE_USERNS) {

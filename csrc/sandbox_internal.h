@@ -41,8 +41,8 @@
 #define OS_LL_FS_MAKE_FIFO (1ULL << 10)
 #define OS_LL_FS_MAKE_BLOCK (1ULL << 11)
 #define OS_LL_FS_MAKE_SYM (1ULL << 12)
-#define OS_LL_FS_REFER (1ULL << 13)    /* ABI 2 */
-#define OS_LL_FS_TRUNCATE (1ULL << 14) /* ABI 3 */
+#define OS_LL_FS_REFER (1ULL << 13)     /* ABI 2 */
+#define OS_LL_FS_TRUNCATE (1ULL << 14)  /* ABI 3 */
 #define OS_LL_FS_IOCTL_DEV (1ULL << 15) /* ABI 5 */
 
 #define OS_LL_NET_BIND_TCP (1ULL << 0)    /* ABI 4 */
@@ -117,8 +117,8 @@ int os_sandbox_bind_readonly(const char *path);
 int os_sandbox_loopback_up(void);
 
 /* Builds plan->filter (parent side). Returns 0 or -errno. */
-int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets,
-                            int allow_inet_only, int deny_metadata);
+int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only,
+                            int deny_metadata);
 
 /* The new mount API (Linux >= 5.2 / 5.12); numbers are the same on every
  * architecture. */

@@ -84,24 +84,61 @@
  * bypasses seccomp (io_uring), changing namespaces or mounts, loading code
  * into the kernel, keyrings, and host administration. */
 static const int blocked_syscalls[] = {
-    __NR_ptrace, __NR_process_vm_readv, __NR_process_vm_writev, __NR_pidfd_getfd,
-    __NR_io_uring_setup, __NR_io_uring_enter, __NR_io_uring_register, __NR_unshare,
-    __NR_setns, __NR_mount, __NR_umount2, __NR_pivot_root, __NR_chroot, __NR_open_tree,
-    __NR_move_mount, __NR_fsopen, __NR_fsconfig, __NR_fsmount, __NR_fspick,
-    __NR_mount_setattr, __NR_bpf, __NR_keyctl, __NR_add_key, __NR_request_key,
-    __NR_perf_event_open, __NR_userfaultfd, __NR_kexec_load, __NR_kexec_file_load,
-    __NR_init_module, __NR_finit_module, __NR_delete_module, __NR_swapon, __NR_swapoff,
-    __NR_reboot, __NR_acct, __NR_open_by_handle_at, __NR_quotactl, __NR_quotactl_fd,
-    __NR_vhangup, __NR_syslog, __NR_settimeofday, __NR_clock_settime, __NR_clock_adjtime,
+    __NR_ptrace,
+    __NR_process_vm_readv,
+    __NR_process_vm_writev,
+    __NR_pidfd_getfd,
+    __NR_io_uring_setup,
+    __NR_io_uring_enter,
+    __NR_io_uring_register,
+    __NR_unshare,
+    __NR_setns,
+    __NR_mount,
+    __NR_umount2,
+    __NR_pivot_root,
+    __NR_chroot,
+    __NR_open_tree,
+    __NR_move_mount,
+    __NR_fsopen,
+    __NR_fsconfig,
+    __NR_fsmount,
+    __NR_fspick,
+    __NR_mount_setattr,
+    __NR_bpf,
+    __NR_keyctl,
+    __NR_add_key,
+    __NR_request_key,
+    __NR_perf_event_open,
+    __NR_userfaultfd,
+    __NR_kexec_load,
+    __NR_kexec_file_load,
+    __NR_init_module,
+    __NR_finit_module,
+    __NR_delete_module,
+    __NR_swapon,
+    __NR_swapoff,
+    __NR_reboot,
+    __NR_acct,
+    __NR_open_by_handle_at,
+    __NR_quotactl,
+    __NR_quotactl_fd,
+    __NR_vhangup,
+    __NR_syslog,
+    __NR_settimeofday,
+    __NR_clock_settime,
+    __NR_clock_adjtime,
     __NR_fanotify_init,
     /* Acting on another process: comparing its resources, advising on or
      * reaping its memory (the pid-taking calls get argument checks below). */
-    __NR_kcmp, __NR_process_madvise, __NR_process_mrelease,
+    __NR_kcmp,
+    __NR_process_madvise,
+    __NR_process_mrelease,
 #ifdef __NR_lookup_dcookie
     __NR_lookup_dcookie,
 #endif
 #ifdef __NR_iopl
-    __NR_iopl, __NR_ioperm,
+    __NR_iopl,
+    __NR_ioperm,
 #endif
 #ifdef __NR_uselib
     __NR_uselib,
@@ -115,11 +152,12 @@ static const int blocked_syscalls[] = {
  * metadata, path and fd forms (the mount layer cannot see fds inherited from
  * outside the sandbox's mount namespace, nor /proc/self/fd/N reopened). */
 static const int metadata_syscalls[] = {
-    __NR_fchmod, __NR_fchmodat, __NR_fchmodat2, __NR_fchown, __NR_fchownat, __NR_utimensat,
-    __NR_setxattr, __NR_lsetxattr, __NR_fsetxattr, __NR_removexattr, __NR_lremovexattr,
-    __NR_fremovexattr, __NR_setxattrat, __NR_removexattrat,
+    __NR_fchmod,       __NR_fchmodat,     __NR_fchmodat2,  __NR_fchown,        __NR_fchownat,
+    __NR_utimensat,    __NR_setxattr,     __NR_lsetxattr,  __NR_fsetxattr,     __NR_removexattr,
+    __NR_lremovexattr, __NR_fremovexattr, __NR_setxattrat, __NR_removexattrat,
 #ifdef __NR_chmod
-    __NR_chmod, __NR_chown, __NR_lchown, __NR_utime, __NR_utimes, __NR_futimesat,
+    __NR_chmod,        __NR_chown,        __NR_lchown,     __NR_utime,         __NR_utimes,
+    __NR_futimesat,
 #endif
 };
 
@@ -129,7 +167,7 @@ static const int metadata_syscalls[] = {
  * so a child could otherwise change the limits or the scheduling of every
  * process of its user, the orchestrator included. */
 static const int self_pid_syscalls[] = {
-    __NR_sched_setaffinity, __NR_sched_setscheduler, __NR_sched_setparam, __NR_sched_setattr,
+    __NR_sched_setaffinity, __NR_sched_setscheduler, __NR_sched_setparam,  __NR_sched_setattr,
     __NR_migrate_pages,     __NR_move_pages,         __NR_get_robust_list,
 };
 
@@ -146,12 +184,9 @@ static const int chmod_like[][2] = {
 /* (syscall, argument index of the flags, of the mode) of the calls that
  * create a file with a mode; flags index -1: always creates. */
 static const int create_like[][3] = {
-    {__NR_openat, 2, 3},
-    {__NR_mknodat, -1, 2},
+    {__NR_openat, 2, 3}, {__NR_mknodat, -1, 2},
 #ifdef __NR_open
-    {__NR_open, 1, 2},
-    {__NR_creat, -1, 1},
-    {__NR_mknod, -1, 1},
+    {__NR_open, 1, 2},   {__NR_creat, -1, 1},   {__NR_mknod, -1, 1},
 #endif
 };
 
@@ -160,9 +195,9 @@ static const int create_like[][3] = {
 #define OS_PRIO_PROCESS 0
 #define OS_IOPRIO_WHO_PROCESS 1
 
-#define NS_CLONE_FLAGS                                                                     \
-    (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC |            \
-     CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWTIME)
+#define NS_CLONE_FLAGS                                                                         \
+    (CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | \
+     CLONE_NEWCGROUP | CLONE_NEWTIME)
 
 /* Offset of the low / high 32 bits of system call argument n (little-endian). */
 #define ARG_LO(n) ((unsigned int)(offsetof(struct seccomp_data, args) + 8 * (n)))
@@ -329,8 +364,8 @@ static void build(struct filter_buf *buf, int deny_ip_sockets, int allow_inet_on
     ret(buf, SECCOMP_RET_ALLOW);
 }
 
-int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets,
-                            int allow_inet_only, int deny_metadata) {
+int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only,
+                            int deny_metadata) {
     struct filter_buf buf = {NULL, 0, 0};
     build(&buf, deny_ip_sockets, allow_inet_only, deny_metadata); /* first pass: count */
     if (buf.len > BPF_MAXINSNS)
@@ -349,8 +384,8 @@ int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets,
 
 #else /* no supported architecture */
 
-int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets,
-                            int allow_inet_only, int deny_metadata) {
+int os_sandbox_build_filter(struct os_sandbox_plan *plan, int deny_ip_sockets, int allow_inet_only,
+                            int deny_metadata) {
     return -ENOTSUP; /* fail closed: no filter we could vouch for */
 }
 

@@ -71,23 +71,19 @@ extern char **environ;
 #define UNPOISON_CHILD_STACK(stack) ((void)(stack))
 #endif
 
-static int fail(os_spawn_result *result, int stage, int error)
-{
+static int fail(os_spawn_result *result, int stage, int error) {
     result->stage = stage;
     result->error = error;
     return -error;
 }
 
-static void reap(pid_t pid)
-{
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-    }
+static void reap(pid_t pid) {
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
 }
 
 /* execvp-style search of `path_list` for `file`: the first regular file we may
  * execute wins; EACCES if only unusable candidates were seen, else ENOENT. */
-static int resolve_program(const char *file, const char *path_list, char *out, size_t out_size)
-{
+static int resolve_program(const char *file, const char *path_list, char *out, size_t out_size) {
     size_t file_len = strlen(file);
     int seen_eacces = 0;
     const char *dir = path_list;
@@ -132,8 +128,7 @@ static int resolve_program(const char *file, const char *path_list, char *out, s
 static pthread_key_t stack_key;
 static pthread_once_t stack_key_once = PTHREAD_ONCE_INIT;
 
-static void free_child_stack(void *stack)
-{
+static void free_child_stack(void *stack) {
     /* ASan builds: the memory may be mapped again for something else. */
     UNPOISON_CHILD_STACK(stack);
     munmap(stack, CHILD_STACK_SIZE);
@@ -141,8 +136,7 @@ static void free_child_stack(void *stack)
 
 static void create_stack_key(void) { (void)pthread_key_create(&stack_key, free_child_stack); }
 
-static char *child_stack(void)
-{
+static char *child_stack(void) {
     char *stack;
 
     pthread_once(&stack_key_once, create_stack_key);
@@ -165,7 +159,6 @@ static char *child_stack(void)
  * OS_STAGE_PRIVATE_FDS_UNAVAILABLE): from then on every vfork child gets a
  * copy of the table from clone() itself. */
 static int clone_files_unusable;
-
 
 /* ---- clone3 with CLONE_INTO_CGROUP --------------------------------------
  *
@@ -254,8 +247,7 @@ static int clone3_unusable = !HAVE_CLONE3_RUN;
 /* clone3 of os_child_main into the cgroup `cgroup_fd`: the child's pid, or
  * -errno with nothing started. */
 static pid_t clone3_into_cgroup(int flags, int cgroup_fd, char *stack, os_child_ctx *ctx,
-                                int *pidfd)
-{
+                                int *pidfd) {
 #if HAVE_CLONE3_RUN
     struct os_clone_args args;
     long pid;
@@ -277,8 +269,7 @@ static pid_t clone3_into_cgroup(int flags, int cgroup_fd, char *stack, os_child_
 #endif
 }
 
-static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_result *result)
-{
+static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_result *result) {
     os_child_ctx ctx;
     os_child_report report;
     sigset_t old;
@@ -313,7 +304,8 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     ctx.join_cgroup_fd = -1;
     /* PR_SET_PDEATHSIG follows the spawning thread: only the main thread
      * lives as long as the process (Python never ends it early). */
-    ctx.pdeathsig_parent = req->die_with_parent && (pid_t)syscall(SYS_gettid) == getpid() ? getpid() : 0;
+    ctx.pdeathsig_parent =
+        req->die_with_parent && (pid_t)syscall(SYS_gettid) == getpid() ? getpid() : 0;
     /* The pid namespace needs the user namespace of the same clone(). */
     if (ns_flags != 0 && req->new_pid_ns)
         ns_flags |= CLONE_NEWPID;
@@ -330,8 +322,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
     os_block_signals(&old);
     pid = -1;
     clone_errno = ENOSYS;
-    if (req->cgroup_fd >= 0 && use_vfork &&
-        !__atomic_load_n(&clone3_unusable, __ATOMIC_RELAXED)) {
+    if (req->cgroup_fd >= 0 && use_vfork && !__atomic_load_n(&clone3_unusable, __ATOMIC_RELAXED)) {
         pid = clone3_into_cgroup(flags, req->cgroup_fd, stack, &ctx, &pidfd);
         if (pid < 0) {
             clone_errno = -pid;
@@ -412,8 +403,7 @@ static int spawn_clone(const os_spawn_request *req, const char *path, os_spawn_r
 
 #ifdef __APPLE__
 /* A real fork (rlimits or a working directory need code in the child). */
-static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_result *result)
-{
+static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_result *result) {
     os_child_ctx ctx;
     os_child_report report = {OS_STAGE_NONE, 0};
     sigset_t old;
@@ -461,8 +451,7 @@ static int spawn_fork(const os_spawn_request *req, const char *path, os_spawn_re
 /* posix_spawn does setpgid, the signal reset and close-on-exec-by-default in
  * the kernel; it cannot set rlimits or report which step failed (all
  * failures are reported as stage "exec"). */
-static int spawn_posix(const os_spawn_request *req, const char *path, os_spawn_result *result)
-{
+static int spawn_posix(const os_spawn_request *req, const char *path, os_spawn_result *result) {
     posix_spawnattr_t attr;
     posix_spawn_file_actions_t actions;
     sigset_t all, none;
@@ -523,8 +512,7 @@ static int spawn_posix(const os_spawn_request *req, const char *path, os_spawn_r
 }
 #endif
 
-int os_spawn(const os_spawn_request *req, os_spawn_result *result)
-{
+int os_spawn(const os_spawn_request *req, os_spawn_result *result) {
     char resolved[PATH_MAX];
     const char *path = req->file;
 
@@ -558,8 +546,7 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
                     long long argv_len, int argc, const char *env_block, long long env_len,
                     int envc, const char *cwd, int stdin_fd, int stdout_fd, int stderr_fd,
                     const int *pass_fds, int n_pass_fds, int flags, const long long *rlimits,
-                    int cgroup_fd, const os_sandbox_plan *sandbox, int *out)
-{
+                    int cgroup_fd, const os_sandbox_plan *sandbox, int *out) {
     os_spawn_request req;
     os_spawn_result result;
     char *small[32];
@@ -583,8 +570,9 @@ int os_spawn_packed(const char *file, const char *search_path, const char *argv_
         }
     }
     /* The blocks are only read: the casts follow os_split_strings' type. */
-    rc = os_split_strings((char *)argv_block, argv_len, arrays, argc) == argc ? 0
-                                                                            : OS_SPAWN_BAD_STRINGS;
+    rc = os_split_strings((char *)argv_block, argv_len, arrays, argc) == argc
+             ? 0
+             : OS_SPAWN_BAD_STRINGS;
     if (rc == 0 && env_block != NULL &&
         os_split_strings((char *)env_block, env_len, arrays + argc + 1, envc) != envc)
         rc = OS_SPAWN_BAD_STRINGS;
@@ -623,8 +611,7 @@ done:
     return rc;
 }
 
-int os_split_strings(char *block, long long length, char **out, int n)
-{
+int os_split_strings(char *block, long long length, char **out, int n) {
     long long off = 0;
     int count = 0;
 
@@ -640,8 +627,7 @@ int os_split_strings(char *block, long long length, char **out, int n)
 static int sigchld_wakeup_fd = -1;
 static struct sigaction sigchld_previous;
 
-static void sigchld_handler(int sig, siginfo_t *info, void *uctx)
-{
+static void sigchld_handler(int sig, siginfo_t *info, void *uctx) {
     int saved_errno = errno;
     ssize_t ignored;
 
@@ -658,8 +644,7 @@ static void sigchld_handler(int sig, siginfo_t *info, void *uctx)
     errno = saved_errno;
 }
 
-int os_sigchld_install(int wakeup_fd)
-{
+int os_sigchld_install(int wakeup_fd) {
     struct sigaction sa;
 
     if (sigchld_wakeup_fd >= 0) {
@@ -680,8 +665,7 @@ int os_sigchld_install(int wakeup_fd)
 
 /* ---- waiting and reaping (the blocking half of the Child handle) -------- */
 
-int os_wait_exit_nowait(int pid)
-{
+int os_wait_exit_nowait(int pid) {
     siginfo_t info;
 
     if (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) < 0)
@@ -689,8 +673,7 @@ int os_wait_exit_nowait(int pid)
     return 0;
 }
 
-int os_reap(int pid, long long *out)
-{
+int os_reap(int pid, long long *out) {
     struct rusage usage;
     int status;
     pid_t got;
@@ -715,16 +698,23 @@ int os_reap(int pid, long long *out)
 }
 
 /* Next to the OS_STAGE_* values of spawn_api.h: their names in errors. */
-const char *os_spawn_stage_name(int stage)
-{
+const char *os_spawn_stage_name(int stage) {
     switch (stage) {
-    case OS_STAGE_CHDIR: return "chdir";
-    case OS_STAGE_SETPGID: return "setpgid";
-    case OS_STAGE_SETRLIMIT: return "setrlimit";
-    case OS_STAGE_DUP2: return "dup2";
-    case OS_STAGE_SANDBOX: return "sandbox";
-    case OS_STAGE_FORK: return "fork";
-    case OS_STAGE_CGROUP: return "cgroup";
-    default: return "exec";
+    case OS_STAGE_CHDIR:
+        return "chdir";
+    case OS_STAGE_SETPGID:
+        return "setpgid";
+    case OS_STAGE_SETRLIMIT:
+        return "setrlimit";
+    case OS_STAGE_DUP2:
+        return "dup2";
+    case OS_STAGE_SANDBOX:
+        return "sandbox";
+    case OS_STAGE_FORK:
+        return "fork";
+    case OS_STAGE_CGROUP:
+        return "cgroup";
+    default:
+        return "exec";
     }
 }

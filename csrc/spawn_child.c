@@ -26,13 +26,11 @@
 #include <sys/prctl.h>
 #endif
 
-__attribute__((noreturn)) static void report_and_exit(os_child_ctx *ctx, int stage, int error)
-{
+__attribute__((noreturn)) static void report_and_exit(os_child_ctx *ctx, int stage, int error) {
     os_child_report_and_exit(ctx->report_fd, &ctx->shared, stage, error);
 }
 
-static int clear_cloexec(int fd)
-{
+static int clear_cloexec(int fd) {
     int flags = os_sys_fcntl(fd, F_GETFD, 0);
     if (flags < 0)
         return flags;
@@ -46,8 +44,7 @@ static int clear_cloexec(int fd)
 
 /* Puts each stdio source on 0, 1, 2. Sources that are themselves 0-2 are first
  * copied above 2, so an earlier dup2 cannot clobber a later source. */
-static int apply_stdio(const os_spawn_request *req)
-{
+static int apply_stdio(const os_spawn_request *req) {
     int src[3];
     int i;
 
@@ -88,8 +85,7 @@ static int apply_stdio(const os_spawn_request *req)
     return 0;
 }
 
-static int is_kept(const os_child_ctx *ctx, int fd)
-{
+static int is_kept(const os_child_ctx *ctx, int fd) {
     const os_spawn_request *req = ctx->request;
     int i;
 
@@ -120,8 +116,7 @@ static int is_kept(const os_child_ctx *ctx, int fd)
  * refused (a seccomp policy), the parent is told and spawns again without
  * CLONE_FILES (spawn.c). Nothing before this call touches an fd: the table
  * is the parent's, live in its other threads. */
-static int take_private_fd_table(const os_spawn_request *req)
-{
+static int take_private_fd_table(const os_spawn_request *req) {
     unsigned int end = 3;
     int i;
 
@@ -138,8 +133,7 @@ static int take_private_fd_table(const os_spawn_request *req)
 
 /* Closes [lo, hi] except the report fd, with close_range when available.
  * Returns -ENOSYS when the kernel lacks close_range. */
-static int close_span(const os_child_ctx *ctx, unsigned int lo, unsigned int hi)
-{
+static int close_span(const os_child_ctx *ctx, unsigned int lo, unsigned int hi) {
     int keep = ctx->report_fd;
 
     if (lo > hi)
@@ -155,8 +149,7 @@ static int close_span(const os_child_ctx *ctx, unsigned int lo, unsigned int hi)
     return (int)OS_SYS(SYS_close_range, lo, hi, 0);
 }
 
-static int close_fds_with_close_range(const os_child_ctx *ctx)
-{
+static int close_fds_with_close_range(const os_child_ctx *ctx) {
     const os_spawn_request *req = ctx->request;
     unsigned int lo = 3;
     int i, err;
@@ -173,8 +166,7 @@ static int close_fds_with_close_range(const os_child_ctx *ctx)
 
 /* Kernels before 5.9: walk /proc/self/fd with raw getdents64 (opendir would
  * allocate). Returns -errno when /proc is not there. */
-static int close_fds_with_proc(const os_child_ctx *ctx)
-{
+static int close_fds_with_proc(const os_child_ctx *ctx) {
     char buf[2048];
     int dir = os_sys_open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     long n;
@@ -201,8 +193,7 @@ static int close_fds_with_proc(const os_child_ctx *ctx)
 }
 #endif
 
-static void close_fds_brute_force(const os_child_ctx *ctx)
-{
+static void close_fds_brute_force(const os_child_ctx *ctx) {
     long max_fd = 65536;
     long fd;
 #ifdef __linux__
@@ -223,8 +214,7 @@ static void close_fds_brute_force(const os_child_ctx *ctx)
 }
 
 /* Only 0, 1, 2 and pass_fds survive into the new program. */
-static int close_other_fds(const os_child_ctx *ctx)
-{
+static int close_other_fds(const os_child_ctx *ctx) {
     const os_spawn_request *req = ctx->request;
     int i, err;
 
@@ -241,8 +231,7 @@ static int close_other_fds(const os_child_ctx *ctx)
     return 0;
 }
 
-static int apply_rlimits(const os_spawn_request *req)
-{
+static int apply_rlimits(const os_spawn_request *req) {
     static const int resources[4] = {RLIMIT_AS, RLIMIT_CPU, RLIMIT_NPROC, RLIMIT_NOFILE};
     int i;
 
@@ -267,8 +256,7 @@ static int apply_rlimits(const os_spawn_request *req)
 #ifdef __linux__
 /* clone3 could not start us in the job's cgroup: move in now, before any
  * code of the new program runs ("0" names the writer). */
-static int join_cgroup(int dirfd)
-{
+static int join_cgroup(int dirfd) {
     int fd, err = 0;
     long n;
 
@@ -287,8 +275,7 @@ static int join_cgroup(int dirfd)
 }
 #endif
 
-int os_child_main(void *arg)
-{
+int os_child_main(void *arg) {
     os_child_ctx *ctx = arg;
     const os_spawn_request *req = ctx->request;
     int err;

@@ -20,8 +20,8 @@ typedef struct os_spawn_request {
     const char *file;
     /* PATH to search when `file` has no slash; NULL means exec `file` as is. */
     const char *search_path;
-    char **argv; /* NULL-terminated */
-    char **envp; /* NULL-terminated; NULL: the process's own environ */
+    char **argv;     /* NULL-terminated */
+    char **envp;     /* NULL-terminated; NULL: the process's own environ */
     const char *cwd; /* NULL: the parent's working directory */
     /* Source fd for the child's fd 0, 1, 2, or OS_SPAWN_FD_INHERIT/_DEVNULL. */
     int stdio[3];
@@ -54,10 +54,10 @@ typedef struct os_spawn_request {
 } os_spawn_request;
 
 typedef struct os_spawn_result {
-    int pid;   /* the child's pid, or -1 */
-    int pidfd; /* a close-on-exec pidfd, or -1 (not asked / not supported) */
-    int stage; /* OS_STAGE_* of the failure, OS_STAGE_NONE on success */
-    int error; /* errno of the failure, 0 on success */
+    int pid;       /* the child's pid, or -1 */
+    int pidfd;     /* a close-on-exec pidfd, or -1 (not asked / not supported) */
+    int stage;     /* OS_STAGE_* of the failure, OS_STAGE_NONE on success */
+    int error;     /* errno of the failure, 0 on success */
     int contained; /* OS_CONTAINED_* bits */
 } os_spawn_result;
 

@@ -19,11 +19,10 @@ typedef struct os_redactor os_redactor;
  * the engine) into one set, in that order of precedence. On failure,
  * *err_index is the index of the offending entry (patterns first, then
  * literals), *err_offset the offset in it, err_msg a NUL-terminated message. */
-int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens,
-                       size_t n_patterns, const char *const *literals,
-                       const size_t *literal_lens, size_t n_literals,
-                       uint32_t flags, os_pattern_set **out, size_t *err_index,
-                       size_t *err_offset, char *err_msg, size_t err_msg_len);
+int os_pattern_set_new(const char *const *patterns, const size_t *pattern_lens, size_t n_patterns,
+                       const char *const *literals, const size_t *literal_lens, size_t n_literals,
+                       uint32_t flags, os_pattern_set **out, size_t *err_index, size_t *err_offset,
+                       char *err_msg, size_t err_msg_len);
 
 void os_pattern_set_free(os_pattern_set *set);
 
@@ -33,8 +32,8 @@ void os_pattern_set_free(os_pattern_set *set);
  * index; *rel_end is 1 when they locate the end of the literal (the byte
  * after it, for an anchor taken from a lookbehind: the offsets may then be
  * negative) instead of its start. */
-int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin,
-                             int32_t *dmax, int *rel_end);
+int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *dmin, int32_t *dmax,
+                             int *rel_end);
 
 /* The scan loop of the set's literal scanner: "scalar", "ssse3", "avx2" or
  * "neon" (OS_REDACT_SCAN=<name> in the environment forces a supported one
@@ -42,9 +41,8 @@ int os_pattern_set_anchor_ex(const os_pattern_set *set, size_t index, int32_t *d
 const char *os_pattern_set_scanner(const os_pattern_set *set);
 
 /* A new stream over `set`; NULL on allocation failure. */
-os_redactor *os_redactor_new(const os_pattern_set *set,
-                             const uint8_t *replacement, size_t replacement_len,
-                             size_t max_hold);
+os_redactor *os_redactor_new(const os_pattern_set *set, const uint8_t *replacement,
+                             size_t replacement_len, size_t max_hold);
 
 void os_redactor_free(os_redactor *r);
 

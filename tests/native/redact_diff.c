@@ -65,21 +65,78 @@ static uint64_t rnd(void) {
 static size_t below(size_t n) { return (size_t)(rnd() % n); }
 
 static const char *const fragments[] = {
-    "ghp_", "gho_", "github_pat_", "glpat-", "npm_", "pypi-AgEIcHlwaS5vcmc", "xoxb-", "xoxp-",
-    "https://hooks.slack.com/services/T", "SG.", "key-", "sk_live_", "rk_test_", "SK", "sk",
-    "shpat_", "AKIA", "ASIA", "AIza", "AccountKey=", "eyJ", ".eyJ", "Bearer ", "bearer ", "://",
-    "postgres://", "user:", "@", "?access_token=", "&sig=", "&token=", "password", "password=",
-    "passwd: ", "secret = ", "api_key=", "-----BEGIN ", "RSA ", "PRIVATE KEY-----", "token: ",
-    "Authorization: ", "task", "desk", "ask", "key", "skip", "http://", "=", "&", "?", "\n",
-    " ", "  ", "\t", "\r\n", ":", "/", ".", "-", "_", "==", "A", "a", "0",
+    "ghp_",
+    "gho_",
+    "github_pat_",
+    "glpat-",
+    "npm_",
+    "pypi-AgEIcHlwaS5vcmc",
+    "xoxb-",
+    "xoxp-",
+    "https://hooks.slack.com/services/T",
+    "SG.",
+    "key-",
+    "sk_live_",
+    "rk_test_",
+    "SK",
+    "sk",
+    "shpat_",
+    "AKIA",
+    "ASIA",
+    "AIza",
+    "AccountKey=",
+    "eyJ",
+    ".eyJ",
+    "Bearer ",
+    "bearer ",
+    "://",
+    "postgres://",
+    "user:",
+    "@",
+    "?access_token=",
+    "&sig=",
+    "&token=",
+    "password",
+    "password=",
+    "passwd: ",
+    "secret = ",
+    "api_key=",
+    "-----BEGIN ",
+    "RSA ",
+    "PRIVATE KEY-----",
+    "token: ",
+    "Authorization: ",
+    "task",
+    "desk",
+    "ask",
+    "key",
+    "skip",
+    "http://",
+    "=",
+    "&",
+    "?",
+    "\n",
+    " ",
+    "  ",
+    "\t",
+    "\r\n",
+    ":",
+    "/",
+    ".",
+    "-",
+    "_",
+    "==",
+    "A",
+    "a",
+    "0",
 };
 
-static const char alnum[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+static const char alnum[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 static uint8_t *make_input(size_t size, uint64_t seed) {
     uint8_t *b = malloc(size ? size : 1);
-    if (!b) die("out of memory");
+    if (!b)
+        die("out of memory");
     rng_state = seed;
     size_t n = 0, nf = sizeof fragments / sizeof *fragments;
     while (n < size) {
@@ -94,15 +151,19 @@ static uint8_t *make_input(size_t size, uint64_t seed) {
             /* a token-like run: often exactly a format's length */
             static const size_t lens[] = {1, 3, 8, 16, 20, 24, 32, 35, 36, 40, 43, 50, 82, 86, 120};
             len = lens[below(sizeof lens / sizeof *lens)];
-            for (size_t i = 0; i < len; i++) piece[i] = alnum[below(sizeof alnum - 1)];
+            for (size_t i = 0; i < len; i++)
+                piece[i] = alnum[below(sizeof alnum - 1)];
         } else if (k < 9) {
             len = 1 + below(12);
-            for (size_t i = 0; i < len; i++) piece[i] = "abcdef0123456789 ._-/+"[below(22)];
+            for (size_t i = 0; i < len; i++)
+                piece[i] = "abcdef0123456789 ._-/+"[below(22)];
         } else {
             len = 1 + below(4);
-            for (size_t i = 0; i < len; i++) piece[i] = (char)below(256);
+            for (size_t i = 0; i < len; i++)
+                piece[i] = (char)below(256);
         }
-        if (len > size - n) len = size - n;
+        if (len > size - n)
+            len = size - n;
         memcpy(b + n, piece, len);
         n += len;
     }
@@ -128,15 +189,19 @@ static size_t unescape(char *s) {
 
 static size_t load_sets(const char *path, pset *sets, size_t max) {
     FILE *f = fopen(path, "r");
-    if (!f) die("cannot open the pattern file");
+    if (!f)
+        die("cannot open the pattern file");
     char line[4096];
     size_t n = 0;
     while (fgets(line, sizeof line, f)) {
         size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-        if (len == 0 || line[0] == '#') continue;
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (len == 0 || line[0] == '#')
+            continue;
         if (strncmp(line, "== ", 3) == 0) {
-            if (n == max) die("too many sets");
+            if (n == max)
+                die("too many sets");
             pset *s = &sets[n++];
             memset(s, 0, sizeof *s);
             s->hold = 65536;
@@ -144,7 +209,8 @@ static size_t load_sets(const char *path, pset *sets, size_t max) {
             char *tok = strtok_r(line + 3, " ", &save);
             snprintf(s->name, sizeof s->name, "%s", tok ? tok : "?");
             while ((tok = strtok_r(NULL, " ", &save))) {
-                if (strcmp(tok, "ci") == 0) s->ci = 1;
+                if (strcmp(tok, "ci") == 0)
+                    s->ci = 1;
                 else if (strncmp(tok, "hold=", 5) == 0)
                     s->hold = strtoul(tok + 5, NULL, 10), s->hold_given = 1;
             }
@@ -154,14 +220,17 @@ static size_t load_sets(const char *path, pset *sets, size_t max) {
             die("bad line in the pattern file");
         pset *s = &sets[n - 1];
         char *text = strdup(line + 2);
-        if (!text) die("out of memory");
+        if (!text)
+            die("out of memory");
         size_t tl = unescape(text);
         if (line[0] == 'p') {
-            if (s->n_pat == MAX_ENTRIES) die("too many patterns");
+            if (s->n_pat == MAX_ENTRIES)
+                die("too many patterns");
             s->pat[s->n_pat] = text;
             s->pat_len[s->n_pat++] = tl;
         } else {
-            if (s->n_lit == MAX_ENTRIES) die("too many literals");
+            if (s->n_lit == MAX_ENTRIES)
+                die("too many literals");
             s->lit[s->n_lit] = text;
             s->lit_len[s->n_lit++] = tl;
         }
@@ -183,7 +252,8 @@ static void take(os_redactor *r, obuf *o) {
     if (o->n + n > o->cap) {
         o->cap = (o->n + n) * 2 + 4096;
         o->p = realloc(o->p, o->cap);
-        if (!o->p) die("out of memory");
+        if (!o->p)
+            die("out of memory");
     }
     memcpy(o->p + o->n, p, n);
     o->n += n;
@@ -195,24 +265,30 @@ static obuf run(const os_pattern_set *set, const pset *ps, const uint8_t *in, si
                 size_t chunk, uint64_t seed) {
     obuf o = {NULL, 0, 0};
     os_redactor *r = os_redactor_new(set, (const uint8_t *)REP, strlen(REP), ps->hold);
-    if (!r) die("os_redactor_new failed");
+    if (!r)
+        die("os_redactor_new failed");
     if (chunk == 0) {
         size_t n = 0;
-        if (os_redactor_plan(r, in, len, &n)) die("os_redactor_plan failed");
+        if (os_redactor_plan(r, in, len, &n))
+            die("os_redactor_plan failed");
         o.p = malloc(n ? n : 1);
-        if (!o.p) die("out of memory");
+        if (!o.p)
+            die("out of memory");
         os_redactor_write_plan(r, in, o.p);
         o.n = o.cap = n;
     } else {
         rng_state = seed;
         for (size_t at = 0; at < len;) {
             size_t n = chunk == SIZE_MAX ? 1 + below(below(4) ? 300 : 70000) : chunk;
-            if (n > len - at) n = len - at;
-            if (os_redactor_feed(r, in + at, n)) die("os_redactor_feed failed");
+            if (n > len - at)
+                n = len - at;
+            if (os_redactor_feed(r, in + at, n))
+                die("os_redactor_feed failed");
             take(r, &o);
             at += n;
         }
-        if (os_redactor_finish(r)) die("os_redactor_finish failed");
+        if (os_redactor_finish(r))
+            die("os_redactor_finish failed");
         take(r, &o);
     }
     os_redactor_free(r);
@@ -221,12 +297,14 @@ static obuf run(const os_pattern_set *set, const pset *ps, const uint8_t *in, si
 
 static uint64_t fnv1a(const uint8_t *p, size_t n) {
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
     return h;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 2) die("usage: redact_diff PATTERN_FILE [SCANNER...]");
+    if (argc < 2)
+        die("usage: redact_diff PATTERN_FILE [SCANNER...]");
     static pset sets[32];
     size_t nsets = load_sets(argv[1], sets, 32);
     const char *all[] = {"scalar", "ssse3", "avx2", "neon"};
@@ -271,7 +349,8 @@ int main(int argc, char **argv) {
         unsetenv("OS_REDACT_SCAN");
         if (si == 0) {
             fprintf(stderr, "redact_diff: scanners:");
-            for (size_t k = 0; k < nused; k++) fprintf(stderr, " %s", used[k]);
+            for (size_t k = 0; k < nused; k++)
+                fprintf(stderr, " %s", used[k]);
             fprintf(stderr, "\n");
         }
         for (size_t ii = 0; ii < nsizes; ii++) {
@@ -281,16 +360,20 @@ int main(int argc, char **argv) {
             for (size_t c = 0; c < nchunks; c++) {
                 size_t chunk = chunks[c];
                 /* byte-at-a-time feeds only on the smaller inputs */
-                if (chunk == 1 && len > 70000) continue;
-                if (chunk == (size_t)-2) chunk = 1 + ii * 997; /* odd, input-dependent */
+                if (chunk == 1 && len > 70000)
+                    continue;
+                if (chunk == (size_t)-2)
+                    chunk = 1 + ii * 997; /* odd, input-dependent */
                 obuf ref = run(set[0], ps, in, len, chunk, 77 + ii);
                 for (size_t k = 0; k <= nused; k++) {
                     /* k == nused: this chunking against 64 KiB feeds */
-                    if (k == nused && ps->hold_given) break;
+                    if (k == nused && ps->hold_given)
+                        break;
                     obuf o = k < nused ? run(set[k], ps, in, len, chunk, 77 + ii) : whole;
                     if (o.n != ref.n || (o.n && memcmp(o.p, ref.p, o.n) != 0)) {
                         size_t at = 0;
-                        while (at < o.n && at < ref.n && o.p[at] == ref.p[at]) at++;
+                        while (at < o.n && at < ref.n && o.p[at] == ref.p[at])
+                            at++;
                         fprintf(stderr,
                                 "redact_diff: MISMATCH set %s input %zu chunk %zu: %s gives "
                                 "%zu bytes, %s %zu, first difference at %zu\n",
@@ -298,18 +381,21 @@ int main(int argc, char **argv) {
                                 used[0], ref.n, at);
                         bad = 1;
                     }
-                    if (k < nused) free(o.p);
+                    if (k < nused)
+                        free(o.p);
                 }
-                printf("set %s input %zu chunk %zu output %zu fnv %016llx\n", ps->name, len,
-                       chunk, ref.n, (unsigned long long)fnv1a(ref.p, ref.n));
+                printf("set %s input %zu chunk %zu output %zu fnv %016llx\n", ps->name, len, chunk,
+                       ref.n, (unsigned long long)fnv1a(ref.p, ref.n));
                 free(ref.p);
             }
             free(whole.p);
             free(in);
         }
-        for (size_t k = 0; k < nused; k++) os_pattern_set_free(set[k]);
+        for (size_t k = 0; k < nused; k++)
+            os_pattern_set_free(set[k]);
         fprintf(stderr, "redact_diff: set %s done\n", ps->name);
     }
-    if (bad) fprintf(stderr, "redact_diff: FAILED\n");
+    if (bad)
+        fprintf(stderr, "redact_diff: FAILED\n");
     return bad;
 }
