@@ -566,6 +566,19 @@ static void set_event(os_pstate *p, int ev, uint64_t s, uint64_t e, uint64_t lo,
     }
 }
 
+/* One search from lo to the end of the data (not limited): its event, or
+ * none and the frontier at the end. */
+static const os_pstate *search_rest(os_redactor *r, size_t idx, os_pstate *p, uint64_t lo,
+                                    int partial) {
+    uint64_t end = r->base + r->slen, s = 0, e = 0;
+    int ev = search(r, idx, lo, 0, 0, partial, &s, &e);
+    if (ev == EV_NONE)
+        p->frontier = end;
+    else
+        set_event(p, ev, s, e, lo, end);
+    return p;
+}
+
 /* The first q in [from, end - n] where subj[q, q + n) are all bytes of the
  * run class: 1 with q and the end of its run (*re), else 0. Each step looks
  * at the last byte of the window and back from it: a byte outside the class
@@ -610,14 +623,8 @@ static const os_pstate *run_event(os_redactor *r, size_t idx, os_pstate *p, int 
         uint64_t lo = aq > dmax ? aq - dmax : 0;
         if (lo < p->frontier)
             lo = p->frontier;
-        if (are >= end) {
-            int ev = search(r, idx, lo, 0, 0, partial, &s, &e);
-            if (ev == EV_NONE)
-                p->frontier = end;
-            else
-                set_event(p, ev, s, e, lo, end);
-            return p;
-        }
+        if (are >= end)
+            return search_rest(r, idx, p, lo, partial);
         uint64_t hi = are - n - dmin;
         int ev = search(r, idx, lo, hi, 1, partial, &s, &e);
         if (ev != EV_NONE) {
@@ -630,14 +637,8 @@ static const os_pstate *run_event(os_redactor *r, size_t idx, os_pstate *p, int 
     uint64_t tail = end > dmax + n ? end - dmax - n : 0;
     if (tail < p->frontier)
         tail = p->frontier;
-    if (partial && tail < end) {
-        int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
-        if (ev == EV_NONE)
-            p->frontier = end;
-        else
-            set_event(p, ev, s, e, tail, end);
-        return p;
-    }
+    if (partial && tail < end)
+        return search_rest(r, idx, p, tail, partial);
     if (p->frontier < end)
         p->frontier = end;
     return p;
@@ -710,23 +711,13 @@ static const os_pstate *next_event(os_redactor *r, size_t idx, int partial) {
             tail = p->frontier;
         if (tail >= end)
             return p;
-        int ev = search(r, idx, tail, 0, 0, partial, &s, &e);
-        if (ev == EV_NONE)
-            p->frontier = end;
-        else
-            set_event(p, ev, s, e, tail, end);
-        return p;
+        return search_rest(r, idx, p, tail, partial);
     }
     if (p->frontier >= end)
         return p;
     if (pt->run)
         return run_event(r, idx, p, partial);
-    int ev = search(r, idx, p->frontier, 0, 0, partial, &s, &e);
-    if (ev == EV_NONE)
-        p->frontier = end;
-    else
-        set_event(p, ev, s, e, p->frontier, end);
-    return p;
+    return search_rest(r, idx, p, p->frontier, partial);
 }
 
 /* After failing closed on [pos, end): no match starts before end any more.

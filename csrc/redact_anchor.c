@@ -9,7 +9,7 @@
  * classes). Zero-width assertions (\b, ^, $, lookaheads, negative
  * lookbehinds) add nothing. A positive lookbehind is a zero-width item that
  * may carry literals ending at a known distance before its position (see
- * parse_lookbehind): "(?<=password[=:] )" has "password" ending 2 or 3 bytes
+ * parse_alternatives): "(?<=password[=:] )" has "password" ending 2 or 3 bytes
  * before the point where the assertion stands. The
  * first construct the parser does not understand ends the sequence: items
  * before it still describe a prefix of every match, because a top-level
@@ -483,67 +483,6 @@ static void seq_reduce(const seq *S, item *out) {
 
 static int parse_seq(parser *P, seq *S);
 
-/* The '(' and any prefix are consumed; parse alternatives up to ')'. */
-static int parse_group(parser *P, item *out) {
-    if (P->depth >= MAX_DEPTH)
-        return 0;
-    seq *S = malloc(sizeof *S);
-    if (!S)
-        return 0;
-    P->depth++;
-    int first = 1, ok = 1;
-    for (;;) {
-        S->n = 0;
-        int r = parse_seq(P, S);
-        if (r == R_STOP || r == R_END) {
-            ok = 0;
-            break;
-        }
-        item alt;
-        seq_reduce(S, &alt);
-        if (first) {
-            *out = alt;
-            first = 0;
-        } else {
-            int merged = 0;
-            if (out->kind == IT_LB && alt.kind == IT_LB) {
-                merged = lb_union(out, &alt, P->ci);
-            } else if (out->kind == IT_LITS && alt.kind == IT_LITS) {
-                /* Prefixes of either alternative: the union, whose width
-                 * covers both when one of them is a prefix set. */
-                uint32_t a, b, c, d;
-                item_width(out, &a, &b);
-                item_width(&alt, &c, &d);
-                item tmp = *out;
-                merged = 1;
-                for (size_t i = 0; merged && i < alt.n; i++)
-                    merged = lits_add(&tmp, alt.lit[i], alt.len[i], P->ci);
-                if (merged && (out->trunc || alt.trunc)) {
-                    tmp.trunc = 1;
-                    tmp.min = a < c ? a : c;
-                    tmp.max = b > d ? b : d;
-                }
-                if (merged)
-                    *out = tmp;
-            }
-            if (!merged) {
-                uint32_t a, b, c, d;
-                item_width(out, &a, &b);
-                item_width(&alt, &c, &d);
-                memset(out, 0, sizeof *out);
-                out->kind = IT_GAP;
-                out->min = a < c ? a : c;
-                out->max = b > d ? b : d;
-            }
-        }
-        if (r == R_CLOSE)
-            break;
-    }
-    P->depth--;
-    free(S);
-    return ok;
-}
-
 /* The literal a lookbehind alternative offers: its most selective literal
  * set whose distance to the alternative's end is known (every item after it
  * has a bounded width), as an IT_LB item. 0 when there is none. */
@@ -595,10 +534,52 @@ static int lb_candidate(const seq *S, int ci, item *out) {
     return 1;
 }
 
-/* After "(?<=": the lookbehind up to its ')'. Every alternative must offer
- * a literal (lb_candidate); the result is their union. 0 when not
- * understood (the caller then skips the group as a plain assertion). */
-static int parse_lookbehind(parser *P, item *out) {
+/* The smallest and largest width of either of two items. */
+static void width_union(const item *x, const item *y, uint32_t *mn, uint32_t *mx) {
+    uint32_t a, b, c, d;
+    item_width(x, &a, &b);
+    item_width(y, &c, &d);
+    *mn = a < c ? a : c;
+    *mx = b > d ? b : d;
+}
+
+/* A group's alternative alt joins out (the alternatives before it): the
+ * union of lookbehind literals or of literal prefixes where both are such,
+ * else a gap as wide as either. */
+static void group_merge(item *out, const item *alt, int ci) {
+    uint32_t mn, mx;
+    width_union(out, alt, &mn, &mx);
+    if (out->kind == IT_LB && alt->kind == IT_LB) {
+        if (lb_union(out, alt, ci))
+            return;
+    } else if (out->kind == IT_LITS && alt->kind == IT_LITS) {
+        /* Prefixes of either alternative: the union, whose width covers
+         * both when one of them is a prefix set. */
+        item tmp = *out;
+        int merged = 1;
+        for (size_t i = 0; merged && i < alt->n; i++)
+            merged = lits_add(&tmp, alt->lit[i], alt->len[i], ci);
+        if (merged) {
+            if (out->trunc || alt->trunc) {
+                tmp.trunc = 1;
+                tmp.min = mn;
+                tmp.max = mx;
+            }
+            *out = tmp;
+            return;
+        }
+    }
+    memset(out, 0, sizeof *out);
+    out->kind = IT_GAP;
+    out->min = mn;
+    out->max = mx;
+}
+
+/* The '(' and any prefix are consumed; parse alternatives up to ')'. In a
+ * lookbehind (after "(?<=") every alternative must offer a literal
+ * (lb_candidate) and the result is their union; 0 when not understood (the
+ * caller then skips the group as a plain assertion). */
+static int parse_alternatives(parser *P, item *out, int lookbehind) {
     if (P->depth >= MAX_DEPTH)
         return 0;
     seq *S = malloc(sizeof *S);
@@ -610,13 +591,17 @@ static int parse_lookbehind(parser *P, item *out) {
         S->n = 0;
         int r = parse_seq(P, S);
         item alt;
-        if (r == R_STOP || r == R_END || !lb_candidate(S, P->ci, &alt)) {
+        if (r == R_STOP || r == R_END || (lookbehind && !lb_candidate(S, P->ci, &alt))) {
             ok = 0;
             break;
         }
+        if (!lookbehind)
+            seq_reduce(S, &alt);
         if (first) {
             *out = alt;
             first = 0;
+        } else if (!lookbehind) {
+            group_merge(out, &alt, P->ci);
         } else if (!lb_union(out, &alt, P->ci)) {
             ok = 0;
             break;
@@ -758,7 +743,7 @@ static int parse_seq(parser *P, seq *S) {
                     zero = 1;
                     if (*q == '<' && q[1] == '=') {
                         const uint8_t *body = P->p;
-                        if (parse_lookbehind(P, &atom))
+                        if (parse_alternatives(P, &atom, 1))
                             lb = 1;
                         else
                             P->p = body;
@@ -789,7 +774,7 @@ static int parse_seq(parser *P, seq *S) {
                 }
             }
             if (!zero) {
-                if (!parse_group(P, &atom))
+                if (!parse_alternatives(P, &atom, 0))
                     return R_STOP;
             }
         } else if (c == '*' || c == '+' || c == '?' || c == '{') {

@@ -92,21 +92,17 @@ class SandboxPlan:
             "sandbox plan: userns",
         )
 
+    def _add_path(self, add: Any, what: str, path: str, *args: int) -> None:
+        check_no_nul(path)
+        check(add(self.handle(), os.fsencode(path), *args), f"sandbox plan: {what} {path!r}")
+
     def add_readonly_bind(self, path: str) -> None:
         """Bind-mount the absolute ``path`` read-only onto itself in the child."""
-        check_no_nul(path)
-        check(
-            lib.os_sandbox_plan_add_readonly_bind(self.handle(), os.fsencode(path)),
-            f"sandbox plan: read-only bind {path!r}",
-        )
+        self._add_path(lib.os_sandbox_plan_add_readonly_bind, "read-only bind", path)
 
     def add_pinned_dir(self, path: str) -> None:
         """Bind-mount the absolute directory ``path`` onto itself (it cannot be renamed then)."""
-        check_no_nul(path)
-        check(
-            lib.os_sandbox_plan_add_pinned_dir(self.handle(), os.fsencode(path)),
-            f"sandbox plan: pinned directory {path!r}",
-        )
+        self._add_path(lib.os_sandbox_plan_add_pinned_dir, "pinned directory", path)
 
     def set_readonly_tree(self) -> None:
         """Make every mount read-only in the child but the writable mounts added."""
@@ -114,11 +110,7 @@ class SandboxPlan:
 
     def add_writable_mount(self, path: str) -> None:
         """Keep the absolute ``path`` (and beneath) writable under the read-only tree."""
-        check_no_nul(path)
-        check(
-            lib.os_sandbox_plan_add_writable_mount(self.handle(), os.fsencode(path)),
-            f"sandbox plan: writable mount {path!r}",
-        )
+        self._add_path(lib.os_sandbox_plan_add_writable_mount, "writable mount", path)
 
     def set_private_ptys(self) -> None:
         """Mount a new devpts instance on /dev/pts in the child."""
@@ -138,11 +130,7 @@ class SandboxPlan:
 
     def add_path_rule(self, path: str, access: int) -> None:
         """Grant ``access`` (SANDBOX_ACCESS_* bits) on the absolute ``path`` and beneath."""
-        check_no_nul(path)
-        check(
-            lib.os_sandbox_plan_add_path_rule(self.handle(), os.fsencode(path), access),
-            f"sandbox plan: path rule {path!r}",
-        )
+        self._add_path(lib.os_sandbox_plan_add_path_rule, "path rule", path, access)
 
     def set_network(self, mode: int, *, proxy_port: int = 0, handoff_fd: int = -1) -> None:
         """Set the network mode (SANDBOX_NET_*); allowlist needs the port and the

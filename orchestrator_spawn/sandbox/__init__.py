@@ -11,6 +11,7 @@ proxy the parent runs and the environment pointing the child at it
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, final
@@ -110,6 +111,7 @@ def sandbox_doctor() -> list[str]:
 
 
 @final
+@dataclasses.dataclass(eq=False, repr=False)
 class PreparedSandbox:
     """What a spawn under one profile needs; ``close()`` after the child is done.
 
@@ -122,19 +124,11 @@ class PreparedSandbox:
     plan must not be used after it.
     """
 
-    def __init__(
-        self,
-        argv: list[str],
-        env_overrides: dict[str, str],
-        native_plan: SandboxPlan | None,
-        backend: str,
-        proxy: Any = None,
-    ) -> None:
-        self.argv = argv
-        self.env_overrides = env_overrides
-        self.native_plan = native_plan
-        self.backend = backend
-        self._proxy = proxy
+    argv: list[str]
+    env_overrides: dict[str, str]
+    native_plan: SandboxPlan | None
+    backend: str
+    _proxy: Any = None
 
     def close(self, *, wait: bool = True) -> None:
         """Release the plan and stop the proxy (idempotent); ``wait=False``
