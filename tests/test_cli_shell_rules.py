@@ -43,6 +43,12 @@ def popen(*args: str, **kwargs: object) -> tuple[subprocess.Popen[bytes], IO[byt
     return proc, proc.stdout
 
 
+# Popen keywords: a new process group in this session (process_group= is 3.11+).
+_OWN_GROUP: dict[str, object] = (
+    {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+)
+
+
 def in_shell(script: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "CLI": " ".join(CLI)}
     return subprocess.run(
@@ -119,7 +125,12 @@ def test_sigtstp_stops_job_and_cli_sigcont_resumes_both() -> None:
         "import os, time\nprint(os.getpid(), flush=True)\n"
         "for i in range(1000):\n    print(i, flush=True)\n    time.sleep(0.05)"
     )
-    proc, out = popen("run", "--", sys.executable, "-c", code)
+    # The CLI in a process group of its own within this session: that group
+    # is never orphaned, whatever started pytest. In an orphaned group (as
+    # under "nohup ... &" once the launching shell is gone) the kernel
+    # discards SIGTSTP with the default action, so the CLI could not stop
+    # itself, as no command run from there could.
+    proc, out = popen("run", "--", sys.executable, "-c", code, **_OWN_GROUP)
     try:
         job = psutil.Process(int(out.readline()))
         out.readline()
