@@ -57,6 +57,10 @@
  * user gets a tiny buffer, which would slow down unrelated programs. */
 #define MAX_GROWN_PIPES 16
 
+/* Pipes the reactor keeps made ahead for two-step captures (two each): the
+ * thread that spawns the children then makes none of its own. */
+#define PIPE_POOL_MAX 8
+
 enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
 enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
 enum command_op { CMD_ADD, CMD_ABORT };
@@ -130,6 +134,13 @@ struct os_pump_capture {
     int exit_known;
     size_t n, n_finished;
     struct os_pump_capture *next_dead; /* reactor: released after the batch */
+    /* Started in two steps (os_pump_capture_start_pair, then
+     * os_pump_capture_commit): `committed` under P.lock; the pipes' write
+     * ends the reactor closes once the streams are registered; the link in
+     * P.adds. */
+    bool deferred, committed;
+    int writers[2];
+    struct os_pump_capture *next_add;
     pump_stream streams[];
 };
 
@@ -153,6 +164,14 @@ static struct {
     size_t n_done, cap_done;
     uint64_t next_id;
     size_t active;
+    /* Committed two-step captures for the reactor to start (a list through
+     * next_add, so that committing never needs memory). */
+    os_pump_capture *adds;
+    /* Pipes made ahead by the reactor for two-step captures: both ends
+     * parked and close-on-exec, the read end non-blocking (PIPE_POOL_MAX). */
+    int pool_r[PIPE_POOL_MAX], pool_w[PIPE_POOL_MAX];
+    size_t n_pool;
+    bool pool_wanted; /* a two-step capture took from the pool: refill it */
 } P = {
     .lock = PTHREAD_MUTEX_INITIALIZER,
     .done_cond = PTHREAD_COND_INITIALIZER,
@@ -179,6 +198,8 @@ static int set_nonblocking(int fd) {
         return -errno;
     return 0;
 }
+
+static int make_pipe(int *r, int *w);
 
 static void close_fd(int *fd) {
     if (*fd >= 0)
@@ -646,6 +667,32 @@ static void stream_abort(pump_stream *s) {
 
 /* ---- the reactor thread --------------------------------------------------- */
 
+/* Tops the pipe pool up (reactor), outside the lock: only the reactor adds
+ * to it, so the room it saw can only have grown meanwhile. */
+static void refill_pipe_pool(void) {
+    pthread_mutex_lock(&P.lock);
+    size_t room = P.pool_wanted ? PIPE_POOL_MAX - P.n_pool : 0;
+    P.pool_wanted = false;
+    pthread_mutex_unlock(&P.lock);
+    for (; room > 0; room--) {
+        int fds[2];
+        if (make_pipe(&fds[0], &fds[1]) < 0)
+            return; /* out of fds, say: the spawning thread makes its own */
+        fds[0] = os_fd_park(fds[0]);
+        fds[1] = os_fd_park(fds[1]);
+        if (set_nonblocking(fds[0]) < 0) {
+            close(fds[0]);
+            close(fds[1]);
+            return;
+        }
+        pthread_mutex_lock(&P.lock);
+        P.pool_r[P.n_pool] = fds[0];
+        P.pool_w[P.n_pool] = fds[1];
+        P.n_pool++;
+        pthread_mutex_unlock(&P.lock);
+    }
+}
+
 static void run_commands(void) {
     /* Reset before taking the queue: a command queued later raises again
      * (see queue_command), one queued in between is taken now. */
@@ -655,7 +702,21 @@ static void run_commands(void) {
     size_t n = P.n_cmds;
     P.cmds = NULL;
     P.n_cmds = P.cap_cmds = 0;
+    os_pump_capture *adds = P.adds;
+    P.adds = NULL;
     pthread_mutex_unlock(&P.lock);
+    /* Committed two-step captures first: an abort queued for one after its
+     * commit then finds its streams started. */
+    while (adds != NULL) {
+        os_pump_capture *c = adds;
+        adds = c->next_add;
+        for (size_t k = 0; k < c->n; k++)
+            stream_start(&c->streams[k]);
+        /* The child has its copies by now (or never will): ours go, and
+         * the streams end once the child's are closed. */
+        for (size_t k = 0; k < 2; k++)
+            close_fd(&c->writers[k]);
+    }
     for (size_t i = 0; i < n; i++) {
         os_pump_capture *c = cmds[i].capture;
         if (cmds[i].op == CMD_ADD) {
@@ -668,6 +729,7 @@ static void run_commands(void) {
         }
     }
     free(cmds);
+    refill_pipe_pool();
 }
 
 static void release_dead(void) {
@@ -734,6 +796,13 @@ static void at_fork_child(void) {
     P.done_ids = NULL;
     P.n_done = P.cap_done = 0;
     P.active = 0;
+    P.adds = NULL;
+    for (size_t i = 0; i < P.n_pool; i++) {
+        close(P.pool_r[i]);
+        close(P.pool_w[i]);
+    }
+    P.n_pool = 0;
+    P.pool_wanted = false;
     dead_list = NULL;
     grown_pipes = 0;
 }
@@ -916,10 +985,42 @@ static void capture_free(os_pump_capture *c) {
 
 /* What stream_prepare created; closed again if the start fails. */
 typedef struct stream_made {
-    int src;    /* a new source fd (reopened, or a new pipe's read end), or -1 */
-    int sink;   /* a new sink fd (reopened, opened from a path, shared), or -1 */
-    int pipe_w; /* a new pipe's write end, or -1 */
+    int src;     /* a new source fd (reopened, or a new pipe's read end), or -1 */
+    int sink;    /* a new sink fd (reopened, opened from a path, shared), or -1 */
+    int pipe_w;  /* a new pipe's write end, or -1 */
+    bool pooled; /* the pipe came from the pool: it goes back there on failure */
 } stream_made;
+
+/* A pipe of the pool for a two-step capture; false when the pool is empty.
+ * Either way the reactor refills it after the capture is committed. */
+static bool take_pooled_pipe(int *r, int *w) {
+    pthread_mutex_lock(&P.lock);
+    bool found = P.n_pool > 0;
+    if (found) {
+        P.n_pool--;
+        *r = P.pool_r[P.n_pool];
+        *w = P.pool_w[P.n_pool];
+    }
+    P.pool_wanted = true;
+    pthread_mutex_unlock(&P.lock);
+    return found;
+}
+
+/* A pooled pipe of a start that failed goes back unused (none of its ends
+ * left the pump), closed if the pool filled up meanwhile. */
+static void return_pooled_pipe(int *r, int *w) {
+    pthread_mutex_lock(&P.lock);
+    bool kept = P.n_pool < PIPE_POOL_MAX;
+    if (kept) {
+        P.pool_r[P.n_pool] = *r;
+        P.pool_w[P.n_pool] = *w;
+        P.n_pool++;
+        *r = *w = -1;
+    }
+    pthread_mutex_unlock(&P.lock);
+    close_fd(r);
+    close_fd(w);
+}
 
 /* A new pipe for the child to write into, both ends close-on-exec and
  * blocking (the reactor makes its read end non-blocking in stream_start). */
@@ -996,6 +1097,7 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     spec->failed_part = OS_PUMP_PART_SOURCE;
     pump_stream *s = &c->streams[index];
     made->src = made->sink = made->pipe_w = -1;
+    made->pooled = false;
     s->capture = c;
     s->src_flags = -1;
     s->tag.role = ROLE_SOURCE;
@@ -1004,7 +1106,10 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     int rc;
     struct stat st;
     bool new_pipe = spec->src_fd == OS_PUMP_SOURCE_PIPE;
-    if (new_pipe) {
+    if (new_pipe && c->deferred && take_pooled_pipe(&made->src, &made->pipe_w)) {
+        made->pooled = true; /* parked and non-blocking already */
+        s->src_fd = made->src;
+    } else if (new_pipe) {
         if ((rc = make_pipe(&made->src, &made->pipe_w)) < 0)
             return rc;
         /* The read end lives as long as the child: out of the low range the
@@ -1071,8 +1176,11 @@ out:
     return rc;
 }
 
-int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
-                          os_pump_capture **out) {
+/* os_pump_capture_start, or with `deferred` the first step of
+ * os_pump_capture_start_pair: everything but handing the capture to the
+ * reactor, which os_pump_capture_commit does. */
+static int capture_start(os_pump_stream_spec *specs, size_t n, bool deferred, uint64_t *id,
+                         os_pump_capture **out) {
     *out = NULL;
     if (n == 0 || n > OS_PUMP_MAX_STREAMS)
         return -EINVAL;
@@ -1080,6 +1188,8 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
     if (c == NULL)
         return -ENOMEM;
     c->n = n;
+    c->deferred = deferred;
+    c->writers[0] = c->writers[1] = -1;
     stream_made made[OS_PUMP_MAX_STREAMS];
     int rc = 0;
     size_t prepared = 0;
@@ -1097,7 +1207,8 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
             c->id = ++P.next_id;
             c->generation = P.generation;
             c->refs = 2; /* the caller's and the reactor's */
-            rc = wake = queue_command(CMD_ADD, c);
+            if (!deferred)
+                rc = wake = queue_command(CMD_ADD, c);
         }
         if (rc >= 0)
             P.active++;
@@ -1108,6 +1219,8 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
     }
     if (rc < 0) {
         for (size_t i = 0; i < prepared; i++) {
+            if (made[i].pooled)
+                return_pooled_pipe(&made[i].src, &made[i].pipe_w);
             int *fds[3] = {&made[i].src, &made[i].sink, &made[i].pipe_w};
             for (int k = 0; k < 3; k++)
                 close_fd(fds[k]);
@@ -1124,10 +1237,74 @@ int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
         if (made[i].sink >= 0 && specs[i].sink_fd >= 0)
             close(specs[i].sink_fd);
         specs[i].pipe_w = made[i].pipe_w;
+        if (deferred && i < 2)
+            c->writers[i] = made[i].pipe_w; /* still the pump's */
     }
     *id = c->id;
     *out = c;
     return 0;
+}
+
+int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
+                          os_pump_capture **out) {
+    return capture_start(specs, n, false, id, out);
+}
+
+os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, int sink_err,
+                                            const char *path_err,
+                                            const struct os_pattern_set *patterns,
+                                            const uint8_t *replacement, size_t replacement_len,
+                                            size_t max_hold, int64_t out[5]) {
+    os_pump_stream_spec specs[2];
+    memset(specs, 0, sizeof specs);
+    for (int i = 0; i < 2; i++) {
+        specs[i].src_fd = OS_PUMP_SOURCE_PIPE;
+        specs[i].tee_fd = -1;
+        specs[i].patterns = patterns;
+        specs[i].replacement = replacement;
+        specs[i].replacement_len = replacement_len;
+        specs[i].max_hold = max_hold;
+    }
+    specs[0].sink_fd = sink_out;
+    specs[0].sink_path = path_out;
+    specs[1].sink_fd = sink_err;
+    specs[1].sink_path = path_err;
+    uint64_t id = 0;
+    os_pump_capture *c = NULL;
+    int rc = capture_start(specs, 2, true, &id, &c);
+    out[3] = out[4] = 0;
+    if (rc < 0) {
+        out[0] = rc;
+        for (int i = 0; i < 2; i++)
+            if (specs[i].failed_part != OS_PUMP_PART_NONE) {
+                out[3] = i;
+                out[4] = specs[i].failed_part;
+            }
+        return NULL;
+    }
+    out[0] = (int64_t)id;
+    out[1] = specs[0].pipe_w;
+    out[2] = specs[1].pipe_w;
+    return c;
+}
+
+void os_pump_capture_commit(os_pump_capture *c, int pid) {
+    pthread_mutex_lock(&P.lock);
+    bool wake = false;
+    /* A capture of the parent process seen after fork() stays abandoned. */
+    if (c->deferred && !c->committed && c->generation == P.generation) {
+        c->committed = true;
+        if (pid > 0)
+            __atomic_store_n(&c->child_pid, pid, __ATOMIC_RELEASE);
+        /* One wake-up per batch, as queue_command. */
+        wake = P.adds == NULL && P.n_cmds == 0;
+        c->next_add = P.adds;
+        P.adds = c;
+    }
+    int wake_w = P.wake_w;
+    pthread_mutex_unlock(&P.lock);
+    if (wake)
+        signal_fd_raise(wake_w);
 }
 
 void os_pump_capture_truncate(os_pump_capture *c) {
@@ -1250,6 +1427,10 @@ int os_pump_capture_memory(os_pump_capture *c, size_t i, const uint8_t **data, s
 void os_pump_capture_release(os_pump_capture *c) {
     if (c == NULL)
         return;
+    /* Never committed (the caller gave up between the two steps): the
+     * reactor takes it now, closes its writers, and it ends at end of file. */
+    if (c->deferred)
+        os_pump_capture_commit(c, 0);
     pthread_mutex_lock(&P.lock);
     bool last = --c->refs == 0;
     pthread_mutex_unlock(&P.lock);

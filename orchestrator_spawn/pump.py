@@ -901,7 +901,7 @@ def _pipe_sink(sink: SinkLike) -> tuple[int, bytes | None] | None:
     if sink is Sink.MEMORY:
         return _native.PUMP_SINK_MEMORY, None
     kind = type(sink)
-    if kind is str or kind is bytes:
+    if kind is str or kind is bytes or (kind is not int and isinstance(sink, os.PathLike)):
         path = os.fsencode(sink)  # type: ignore[arg-type]
         if b"\0" in path:
             raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
@@ -934,6 +934,61 @@ def _start_pipes(
         stderr_sink if err[1] is None else err[1],
     )
     return Capture(native, _STREAM_NAMES, kept, None, {"stdout": out_w, "stderr": err_w})
+
+
+def spawn_captured(
+    stdout_sink: SinkLike,
+    stderr_sink: SinkLike,
+    redact: ResolvedRedaction | None,
+    launch: Callable[[int, int], Child],
+) -> tuple[Child, Capture]:
+    """Start a child with its stdout and stderr captured into the sinks:
+    the runner's, ``run``'s and the CLI's capture. ``launch(stdout_fd,
+    stderr_fd)`` spawns the child onto the pipes' write ends; the capture
+    follows the child as with ``spawn_into`` (a kill or stop through it, or
+    its death, cuts the streams short and what the redactors hold fails
+    closed). Raises what ``start_capture`` and ``launch`` raise; a sink that
+    cannot be opened fails before ``launch`` runs. If ``launch`` fails, the
+    capture ends at once (nothing writes into it) and is dropped.
+
+    Sinks that are paths, ``DISCARD`` or ``MEMORY`` take the two-step
+    start (``pump_capture_start_pair``): the pump hands the pipes' write ends
+    to the child and closes its own on the reactor thread, and the pipes
+    themselves are mostly ones the reactor made ahead, so the thread
+    spawning the children makes and closes none. Other sinks go through
+    ``start_capture`` and ``spawn_into``.
+    """
+    out = _pipe_sink(stdout_sink)
+    err = _pipe_sink(stderr_sink)
+    if out is None or err is None:
+        capture = start_capture(
+            PIPE, PIPE, stdout_sink=stdout_sink, stderr_sink=stderr_sink, redact=redact
+        )
+        return spawn_into(
+            [capture], lambda: launch(capture.writer("stdout"), capture.writer("stderr"))
+        ), capture
+    _notifier.drain_if_pending()  # forget finished captures, keep the done queue short
+    native, out_w, err_w = _native.pump_capture_start_pair(
+        out[0], out[1], err[0], err[1], None if redact is None else redact.native
+    )
+    with _notifier.lock:
+        # As in start_capture: referenced until done. It cannot be done
+        # before the commit below, so its id cannot have been drained.
+        _notifier.running[native.id] = native
+    try:
+        child = launch(out_w, err_w)
+        # Before end of file can come (the pump's writers are open until
+        # the commit).
+        child._follow_output(native)
+    except BaseException:
+        native.commit(0)
+        raise
+    native.commit(child.pid)
+    kept = (
+        stdout_sink if out[1] is None else out[1],
+        stderr_sink if err[1] is None else err[1],
+    )
+    return child, Capture(native, _STREAM_NAMES, kept, None, None)
 
 
 def spawn_into(

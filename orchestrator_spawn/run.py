@@ -38,6 +38,7 @@ from orchestrator_spawn.pump import (
     RedactionLike,
     ResolvedRedaction,
     resolve_redaction,
+    spawn_captured,
     spawn_into,
     start_capture,
 )
@@ -128,7 +129,7 @@ class _Plan(NamedTuple):
     errors: str
     check: bool
     timeout: float | None
-    redact: RedactionLike | ResolvedRedaction | None
+    redact: ResolvedRedaction | None
     cwd: StrOrBytesPath | None
     env: Mapping[Any, Any] | None
     limits: ResourceLimits | None
@@ -204,6 +205,14 @@ def _plan(
 
 def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
     """Spawns the child with its output going into the pump."""
+    if plan.capture_stdout and plan.capture_stderr:
+        # Both streams, the usual case: one two-step capture around the spawn.
+        return spawn_captured(
+            MEMORY,
+            MEMORY,
+            plan.redact,
+            lambda out, err: _launch(plan, out, err),
+        )
     capture = None
     if plan.capture_stdout or plan.capture_stderr:
         capture = start_capture(
@@ -215,24 +224,32 @@ def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
         )
 
     def launch() -> Child[Any, Any]:
-        return spawn(
-            plan.argv,
-            cwd=plan.cwd,
-            env=plan.env,
-            # Not the caller's stdin by default: the child is in a background
-            # process group, where reading the terminal would stop it (SIGTTIN).
-            stdin=PIPE if plan.data is not None else DEVNULL if plan.stdin is None else plan.stdin,
-            stdout=capture.writer("stdout") if plan.capture_stdout and capture else plan.stdout,
-            stderr=capture.writer("stderr") if plan.capture_stderr and capture else plan.stderr,
-            process_group=True,
-            limits=plan.limits,
-            _async_streams=True,
+        return _launch(
+            plan,
+            capture.writer("stdout") if plan.capture_stdout and capture else plan.stdout,
+            capture.writer("stderr") if plan.capture_stderr and capture else plan.stderr,
         )
 
     # A kill (timeout, cancellation, or from elsewhere) cuts the output short:
     # what the redactors hold then fails closed.
     child = launch() if capture is None else spawn_into([capture], launch)
     return child, capture
+
+
+def _launch(plan: _Plan, stdout: StdioSpec, stderr: StdioSpec) -> Child[Any, Any]:
+    return spawn(
+        plan.argv,
+        cwd=plan.cwd,
+        env=plan.env,
+        # Not the caller's stdin by default: the child is in a background
+        # process group, where reading the terminal would stop it (SIGTTIN).
+        stdin=PIPE if plan.data is not None else DEVNULL if plan.stdin is None else plan.stdin,
+        stdout=stdout,
+        stderr=stderr,
+        process_group=True,
+        limits=plan.limits,
+        _async_streams=True,
+    )
 
 
 def _outputs(capture: Capture | None) -> tuple[bytes | None, bytes | None]:

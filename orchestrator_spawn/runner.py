@@ -32,13 +32,11 @@ from orchestrator_spawn.errors import (
     SpawnError,
 )
 from orchestrator_spawn.policy import _is_allowlist, enforce_runner_policy, guard_daemon_pid_kill
-from orchestrator_spawn.pump import PIPE as PUMP_PIPE
 from orchestrator_spawn.pump import (
     Redaction,
     ResolvedRedaction,
     resolve_redaction,
-    spawn_into,
-    start_capture,
+    spawn_captured,
 )
 from orchestrator_spawn.redact import Redactor
 from orchestrator_spawn.sandbox import PreparedSandbox, prepare_sandbox
@@ -537,24 +535,12 @@ def spawn_with_runner_and_capture(
     # The capture starts first: a sink that cannot be opened then fails the
     # call before the command ran at all. The pump makes both pipes (the
     # cheapest way: no pipe of ours to reopen non-blocking for its reactor).
-    capture = start_capture(
-        stdout=PUMP_PIPE,
-        stderr=PUMP_PIPE,
-        stdout_sink=stdout,
-        stderr_sink=stderr,
-        redact=redaction,
-    )
-    child = spawn_into(
-        [capture],
-        lambda: _start(
-            runner,
-            command,
-            cwd,
-            capture.writer("stdout"),
-            capture.writer("stderr"),
-            extra_env or {},
-            pipe_stdin,
-            profile,
+    child, capture = spawn_captured(
+        stdout,
+        stderr,
+        redaction,
+        lambda out, err: _start(
+            runner, command, cwd, out, err, extra_env or {}, pipe_stdin, profile
         ),
     )
     return CapturedChild(child, capture)

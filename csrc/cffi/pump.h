@@ -80,6 +80,32 @@ size_t os_pump_active_captures(void);
 int os_pump_capture_start(os_pump_stream_spec *specs, size_t n, uint64_t *id,
                           os_pump_capture **out);
 
+/* The runner's and run()'s capture, started in two steps around the spawn
+ * of the child that writes into it. Step one: two new pipes (stdout, stderr;
+ * taken from the ones the reactor made ahead when it has some) into the
+ * sinks sink_out/sink_err (OS_PUMP_SINK_* values; OS_PUMP_SINK_PATH opens
+ * path_out/path_err as os_pump_capture_start does), both redacted with
+ * patterns (NULL: not redacted; replacement and max_hold as in
+ * os_pump_stream_spec). Returns the capture, not pumping yet, with out[0] =
+ * its id and out[1], out[2] = the pipes' write ends for the child: they stay
+ * the pump's (do not close them). On failure returns NULL with out[0] =
+ * -errno, out[3] = the index of the stream that failed and out[4] = its
+ * OS_PUMP_PART_*, and nothing it made is left open. Step two is
+ * os_pump_capture_commit, once the child has its copies of the write ends
+ * (or could not be started); os_pump_capture_release commits a capture
+ * that never was. */
+os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, int sink_err,
+                                            const char *path_err,
+                                            const struct os_pattern_set *patterns,
+                                            const uint8_t *replacement, size_t replacement_len,
+                                            size_t max_hold, int64_t out[5]);
+
+/* Step two of os_pump_capture_start_pair: the streams are child pid's (as
+ * os_pump_capture_watch_child; 0: no child), and the reactor starts pumping
+ * them and closes the pump's write ends. Never fails; once only (later
+ * calls do nothing). */
+void os_pump_capture_commit(os_pump_capture *c, int pid);
+
 /* Stop waiting for end of file: each stream takes what its pipe holds right
  * now, then finishes cut short (see os_pump_capture_truncate). The tee pipes
  * are closed. */

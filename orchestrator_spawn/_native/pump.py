@@ -82,6 +82,12 @@ class PumpCapture:
         self.id = capture_id
         self.n_streams = n_streams
 
+    def commit(self, pid: int) -> None:
+        """Step two of ``pump_capture_start_pair``: the streams are child
+        ``pid``'s (0: none), and the reactor pumps them and closes the
+        write ends (``os_pump_capture_commit``)."""
+        _commit(self._ptr, pid)
+
     def truncate(self) -> None:
         """The streams will end early (see ``os_pump_capture_truncate``)."""
         lib.os_pump_capture_truncate(self._ptr)
@@ -263,6 +269,66 @@ def pump_capture_start_pipes(
             ],
         )
     return PumpCapture(out[0], capture_id[0], 2, owner), out_spec.pipe_w, err_spec.pipe_w
+
+
+_start_pair = lib.os_pump_capture_start_pair
+_commit = lib.os_pump_capture_commit
+_new = ffi.new
+_NULL = ffi.NULL
+
+
+def pump_capture_start_pair(
+    sink_out: int,
+    path_out: bytes | None,
+    sink_err: int,
+    path_err: bytes | None,
+    redaction: PumpRedaction | None,
+) -> tuple[PumpCapture, int, int]:
+    """Step one of the two-step capture of a child's stdout and stderr
+    (``os_pump_capture_start_pair``): two new pipes into the sinks
+    (``PUMP_SINK_*`` values; ``PUMP_SINK_PATH`` with a path), one
+    ``redaction`` for both. Returns the handle and the pipes' write ends for
+    the child, which stay the pump's: spawn the child onto them, then call
+    ``commit`` whatever happened. Raises ``OSError`` (a sink that cannot be
+    opened with its path), leaving nothing open.
+    """
+    out = _new("int64_t[5]")
+    if redaction is None:
+        ptr = _start_pair(
+            sink_out,
+            _NULL if path_out is None else path_out,
+            sink_err,
+            _NULL if path_err is None else path_err,
+            _NULL,
+            _NULL,
+            0,
+            0,
+            out,
+        )
+        owner: Any = _NO_OWNER
+    else:
+        ptr = _start_pair(
+            sink_out,
+            _NULL if path_out is None else path_out,
+            sink_err,
+            _NULL if path_err is None else path_err,
+            redaction.patterns,
+            redaction.replacement,
+            redaction.replacement_len,
+            redaction.max_hold,
+            out,
+        )
+        owner = redaction.owner
+    if ptr == _NULL:
+        rc, index, part = out[0], out[3], out[4]
+        path = path_out if index == 0 else path_err
+        if part == lib.OS_PUMP_PART_SINK and path is not None:
+            # As os.open would say it: errno, message and the path.
+            raise OSError(-rc, os.strerror(-rc), os.fsdecode(path))
+        what = _PUMP_PARTS.get(part, "a stream")
+        stream = "stdout" if index == 0 else "stderr"
+        check(rc, f"pump: starting a capture ({what} of {stream})")
+    return PumpCapture(ptr, out[0], 2, owner), out[1], out[2]
 
 
 def pump_notify_fd() -> int:
