@@ -103,6 +103,11 @@ typedef struct pump_stream {
     bool pipe_grown;      /* ... and it worked: counted in grown_pipes */
     bool nonblock_later;  /* a pipe the pump made: stream_start sets O_NONBLOCK and parks it */
     bool park_sink_later; /* a sink fd the start made: stream_start parks it */
+    /* Registered with the poller by os_pump_capture_commit in the calling
+     * thread: the rest of stream_start (redactor, parking the sink) happens
+     * on the reactor before the stream is first touched there. */
+    bool start_on_reactor;
+    bool registered_here; /* by os_pump_capture_commit; never changes after */
     int src_flags;        /* the caller's file status flags, -1 if unknown */
     /* Redaction asked for: the redactor is made on the reactor when the
      * stream starts (stream_start), from these; until then, and if making it
@@ -136,8 +141,7 @@ struct os_pump_capture {
     struct os_pump_capture *next_dead; /* reactor: released after the batch */
     /* Started in two steps (os_pump_capture_start_pair, then
      * os_pump_capture_commit): `committed` under P.lock; the pipes' write
-     * ends the reactor closes once the streams are registered; the link in
-     * P.adds. */
+     * ends, which the commit closes; the link in P.adds. */
     bool deferred, committed;
     int writers[2];
     struct os_pump_capture *next_add;
@@ -164,8 +168,9 @@ static struct {
     size_t n_done, cap_done;
     uint64_t next_id;
     size_t active;
-    /* Committed two-step captures for the reactor to start (a list through
-     * next_add, so that committing never needs memory). */
+    /* Committed two-step captures with a stream the commit could not
+     * register, for the reactor to start (a list through next_add, so that
+     * committing never needs memory). */
     os_pump_capture *adds;
     /* Pipes made ahead by the reactor for two-step captures: both ends
      * parked and close-on-exec, the read end non-blocking (PIPE_POOL_MAX). */
@@ -182,6 +187,8 @@ static struct {
     .notify_r = -1,
     .notify_w = -1,
 };
+
+static void stream_start_here(pump_stream *s);
 
 /* Reactor-only state. */
 static uint8_t read_buf[READ_BUF_SIZE];
@@ -595,6 +602,8 @@ static void stream_read(pump_stream *s, int budget) {
 }
 
 static void stream_on_readable(pump_stream *s) {
+    if (s->start_on_reactor)
+        stream_start_here(s); /* before anything reads or redacts */
     if (!s->reading || s->eof)
         return; /* stale event from before a pause in this batch */
     stream_read(s, READS_PER_EVENT);
@@ -602,6 +611,8 @@ static void stream_on_readable(pump_stream *s) {
 
 static void stream_on_writable(pump_target *t) {
     pump_stream *s = t->stream;
+    if (s->start_on_reactor)
+        stream_start_here(s); /* cannot happen before a read: fail safe */
     if (t->fd < 0 || s->finished)
         return;
     t->blocked = false;
@@ -629,8 +640,25 @@ static void stream_make_redactor(pump_stream *s) {
         stream_fail_redactor(s, ENOMEM);
 }
 
+/* What stream_start does on the reactor besides registering the source. */
+static void stream_start_here(pump_stream *s) {
+    s->start_on_reactor = false;
+    stream_make_redactor(s);
+    if (s->park_sink_later) {
+        s->park_sink_later = false;
+        s->sink.fd = os_fd_park(s->sink.fd);
+    }
+}
+
 static void stream_start(pump_stream *s) {
     int rc = 0;
+    if (s->registered_here) {
+        /* Registered by os_pump_capture_commit already (and maybe finished
+         * since: stream_start_here then has nothing left to do). */
+        if (s->start_on_reactor)
+            stream_start_here(s);
+        return;
+    }
     stream_make_redactor(s);
     /* A pipe the pump made is made non-blocking here, on the reactor, so
      * the starting thread (spawning children in a loop) pays less. Nobody
@@ -654,6 +682,8 @@ static void stream_start(pump_stream *s) {
 }
 
 static void stream_abort(pump_stream *s) {
+    if (s->start_on_reactor)
+        stream_start_here(s);
     if (s->eof || s->finished)
         return;
     s->abort_pending = true;
@@ -671,11 +701,11 @@ static void stream_abort(pump_stream *s) {
  * to it, so the room it saw can only have grown meanwhile. */
 static void refill_pipe_pool(void) {
     pthread_mutex_lock(&P.lock);
-    size_t room = P.pool_wanted ? PIPE_POOL_MAX - P.n_pool : 0;
-    P.pool_wanted = false;
+    size_t room = PIPE_POOL_MAX - P.n_pool;
+    __atomic_store_n(&P.pool_wanted, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&P.lock);
     for (; room > 0; room--) {
-        int fds[2];
+        int fds[2] = {-1, -1};
         if (make_pipe(&fds[0], &fds[1]) < 0)
             return; /* out of fds, say: the spawning thread makes its own */
         fds[0] = os_fd_park(fds[0]);
@@ -705,17 +735,14 @@ static void run_commands(void) {
     os_pump_capture *adds = P.adds;
     P.adds = NULL;
     pthread_mutex_unlock(&P.lock);
-    /* Committed two-step captures first: an abort queued for one after its
-     * commit then finds its streams started. */
+    /* Two-step captures whose commit could not register every stream
+     * first: an abort queued for one after its commit then finds its
+     * streams started. */
     while (adds != NULL) {
         os_pump_capture *c = adds;
         adds = c->next_add;
         for (size_t k = 0; k < c->n; k++)
             stream_start(&c->streams[k]);
-        /* The child has its copies by now (or never will): ours go, and
-         * the streams end once the child's are closed. */
-        for (size_t k = 0; k < 2; k++)
-            close_fd(&c->writers[k]);
     }
     for (size_t i = 0; i < n; i++) {
         os_pump_capture *c = cmds[i].capture;
@@ -729,7 +756,6 @@ static void run_commands(void) {
         }
     }
     free(cmds);
-    refill_pipe_pool();
 }
 
 static void release_dead(void) {
@@ -772,6 +798,10 @@ static void *reactor_main(void *arg) {
         /* Captures finished in this batch are freed only now, so later
          * events of the same batch never point at freed memory. */
         release_dead();
+        /* Two-step captures took pipes from the pool (a racy read: a
+         * missed request is seen after the next event). */
+        if (__atomic_load_n(&P.pool_wanted, __ATOMIC_RELAXED))
+            refill_pipe_pool();
     }
     return NULL;
 }
@@ -1001,7 +1031,7 @@ static bool take_pooled_pipe(int *r, int *w) {
         *r = P.pool_r[P.n_pool];
         *w = P.pool_w[P.n_pool];
     }
-    P.pool_wanted = true;
+    __atomic_store_n(&P.pool_wanted, true, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&P.lock);
     return found;
 }
@@ -1288,19 +1318,54 @@ os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, 
     return c;
 }
 
+/* Registers a two-step capture's source with the poller from the calling
+ * thread, which spares waking the reactor for it: the reactor finishes the
+ * start (stream_start_here) when the first event comes. False if it could
+ * not be registered (the reactor's stream_start then tries again, and
+ * reports the failure). */
+static bool stream_register_here(pump_stream *s) {
+    if (s->nonblock_later) {
+        /* Not from the pool (it was empty): as stream_start would. */
+        s->src_fd = os_fd_park(s->src_fd);
+        if (set_nonblocking(s->src_fd) < 0)
+            return false;
+        s->nonblock_later = false;
+    }
+    /* Set before the poller can report the fd: from then on the stream is
+     * the reactor's. */
+    s->registered_here = s->start_on_reactor = s->reading = true;
+    if (pump_poller_add_reader(&P.poller, s->src_fd, s) == 0)
+        return true;
+    s->registered_here = s->start_on_reactor = s->reading = false;
+    return false;
+}
+
 void os_pump_capture_commit(os_pump_capture *c, int pid) {
     pthread_mutex_lock(&P.lock);
-    bool wake = false;
     /* A capture of the parent process seen after fork() stays abandoned. */
-    if (c->deferred && !c->committed && c->generation == P.generation) {
+    bool go = c->deferred && !c->committed && c->generation == P.generation;
+    if (go) {
         c->committed = true;
         if (pid > 0)
             __atomic_store_n(&c->child_pid, pid, __ATOMIC_RELEASE);
-        /* One wake-up per batch, as queue_command. */
-        wake = P.adds == NULL && P.n_cmds == 0;
-        c->next_add = P.adds;
-        P.adds = c;
     }
+    pthread_mutex_unlock(&P.lock);
+    if (!go)
+        return;
+    bool all = true;
+    for (size_t k = 0; k < c->n; k++)
+        all = stream_register_here(&c->streams[k]) && all;
+    /* The child has its copies by now (or never will): ours go, and the
+     * streams end once the child's are closed. */
+    for (size_t k = 0; k < 2; k++)
+        close_fd(&c->writers[k]);
+    if (all)
+        return;
+    /* A stream that could not be registered: the reactor's stream_start. */
+    pthread_mutex_lock(&P.lock);
+    bool wake = P.adds == NULL && P.n_cmds == 0; /* one wake-up per batch */
+    c->next_add = P.adds;
+    P.adds = c;
     int wake_w = P.wake_w;
     pthread_mutex_unlock(&P.lock);
     if (wake)

@@ -343,10 +343,11 @@ class Child(Generic[StdinT, OutputT]):
             _cgroup.forget_group(self._keeper_group)
         if log.isEnabledFor(logging.DEBUG):
             self._log_exit()
-        if self._output_followers is not None:
-            # Final now too (set only while unreaped, under the lock).
+        followers = self._output_followers
+        if followers is not None:
+            # The followers added while unreaped (later ones are told at once).
             killed = self._returncode is not None and self._returncode < 0
-            for follower in self._output_followers:
+            for follower in followers:
                 with contextlib.suppress(Exception):
                     follower.child_exit(killed)
         if self._reaped_callbacks is not None:
@@ -390,14 +391,13 @@ class Child(Generic[StdinT, OutputT]):
         and ``_call_when_reaped`` do, under one lock and without a closure
         per job."""
         with self._lock:
-            if self._stop_callbacks is None:
-                self._stop_callbacks = []
-            self._stop_callbacks.append(follower.truncate)
+            # Truncated before each stop signal (_before_signal) whether or
+            # not the child was reaped; told how it ended once reaped. A new
+            # list each time: a reaping thread may be going through the old.
+            followers = self._output_followers
+            self._output_followers = [follower] if followers is None else [*followers, follower]
             code = self._returncode
             if code is None:
-                if self._output_followers is None:
-                    self._output_followers = []
-                self._output_followers.append(follower)
                 return
         with contextlib.suppress(Exception):
             follower.child_exit(code < 0)
@@ -415,10 +415,12 @@ class Child(Generic[StdinT, OutputT]):
             self._stop_callbacks.append(callback)
 
     def _before_signal(self, sig: int) -> None:
-        callbacks = self._stop_callbacks
-        if callbacks is None or sig not in _STOP_SIGNALS:
+        if sig not in _STOP_SIGNALS:
             return
-        for callback in callbacks:
+        for follower in self._output_followers or ():
+            with contextlib.suppress(Exception):
+                follower.truncate()
+        for callback in self._stop_callbacks or ():
             with contextlib.suppress(Exception):
                 callback()
 

@@ -28,6 +28,7 @@ import atexit
 import enum
 import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -176,8 +177,7 @@ class _Notifier:
                 self.loops[loop] = count
 
     def forget(self, capture_id: int) -> None:
-        with self.lock:
-            self.running.pop(capture_id, None)
+        self.running.pop(capture_id, None)  # atomic: no lock needed
 
     def reset_after_fork(self) -> None:
         self.lock = threading.Lock()
@@ -894,6 +894,10 @@ def start_capture(
     return Capture(native, names, tuple(kept), tees or None, writers or None)
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 def _pipe_sink(sink: SinkLike) -> tuple[int, bytes | None] | None:
     """``_sink_spec`` for what needs no fd of ours (None otherwise)."""
     if sink is Sink.DISCARD:
@@ -901,12 +905,15 @@ def _pipe_sink(sink: SinkLike) -> tuple[int, bytes | None] | None:
     if sink is Sink.MEMORY:
         return _native.PUMP_SINK_MEMORY, None
     kind = type(sink)
-    if kind is str or kind is bytes or (kind is not int and isinstance(sink, os.PathLike)):
+    if kind is str:
+        path = sink.encode(_FS_ENCODING, _FS_ERRORS)  # type: ignore[union-attr]
+    elif kind is bytes or (kind is not int and isinstance(sink, os.PathLike)):
         path = os.fsencode(sink)  # type: ignore[arg-type]
-        if b"\0" in path:
-            raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
-        return _native.PUMP_SINK_PATH, path
-    return None
+    else:
+        return None
+    if b"\0" in path:
+        raise ValueError(f"sink path {os.fsdecode(path)!r} contains a NUL byte")
+    return _native.PUMP_SINK_PATH, path
 
 
 def _start_pipes(
@@ -971,10 +978,9 @@ def spawn_captured(
     native, out_w, err_w = _native.pump_capture_start_pair(
         out[0], out[1], err[0], err[1], None if redact is None else redact.native
     )
-    with _notifier.lock:
-        # As in start_capture: referenced until done. It cannot be done
-        # before the commit below, so its id cannot have been drained.
-        _notifier.running[native.id] = native
+    # As in start_capture: referenced until done. It cannot be done before
+    # the commit below, so its id cannot have been drained (no lock needed).
+    _notifier.running[native.id] = native
     try:
         child = launch(out_w, err_w)
         # Before end of file can come (the pump's writers are open until

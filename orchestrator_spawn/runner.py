@@ -300,7 +300,8 @@ def _host_profile_of(path: str) -> ResolvedExecutionProfile:
 def _preflight(runner: RunnerConfig, command: str, extra_env: Mapping[str, str]) -> None:
     """Policy and guard, before anything with a side effect (like truncating files)."""
     enforce_runner_policy(runner, command)
-    _check_guard(command, extra_env)
+    if extra_env:
+        _check_guard(command, extra_env)
 
 
 def _check_guard(command: str, extra_env: Mapping[str, str]) -> None:

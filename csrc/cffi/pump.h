@@ -101,9 +101,11 @@ os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, 
                                             size_t max_hold, int64_t out[5]);
 
 /* Step two of os_pump_capture_start_pair: the streams are child pid's (as
- * os_pump_capture_watch_child; 0: no child), and the reactor starts pumping
- * them and closes the pump's write ends. Never fails; once only (later
- * calls do nothing). */
+ * os_pump_capture_watch_child; 0: no child); they are handed to the reactor
+ * (registered with its poller from this thread, without waking it) and the
+ * pump's write ends are closed. Never fails (a stream that cannot be
+ * registered is left to the reactor, which reports it as
+ * os_pump_capture_start's streams); once only (later calls do nothing). */
 void os_pump_capture_commit(os_pump_capture *c, int pid);
 
 /* Stop waiting for end of file: each stream takes what its pipe holds right
