@@ -348,8 +348,12 @@ class Child(Generic[StdinT, OutputT]):
             # The followers added while unreaped (later ones are told at once).
             killed = self._returncode is not None and self._returncode < 0
             for follower in followers:
-                with contextlib.suppress(Exception):
+                # Not contextlib.suppress: this runs for every job. A
+                # follower's failure must not stop the others.
+                try:  # noqa: SIM105
                     follower.child_exit(killed)
+                except Exception:
+                    pass
         if self._reaped_callbacks is not None:
             # Set only while unreaped, under the lock: the list is final now.
             callbacks, self._reaped_callbacks = self._reaped_callbacks, None

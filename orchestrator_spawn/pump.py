@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol, TypeAlias, final
+from typing import TYPE_CHECKING, Protocol, TypeAlias, TypeVar, final
 
 import anyio
 
@@ -530,15 +530,38 @@ class Capture:
             raw = native.stats_raw()
             out, err = raw[0], raw[1]
             if not out.error and not err.error:
-                return CaptureStats(
-                    StreamStats(out.bytes_read, out.bytes_written, out.bytes_teed),
-                    StreamStats(err.bytes_read, err.bytes_written, err.bytes_teed),
+                return _frozen(
+                    CaptureStats,
+                    stdout=_frozen(
+                        StreamStats,
+                        bytes_read=out.bytes_read,
+                        bytes_written=out.bytes_written,
+                        bytes_teed=out.bytes_teed,
+                    ),
+                    stderr=_frozen(
+                        StreamStats,
+                        bytes_read=err.bytes_read,
+                        bytes_written=err.bytes_written,
+                        bytes_teed=err.bytes_teed,
+                    ),
                 )
         raws = native.stats_all()
         for name, sink, raw in zip(self._names, self._sinks, raws, strict=True):
             if raw.error:
                 raise _stream_error(name, _describe(sink), raw)
         return self._stats(raws)
+
+
+_T = TypeVar("_T")
+
+
+def _frozen(cls: type[_T], **fields: object) -> _T:
+    """``cls(**fields)`` for a frozen dataclass of ``fields`` (every field,
+    no ``__post_init__``), without its ``__init__``, which sets each field
+    through ``object.__setattr__``: one is made per stream of every job."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
 
 
 def _describe(sink: object) -> str:
