@@ -61,7 +61,7 @@
  * thread that spawns the children then makes none of its own. */
 #define PIPE_POOL_MAX 8
 
-enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET };
+enum tag_role { ROLE_WAKE, ROLE_SOURCE, ROLE_TARGET, ROLE_POOLED };
 enum target_kind { TARGET_NONE, TARGET_FILE, TARGET_POLLED, TARGET_SOCKET, TARGET_MEMORY };
 enum command_op { CMD_ADD, CMD_ABORT };
 
@@ -71,6 +71,17 @@ typedef struct pump_tag {
 } pump_tag;
 
 struct pump_stream;
+
+/* A pipe the reactor made ahead for a two-step capture: both ends parked
+ * and close-on-exec, the read end non-blocking and already registered with
+ * the poller under this tag. Its events go to `stream` (atomic) once a
+ * capture started with it; none can come before, as only the pump holds
+ * the write end until the child gets its copy. Freed with the capture. */
+typedef struct pool_pipe {
+    pump_tag tag; /* ROLE_POOLED */
+    int r, w;
+    struct pump_stream *stream;
+} pool_pipe;
 
 typedef struct pump_target {
     pump_tag tag;
@@ -107,7 +118,8 @@ typedef struct pump_stream {
      * thread: the rest of stream_start (redactor, parking the sink) happens
      * on the reactor before the stream is first touched there. */
     bool start_on_reactor;
-    bool registered_here; /* by os_pump_capture_commit; never changes after */
+    bool registered_here; /* before the child could write; never changes after */
+    pool_pipe *pooled;    /* the pool's pipe this stream reads, or NULL */
     int src_flags;        /* the caller's file status flags, -1 if unknown */
     /* Redaction asked for: the redactor is made on the reactor when the
      * stream starts (stream_start), from these; until then, and if making it
@@ -172,9 +184,8 @@ static struct {
      * register, for the reactor to start (a list through next_add, so that
      * committing never needs memory). */
     os_pump_capture *adds;
-    /* Pipes made ahead by the reactor for two-step captures: both ends
-     * parked and close-on-exec, the read end non-blocking (PIPE_POOL_MAX). */
-    int pool_r[PIPE_POOL_MAX], pool_w[PIPE_POOL_MAX];
+    /* Pipes made ahead by the reactor for two-step captures. */
+    pool_pipe *pool[PIPE_POOL_MAX];
     size_t n_pool;
     bool pool_wanted; /* a two-step capture took from the pool: refill it */
 } P = {
@@ -705,21 +716,27 @@ static void refill_pipe_pool(void) {
     __atomic_store_n(&P.pool_wanted, false, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&P.lock);
     for (; room > 0; room--) {
-        int fds[2] = {-1, -1};
-        if (make_pipe(&fds[0], &fds[1]) < 0)
-            return; /* out of fds, say: the spawning thread makes its own */
-        fds[0] = os_fd_park(fds[0]);
-        fds[1] = os_fd_park(fds[1]);
-        if (set_nonblocking(fds[0]) < 0) {
-            close(fds[0]);
-            close(fds[1]);
+        pool_pipe *pp = calloc(1, sizeof *pp);
+        if (pp == NULL)
             return;
-        }
+        pp->tag.role = ROLE_POOLED;
+        pp->r = pp->w = -1;
+        /* Out of fds, say: the spawning thread makes its own. */
+        if (make_pipe(&pp->r, &pp->w) < 0)
+            goto fail;
+        pp->r = os_fd_park(pp->r);
+        pp->w = os_fd_park(pp->w);
+        if (set_nonblocking(pp->r) < 0 || pump_poller_add_reader(&P.poller, pp->r, pp) < 0)
+            goto fail;
         pthread_mutex_lock(&P.lock);
-        P.pool_r[P.n_pool] = fds[0];
-        P.pool_w[P.n_pool] = fds[1];
-        P.n_pool++;
+        P.pool[P.n_pool++] = pp;
         pthread_mutex_unlock(&P.lock);
+        continue;
+    fail:
+        close_fd(&pp->r);
+        close_fd(&pp->w);
+        free(pp);
+        return;
     }
 }
 
@@ -792,7 +809,11 @@ static void *reactor_main(void *arg) {
                 run_commands();
             else if (tag->role == ROLE_SOURCE)
                 stream_on_readable((pump_stream *)tag);
-            else
+            else if (tag->role == ROLE_POOLED) {
+                pump_stream *s = __atomic_load_n(&((pool_pipe *)tag)->stream, __ATOMIC_ACQUIRE);
+                if (s != NULL) /* always: nothing writes to an untaken one */
+                    stream_on_readable(s);
+            } else
                 stream_on_writable((pump_target *)tag);
         }
         /* Captures finished in this batch are freed only now, so later
@@ -828,8 +849,10 @@ static void at_fork_child(void) {
     P.active = 0;
     P.adds = NULL;
     for (size_t i = 0; i < P.n_pool; i++) {
-        close(P.pool_r[i]);
-        close(P.pool_w[i]);
+        /* Closed; the small structs are left (malloc may not be usable in
+         * a child forked from a threaded process). */
+        close(P.pool[i]->r);
+        close(P.pool[i]->w);
     }
     P.n_pool = 0;
     P.pool_wanted = false;
@@ -1009,47 +1032,43 @@ static void capture_free(os_pump_capture *c) {
         free(s->pend);
         free(s->sink.mem);
         free(s->tee.mem);
+        free(s->pooled); /* its fds were closed with the stream */
     }
     free(c);
 }
 
 /* What stream_prepare created; closed again if the start fails. */
 typedef struct stream_made {
-    int src;     /* a new source fd (reopened, or a new pipe's read end), or -1 */
-    int sink;    /* a new sink fd (reopened, opened from a path, shared), or -1 */
-    int pipe_w;  /* a new pipe's write end, or -1 */
-    bool pooled; /* the pipe came from the pool: it goes back there on failure */
+    int src;           /* a new source fd (reopened, or a new pipe's read end), or -1 */
+    int sink;          /* a new sink fd (reopened, opened from a path, shared), or -1 */
+    int pipe_w;        /* a new pipe's write end, or -1 */
+    pool_pipe *pooled; /* the pool's pipe: back to the pool if the start fails */
 } stream_made;
 
-/* A pipe of the pool for a two-step capture; false when the pool is empty.
- * Either way the reactor refills it after the capture is committed. */
-static bool take_pooled_pipe(int *r, int *w) {
+/* A pipe of the pool for a two-step capture; NULL when the pool is empty.
+ * Either way the reactor refills it after its next events. */
+static pool_pipe *take_pooled_pipe(void) {
     pthread_mutex_lock(&P.lock);
-    bool found = P.n_pool > 0;
-    if (found) {
-        P.n_pool--;
-        *r = P.pool_r[P.n_pool];
-        *w = P.pool_w[P.n_pool];
-    }
+    pool_pipe *pp = P.n_pool > 0 ? P.pool[--P.n_pool] : NULL;
     __atomic_store_n(&P.pool_wanted, true, __ATOMIC_RELAXED);
     pthread_mutex_unlock(&P.lock);
-    return found;
+    return pp;
 }
 
-/* A pooled pipe of a start that failed goes back unused (none of its ends
- * left the pump), closed if the pool filled up meanwhile. */
-static void return_pooled_pipe(int *r, int *w) {
+/* A pooled pipe of a start that failed goes back unused (no end of it left
+ * the pump, nothing was written), closed if the pool filled up meanwhile
+ * (closing the read end takes it off the poller). */
+static void return_pooled_pipe(pool_pipe *pp) {
     pthread_mutex_lock(&P.lock);
     bool kept = P.n_pool < PIPE_POOL_MAX;
-    if (kept) {
-        P.pool_r[P.n_pool] = *r;
-        P.pool_w[P.n_pool] = *w;
-        P.n_pool++;
-        *r = *w = -1;
-    }
+    if (kept)
+        P.pool[P.n_pool++] = pp;
     pthread_mutex_unlock(&P.lock);
-    close_fd(r);
-    close_fd(w);
+    if (!kept) {
+        close_fd(&pp->r);
+        close_fd(&pp->w);
+        free(pp);
+    }
 }
 
 /* A new pipe for the child to write into, both ends close-on-exec and
@@ -1127,7 +1146,7 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     spec->failed_part = OS_PUMP_PART_SOURCE;
     pump_stream *s = &c->streams[index];
     made->src = made->sink = made->pipe_w = -1;
-    made->pooled = false;
+    made->pooled = NULL;
     s->capture = c;
     s->src_flags = -1;
     s->tag.role = ROLE_SOURCE;
@@ -1136,8 +1155,10 @@ static int stream_prepare(os_pump_capture *c, size_t index, os_pump_stream_spec 
     int rc;
     struct stat st;
     bool new_pipe = spec->src_fd == OS_PUMP_SOURCE_PIPE;
-    if (new_pipe && c->deferred && take_pooled_pipe(&made->src, &made->pipe_w)) {
-        made->pooled = true; /* parked and non-blocking already */
+    if (new_pipe && c->deferred && (made->pooled = take_pooled_pipe()) != NULL) {
+        /* Parked, non-blocking and on the poller already. */
+        made->src = made->pooled->r;
+        made->pipe_w = made->pooled->w;
         s->src_fd = made->src;
     } else if (new_pipe) {
         if ((rc = make_pipe(&made->src, &made->pipe_w)) < 0)
@@ -1249,8 +1270,10 @@ static int capture_start(os_pump_stream_spec *specs, size_t n, bool deferred, ui
     }
     if (rc < 0) {
         for (size_t i = 0; i < prepared; i++) {
-            if (made[i].pooled)
-                return_pooled_pipe(&made[i].src, &made[i].pipe_w);
+            if (made[i].pooled != NULL) {
+                return_pooled_pipe(made[i].pooled);
+                made[i].src = made[i].pipe_w = -1;
+            }
             int *fds[3] = {&made[i].src, &made[i].sink, &made[i].pipe_w};
             for (int k = 0; k < 3; k++)
                 close_fd(fds[k]);
@@ -1269,6 +1292,15 @@ static int capture_start(os_pump_stream_spec *specs, size_t n, bool deferred, ui
         specs[i].pipe_w = made[i].pipe_w;
         if (deferred && i < 2)
             c->writers[i] = made[i].pipe_w; /* still the pump's */
+        pool_pipe *pp = made[i].pooled;
+        if (pp != NULL) {
+            /* Its events are this stream's from now on: set up first, then
+             * published (the child that can write into it comes later). */
+            pump_stream *s = &c->streams[i];
+            s->pooled = pp;
+            s->registered_here = s->start_on_reactor = s->reading = true;
+            __atomic_store_n(&pp->stream, s, __ATOMIC_RELEASE);
+        }
     }
     *id = c->id;
     *out = c;
@@ -1324,6 +1356,8 @@ os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, 
  * not be registered (the reactor's stream_start then tries again, and
  * reports the failure). */
 static bool stream_register_here(pump_stream *s) {
+    if (s->registered_here)
+        return true; /* a pooled pipe: on the poller since it was made */
     if (s->nonblock_later) {
         /* Not from the pool (it was empty): as stream_start would. */
         s->src_fd = os_fd_park(s->src_fd);

@@ -973,7 +973,7 @@ def spawn_captured(
     launch: Callable[[int, int], Child],
 ) -> tuple[Child, Capture]:
     """Start a child with its stdout and stderr captured into the sinks:
-    the runner's, ``run``'s and the CLI's capture. ``launch(stdout_fd,
+    the runner's and ``run``'s capture. ``launch(stdout_fd,
     stderr_fd)`` spawns the child onto the pipes' write ends; the capture
     follows the child as with ``spawn_into`` (a kill or stop through it, or
     its death, cuts the streams short and what the redactors hold fails
@@ -982,11 +982,10 @@ def spawn_captured(
     capture ends at once (nothing writes into it) and is dropped.
 
     Sinks that are paths, ``DISCARD`` or ``MEMORY`` take the two-step
-    start (``pump_capture_start_pair``): the pump hands the pipes' write ends
-    to the child and closes its own on the reactor thread, and the pipes
-    themselves are mostly ones the reactor made ahead, so the thread
-    spawning the children makes and closes none. Other sinks go through
-    ``start_capture`` and ``spawn_into``.
+    start (``pump_capture_start_pair``, then ``commit``): the pipes are
+    mostly ones the reactor made ahead, so the thread spawning the children
+    makes none, and the commit hands the read ends to the reactor without
+    waking it. Other sinks go through ``start_capture`` and ``spawn_into``.
     """
     out = _pipe_sink(stdout_sink)
     err = _pipe_sink(stderr_sink)

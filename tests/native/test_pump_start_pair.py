@@ -103,6 +103,32 @@ def test_a_child_on_the_write_ends_is_redacted_into_both_files(tmp_path: Path) -
     assert [s.error for s in capture.stats_all()] == [0, 0]
 
 
+@linux_only
+def test_output_written_before_the_commit_is_redacted_and_the_end_waits_for_it() -> None:
+    """A pipe from the pool is on the reactor's poller from the start: what
+    the child writes before the commit is pumped at once (the stream's
+    redactor made at that first event), and end of file waits for the
+    commit, which closes the pump's own write ends."""
+    _captured_echo("true")
+    _settled_fds()  # the pool holds pipes made ahead from here on
+    capture, out_w, err_w = _native.pump_capture_start_pair(
+        MEMORY, None, MEMORY, None, _redaction()
+    )
+    child = spawn(
+        ["sh", "-c", "echo x token=abc; echo y token=def >&2"], stdout=out_w, stderr=err_w
+    )
+    assert child.wait_blocking(30) == 0
+    deadline = time.monotonic() + 10
+    while capture.stats_all()[1].bytes_read == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert [s.bytes_read for s in capture.stats_all()] == [12, 12]
+    assert not capture.done()  # the pump's writers keep both streams open
+    capture.commit(child.pid)
+    assert capture.wait(30)
+    assert capture.memory(0) == b"x [R]\n"
+    assert capture.memory(1) == b"y [R]\n"
+
+
 def test_the_commit_closes_the_pumps_write_ends() -> None:
     capture, out_w, err_w = _native.pump_capture_start_pair(MEMORY, None, MEMORY, None, None)
     writers = [_identity(out_w), _identity(err_w)]
@@ -213,3 +239,22 @@ def test_a_forked_child_closes_the_pool_and_captures_afresh() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert _captured_echo("echo parent") == (b"parent\n", b"")
+
+
+def test_the_stats_of_a_finished_capture_are_ordinary_frozen_dataclasses() -> None:
+    """``Capture.wait*`` builds them without their ``__init__`` (per job):
+    they must still be the dataclasses users compare, hash and print."""
+    import dataclasses
+
+    from orchestrator_spawn.pump import PIPE, CaptureStats, StreamStats, start_capture
+
+    capture = start_capture(PIPE, PIPE, redact=None)
+    os.write(capture.writer("stdout"), b"12345")
+    stats = capture.wait_blocking(30)
+    expected = CaptureStats(StreamStats(5, 0, 0), StreamStats(0, 0, 0))
+    assert stats == expected
+    assert hash(stats) == hash(expected)
+    assert repr(stats) == repr(expected)
+    assert type(stats.stdout) is StreamStats
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.stdout.bytes_read = 1  # type: ignore[misc]
