@@ -242,6 +242,7 @@ class Child(Generic[StdinT, OutputT]):
         containment: str = "process_group",
         cgroup: str | None = None,
         keeper_group: int | None = None,
+        output_follower: _OutputFollower | None = None,
     ) -> Child[Any, Any]:
         self: Child[Any, Any] = object.__new__(cls)
         self.containment = containment
@@ -262,7 +263,8 @@ class Child(Generic[StdinT, OutputT]):
         self._pid_waiting = False
         self._reaped_event = None
         self._reaped_callbacks = None
-        self._output_followers = None
+        # As _follow_output, before anything else can see the handle.
+        self._output_followers = None if output_follower is None else [output_follower]
         self._deferred_loops = None
         self._stop_callbacks = None
         self._generic_waiter = None

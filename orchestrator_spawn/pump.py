@@ -970,14 +970,16 @@ def spawn_captured(
     stdout_sink: SinkLike,
     stderr_sink: SinkLike,
     redact: ResolvedRedaction | None,
-    launch: Callable[[int, int], Child],
+    launch: Callable[[int, int, _native.PumpCapture | None], Child],
 ) -> tuple[Child, Capture]:
     """Start a child with its stdout and stderr captured into the sinks:
     the runner's and ``run``'s capture. ``launch(stdout_fd,
     stderr_fd)`` spawns the child onto the pipes' write ends; the capture
     follows the child as with ``spawn_into`` (a kill or stop through it, or
     its death, cuts the streams short and what the redactors hold fails
-    closed). Raises what ``start_capture`` and ``launch`` raise; a sink that
+    closed): ``launch``'s third argument, when not None, is the follower to
+    hand to ``spawn(..., _output_follower=...)``, which attaches it as the
+    handle is made. Raises what ``start_capture`` and ``launch`` raise; a sink that
     cannot be opened fails before ``launch`` runs. If ``launch`` fails, the
     capture ends at once (nothing writes into it) and is dropped.
 
@@ -994,7 +996,7 @@ def spawn_captured(
             PIPE, PIPE, stdout_sink=stdout_sink, stderr_sink=stderr_sink, redact=redact
         )
         return spawn_into(
-            [capture], lambda: launch(capture.writer("stdout"), capture.writer("stderr"))
+            [capture], lambda: launch(capture.writer("stdout"), capture.writer("stderr"), None)
         ), capture
     _notifier.drain_if_pending()  # forget finished captures, keep the done queue short
     native, out_w, err_w = _native.pump_capture_start_pair(
@@ -1004,10 +1006,12 @@ def spawn_captured(
     # the commit below, so its id cannot have been drained (no lock needed).
     _notifier.running[native.id] = native
     try:
-        child = launch(out_w, err_w)
-        # Before end of file can come (the pump's writers are open until
-        # the commit).
-        child._follow_output(native)
+        child = launch(out_w, err_w, native)
+        # Followed before end of file can come (the pump's writers are open
+        # until the commit): from birth, or now.
+        followers = child._output_followers
+        if followers is None or native not in followers:
+            child._follow_output(native)
     except BaseException:
         native.commit(0)
         raise

@@ -211,7 +211,7 @@ def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
             MEMORY,
             MEMORY,
             plan.redact,
-            lambda out, err: _launch(plan, out, err),
+            lambda out, err, follower: _launch(plan, out, err, follower),
         )
     capture = None
     if plan.capture_stdout or plan.capture_stderr:
@@ -236,7 +236,9 @@ def _start(plan: _Plan) -> tuple[Child[Any, Any], Capture | None]:
     return child, capture
 
 
-def _launch(plan: _Plan, stdout: StdioSpec, stderr: StdioSpec) -> Child[Any, Any]:
+def _launch(
+    plan: _Plan, stdout: StdioSpec, stderr: StdioSpec, follower: Any = None
+) -> Child[Any, Any]:
     return spawn(
         plan.argv,
         cwd=plan.cwd,
@@ -249,6 +251,7 @@ def _launch(plan: _Plan, stdout: StdioSpec, stderr: StdioSpec) -> Child[Any, Any
         process_group=True,
         limits=plan.limits,
         _async_streams=True,
+        _output_follower=follower,
     )
 
 

@@ -378,10 +378,13 @@ def _start(
     extra_env: Mapping[str, str],
     pipe_stdin: bool,
     profile: ResolvedExecutionProfile,
+    follower: Any = None,
 ) -> Child:
     """Environment, sandbox, spawn, classification: shared by both entry points.
 
     The policy checks (:func:`_preflight`) must have passed already.
+    ``follower``: the capture's handle, given to ``spawn`` (see
+    ``pump.spawn_captured``).
     """
     if pipe_stdin and not in_event_loop():
         raise RuntimeError(
@@ -413,6 +416,7 @@ def _start(
             process_group=True,
             limits=profile.resource_limits(),
             _async_streams=pipe_stdin,
+            _output_follower=follower,
             **options,
         )
     except OSError as err:
@@ -540,8 +544,8 @@ def spawn_with_runner_and_capture(
         stdout,
         stderr,
         redaction,
-        lambda out, err: _start(
-            runner, command, cwd, out, err, extra_env or {}, pipe_stdin, profile
+        lambda out, err, follower: _start(
+            runner, command, cwd, out, err, extra_env or {}, pipe_stdin, profile, follower
         ),
     )
     return CapturedChild(child, capture)

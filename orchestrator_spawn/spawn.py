@@ -356,6 +356,7 @@ def spawn(
     die_with_parent: bool = True,
     _sandbox_plan: SandboxPlan | None = None,
     _async_streams: bool = False,
+    _output_follower: Any = None,
 ) -> Child[IO[bytes], IO[bytes]]:
     """Starts ``argv`` as a child process and returns its :class:`Child` handle.
 
@@ -391,7 +392,10 @@ def spawn(
       namespaces and the child runs the sandbox hooks (a real fork that
       unshares them where clone() may not); a failing hook is stage
       "sandbox". ``_async_streams`` is PRIVATE too: ``open_process()`` and
-      the runner's ``pipe_stdin`` ask for async streams with it.
+      the runner's ``pipe_stdin`` ask for async streams with it; so is
+      ``_output_follower``: the pump's handle of the capture the child
+      writes into, which the handle follows from birth (see
+      ``Child._follow_output``).
 
     Raises ``ValueError`` (before any fork) for an empty argv, NUL bytes in
     argv/env/cwd, ``=`` in an env name; ``SpawnError`` (an ``OSError`` with
@@ -517,6 +521,7 @@ def spawn(
         containment,
         cgroup_path,
         keeper_group,
+        _output_follower,
     )
 
 
