@@ -1478,6 +1478,24 @@ int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms) {
     return rc;
 }
 
+int os_pump_capture_pair_counters(os_pump_capture *c, uint64_t out[6]) {
+    if (c->n != 2)
+        return -EINVAL;
+    pthread_mutex_lock(&P.lock);
+    int rc = !c->done ? 0 : c->streams[0].error || c->streams[1].error ? -EIO : 1;
+    pthread_mutex_unlock(&P.lock);
+    if (rc != 1)
+        return rc;
+    for (size_t i = 0; i < 2; i++) {
+        /* Final: the capture is done. */
+        pump_stream *s = &c->streams[i];
+        out[3 * i] = __atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED);
+        out[3 * i + 1] = __atomic_load_n(&s->sink.written, __ATOMIC_RELAXED);
+        out[3 * i + 2] = __atomic_load_n(&s->tee.written, __ATOMIC_RELAXED);
+    }
+    return 1;
+}
+
 int os_pump_capture_stats_all(os_pump_capture *c, os_pump_stream_stats *out) {
     for (size_t i = 0; i < c->n; i++) {
         pump_stream *s = &c->streams[i];

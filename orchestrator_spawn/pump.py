@@ -525,24 +525,23 @@ class Capture:
         native = self._native
         _notifier.forget(native.id)
         if self._names is _STREAM_NAMES:
-            # Both streams (the runner, run, the CLI): the C counters read
-            # directly; any error goes the general way below.
-            raw = native.stats_raw()
-            out, err = raw[0], raw[1]
-            if not out.error and not err.error:
+            # Both streams (the runner, run, the CLI): the C counters in one
+            # call; any error goes the general way below.
+            counters = native.pair_counters()
+            if counters is not None:
                 return _frozen(
                     CaptureStats,
                     stdout=_frozen(
                         StreamStats,
-                        bytes_read=out.bytes_read,
-                        bytes_written=out.bytes_written,
-                        bytes_teed=out.bytes_teed,
+                        bytes_read=counters[0],
+                        bytes_written=counters[1],
+                        bytes_teed=counters[2],
                     ),
                     stderr=_frozen(
                         StreamStats,
-                        bytes_read=err.bytes_read,
-                        bytes_written=err.bytes_written,
-                        bytes_teed=err.bytes_teed,
+                        bytes_read=counters[3],
+                        bytes_written=counters[4],
+                        bytes_teed=counters[5],
                     ),
                 )
         raws = native.stats_all()

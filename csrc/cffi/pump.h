@@ -146,6 +146,12 @@ int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms);
  * returns that count. */
 int os_pump_capture_stats_all(os_pump_capture *c, os_pump_stream_stats *out);
 
+/* A done two-stream capture's final counters, when neither stream failed:
+ * out = bytes read, written and teed of stream 0, then of stream 1, and
+ * returns 1. Returns 0 while running, -EIO when a stream failed (read its
+ * error with os_pump_capture_stats_all), -EINVAL for another stream count. */
+int os_pump_capture_pair_counters(os_pump_capture *c, uint64_t out[6]);
+
 /* The bytes kept by an OS_PUMP_SINK_MEMORY stream; valid until release.
  * -EBUSY while the capture runs. */
 int os_pump_capture_memory(os_pump_capture *c, size_t i, const uint8_t **data, size_t *len);

@@ -124,12 +124,15 @@ class PumpCapture:
             check(rc, "pump: wait")
         return True
 
-    def stats_raw(self) -> Any:
-        """``stats_all`` as the C array of ``os_pump_stream_stats`` (read its
-        fields; cheaper than named tuples when only the counters are wanted)."""
-        out = ffi.new("os_pump_stream_stats[]", self.n_streams)
-        lib.os_pump_capture_stats_all(self._ptr, out)
-        return out
+    def pair_counters(self) -> list[int] | None:
+        """A done two-stream capture's final counters when neither stream
+        failed: bytes read, written and teed of stdout, then of stderr (one
+        call, plain ints); None otherwise (``os_pump_capture_pair_counters``)."""
+        out = _new("uint64_t[6]")
+        if _pair_counters(self._ptr, out) != 1:
+            return None
+        counters: list[int] = _unpack(out, 6)
+        return counters
 
     def stats_all(self) -> list[PumpStreamStats]:
         """Counters of every stream, in order (one consistent call)."""
@@ -271,6 +274,8 @@ def pump_capture_start_pipes(
     return PumpCapture(out[0], capture_id[0], 2, owner), out_spec.pipe_w, err_spec.pipe_w
 
 
+_pair_counters = lib.os_pump_capture_pair_counters
+_unpack = ffi.unpack
 _start_pair = lib.os_pump_capture_start_pair
 _commit = lib.os_pump_capture_commit
 _new = ffi.new

@@ -143,6 +143,29 @@ def test_the_commit_closes_the_pumps_write_ends() -> None:
     assert capture.wait(30)  # every writer closed: end of file on both
     assert capture.memory(0) == b"before the commit\n"
     assert capture.memory(1) == b""
+    # The final counters in one call: read, written, teed; stdout then stderr.
+    assert capture.pair_counters() == [18, 18, 0, 0, 0, 0]
+
+
+def test_no_pair_counters_while_running_or_after_a_failed_stream() -> None:
+    capture, out_w, _ = _native.pump_capture_start_pair(MEMORY, None, MEMORY, None, None)
+    assert capture.pair_counters() is None  # not even committed
+    capture.commit(0)
+    assert capture.wait(30)
+    assert capture.pair_counters() == [0, 0, 0, 0, 0, 0]
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the sink's reader is gone: writing fails (EPIPE)
+    specs = [
+        _native.PumpStreamSpec(_native.PUMP_SOURCE_PIPE, write_end),
+        _native.PumpStreamSpec(_native.PUMP_SOURCE_PIPE, MEMORY),
+    ]
+    failing, writers = _native.pump_capture_start(specs)
+    os.write(writers[0], b"lost")
+    for fd in writers:
+        os.close(fd)
+    assert failing.wait(30)
+    assert failing.pair_counters() is None
+    assert [s.error for s in failing.stats_all()] == [errno.EPIPE, 0]
 
 
 def test_a_second_commit_does_nothing() -> None:
