@@ -148,7 +148,7 @@ def test_the_commit_closes_the_pumps_write_ends() -> None:
 
 
 def test_no_pair_counters_while_running_or_after_a_failed_stream() -> None:
-    capture, out_w, _ = _native.pump_capture_start_pair(MEMORY, None, MEMORY, None, None)
+    capture, _, _ = _native.pump_capture_start_pair(MEMORY, None, MEMORY, None, None)
     assert capture.pair_counters() is None  # not even committed
     capture.commit(0)
     assert capture.wait(30)
