@@ -227,25 +227,32 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     ``os.environ`` replaced by another mapping, non-str names).
     """
     global _env_bases
-    entries = environ_entries()
-    if entries is None:
-        return build_child_env(runner, extra_env)
-    allowlist = tuple(runner.env_allowlist) if _is_allowlist(runner.policy) else None
-    key: _EnvKey = (allowlist, tuple(runner.env_remove))
-    bases = _env_bases
-    if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:
-        bases = _env_bases = (entries, {})
-    found = bases[1].get(key)
-    if found is None:
-        found = _env_base(entries, *key)
-        if found is None:
+    memo = _allowlisted_unchanged(runner)
+    if memo is not None:
+        found, key_remove = memo.base, memo.remove_key
+    else:
+        entries = environ_entries()
+        if entries is None:
             return build_child_env(runner, extra_env)
-        bases[1][key] = found
+        allowlist = tuple(runner.env_allowlist) if _is_allowlist(runner.policy) else None
+        key: _EnvKey = (allowlist, tuple(runner.env_remove))
+        bases = _env_bases
+        if bases is None or bases[0] is not entries or len(bases[1]) >= _ENV_BASES_MAX:
+            bases = _env_bases = (entries, {})
+        cached = bases[1].get(key)
+        if cached is None:
+            cached = _env_base(entries, *key)
+            if cached is None:
+                return build_child_env(runner, extra_env)
+            bases[1][key] = cached
+        if allowlist is not None:
+            _remember_allowlisted(runner, key[1], cached)
+        found, key_remove = cached, key[1]
     base, remove, packed = found
     if not extra_env:
         return packed
     env = dict(base)
-    removed = key[1]
+    removed = key_remove
     for name, value in extra_env.items():
         if type(name) is not str:
             return build_child_env(runner, extra_env)
@@ -256,6 +263,78 @@ def _child_env(runner: RunnerConfig, extra_env: Mapping[str, str]) -> Mapping[st
     for encoded in remove:
         env.pop(encoded, None)
     return pack_entries(env)
+
+
+@dataclass(frozen=True, slots=True)
+class _AllowlistMemo:
+    """The last allowlisted environment base built (see ``_child_env``).
+
+    It depends on os.environ's allowlisted variables only, so it is kept
+    with the runner's two lists (the objects and copies of them),
+    os.environ's data dict and the value objects that dict held for the
+    allowlisted names (None: unset). While those are the same it is reused
+    without reading the rest of os.environ: every change made through
+    os.environ puts a new value object in the data dict or takes one out.
+    """
+
+    allowlist: list[str]
+    allowlist_copy: list[str]
+    remove: list[str]
+    remove_copy: list[str]
+    remove_key: tuple[str, ...]
+    data: dict[bytes, bytes]
+    values: tuple[tuple[bytes, bytes | None], ...]
+    base: _EnvBase
+
+
+_allowlist_memo: _AllowlistMemo | None = None
+
+
+def _allowlisted_unchanged(runner: RunnerConfig) -> _AllowlistMemo | None:
+    """The remembered allowlisted environment if it still holds."""
+    memo = _allowlist_memo
+    if memo is None:
+        return None
+    allowlist, remove = runner.env_allowlist, runner.env_remove
+    if (
+        allowlist is not memo.allowlist
+        or remove is not memo.remove
+        or allowlist != memo.allowlist_copy
+        or remove != memo.remove_copy
+        or getattr(os.environ, "_data", None) is not memo.data
+        or not _is_allowlist(runner.policy)
+    ):
+        return None
+    data = memo.data
+    for name, value in memo.values:
+        if data.get(name) is not value:
+            return None
+    return memo
+
+
+def _remember_allowlisted(
+    runner: RunnerConfig, remove_key: tuple[str, ...], found: _EnvBase
+) -> None:
+    global _allowlist_memo
+    data = getattr(os.environ, "_data", None)
+    allowlist, remove = runner.env_allowlist, runner.env_remove
+    if type(data) is not dict or type(allowlist) is not list or type(remove) is not list:
+        return
+    base = found[0]
+    values = []
+    for name in map(os.fsencode, allowlist):
+        value = data.get(name)
+        # Only if the base was built from these very values (another thread
+        # may have changed os.environ since).
+        entry = base.get(name)
+        if (entry is None) != (value is None) or (
+            entry is not None and entry != name + b"=" + value  # type: ignore[operator]
+        ):
+            return
+        values.append((name, value))
+    _allowlist_memo = _AllowlistMemo(
+        allowlist, list(allowlist), remove, list(remove), remove_key, data, tuple(values), found
+    )
 
 
 def _env_base(
@@ -557,7 +636,13 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction
     A sequence of patterns (``runner.redaction_patterns``, the same for every
     job) is checked once per distinct content and then looked up by a
     snapshot of its entries; only configurations that passed are kept, and
-    one with an unhashable entry (``bytearray``) is checked every time."""
+    one with an unhashable entry (``bytearray``) is checked every time. The
+    list last looked up is also remembered with a copy of it: the same list
+    with the same entries (compared by identity, without reading them) is
+    answered at once."""
+    memo = _last_capture_redaction
+    if memo is not None and patterns is memo[0] and patterns == memo[1]:
+        return memo[2]
     key: tuple[Any, ...] | None = None
     if not isinstance(patterns, (Redaction, str, bytes)):
         try:
@@ -566,6 +651,7 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction
         except (TypeError, ValueError):  # unhashable entries
             key = known = None
         if known is not None:
+            _remember_capture_redaction(patterns, known)
             return known
     config = redaction_config(patterns)
     resolved = None if config is None else resolve_redaction(config)
@@ -573,11 +659,20 @@ def _capture_redaction(patterns: Sequence[str] | Redaction) -> ResolvedRedaction
         if len(_capture_redactions) >= 64:
             _capture_redactions.clear()
         _capture_redactions[key] = resolved
+        _remember_capture_redaction(patterns, resolved)
     return resolved
+
+
+def _remember_capture_redaction(patterns: object, resolved: ResolvedRedaction) -> None:
+    global _last_capture_redaction
+    if type(patterns) is list:  # a runner's redaction_patterns
+        _last_capture_redaction = (patterns, list(patterns), resolved)
 
 
 # Pattern sequences already checked -> their pump setup (_capture_redaction).
 _capture_redactions: dict[tuple[Any, ...], ResolvedRedaction] = {}
+# The list last looked up, a copy of its entries, its pump setup.
+_last_capture_redaction: tuple[list[Any], list[Any], ResolvedRedaction] | None = None
 
 
 def redaction_config(patterns: Sequence[str] | Redaction) -> Redaction | None:

@@ -289,3 +289,39 @@ def test_a_redaction_config_is_checked_once_and_a_bad_one_every_time(tmp_path: P
     assert captured.child.wait_blocking(timeout=30) == 0
     captured.output_capture.wait_blocking(timeout=30)
     assert out.read_text() == "[REDACTED]\n"
+
+
+def test_lists_of_the_runner_changed_in_place_are_seen(tmp_path: Path) -> None:
+    """The allowlisted environment is remembered with the runner's lists:
+    changing them in place (no pydantic validation runs) must show too."""
+    os.environ[VAR] = "listed"
+    os.environ[OTHER] = "other"
+    runner = RunnerConfig(shell="/bin/sh", shell_arg="-c", env_allowlist=["PATH"])
+    assert runner_value(runner, tmp_path, capture=True) == "missing"
+    runner.env_allowlist.append(VAR)
+    assert runner_value(runner, tmp_path, capture=True) == "listed"
+    runner.env_remove.append(VAR)
+    assert runner_value(runner, tmp_path, capture=True) == "missing"
+    runner.env_remove.remove(VAR)
+    assert runner_value(runner, tmp_path, capture=True) == "listed"
+    runner.env_allowlist[-1] = OTHER  # same length, another name
+    assert runner_env(runner, tmp_path) == expected_env(runner)
+    assert f"{OTHER}=other".encode() in runner_env(runner, tmp_path)
+    runner.policy = RunnerPolicy.UNSAFE
+    assert runner_value(runner, tmp_path, capture=True) == "listed"
+
+
+def test_an_allowlisted_environment_is_reused_while_its_variables_stay(tmp_path: Path) -> None:
+    os.environ[VAR] = "kept"
+    runner = RunnerConfig(env_allowlist=["PATH", VAR])
+    packed = runner_module._child_env(runner, {})
+    # A variable outside the allowlist changes: the same environment serves.
+    os.environ[OTHER] = "unrelated"
+    assert runner_module._child_env(runner, {}) is packed
+    # An allowlisted one changes, even to the same value: built again.
+    os.environ[VAR] = "kept"
+    again = runner_module._child_env(runner, {})
+    assert again is not packed
+    assert dict(again) == build_child_env(runner, {})
+    os.environ[VAR] = "changed"
+    assert runner_module._child_env(runner, {})[VAR] == "changed"
