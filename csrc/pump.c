@@ -651,6 +651,20 @@ static void stream_make_redactor(pump_stream *s) {
         stream_fail_redactor(s, ENOMEM);
 }
 
+/* A pipe the pump made without the pool: parked (fdpark_api.h: these fds
+ * live as long as the child, out of the low range the next children's pipes
+ * come from) and made non-blocking, once. Nobody else reads it, so nothing
+ * can have read it blocking meanwhile. 0 or -errno. */
+static int stream_source_ready(pump_stream *s) {
+    if (!s->nonblock_later)
+        return 0;
+    s->src_fd = os_fd_park(s->src_fd);
+    int rc = set_nonblocking(s->src_fd);
+    if (rc == 0)
+        s->nonblock_later = false;
+    return rc;
+}
+
 /* What stream_start does on the reactor besides registering the source. */
 static void stream_start_here(pump_stream *s) {
     s->start_on_reactor = false;
@@ -662,7 +676,6 @@ static void stream_start_here(pump_stream *s) {
 }
 
 static void stream_start(pump_stream *s) {
-    int rc = 0;
     if (s->registered_here) {
         /* Registered by os_pump_capture_commit already (and maybe finished
          * since: stream_start_here then has nothing left to do). */
@@ -670,18 +683,10 @@ static void stream_start(pump_stream *s) {
             stream_start_here(s);
         return;
     }
-    stream_make_redactor(s);
-    /* A pipe the pump made is made non-blocking here, on the reactor, so
-     * the starting thread (spawning children in a loop) pays less. Nobody
-     * else reads it, so nothing can have read it blocking meanwhile. */
-    if (s->nonblock_later) {
-        /* Parked here too (fdpark_api.h), for the same reason: these fds
-         * live as long as the child, and moving one costs two syscalls. */
-        s->src_fd = os_fd_park(s->src_fd);
-        rc = set_nonblocking(s->src_fd);
-    }
-    if (s->park_sink_later)
-        s->sink.fd = os_fd_park(s->sink.fd);
+    /* Done here, on the reactor, so that the starting thread (spawning
+     * children in a loop) pays less. */
+    stream_start_here(s);
+    int rc = stream_source_ready(s);
     if (rc == 0)
         rc = pump_poller_add_reader(&P.poller, s->src_fd, s);
     if (rc < 0) {
@@ -1357,14 +1362,9 @@ os_pump_capture *os_pump_capture_start_pair(int sink_out, const char *path_out, 
  * reports the failure). */
 static bool stream_register_here(pump_stream *s) {
     if (s->registered_here)
-        return true; /* a pooled pipe: on the poller since it was made */
-    if (s->nonblock_later) {
-        /* Not from the pool (it was empty): as stream_start would. */
-        s->src_fd = os_fd_park(s->src_fd);
-        if (set_nonblocking(s->src_fd) < 0)
-            return false;
-        s->nonblock_later = false;
-    }
+        return true;                /* a pooled pipe: on the poller since it was made */
+    if (stream_source_ready(s) < 0) /* not from the pool (it was empty) */
+        return false;
     /* Set before the poller can report the fd: from then on the stream is
      * the reactor's. */
     s->registered_here = s->start_on_reactor = s->reading = true;
@@ -1481,17 +1481,16 @@ int os_pump_capture_wait(os_pump_capture *c, int64_t timeout_ms) {
 int os_pump_capture_pair_counters(os_pump_capture *c, uint64_t out[6]) {
     if (c->n != 2)
         return -EINVAL;
-    pthread_mutex_lock(&P.lock);
-    int rc = !c->done ? 0 : c->streams[0].error || c->streams[1].error ? -EIO : 1;
-    pthread_mutex_unlock(&P.lock);
-    if (rc != 1)
-        return rc;
+    if (!os_pump_capture_done(c))
+        return 0;
+    os_pump_stream_stats stats[2]; /* final: the capture is done */
+    os_pump_capture_stats_all(c, stats);
+    if (stats[0].error || stats[1].error)
+        return -EIO;
     for (size_t i = 0; i < 2; i++) {
-        /* Final: the capture is done. */
-        pump_stream *s = &c->streams[i];
-        out[3 * i] = __atomic_load_n(&s->bytes_read, __ATOMIC_RELAXED);
-        out[3 * i + 1] = __atomic_load_n(&s->sink.written, __ATOMIC_RELAXED);
-        out[3 * i + 2] = __atomic_load_n(&s->tee.written, __ATOMIC_RELAXED);
+        out[3 * i] = stats[i].bytes_read;
+        out[3 * i + 1] = stats[i].bytes_written;
+        out[3 * i + 2] = stats[i].bytes_teed;
     }
     return 1;
 }

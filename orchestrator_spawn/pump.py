@@ -972,15 +972,15 @@ def spawn_captured(
     launch: Callable[[int, int, _native.PumpCapture | None], Child],
 ) -> tuple[Child, Capture]:
     """Start a child with its stdout and stderr captured into the sinks:
-    the runner's and ``run``'s capture. ``launch(stdout_fd,
-    stderr_fd)`` spawns the child onto the pipes' write ends; the capture
-    follows the child as with ``spawn_into`` (a kill or stop through it, or
-    its death, cuts the streams short and what the redactors hold fails
-    closed): ``launch``'s third argument, when not None, is the follower to
-    hand to ``spawn(..., _output_follower=...)``, which attaches it as the
-    handle is made. Raises what ``start_capture`` and ``launch`` raise; a sink that
-    cannot be opened fails before ``launch`` runs. If ``launch`` fails, the
-    capture ends at once (nothing writes into it) and is dropped.
+    the runner's and ``run``'s capture. ``launch(stdout_fd, stderr_fd,
+    follower)`` spawns the child onto the pipes' write ends, passing
+    ``follower`` (when not None) as ``spawn(..., _output_follower=...)``.
+    The capture follows the child as with ``spawn_into``: a kill or stop
+    through it, or its death, cuts the streams short and what the redactors
+    hold fails closed. Raises what ``start_capture`` and ``launch`` raise; a
+    sink that cannot be opened fails before ``launch`` runs. If ``launch``
+    fails, the capture ends at once (nothing writes into it) and is
+    dropped.
 
     Sinks that are paths, ``DISCARD`` or ``MEMORY`` take the two-step
     start (``pump_capture_start_pair``, then ``commit``): the pipes are

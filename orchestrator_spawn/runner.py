@@ -280,8 +280,7 @@ class _AllowlistMemo:
     allowlist: list[str]
     allowlist_copy: list[str]
     remove: list[str]
-    remove_copy: list[str]
-    remove_key: tuple[str, ...]
+    remove_key: tuple[str, ...]  # a copy of remove
     data: dict[bytes, bytes]
     values: tuple[tuple[bytes, bytes | None], ...]
     base: _EnvBase
@@ -300,7 +299,7 @@ def _allowlisted_unchanged(runner: RunnerConfig) -> _AllowlistMemo | None:
         allowlist is not memo.allowlist
         or remove is not memo.remove
         or allowlist != memo.allowlist_copy
-        or remove != memo.remove_copy
+        or tuple(remove) != memo.remove_key
         or getattr(os.environ, "_data", None) is not memo.data
         or not _is_allowlist(runner.policy)
     ):
@@ -333,7 +332,7 @@ def _remember_allowlisted(
             return
         values.append((name, value))
     _allowlist_memo = _AllowlistMemo(
-        allowlist, list(allowlist), remove, list(remove), remove_key, data, tuple(values), found
+        allowlist, list(allowlist), remove, remove_key, data, tuple(values), found
     )
 
 
@@ -617,8 +616,8 @@ def spawn_with_runner_and_capture(
     redaction = _capture_redaction(patterns)
     profile = execution_profile or _host_profile(cwd)
     # The capture starts first: a sink that cannot be opened then fails the
-    # call before the command ran at all. The pump makes both pipes (the
-    # cheapest way: no pipe of ours to reopen non-blocking for its reactor).
+    # call before the command ran at all. The pump gives both pipes (made
+    # ahead on its reactor, see pump.spawn_captured).
     child, capture = spawn_captured(
         stdout,
         stderr,

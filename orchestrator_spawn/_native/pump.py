@@ -298,32 +298,23 @@ def pump_capture_start_pair(
     opened with its path), leaving nothing open.
     """
     out = _new("int64_t[5]")
+    owner: Any
     if redaction is None:
-        ptr = _start_pair(
-            sink_out,
-            _NULL if path_out is None else path_out,
-            sink_err,
-            _NULL if path_err is None else path_err,
-            _NULL,
-            _NULL,
-            0,
-            0,
-            out,
-        )
-        owner: Any = _NO_OWNER
+        patterns, replacement, length, max_hold, owner = _NULL, _NULL, 0, 0, _NO_OWNER
     else:
-        ptr = _start_pair(
-            sink_out,
-            _NULL if path_out is None else path_out,
-            sink_err,
-            _NULL if path_err is None else path_err,
-            redaction.patterns,
-            redaction.replacement,
-            redaction.replacement_len,
-            redaction.max_hold,
-            out,
-        )
-        owner = redaction.owner
+        patterns, replacement = redaction.patterns, redaction.replacement
+        length, max_hold, owner = redaction.replacement_len, redaction.max_hold, redaction.owner
+    ptr = _start_pair(
+        sink_out,
+        _NULL if path_out is None else path_out,
+        sink_err,
+        _NULL if path_err is None else path_err,
+        patterns,
+        replacement,
+        length,
+        max_hold,
+        out,
+    )
     if ptr == _NULL:
         rc, index, part = out[0], out[3], out[4]
         path = path_out if index == 0 else path_err
